@@ -1,0 +1,234 @@
+"""The checkout job a merchant enqueues (GATEWAY.md §1), checked before anything is signed.
+
+``CheckoutRequestSchema().load(payload)`` returns the flat dict of wire fields the worker signs
+and sends: every value a ``str``, empty optional fields dropped, a ``tradeNo`` generated when none
+is given. Error messages state the rule that failed and never echo the submitted value, so payer
+data stays out of logs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import secrets
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate, validates
+
+__all__ = ["CheckoutRequestSchema", "generate_trade_no"]
+
+try:
+    _TOKYO = ZoneInfo("Asia/Tokyo")
+except ZoneInfoNotFoundError:  # host without tzdata; Japan has had no DST since 1951
+    _TOKYO = timezone(timedelta(hours=9), "JST")
+
+TRADE_NO_MAX = 32
+NOTIFY_URL_REQUIRED = "required: set notifyUrl or VEXORA_NOTIFY_URL"
+
+
+def generate_trade_no() -> str:
+    """Tokyo time ``yyyymmddhhmmss`` followed by random digits, 32 characters in all."""
+    stamp = datetime.now(_TOKYO).strftime("%Y%m%d%H%M%S")
+    digits = TRADE_NO_MAX - len(stamp)
+    return f"{stamp}{secrets.randbelow(10**digits):0{digits}d}"
+
+
+class _Text(fields.String):
+    """A non-empty ``str``, returned as a plain ``str`` (``fields.String`` would also decode bytes)."""
+
+    default_error_messages = {
+        "invalid": "must be a string",
+        "null": "must not be null",
+        "empty": "must not be empty",
+        "unicode": "must be valid Unicode text (no lone surrogates)",
+    }
+
+    def _deserialize(self, value, attr, data, **kwargs) -> str:
+        if not isinstance(value, str):
+            raise self.make_error("invalid")
+        if not value:
+            raise self.make_error("empty")
+        try:
+            value.encode("utf-8")  # a lone surrogate would break signing later
+        except UnicodeEncodeError:
+            raise self.make_error("unicode") from None
+        return str(value)
+
+
+def _matches(pattern: str, message: str):
+    # fullmatch, never match + "$": "$" also matches before a trailing newline
+    regex = re.compile(pattern)
+
+    def check(value: str) -> None:
+        if regex.fullmatch(value) is None:
+            raise ValidationError(message)
+
+    return check
+
+
+def _max_length(limit: int):
+    return validate.Length(max=limit, error="must be at most {max} characters")
+
+
+def _no_control_chars(value: str) -> None:
+    if any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in value):
+        raise ValidationError("must not contain control characters")
+
+
+_URL_RULE = "must be an absolute http(s) URL with a host (e.g. https://merchant.example/notify)"
+_url = [
+    _max_length(512),
+    validate.URL(schemes={"http", "https"}, require_tld=False, error=_URL_RULE),
+]
+_KATAKANA_RULE = "must be full-width Katakana (ァ-ヺ, ー and ・ only, e.g. タロウ)"
+# U+30FB (・) and U+30FC (ー) directly follow U+30FA, so one range covers the set.
+_katakana = [_max_length(64), _matches("[\u30a1-\u30fc]+", _KATAKANA_RULE)]
+
+
+class CheckoutRequestSchema(Schema):
+    """A checkout job payload; ``load`` gives the wire fields, all ``str``, ready to sign."""
+
+    class Meta:
+        unknown = RAISE  # sign and timestamp included: the worker adds them
+
+    # Attribute names are the gateway's wire names: the loaded dict is signed and sent as-is.
+    tradeNo = _Text(
+        load_default=generate_trade_no,
+        validate=[
+            _max_length(TRADE_NO_MAX),
+            _matches("[A-Za-z0-9_-]+", "may contain only letters A-Z a-z, digits, _ and -"),
+        ],
+    )
+    userId = _Text(required=True, validate=[_max_length(64), _no_control_chars])
+    amount = _Text(
+        required=True,
+        validate=_matches(
+            "[1-9][0-9]*",
+            "must be a whole number of yen in ASCII digits, without sign, decimals, spaces "
+            "or leading zeros (e.g. 300)",
+        ),
+    )
+    mobile = _Text(
+        required=True,
+        validate=_matches(
+            "0[0-9]{10}", "must be 11 digits starting with 0, without country code (e.g. 09012345678)"
+        ),
+    )
+    firstname = _Text(required=True, validate=_katakana)
+    lastname = _Text(required=True, validate=_katakana)
+    email = _Text(
+        required=True,
+        validate=[_max_length(254), validate.Email(error="must be a valid email address")],
+    )
+    channelCode = _Text(required=True)
+    wayCode = _Text(required=True)
+    ipAddress = _Text(required=True)
+    notifyUrl = _Text(required=True, validate=_url, error_messages={"required": NOTIFY_URL_REQUIRED})
+    returnUrl = _Text(required=True, validate=_url)
+    remark = _Text()
+
+    def __init__(
+        self,
+        *,
+        amount_max: int = 1_000_000,
+        channel_codes: Iterable[str] = ("EWALLET",),
+        way_codes: Iterable[str] = ("PAYPAY",),
+        allow_private_ip: bool = False,
+        remark_max_length: int = 256,
+        notify_url_default: str = "",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if isinstance(amount_max, bool) or not isinstance(amount_max, int) or amount_max < 1:
+            raise ValueError("amount_max must be a positive integer")
+        if isinstance(remark_max_length, bool) or not isinstance(remark_max_length, int) \
+                or remark_max_length < 1:
+            raise ValueError("remark_max_length must be a positive integer")
+        if notify_url_default:
+            try:
+                for check in _url:
+                    check(notify_url_default)
+            except ValidationError:
+                raise ValueError(f"notify_url_default {_URL_RULE}") from None
+        self.amount_max = amount_max
+        self.channel_codes = _codes(channel_codes, "channel_codes")
+        self.way_codes = _codes(way_codes, "way_codes")
+        self.allow_private_ip = allow_private_ip
+        self.remark_max_length = remark_max_length
+        self.notify_url_default = notify_url_default
+        self._channel_code = validate.OneOf(self.channel_codes, error="must be one of: {choices}")
+        self._way_code = validate.OneOf(self.way_codes, error="must be one of: {choices}")
+        self._remark = _max_length(remark_max_length)
+
+    def field_errors(self, payload: object) -> dict:
+        """``{}`` when ``payload`` loads, else the field-name → messages dict."""
+        try:
+            self.load(payload)
+        except ValidationError as err:
+            return err.messages if isinstance(err.messages, dict) else {"_schema": err.messages}
+        return {}
+
+    @pre_load
+    def _apply_defaults(self, data, **_kwargs):
+        if not isinstance(data, Mapping):
+            return data  # marshmallow reports the wrong input type itself
+        data = dict(data)  # never mutate the caller's payload
+        if "tradeNo" in data and data["tradeNo"] is None:
+            del data["tradeNo"]
+        if _blank(data.get("remark")):
+            data.pop("remark", None)
+        if _blank(data.get("notifyUrl")):
+            data.pop("notifyUrl", None)
+            if self.notify_url_default:
+                data["notifyUrl"] = self.notify_url_default
+        return data
+
+    # Field hooks take **_kwargs: marshmallow 4 passes data_key, 3.x passes nothing.
+    @validates("amount")
+    def _amount_at_most_max(self, value: str, **_kwargs) -> None:
+        # length first: int() of a huge digit string is slow (and refused past 4300 digits)
+        if len(value) > len(str(self.amount_max)) or int(value) > self.amount_max:
+            raise ValidationError(f"must be at most {self.amount_max} yen")
+
+    @validates("channelCode")
+    def _channel_code_allowed(self, value: str, **_kwargs) -> None:
+        self._channel_code(value)
+
+    @validates("wayCode")
+    def _way_code_allowed(self, value: str, **_kwargs) -> None:
+        self._way_code(value)
+
+    @validates("ipAddress")
+    def _ip_address_usable(self, value: str, **_kwargs) -> None:
+        address = None
+        # ip_address() accepts a "%zone" suffix on IPv6; the gateway wants a bare address
+        if value.isascii() and "%" not in value and value == value.strip():
+            try:
+                address = ipaddress.ip_address(value)
+            except ValueError:
+                pass
+        if address is None:
+            raise ValidationError("must be an IPv4 or IPv6 address (e.g. 203.0.113.7)")
+        public = address.is_global and not (address.is_multicast or address.is_reserved)
+        if not (public or self.allow_private_ip):
+            raise ValidationError(
+                "must be the payer's public IP address (private, loopback, link-local, reserved, "
+                "unspecified and multicast addresses are refused)"
+            )
+
+    @validates("remark")
+    def _remark_length(self, value: str, **_kwargs) -> None:
+        self._remark(value)
+
+
+def _blank(value: object) -> bool:
+    return value is None or (isinstance(value, str) and value == "")
+
+
+def _codes(codes: Iterable[str], name: str) -> tuple[str, ...]:
+    result = (codes,) if isinstance(codes, str) else tuple(codes)
+    if not result or not all(isinstance(code, str) and code for code in result):
+        raise ValueError(f"{name} must be a non-empty list of non-empty strings")
+    return result

@@ -1,0 +1,91 @@
+"""The gateway's answers to a checkout (GATEWAY.md §1) and to a query (§3), as plain dicts.
+
+Lenient where the gateway varies (extra fields are dropped, ``data`` may be null, the query's
+amount has four possible names) and strict only on what the caller branches on: ``code`` must be
+a string. Every declared key is present in the output, ``None`` when the gateway left it out;
+judging the answer (e.g. a ``0015`` without ``paymentLink``) is the caller's job.
+"""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+
+from marshmallow import EXCLUDE, Schema, fields, post_load
+
+__all__ = ["CheckoutResponseSchema", "QueryResponseSchema"]
+
+# The query's amount key differs by country page; the first present, in this order, wins.
+AMOUNT_KEYS = ("amount", "orderAmount", "payAmount", "receivedAmount")
+
+
+def _optional_str() -> fields.String:
+    return fields.String(load_default=None, allow_none=True)
+
+
+class _StrOrNumber(fields.Field):
+    """A string or a JSON number (not a boolean), returned as ``str``."""
+
+    default_error_messages = {"invalid": "must be a string or a number"}
+
+    def _deserialize(self, value, attr, data, **kwargs) -> str:
+        if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
+            raise self.make_error("invalid")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.make_error("invalid")
+        return str(value)
+
+
+class _CheckoutData(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    tradeNo = _optional_str()
+    platFormTradeNo = _optional_str()
+    status = _optional_str()
+    message = _optional_str()
+    remark = _optional_str()
+    paymentLink = _optional_str()
+
+
+class _QueryData(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    tradeNo = _optional_str()
+    platFormTradeNo = _optional_str()
+    status = _optional_str()
+    message = _optional_str()
+    paymentLink = _optional_str()
+    amount = _StrOrNumber(allow_none=True)
+    orderAmount = _StrOrNumber(allow_none=True)
+    payAmount = _StrOrNumber(allow_none=True)
+    receivedAmount = _StrOrNumber(allow_none=True)
+
+    @post_load
+    def _one_amount(self, data: dict, **_kwargs) -> dict:
+        found = [data.pop(key, None) for key in AMOUNT_KEYS]
+        data["amount"] = next((value for value in found if value is not None), None)
+        return data
+
+
+class _Response(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    code = fields.String(required=True)
+    msg = _optional_str()
+    success = fields.Boolean(load_default=None, allow_none=True)
+    timestamp = _StrOrNumber(load_default=None, allow_none=True)
+
+
+class CheckoutResponseSchema(_Response):
+    """The answer to ``POST /v1/vexora/checkout``."""
+
+    data = fields.Nested(_CheckoutData, load_default=None, allow_none=True)
+
+
+class QueryResponseSchema(_Response):
+    """The answer to ``POST /v1/vexora/queryPayInResult``; ``data.amount`` unifies its names."""
+
+    data = fields.Nested(_QueryData, load_default=None, allow_none=True)

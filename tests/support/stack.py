@@ -1,0 +1,167 @@
+"""The product as real processes for integration tests: sandbox gateway and Celery workers.
+
+Redis is the one the test command started; each stack flushes it first, so a module starts
+clean. Payer and secret values here are markers that the tests look for in every log.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import redis
+import requests
+
+from worker.redis_server import free_port
+from worker.runtime import Runtime
+from worker.settings import Settings
+from worker.waiting import wait_until
+
+from tests.support.processes import Process, python_cmd
+
+MERCHANT_NO = "M-TEST-0001"
+APP_SECRET = "sekret-MARKER-7f3a9c"
+MARKERS = {
+    "mobile": "09087654321",
+    "email": "marker.payer@example.jp",
+    "firstname": "マーカー",
+    "lastname": "ヤマダ",
+}
+
+FAST_RETRIES = {
+    "VEXORA_CONNECT_TIMEOUT": "1.0",
+    "VEXORA_READ_TIMEOUT": "1.0",
+    "VEXORA_RETRY_MAX_ATTEMPTS": "4",
+    "VEXORA_RETRY_MAX_SECONDS": "8",
+    "VEXORA_RETRY_BASE_DELAY": "0.05",
+    "VEXORA_RETRY_MAX_DELAY": "0.2",
+}
+
+
+def payload(**overrides) -> dict:
+    """A valid job payload with a fresh tradeNo and the marker payer data."""
+    base = {
+        "tradeNo": "T" + uuid.uuid4().hex[:20],
+        "userId": "user-1",
+        "amount": "300",
+        "mobile": MARKERS["mobile"],
+        "firstname": MARKERS["firstname"],
+        "lastname": MARKERS["lastname"],
+        "email": MARKERS["email"],
+        "channelCode": "EWALLET",
+        "wayCode": "PAYPAY",
+        "ipAddress": "8.8.4.4",
+        "returnUrl": "https://merchant.example/return",
+        "remark": "order 42",
+    }
+    base.update(overrides)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+class Stack:
+    """Sandbox + workers on the test Redis; ``stop`` ends every process it started."""
+
+    def __init__(self, redis_url: str, log_dir: Path, **env_overrides: str):
+        self.log_dir = log_dir
+        self.sandbox_port = free_port()
+        self.sandbox_url = f"http://127.0.0.1:{self.sandbox_port}"
+        self.env = {
+            **os.environ,
+            "REDIS_URL": redis_url,
+            "VEXORA_BASE_URL": self.sandbox_url,
+            "VEXORA_MERCHANT_NO": MERCHANT_NO,
+            "VEXORA_APP_SECRET": APP_SECRET,
+            "VEXORA_NOTIFY_URL": "http://127.0.0.1:9/vexora/notify",
+            "PYTHONUNBUFFERED": "1",
+            **FAST_RETRIES,
+            **env_overrides,
+        }
+        self.settings = Settings.from_env(self.env)
+        self.runtime = Runtime(self.settings)
+        self.processes: list[Process] = []
+        self.http = requests.Session()
+
+    # -- processes ------------------------------------------------------------------------
+    def start(self, workers: int = 1, concurrency: int = 4) -> "Stack":
+        redis.Redis.from_url(self.settings.redis_url).flushall()
+        self.start_sandbox()
+        for _ in range(workers):
+            self.start_worker(concurrency=concurrency)
+        return self
+
+    def start_sandbox(self) -> Process:
+        proc = self._spawn("sandbox", python_cmd("-m", "worker.cli", "sandbox", "--port", str(self.sandbox_port)))
+        wait_until(lambda: self._sandbox_up() or _dead(proc), timeout=20, what="sandbox to listen")
+        assert proc.alive, proc.log()
+        return proc
+
+    def start_worker(self, concurrency: int = 4, queues: str = "checkout,callbacks") -> Process:
+        name = f"w{uuid.uuid4().hex[:6]}@test"
+        proc = self._spawn(name, python_cmd("-m", "celery", "-A", "worker", "worker", "-Q", queues,
+                                            "--pool", "threads", "-c", str(concurrency), "-n", name,
+                                            "--loglevel", "INFO", "--without-gossip", "--without-mingle"))
+        wait_until(lambda: self._worker_up(name) or _dead(proc), timeout=40, what=f"worker {name}")
+        assert proc.alive, proc.log()
+        proc.worker_name = name
+        return proc
+
+    def _spawn(self, name: str, cmd: list[str]) -> Process:
+        proc = Process(name, cmd, self.env, self.log_dir / f"{name.replace('@', '_')}.log").start()
+        self.processes.append(proc)
+        return proc
+
+    def _sandbox_up(self) -> bool:
+        try:
+            return self.http.get(self.sandbox_url + "/_sandbox/stats", timeout=1).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    def _worker_up(self, name: str) -> bool:
+        replies = self.runtime.celery.control.ping(destination=[name], timeout=0.5)
+        return any(name in reply for reply in replies)
+
+    def stop(self) -> None:
+        for proc in reversed(self.processes):
+            proc.stop()
+        self.http.close()
+
+    def logs(self) -> str:
+        return "\n".join(proc.log() for proc in self.processes)
+
+    # -- sandbox control ------------------------------------------------------------------
+    def faults(self, *rules: dict) -> None:
+        self.http.delete(self.sandbox_url + "/_sandbox/faults", timeout=5).raise_for_status()
+        if rules:
+            self.http.post(self.sandbox_url + "/_sandbox/faults", json={"faults": list(rules)},
+                           timeout=5).raise_for_status()
+
+    def stats(self) -> dict:
+        return self.http.get(self.sandbox_url + "/_sandbox/stats", timeout=5).json()
+
+    def sent(self, trade_no: str) -> dict:
+        """The sandbox's counts for one tradeNo (zeros when it never saw it)."""
+        empty = {"received": 0, "created": 0, "duplicates": 0, "faults": 0}
+        return {**empty, **self.stats()["checkout"].get(trade_no, {})}
+
+    # -- jobs -----------------------------------------------------------------------------
+    def enqueue(self, job: dict) -> str:
+        from worker.client import enqueue_checkout
+        return enqueue_checkout(job, runtime=self.runtime)
+
+    def record(self, trade_no: str) -> dict | None:
+        return self.runtime.store.get(trade_no)
+
+    def wait_state(self, trade_no: str, *wanted: str, timeout: float = 30.0) -> dict:
+        """Poll the store until the job is in one of ``wanted``; return its record."""
+        def reached():
+            record = self.record(trade_no)
+            return record if record and record["state"] in wanted else None
+        try:
+            return wait_until(reached, timeout=timeout, what=f"{trade_no} to reach {wanted}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; record is {self.record(trade_no)}") from None
+
+
+def _dead(proc: Process) -> bool:
+    return not proc.alive

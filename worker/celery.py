@@ -1,0 +1,53 @@
+"""The Celery application (``celery -A worker ...``), configured as DESIGN.md says.
+
+JSON only on the broker, late acknowledgement, a message that dies with its worker goes back on
+the queue, one message prefetched per worker thread, task events on for Flower. Messages carry a
+``tradeNo`` (or, for callbacks, the verified callback fields) — never payer data.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from worker.settings import Settings
+
+__all__ = ["app", "create_app", "CHECKOUT_QUEUE", "CALLBACK_QUEUE"]
+
+CHECKOUT_QUEUE = "checkout"
+CALLBACK_QUEUE = "callbacks"
+
+
+def create_app(settings: Settings | None = None) -> Celery:
+    settings = settings or Settings.from_env()
+    celery_app = Celery("vexora", include=["worker.tasks"])
+    celery_app.conf.update(
+        broker_url=settings.redis_url,
+        result_backend=settings.redis_url,
+        result_expires=24 * 3600,
+        task_ignore_result=True,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        task_default_queue=CHECKOUT_QUEUE,
+        task_routes={
+            "vexora.checkout.*": {"queue": CHECKOUT_QUEUE},
+            "vexora.reconcile": {"queue": CHECKOUT_QUEUE},
+            "vexora.callback.*": {"queue": CALLBACK_QUEUE},
+        },
+        # Longer than any submit's lease, so a message is redelivered only when its worker is gone.
+        broker_transport_options={"visibility_timeout": max(600, int(settings.lease * 2))},
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=True,
+        enable_utc=True,
+        timezone="Asia/Tokyo",
+    )
+    return celery_app
+
+
+app = create_app()

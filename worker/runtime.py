@@ -1,0 +1,88 @@
+"""The per-process bundle of clients (Redis, store, gateway, schema), built on first use.
+
+Nothing is connected at import time: a process builds its runtime the first time a task or a
+producer needs it, and rebuilds it after a fork (Celery's prefork pool), so no connection is
+ever shared between processes.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from functools import cached_property
+
+import redis
+
+from schemas import CheckoutRequestSchema
+from worker.settings import Settings
+
+__all__ = ["Runtime", "get_runtime", "reset_runtime", "checkout_schema"]
+
+
+def checkout_schema(settings: Settings) -> CheckoutRequestSchema:
+    """The job-payload schema configured by the settings (built once per runtime)."""
+    return CheckoutRequestSchema(
+        amount_max=settings.amount_max, channel_codes=settings.channel_codes,
+        way_codes=settings.way_codes, allow_private_ip=settings.allow_private_ip,
+        remark_max_length=settings.remark_max_length, notify_url_default=settings.notify_url,
+    )
+
+
+class Runtime:
+    """Lazily built clients for one process and one ``Settings``."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.settings.redis_url, health_check_interval=30,
+                                    socket_connect_timeout=5, socket_timeout=10, retry_on_timeout=True)
+
+    @cached_property
+    def store(self):
+        from worker.store import JobStore
+        s = self.settings
+        return JobStore(self.redis, prefix=s.key_prefix, ttl_seconds=s.job_ttl_seconds,
+                        events_maxlen=s.events_maxlen)
+
+    @cached_property
+    def celery(self):
+        """The Celery app to send with: the process's own when it uses the same broker."""
+        from worker.celery import app, create_app
+        return app if app.conf.broker_url == self.settings.redis_url else create_app(self.settings)
+
+    @cached_property
+    def schema(self) -> CheckoutRequestSchema:
+        return checkout_schema(self.settings)
+
+    @cached_property
+    def gateway(self):
+        from worker.gateway import GatewayClient
+        return GatewayClient(self.settings)
+
+    @cached_property
+    def submitter(self):
+        from worker.checkout import Submitter
+        return Submitter(self.settings, self.store, self.gateway, self.schema)
+
+
+_lock = threading.Lock()
+_current: tuple[int, Runtime] | None = None
+
+
+def get_runtime() -> Runtime:
+    """This process's runtime, built from the environment on first use."""
+    global _current
+    with _lock:
+        if _current is None or _current[0] != os.getpid():
+            _current = (os.getpid(), Runtime(Settings.from_env()))
+        return _current[1]
+
+
+def reset_runtime(settings: Settings | None = None) -> Runtime:
+    """Replace this process's runtime (tests, the CLI after parsing its options)."""
+    global _current
+    with _lock:
+        _current = (os.getpid(), Runtime(settings or Settings.from_env()))
+        return _current[1]

@@ -1,0 +1,489 @@
+"""The sandbox gateway: a real local HTTP server that speaks GATEWAY.md (checkout and query), keeps
+its orders in memory, counts what it received and injects faults on demand through a small
+control API under ``/_sandbox/``. It is a development and test tool, never a default for real money.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import secrets
+import signal
+import socket
+import string
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote, urlsplit
+
+from worker import signing
+
+__all__ = ["Sandbox", "SandboxServer", "GatewayConfig", "make_server", "run"]
+
+logger = logging.getLogger(__name__)
+
+CHECKOUT_PATH = "/v1/vexora/checkout"
+QUERY_PATH = "/v1/vexora/queryPayInResult"
+ENDPOINTS = ("checkout", "query")
+KINDS = ("latency", "http_error", "retry_after", "code_5000", "slow_after_create", "drop")
+REQUIRED_FIELDS = ("timestamp", "tradeNo", "userId", "amount", "mobile", "firstname", "lastname",
+                   "email", "channelCode", "wayCode", "ipAddress", "notifyUrl", "returnUrl")
+MAX_BODY = 1 << 20
+DEFAULT_DELAY = 1.0  # a latency rule without "delay" should still be visibly slow
+_ALNUM = string.ascii_lowercase + string.digits
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _is_text(value: object) -> bool:
+    # RawNumber is a str subclass; the gateway's fields are JSON strings, so a bare number is refused
+    return isinstance(value, str) and not isinstance(value, signing.RawNumber) and value != ""
+
+
+def _is_digits(value: str) -> bool:
+    return value.isascii() and value.isdigit()
+
+
+def _fault_rule(raw: object) -> dict:
+    """A control-API fault rule, normalised; ValueError names what is wrong."""
+    if not isinstance(raw, dict):
+        raise ValueError("a rule must be an object")
+    rule = {"endpoint": raw.get("endpoint", "checkout"), "kind": raw.get("kind"),
+            "times": raw.get("times", 1), "tradeNo": raw.get("tradeNo"),
+            "status": raw.get("status", 502), "delay": raw.get("delay", DEFAULT_DELAY),
+            "create": raw.get("create", False)}
+    if rule["endpoint"] not in ENDPOINTS:
+        raise ValueError(f"endpoint must be one of {ENDPOINTS}")
+    if rule["kind"] not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}")
+    times = rule["times"]
+    if isinstance(times, bool) or not isinstance(times, int) or (times < 1 and times != -1):
+        raise ValueError("times must be a positive integer or -1")
+    if rule["tradeNo"] is not None and not isinstance(rule["tradeNo"], str):
+        raise ValueError("tradeNo must be a string")
+    status = rule["status"]
+    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+        raise ValueError("status must be an HTTP status code")
+    delay = rule["delay"]
+    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay < 0:
+        raise ValueError("delay must be a number of seconds >= 0")
+    if not isinstance(rule["create"], bool):
+        raise ValueError("create must be a boolean")
+    return rule
+
+
+class Sandbox:
+    """Thread-safe gateway state: orders by tradeNo, counters, fault rules and chaos rates."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._orders: dict[str, dict] = {}
+            self._checkout: dict[str, dict[str, int]] = {}
+            self._queries: dict[str, int] = {}
+            self._totals = dict.fromkeys(("received", "created", "duplicates", "faults", "queries"), 0)
+            self._rules: list[dict] = []
+            self._chaos: dict = {"rates": {}, "delay": 2.0, "seed": None}
+            self._rng = random.Random()
+
+    # -- faults -------------------------------------------------------------------------------
+    def add_faults(self, rules: list) -> list[dict]:
+        checked = [_fault_rule(rule) for rule in rules]  # all or nothing: validate before adding
+        with self._lock:
+            self._rules.extend(checked)
+            return [dict(rule) for rule in self._rules]
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._rules.clear()
+
+    def faults(self) -> list[dict]:
+        with self._lock:
+            return [dict(rule) for rule in self._rules]
+
+    def set_chaos(self, rates: Mapping, delay: float = 2.0, seed: int | None = None) -> dict:
+        for kind, rate in rates.items():
+            if kind not in KINDS:
+                raise ValueError(f"rates keys must be among {KINDS}")
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+                raise ValueError("each rate must be a probability between 0 and 1")
+        if sum(rates.values()) > 1:
+            raise ValueError("rates must add up to at most 1")
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay < 0:
+            raise ValueError("delay must be a number of seconds >= 0")
+        rng = random.Random(seed)  # a bad seed fails here, before any state changes
+        with self._lock:
+            self._chaos = {"rates": dict(rates), "delay": delay, "seed": seed}
+            self._rng = rng
+            return dict(self._chaos)
+
+    def chaos(self) -> dict:
+        with self._lock:
+            return dict(self._chaos)
+
+    def take_fault(self, endpoint: str, trade_no: str | None) -> dict | None:
+        """The fault for this request, if any: first matching rule, else a chaos draw."""
+        with self._lock:
+            fault = self._take_rule(endpoint, trade_no)
+            if fault is None and endpoint == "checkout":
+                fault = self._draw_chaos()
+            if fault is not None:
+                self._totals["faults"] += 1
+                if endpoint == "checkout" and trade_no:
+                    self._counters(trade_no)["faults"] += 1
+            return fault
+
+    def _take_rule(self, endpoint: str, trade_no: str | None) -> dict | None:
+        for index, rule in enumerate(self._rules):
+            if rule["endpoint"] != endpoint:
+                continue
+            if rule["tradeNo"] is not None and rule["tradeNo"] != trade_no:
+                continue
+            if rule["times"] > 0:
+                rule["times"] -= 1
+                if rule["times"] == 0:
+                    del self._rules[index]
+            return dict(rule)
+        return None
+
+    def _draw_chaos(self) -> dict | None:
+        draw, edge = self._rng.random(), 0.0
+        for kind, rate in self._chaos["rates"].items():
+            edge += rate
+            if draw < edge:
+                return {"kind": kind, "status": 502, "delay": self._chaos["delay"],
+                        "create": self._rng.random() < 0.5}
+        return None
+
+    # -- orders and counters --------------------------------------------------------------------
+    def _counters(self, trade_no: str) -> dict[str, int]:
+        return self._checkout.setdefault(
+            trade_no, {"received": 0, "created": 0, "duplicates": 0, "faults": 0})
+
+    def note_request(self, endpoint: str, trade_no: str | None) -> None:
+        with self._lock:
+            if endpoint == "checkout":
+                self._totals["received"] += 1
+                if trade_no:
+                    self._counters(trade_no)["received"] += 1
+            else:
+                self._totals["queries"] += 1
+                if trade_no:
+                    self._queries[trade_no] = self._queries.get(trade_no, 0) + 1
+
+    def create_order(self, body: Mapping[str, str], public_url: str) -> dict | None:
+        """Create the order for ``body``; None when its tradeNo already exists (counted)."""
+        trade_no = body["tradeNo"]
+        with self._lock:  # check and create under one lock: a tradeNo is created at most once
+            if trade_no in self._orders:
+                self._counters(trade_no)["duplicates"] += 1
+                self._totals["duplicates"] += 1
+                return None
+            platform_no = "".join(secrets.choice(_ALNUM) for _ in range(16))
+            # payer data (mobile, names, email) is deliberately not kept
+            order = {"tradeNo": trade_no, "platFormTradeNo": platform_no, "status": "0015",
+                     "message": "Paying", "amount": body["amount"], "paidAmount": None,
+                     "notifyUrl": body["notifyUrl"], "returnUrl": body["returnUrl"],
+                     "remark": body.get("remark", ""), "ipAddress": body["ipAddress"],
+                     "paymentLink": f"{public_url}/cashier/{platform_no}",
+                     "createdAt": _now_ms()}
+            self._orders[trade_no] = order
+            self._counters(trade_no)["created"] += 1
+            self._totals["created"] += 1
+            return dict(order)
+
+    def order(self, trade_no: str) -> dict | None:
+        with self._lock:
+            order = self._orders.get(trade_no)
+            return dict(order) if order else None
+
+    def set_status(self, trade_no: str, status: str, message: str,
+                   paid_amount: str | None = None) -> dict:
+        """Move an order (paid, failed...); KeyError if the tradeNo is unknown."""
+        with self._lock:
+            order = self._orders[trade_no]
+            order.update(status=status, message=message)
+            if paid_amount is not None:
+                order["paidAmount"] = paid_amount
+            return dict(order)
+
+    def stats(self) -> dict:
+        with self._lock:
+            return {"checkout": {no: dict(c) for no, c in self._checkout.items()},
+                    "query": dict(self._queries), "totals": dict(self._totals)}
+
+
+# -- gateway answers (no HTTP here) ------------------------------------------------------------
+@dataclass(frozen=True)
+class GatewayConfig:
+    merchant_no: str
+    app_secret: str
+    public_url: str
+
+
+def envelope(code: str, msg: str, data: dict | None = None) -> dict:
+    return {"code": code, "msg": msg, "success": code == "0000", "timestamp": _now_ms(),
+            "data": data}
+
+
+def _refusal(config: GatewayConfig, merchant: str | None, body: dict | None) -> str | None:
+    """The 8000 message shared by both endpoints, or None when the request may proceed."""
+    if merchant != config.merchant_no:
+        return "merchant not found"
+    if body is None:
+        return "invalid request"
+    if not signing.verify(body, config.app_secret):
+        return "sign error"
+    return None
+
+
+def _invalid_field(body: Mapping[str, object]) -> str | None:
+    for field in REQUIRED_FIELDS:
+        if not _is_text(body.get(field)):
+            return field
+    if not _is_digits(body["amount"]) or int(body["amount"]) <= 0:
+        return "amount"
+    mobile = body["mobile"]
+    if len(mobile) != 11 or not _is_digits(mobile) or not mobile.startswith("0"):
+        return "mobile"
+    if len(body["tradeNo"]) > 32:
+        return "tradeNo"
+    if "remark" in body and not isinstance(body["remark"], str):
+        return "remark"
+    return None
+
+
+def checkout(sandbox: Sandbox, config: GatewayConfig, merchant: str | None,
+             body: dict | None) -> dict:
+    refused = _refusal(config, merchant, body)
+    if refused:
+        return envelope("8000", refused)
+    field = _invalid_field(body)
+    if field:
+        return envelope("8000", f"{field} invalid")
+    order = sandbox.create_order(body, config.public_url)
+    if order is None:
+        return envelope("8000", "duplicate tradeNo")
+    keys = ("tradeNo", "platFormTradeNo", "status", "message", "remark", "paymentLink")
+    return envelope("0000", "success", {key: order[key] for key in keys})
+
+
+def query(sandbox: Sandbox, config: GatewayConfig, merchant: str | None, body: dict | None) -> dict:
+    refused = _refusal(config, merchant, body)
+    if refused:
+        return envelope("8000", refused)
+    if not _is_text(body.get("tradeNo")):
+        return envelope("8000", "tradeNo invalid")
+    order = sandbox.order(body["tradeNo"])
+    if order is None:
+        return envelope("8000", "order not found")
+    amount = order["paidAmount"] if order["paidAmount"] is not None else order["amount"]
+    data = {key: order[key] for key in ("tradeNo", "platFormTradeNo", "status", "message")}
+    return envelope("0000", "success", {**data, "amount": amount})
+
+
+def _flat_object(raw: bytes) -> dict | None:
+    try:
+        body = signing.parse_json_keeping_numbers(raw)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
+        return None
+    if not isinstance(body, dict) or any(isinstance(v, (dict, list)) for v in body.values()):
+        return None
+    return body
+
+
+# -- HTTP --------------------------------------------------------------------------------------
+class SandboxServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address, handler, *, sandbox: Sandbox, merchant_no: str, app_secret: str,
+                 public_url: str | None = None) -> None:
+        super().__init__(address, handler)
+        self.sandbox = sandbox
+        host, port = self.server_address[:2]
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"  # a wildcard bind is not an address a browser can open
+        self.url = (public_url or f"http://{host}:{port}").rstrip("/")
+        self.config = GatewayConfig(merchant_no, app_secret, self.url)
+
+
+class SandboxHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: SandboxServer
+
+    def __getattr__(self, name: str):
+        # BaseHTTPRequestHandler answers 501 for a method without do_X; the brief wants 405
+        if name.startswith("do_"):
+            return self._method_not_allowed
+        raise AttributeError(name)
+
+    def do_GET(self) -> None:
+        path = self._path()
+        if path == "/_sandbox/faults":
+            return self._send_json(200, {"faults": self.server.sandbox.faults(),
+                                         "chaos": self.server.sandbox.chaos()})
+        if path == "/_sandbox/stats":
+            return self._send_json(200, self.server.sandbox.stats())
+        if path.startswith("/_sandbox/orders/"):
+            order = self.server.sandbox.order(unquote(path[len("/_sandbox/orders/"):]))
+            return self._send_json(*((200, order) if order else (404, {"error": "not found"})))
+        self._not_found_or_not_allowed(path)
+
+    def do_DELETE(self) -> None:
+        if self._path() != "/_sandbox/faults":
+            return self._not_found_or_not_allowed(self._path())
+        self.server.sandbox.clear_faults()
+        self._send_json(200, {"faults": []})
+
+    def do_POST(self) -> None:
+        path = self._path()
+        raw = self._read_body()
+        if raw is None:
+            return
+        if path in (CHECKOUT_PATH, QUERY_PATH):
+            return self._gateway("checkout" if path == CHECKOUT_PATH else "query", raw)
+        if path not in ("/_sandbox/faults", "/_sandbox/chaos", "/_sandbox/reset"):
+            return self._not_found_or_not_allowed(path)
+        try:
+            self._send_json(200, self._control(path, json.loads(raw or b"{}")))
+        except (ValueError, TypeError, AttributeError) as exc:  # bad JSON or a bad shape
+            self._send_json(400, {"error": str(exc)})
+
+    def _control(self, path: str, body: dict) -> dict:
+        sandbox = self.server.sandbox
+        if path == "/_sandbox/reset":
+            sandbox.reset()
+            return {"ok": True}
+        if path == "/_sandbox/chaos":
+            return {"chaos": sandbox.set_chaos(body.get("rates", {}), body.get("delay", 2.0),
+                                               body.get("seed"))}
+        if not isinstance(body.get("faults"), list):
+            raise ValueError("body must be {\"faults\": [rule, ...]}")
+        return {"faults": sandbox.add_faults(body["faults"])}
+
+    def _gateway(self, endpoint: str, raw: bytes) -> None:
+        body = _flat_object(raw)
+        trade_no = body.get("tradeNo") if body else None
+        trade_no = trade_no if _is_text(trade_no) else None
+        sandbox = self.server.sandbox
+        sandbox.note_request(endpoint, trade_no)
+        # the fault is chosen before merchant/sign checks: a broken network does not read bodies
+        fault = sandbox.take_fault(endpoint, trade_no) or {"kind": None}
+        kind = fault["kind"]
+        if kind == "http_error":
+            return self._send_html(fault["status"])
+        if kind == "retry_after":
+            return self._send_html(429, {"Retry-After": str(max(0, int(fault["delay"])))})
+        if kind == "latency":
+            time.sleep(fault["delay"])
+        answer = None
+        if kind not in ("code_5000", "drop") or fault["create"]:
+            handle = checkout if endpoint == "checkout" else query
+            answer = handle(sandbox, self.server.config, self.headers.get("merchantNo"), body)
+        if kind == "code_5000":
+            return self._send_json(200, envelope("5000", "system exception"))
+        if kind == "drop":
+            return self._drop()
+        if kind == "slow_after_create":
+            time.sleep(fault["delay"])
+        self._send_json(200, answer)
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _path(self) -> str:
+        return urlsplit(self.path).path
+
+    def _not_found_or_not_allowed(self, path: str) -> None:
+        known = (CHECKOUT_PATH, QUERY_PATH, "/_sandbox/faults", "/_sandbox/chaos",
+                 "/_sandbox/stats", "/_sandbox/reset")
+        if path in known or path.startswith("/_sandbox/orders/"):
+            return self._method_not_allowed()
+        self._send_json(404, {"error": "not found"})
+
+    def _method_not_allowed(self) -> None:
+        self.close_connection = True  # any request body was left unread
+        self._send_json(405, {"error": "method not allowed"})
+
+    def _read_body(self) -> bytes | None:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_BODY:
+            self.close_connection = True  # the unread body would poison the next request
+            self._send_json(413 if length > MAX_BODY else 400, {"error": "bad Content-Length"})
+            return None
+        return self.rfile.read(length)
+
+    def _send_json(self, status: int, payload: object) -> None:
+        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        self._send(status, body, "application/json; charset=utf-8")
+
+    def _send_html(self, status: int, headers: Mapping[str, str] | None = None) -> None:
+        reason = self.responses.get(status, ("Error",))[0]
+        body = f"<html><body><h1>{status} {reason}</h1></body></html>".encode()
+        self._send(status, body, "text/html; charset=utf-8", headers)
+
+    def _send(self, status: int, body: bytes, content_type: str,
+              headers: Mapping[str, str] | None = None) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            # the client gave up (e.g. read timeout on slow_after_create): expected, not an error
+            self.close_connection = True
+
+    def _drop(self) -> None:
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already gone
+
+    def log_request(self, code: object = "-", size: object = "-") -> None:
+        # method, path and status only: bodies and query strings may carry payer data
+        logger.info("%s %s %s", self.command, self._path(), code)
+
+    def log_message(self, format: str, *args: object) -> None:
+        # send_error/timeouts route here with raw request text; log_request already covers it
+        pass
+
+
+def make_server(host: str = "127.0.0.1", port: int = 0, *, merchant_no: str, app_secret: str,
+                public_url: str | None = None) -> SandboxServer:
+    """A bound, not yet serving sandbox gateway (call ``serve_forever``)."""
+    return SandboxServer((host, port), SandboxHandler, sandbox=Sandbox(),
+                         merchant_no=merchant_no, app_secret=app_secret, public_url=public_url)
+
+
+def run(host: str, port: int, *, merchant_no: str, app_secret: str,
+        public_url: str | None = None) -> None:
+    """Serve until SIGTERM or Ctrl-C; prints one line once listening, for a parent to wait on."""
+    server = make_server(host, port, merchant_no=merchant_no, app_secret=app_secret,
+                         public_url=public_url)
+
+    def _stop(signum, frame):
+        raise SystemExit(0)  # unwinds serve_forever in the main thread; finally closes the socket
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _stop)
+    print(f"sandbox gateway listening on {server.url}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

@@ -1,0 +1,135 @@
+"""One frozen ``Settings`` object built from the environment and passed to whoever needs it.
+
+Layering follows flower's ``options.py``: defaults here, then environment variables, then the
+command line (the CLI passes overrides to ``Settings.from_env``). Nothing reads ``os.environ``
+outside this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from worker.errors import ConfigurationError
+
+__all__ = ["Settings", "DEFAULT_REDIS_URL"]
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigurationError(f"not a boolean: {text!r}")
+
+
+def _tuple(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a process needs to know; immutable once built."""
+
+    redis_url: str = DEFAULT_REDIS_URL
+    base_url: str = ""
+    merchant_no: str = ""
+    app_secret: str = field(default="", repr=False)
+    notify_url: str = ""
+    api_token: str = field(default="", repr=False)
+
+    key_prefix: str = "vexora"
+    job_ttl_seconds: int = 30 * 24 * 3600
+    events_maxlen: int = 100_000
+
+    connect_timeout: float = 3.05
+    read_timeout: float = 10.0
+    retry_max_attempts: int = 5
+    retry_max_seconds: float = 30.0
+    retry_base_delay: float = 0.5
+    retry_max_delay: float = 8.0
+    retry_after_cap: float = 30.0
+    lease_seconds: float = 0.0  # 0: derived from the retry budget, see ``lease``
+
+    amount_max: int = 1_000_000
+    channel_codes: tuple[str, ...] = ("EWALLET",)
+    way_codes: tuple[str, ...] = ("PAYPAY",)
+    allow_private_ip: bool = False
+    remark_max_length: int = 256
+
+    ENV = {
+        "redis_url": ("REDIS_URL", str),
+        "base_url": ("VEXORA_BASE_URL", str),
+        "merchant_no": ("VEXORA_MERCHANT_NO", str),
+        "app_secret": ("VEXORA_APP_SECRET", str),
+        "notify_url": ("VEXORA_NOTIFY_URL", str),
+        "api_token": ("VEXORA_API_TOKEN", str),
+        "key_prefix": ("VEXORA_KEY_PREFIX", str),
+        "job_ttl_seconds": ("VEXORA_JOB_TTL_SECONDS", int),
+        "events_maxlen": ("VEXORA_EVENTS_MAXLEN", int),
+        "connect_timeout": ("VEXORA_CONNECT_TIMEOUT", float),
+        "read_timeout": ("VEXORA_READ_TIMEOUT", float),
+        "retry_max_attempts": ("VEXORA_RETRY_MAX_ATTEMPTS", int),
+        "retry_max_seconds": ("VEXORA_RETRY_MAX_SECONDS", float),
+        "retry_base_delay": ("VEXORA_RETRY_BASE_DELAY", float),
+        "retry_max_delay": ("VEXORA_RETRY_MAX_DELAY", float),
+        "retry_after_cap": ("VEXORA_RETRY_AFTER_CAP", float),
+        "lease_seconds": ("VEXORA_LEASE_SECONDS", float),
+        "amount_max": ("VEXORA_AMOUNT_MAX", int),
+        "channel_codes": ("VEXORA_CHANNEL_CODES", _tuple),
+        "way_codes": ("VEXORA_WAY_CODES", _tuple),
+        "allow_private_ip": ("VEXORA_ALLOW_PRIVATE_IP", _bool),
+        "remark_max_length": ("VEXORA_REMARK_MAX_LENGTH", int),
+    }
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
+        """Defaults, then the environment, then explicit overrides (e.g. from the CLI)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for name, (var, parse) in cls.ENV.items():
+            if environ.get(var) not in (None, ""):
+                try:
+                    values[name] = parse(environ[var])
+                except ValueError as exc:
+                    raise ConfigurationError(f"{var}: {exc}") from None
+        secret_file = environ.get("VEXORA_APP_SECRET_FILE")
+        if secret_file and "app_secret" not in values:
+            try:
+                with open(secret_file, encoding="utf-8") as fh:
+                    values["app_secret"] = fh.read().strip()
+            except OSError as exc:
+                raise ConfigurationError(f"VEXORA_APP_SECRET_FILE: {exc.strerror}") from None
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def replace(self, **changes) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def lease(self) -> float:
+        """How long a submit may hold a job before another worker may take it over.
+
+        Longer than the worst case of one submit (every attempt timing out, plus the waits and a
+        query before each resend), so a live worker never loses its lease.
+        """
+        if self.lease_seconds > 0:
+            return self.lease_seconds
+        per_attempt = 2 * (self.connect_timeout + self.read_timeout)
+        return max(60.0, 2 * (self.retry_max_seconds + self.retry_max_attempts * per_attempt))
+
+    def require_gateway(self) -> None:
+        """Fail loudly when the settings cannot talk to a gateway."""
+        missing = [var for name, (var, _) in self.ENV.items()
+                   if name in {"base_url", "merchant_no", "app_secret"} and not getattr(self, name)]
+        if missing:
+            raise ConfigurationError("missing configuration: " + ", ".join(missing))
+        parts = urlsplit(self.base_url)
+        if parts.scheme not in {"http", "https"} or not parts.netloc:
+            raise ConfigurationError("VEXORA_BASE_URL must be an absolute http(s) URL")

@@ -1,0 +1,64 @@
+"""The gateway's MD5 signature (GATEWAY.md §2): sign outgoing requests, verify callbacks.
+
+Every field but ``sign`` whose value is not absent, ``None`` or ``""`` is taken, keys sorted by
+ASCII order, joined as ``key1=value1key2=value2``, the app secret appended, MD5 over UTF-8,
+lowercase hex. Values are signed as the text that travels: strings as they are, booleans as
+``true``/``false``, and numbers from a callback as their original JSON text (parse callbacks with
+``parse_json_keeping_numbers`` so ``30000.00`` is not re-formatted by a float parser).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+
+__all__ = ["sign", "verify", "signing_string", "parse_json_keeping_numbers", "RawNumber"]
+
+
+class RawNumber(str):
+    """A JSON number kept as the exact text it had on the wire."""
+
+
+def _text(value: object) -> str:
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return str(value)
+
+
+def signing_string(params: Mapping[str, object]) -> str:
+    """The text that is hashed, without the secret (useful for debugging with a test vector)."""
+    return "".join(
+        f"{key}={_text(params[key])}"
+        for key in sorted(params)
+        if key != "sign" and params[key] is not None and params[key] != ""
+    )
+
+
+def sign(params: Mapping[str, object], secret: str) -> str:
+    """Lowercase MD5 hex of ``signing_string(params) + secret``."""
+    payload = signing_string(params) + secret
+    return hashlib.md5(payload.encode("utf-8")).hexdigest()
+
+
+def verify(params: Mapping[str, object], secret: str) -> bool:
+    """True when ``params['sign']`` matches; compared in constant time."""
+    given = params.get("sign")
+    if not isinstance(given, str) or not given:
+        return False
+    expected = sign(params, secret)
+    return hmac.compare_digest(expected.encode("ascii"), given.lower().encode("ascii", "replace"))
+
+
+def parse_json_keeping_numbers(raw: bytes | str) -> object:
+    """``json.loads`` that keeps every number as its original text (a ``RawNumber``)."""
+    return json.loads(raw, parse_float=RawNumber, parse_int=RawNumber, parse_constant=_refuse)
+
+
+def _refuse(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")

@@ -1,0 +1,290 @@
+"""The job store: one Redis hash per ``tradeNo``, its history, a stream of events, a TTL.
+
+The store is the source of truth. Every change of state goes through one Lua script that checks
+the move against ``worker.states`` and, in the same atomic step, writes the new fields, appends
+to the job's history, adds an event to the stream and keeps the per-state time index that the
+reconciler scans. A refused move changes nothing and reports the state it found.
+
+Keys (``p`` is ``Settings.key_prefix``):
+    p:job:<tradeNo>           hash    the record (``payload`` holds payer data until purged)
+    p:job:<tradeNo>:history   list    JSON entries {at, from, to, detail}
+    p:events                  stream  {tradeNo, from, to, at, detail}
+    p:index:<state>           zset    tradeNos of open states, scored by entry time (ms)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+import redis
+
+from worker import states
+from worker.errors import DuplicateTradeNoError
+
+__all__ = ["JobStore", "Job", "Moved", "fingerprint"]
+
+log = logging.getLogger("vexora.store")
+
+_CREATE = """
+local fp = redis.call('HGET', KEYS[1], 'fingerprint')
+if fp then
+  local state = redis.call('HGET', KEYS[1], 'state')
+  if fp == ARGV[2] then return {'existing', state} end
+  return {'conflict', state}
+end
+local fields = cjson.decode(ARGV[7])
+local flat = {}
+for k, v in pairs(fields) do flat[#flat + 1] = k; flat[#flat + 1] = tostring(v) end
+redis.call('HSET', KEYS[1], unpack(flat))
+redis.call('RPUSH', KEYS[2], '{"at":' .. ARGV[3] .. ',"from":null,"to":"queued","detail":{}}')
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'tradeNo', ARGV[1], 'from', '',
+           'to', 'queued', 'at', ARGV[3], 'detail', '{}')
+redis.call('ZADD', ARGV[6] .. 'queued', ARGV[3], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return {'created', 'queued'}
+"""
+
+_MOVE = """
+local current = redis.call('HGET', KEYS[1], 'state')
+if not current then return {0, false, 0} end
+local allowed = false
+for s in string.gmatch(ARGV[2], '%S+') do
+  if s == current then allowed = true end
+end
+if not allowed then return {0, current, 0} end
+local now = ARGV[3]
+if ARGV[10] ~= '' and current == 'submitting' then
+  -- a claim may take over 'submitting' only from a holder whose lease ran out
+  local lease = tonumber(redis.call('HGET', KEYS[1], 'leaseUntil') or '0')
+  if lease > tonumber(now) then return {0, current, 0} end
+end
+local flat = {'state', ARGV[1], 'updatedAt', now}
+for k, v in pairs(cjson.decode(ARGV[8])) do flat[#flat + 1] = k; flat[#flat + 1] = tostring(v) end
+redis.call('HSET', KEYS[1], unpack(flat))
+local drop = cjson.decode(ARGV[9])
+if #drop > 0 then redis.call('HDEL', KEYS[1], unpack(drop)) end
+local detail = ARGV[11]
+redis.call('RPUSH', KEYS[2], '{"at":' .. now .. ',"from":"' .. current .. '","to":"' .. ARGV[1] ..
+           '","detail":' .. detail .. '}')
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'tradeNo', ARGV[12], 'from', current,
+           'to', ARGV[1], 'at', now, 'detail', detail)
+for s in string.gmatch(ARGV[7], '%S+') do
+  if s == current then redis.call('ZREM', ARGV[6] .. current, ARGV[12]) end
+end
+for s in string.gmatch(ARGV[7], '%S+') do
+  if s == ARGV[1] then redis.call('ZADD', ARGV[6] .. ARGV[1], now, ARGV[12]) end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return {1, current, tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')}
+"""
+
+# Fields a record may hold that get_checkout never shows.
+_PRIVATE = {"payload", "fingerprint", "leaseToken"}
+_JSON_FIELDS = {"errors", "contact"}
+_INT_FIELDS = {"attempts", "createdAt", "updatedAt", "leaseUntil"}
+
+
+def fingerprint(payload: Mapping[str, object]) -> str:
+    """Identity of a payload for idempotent enqueue (same tradeNo, same payload -> same job)."""
+    canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Moved:
+    """What a transition did: ``applied`` or not, and the state it found."""
+
+    applied: bool
+    previous: str | None
+    attempts: int = 0
+
+
+@dataclass(frozen=True)
+class Job:
+    """A record as stored; ``payload`` is the merchant's input, ``None`` once purged."""
+
+    trade_no: str
+    state: str
+    attempts: int
+    lease_until: int
+    payload: dict | None
+    fields: dict
+
+    def public(self, history: list[dict]) -> dict:
+        out = {k: v for k, v in self.fields.items() if k not in _PRIVATE}
+        out["history"] = history
+        return out
+
+
+class JobStore:
+    """Reads and moves jobs; every write of state is atomic and forward-only."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str = "vexora",
+                 ttl_seconds: int = 30 * 24 * 3600, events_maxlen: int = 100_000,
+                 clock: Callable[[], float] = time.time):
+        self.redis = client
+        self.prefix = prefix
+        self.ttl = int(ttl_seconds)
+        self.events_maxlen = int(events_maxlen)
+        self.clock = clock
+        self._create = client.register_script(_CREATE)
+        self._move = client.register_script(_MOVE)
+
+    # -- keys -------------------------------------------------------------------------------
+    def job_key(self, trade_no: str) -> str:
+        return f"{self.prefix}:job:{trade_no}"
+
+    def history_key(self, trade_no: str) -> str:
+        return f"{self.prefix}:job:{trade_no}:history"
+
+    @property
+    def events_key(self) -> str:
+        return f"{self.prefix}:events"
+
+    def index_key(self, state: str) -> str:
+        return f"{self.prefix}:index:{state}"
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    # -- writes -----------------------------------------------------------------------------
+    def create(self, trade_no: str, payload: Mapping[str, object], *, contact: Mapping[str, str],
+               amount: object = None) -> tuple[str, str]:
+        """Store a new ``queued`` job; ``("created"|"existing", state)`` (existing: same payload).
+
+        Raises ``DuplicateTradeNoError`` when the tradeNo is taken by a different payload.
+        """
+        now = self._now_ms()
+        fp = fingerprint(payload)
+        record = {
+            "tradeNo": trade_no, "state": states.QUEUED, "createdAt": now, "updatedAt": now,
+            "attempts": 0, "fingerprint": fp, "contact": json.dumps(dict(contact)),
+            "payload": json.dumps(dict(payload), ensure_ascii=False),
+        }
+        if isinstance(amount, str):
+            record["amount"] = amount
+        outcome, state = self._create(
+            keys=[self.job_key(trade_no), self.history_key(trade_no), self.events_key],
+            args=[trade_no, fp, now, self.ttl, self.events_maxlen, f"{self.prefix}:index:",
+                  json.dumps({k: str(v) for k, v in record.items()}, ensure_ascii=False)],
+        )
+        outcome = _text(outcome)
+        if outcome == "conflict":
+            raise DuplicateTradeNoError(
+                "tradeNo is already used by a job with a different payload",
+                errors={"tradeNo": ["already used by another job with a different payload"]})
+        if outcome == "created":
+            log.info("job %s: new -> queued", trade_no)
+        return outcome, _text(state)
+
+    def move(self, trade_no: str, target: str, *, fields: Mapping[str, object] | None = None,
+             drop: Iterable[str] = (), detail: Mapping[str, object] | None = None,
+             allowed_from: Iterable[str] | None = None, claim_lease: float | None = None) -> Moved:
+        """Move a job to ``target`` if that is a forward move from its current state.
+
+        ``claim_lease`` (seconds) makes this a lease claim: ``leaseUntil`` and a fresh
+        ``leaseToken`` are written, and a job in ``submitting`` is taken only once its lease
+        has expired.
+        """
+        now = self._now_ms()
+        allowed = states.ENTERED_FROM[target] if allowed_from is None else frozenset(allowed_from)
+        values = {k: _encode(v) for k, v in (fields or {}).items()}
+        if claim_lease is not None:
+            values["leaseUntil"] = now + int(claim_lease * 1000)
+            values["leaseToken"] = secrets.token_hex(8)
+        detail_json = json.dumps(dict(detail or {}), ensure_ascii=False, separators=(",", ":"))
+        applied, previous, attempts = self._move(
+            keys=[self.job_key(trade_no), self.history_key(trade_no), self.events_key],
+            args=[target, " ".join(sorted(allowed)), now, self.ttl, self.events_maxlen,
+                  f"{self.prefix}:index:", " ".join(states.OPEN), json.dumps(values),
+                  json.dumps(list(drop)), "claim" if claim_lease is not None else "",
+                  detail_json, trade_no],
+        )
+        moved = Moved(bool(applied), _text(previous) if previous else None, int(attempts or 0))
+        if moved.applied:
+            log.info("job %s: %s -> %s attempt=%s%s", trade_no, moved.previous, target,
+                     moved.attempts, _log_detail(detail))
+        return moved
+
+    def count_attempt(self, trade_no: str) -> int:
+        """Count one more request sent (or about to be sent) to the gateway for this job."""
+        return int(self.redis.hincrby(self.job_key(trade_no), "attempts", 1))
+
+    def annotate(self, trade_no: str, **fields: object) -> None:
+        """Set fields that are not a change of state (e.g. a flag for review)."""
+        if self.redis.exists(self.job_key(trade_no)):
+            self.redis.hset(self.job_key(trade_no), mapping={k: _encode(v) for k, v in fields.items()})
+
+    # -- reads ------------------------------------------------------------------------------
+    def load(self, trade_no: str) -> Job | None:
+        raw = self.redis.hgetall(self.job_key(trade_no))
+        if not raw:
+            return None
+        fields = {_text(k): _text(v) for k, v in raw.items()}
+        payload = fields.get("payload")
+        decoded = {k: _decode(k, v) for k, v in fields.items()}
+        return Job(
+            trade_no=trade_no, state=fields.get("state", ""), attempts=decoded.get("attempts", 0),
+            lease_until=decoded.get("leaseUntil", 0),
+            payload=json.loads(payload) if payload else None, fields=decoded,
+        )
+
+    def history(self, trade_no: str) -> list[dict]:
+        return [json.loads(_text(item)) for item in self.redis.lrange(self.history_key(trade_no), 0, -1)]
+
+    def get(self, trade_no: str) -> dict | None:
+        """The public record: no payload, no fingerprint, no lease token; with the history."""
+        job = self.load(trade_no)
+        return None if job is None else job.public(self.history(trade_no))
+
+    def events(self, after: str = "0-0", count: int = 100, block_ms: int | None = None) -> list[tuple[str, dict]]:
+        """Events after the stream id ``after`` (``block_ms`` waits for new ones)."""
+        if block_ms is None:
+            rows = self.redis.xrange(self.events_key, min=f"({after}" if after != "0-0" else "-",
+                                     count=count)
+        else:
+            answer = self.redis.xread({self.events_key: after}, count=count, block=block_ms)
+            rows = answer[0][1] if answer else []
+        return [(_text(i), {_text(k): _text(v) for k, v in fields.items()}) for i, fields in rows]
+
+    def open_jobs(self, state: str, *, older_than_s: float = 0.0, limit: int = 100) -> list[str]:
+        """tradeNos in an open ``state`` that entered it at least ``older_than_s`` ago."""
+        until = self._now_ms() - int(older_than_s * 1000)
+        return [_text(t) for t in self.redis.zrangebyscore(self.index_key(state), "-inf", until,
+                                                            start=0, num=limit)]
+
+
+def _text(value: object) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _encode(value: object) -> str:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def _decode(key: str, value: str) -> object:
+    if key in _INT_FIELDS:
+        return int(value) if value else 0
+    if key in _JSON_FIELDS:
+        return json.loads(value) if value else None
+    if key == "needsReview":
+        return value == "true"
+    return value
+
+
+def _log_detail(detail: Mapping[str, object] | None) -> str:
+    if not detail:
+        return ""
+    return "".join(f" {k}={v}" for k, v in detail.items() if k in {"code", "status", "latencyMs", "reason"})
