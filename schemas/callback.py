@@ -44,7 +44,8 @@ class CallbackSchema(Schema):
     tradeNo = _Str(required=True, validate=_non_empty(64))
     platFormTradeNo = _Str(required=True, validate=_non_empty(64))
     amount = _Str(
-        required=True, validate=_matches(r"[0-9]+(\.[0-9]+)?", "must be a decimal number (e.g. 300.00)")
+        required=True,
+        validate=_matches(r"[0-9]+(\.[0-9]+)?", "must be a decimal number (e.g. 300.00)"),
     )
     status = _Str(required=True, validate=_non_empty(16))
     timestamp = _Str(required=True, validate=_matches("[0-9]+", "must be ASCII digits"))

@@ -36,7 +36,7 @@ def generate_trade_no() -> str:
 
 
 class _Text(fields.String):
-    """A non-empty ``str``, returned as a plain ``str`` (``fields.String`` would also decode bytes)."""
+    """A non-empty ``str``, returned as plain ``str`` (``fields.String`` would decode bytes)."""
 
     default_error_messages = {
         "invalid": "must be a string",
@@ -77,7 +77,7 @@ def _no_control_chars(value: str) -> None:
         raise ValidationError("must not contain control characters")
 
 
-_URL_RULE = "must be an absolute http(s) URL with a host (e.g. https://merchant.example/notify)"
+_URL_RULE = "must be an absolute http(s) URL with a host (e.g. https://merchant.example/path)"
 _url = [
     _max_length(512),
     validate.URL(schemes={"http", "https"}, require_tld=False, error=_URL_RULE),
@@ -113,7 +113,8 @@ class CheckoutRequestSchema(Schema):
     mobile = _Text(
         required=True,
         validate=_matches(
-            "0[0-9]{10}", "must be 11 digits starting with 0, without country code (e.g. 09012345678)"
+            "0[0-9]{10}",
+            "must be 11 digits starting with 0, without country code (e.g. 09012345678)",
         ),
     )
     firstname = _Text(required=True, validate=_katakana)
@@ -125,7 +126,9 @@ class CheckoutRequestSchema(Schema):
     channelCode = _Text(required=True)
     wayCode = _Text(required=True)
     ipAddress = _Text(required=True)
-    notifyUrl = _Text(required=True, validate=_url, error_messages={"required": NOTIFY_URL_REQUIRED})
+    notifyUrl = _Text(
+        required=True, validate=_url, error_messages={"required": NOTIFY_URL_REQUIRED}
+    )
     returnUrl = _Text(required=True, validate=_url)
     remark = _Text()
 
@@ -141,11 +144,9 @@ class CheckoutRequestSchema(Schema):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if isinstance(amount_max, bool) or not isinstance(amount_max, int) or amount_max < 1:
-            raise ValueError("amount_max must be a positive integer")
-        if isinstance(remark_max_length, bool) or not isinstance(remark_max_length, int) \
-                or remark_max_length < 1:
-            raise ValueError("remark_max_length must be a positive integer")
+        for name, number in (("amount_max", amount_max), ("remark_max_length", remark_max_length)):
+            if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+                raise ValueError(f"{name} must be a positive integer")
         if notify_url_default:
             try:
                 for check in _url:
@@ -167,7 +168,7 @@ class CheckoutRequestSchema(Schema):
         try:
             self.load(payload)
         except ValidationError as err:
-            return err.messages if isinstance(err.messages, dict) else {"_schema": err.messages}
+            return dict(err.messages)  # Schema.load always reports a dict
         return {}
 
     @pre_load

@@ -40,8 +40,13 @@ def create_app(settings: Settings | None = None) -> Celery:
             "vexora.reconcile": {"queue": CHECKOUT_QUEUE},
             "vexora.callback.*": {"queue": CALLBACK_QUEUE},
         },
-        # Longer than any submit's lease, so a message is redelivered only when its worker is gone.
-        broker_transport_options={"visibility_timeout": max(600, int(settings.lease * 2))},
+        # Longer than any submit's lease, so a message is redelivered only when its worker is gone;
+        # swept often enough that a dead worker's message comes back soon after that.
+        broker_transport_options={
+            "visibility_timeout": settings.redelivery_after,
+            "unacked_restore_interval": max(1, min(10, int(settings.redelivery_after / 4))),
+            "unacked_restore_throttle": 1,
+        },
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=True,
         enable_utc=True,

@@ -14,6 +14,7 @@ from functools import cached_property
 import redis
 
 from schemas import CheckoutRequestSchema
+from worker.errors import ConfigurationError
 from worker.settings import Settings
 
 __all__ = ["Runtime", "get_runtime", "reset_runtime", "checkout_schema"]
@@ -21,11 +22,14 @@ __all__ = ["Runtime", "get_runtime", "reset_runtime", "checkout_schema"]
 
 def checkout_schema(settings: Settings) -> CheckoutRequestSchema:
     """The job-payload schema configured by the settings (built once per runtime)."""
-    return CheckoutRequestSchema(
-        amount_max=settings.amount_max, channel_codes=settings.channel_codes,
-        way_codes=settings.way_codes, allow_private_ip=settings.allow_private_ip,
-        remark_max_length=settings.remark_max_length, notify_url_default=settings.notify_url,
-    )
+    try:
+        return CheckoutRequestSchema(
+            amount_max=settings.amount_max, channel_codes=settings.channel_codes,
+            way_codes=settings.way_codes, allow_private_ip=settings.allow_private_ip,
+            remark_max_length=settings.remark_max_length, notify_url_default=settings.notify_url,
+        )
+    except ValueError as exc:
+        raise ConfigurationError(f"checkout rules: {exc}") from None
 
 
 class Runtime:

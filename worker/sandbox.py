@@ -27,12 +27,15 @@ logger = logging.getLogger(__name__)
 
 CHECKOUT_PATH = "/v1/vexora/checkout"
 QUERY_PATH = "/v1/vexora/queryPayInResult"
+ORDERS_PATH = "/_sandbox/orders/"
 ENDPOINTS = ("checkout", "query")
-KINDS = ("latency", "http_error", "retry_after", "code_5000", "slow_after_create", "drop")
+KINDS = ("latency", "http_error", "retry_after", "code_5000", "code_8000", "slow_after_create", "drop")
 REQUIRED_FIELDS = ("timestamp", "tradeNo", "userId", "amount", "mobile", "firstname", "lastname",
                    "email", "channelCode", "wayCode", "ipAddress", "notifyUrl", "returnUrl")
 MAX_BODY = 1 << 20
-DEFAULT_DELAY = 1.0  # a latency rule without "delay" should still be visibly slow
+# a rule without "delay" should still be visibly slow; chaos has its own default
+RULE_DEFAULTS = {"endpoint": "checkout", "kind": None, "times": 1, "tradeNo": None,
+                 "status": 502, "delay": 1.0, "create": False}
 _ALNUM = string.ascii_lowercase + string.digits
 
 
@@ -41,40 +44,46 @@ def _now_ms() -> int:
 
 
 def _is_text(value: object) -> bool:
-    # RawNumber is a str subclass; the gateway's fields are JSON strings, so a bare number is refused
+    # RawNumber is a str subclass; the gateway's fields are JSON strings, so numbers are refused
     return isinstance(value, str) and not isinstance(value, signing.RawNumber) and value != ""
 
 
 def _is_digits(value: str) -> bool:
-    return value.isascii() and value.isdigit()
+    return value.isascii() and value.isdigit()  # str.isdigit alone accepts "３００"
+
+
+def _is_seconds(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+
+
+_RULE_CHECKS = (
+    ("endpoint", lambda v: v in ENDPOINTS, f"endpoint must be one of {ENDPOINTS}"),
+    ("kind", lambda v: v in KINDS, f"kind must be one of {KINDS}"),
+    ("times", lambda v: type(v) is int and (v >= 1 or v == -1), "times must be >= 1 or -1"),
+    ("tradeNo", lambda v: v is None or isinstance(v, str), "tradeNo must be a string"),
+    ("status", lambda v: type(v) is int and 100 <= v <= 599, "status must be an HTTP status"),
+    ("delay", _is_seconds, "delay must be a number of seconds >= 0"),
+    ("create", lambda v: isinstance(v, bool), "create must be a boolean"),
+)
 
 
 def _fault_rule(raw: object) -> dict:
-    """A control-API fault rule, normalised; ValueError names what is wrong."""
+    """A control-API fault rule with defaults filled in; ValueError names what is wrong."""
     if not isinstance(raw, dict):
         raise ValueError("a rule must be an object")
-    rule = {"endpoint": raw.get("endpoint", "checkout"), "kind": raw.get("kind"),
-            "times": raw.get("times", 1), "tradeNo": raw.get("tradeNo"),
-            "status": raw.get("status", 502), "delay": raw.get("delay", DEFAULT_DELAY),
-            "create": raw.get("create", False)}
-    if rule["endpoint"] not in ENDPOINTS:
-        raise ValueError(f"endpoint must be one of {ENDPOINTS}")
-    if rule["kind"] not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}")
-    times = rule["times"]
-    if isinstance(times, bool) or not isinstance(times, int) or (times < 1 and times != -1):
-        raise ValueError("times must be a positive integer or -1")
-    if rule["tradeNo"] is not None and not isinstance(rule["tradeNo"], str):
-        raise ValueError("tradeNo must be a string")
-    status = rule["status"]
-    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
-        raise ValueError("status must be an HTTP status code")
-    delay = rule["delay"]
-    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay < 0:
-        raise ValueError("delay must be a number of seconds >= 0")
-    if not isinstance(rule["create"], bool):
-        raise ValueError("create must be a boolean")
+    rule = {key: raw.get(key, default) for key, default in RULE_DEFAULTS.items()}
+    for key, is_valid, message in _RULE_CHECKS:
+        if not is_valid(rule[key]):
+            raise ValueError(message)
     return rule
+
+
+def _check_rates(rates: object) -> dict:
+    if not isinstance(rates, dict) or any(kind not in KINDS for kind in rates):
+        raise ValueError(f"rates must map fault kinds {KINDS} to probabilities")
+    if not all(_is_seconds(r) and r <= 1 for r in rates.values()) or sum(rates.values()) > 1:
+        raise ValueError("each rate must be in [0, 1] and they must add up to at most 1")
+    return dict(rates)
 
 
 class Sandbox:
@@ -89,48 +98,39 @@ class Sandbox:
             self._orders: dict[str, dict] = {}
             self._checkout: dict[str, dict[str, int]] = {}
             self._queries: dict[str, int] = {}
-            self._totals = dict.fromkeys(("received", "created", "duplicates", "faults", "queries"), 0)
+            self._totals = dict.fromkeys(
+                ("received", "created", "duplicates", "faults", "queries"), 0)
             self._rules: list[dict] = []
             self._chaos: dict = {"rates": {}, "delay": 2.0, "seed": None}
             self._rng = random.Random()
 
-    # -- faults -------------------------------------------------------------------------------
+    # -- faults ---------------------------------------------------------------------------------
     def add_faults(self, rules: list) -> list[dict]:
         checked = [_fault_rule(rule) for rule in rules]  # all or nothing: validate before adding
         with self._lock:
             self._rules.extend(checked)
-            return [dict(rule) for rule in self._rules]
+        return self.faults()["faults"]
 
     def clear_faults(self) -> None:
         with self._lock:
             self._rules.clear()
 
-    def faults(self) -> list[dict]:
+    def faults(self) -> dict:
+        """The rules still pending and the chaos settings."""
         with self._lock:
-            return [dict(rule) for rule in self._rules]
+            return {"faults": [dict(rule) for rule in self._rules], "chaos": dict(self._chaos)}
 
     def set_chaos(self, rates: Mapping, delay: float = 2.0, seed: int | None = None) -> dict:
-        for kind, rate in rates.items():
-            if kind not in KINDS:
-                raise ValueError(f"rates keys must be among {KINDS}")
-            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
-                raise ValueError("each rate must be a probability between 0 and 1")
-        if sum(rates.values()) > 1:
-            raise ValueError("rates must add up to at most 1")
-        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay < 0:
+        rates = _check_rates(rates)
+        if not _is_seconds(delay):
             raise ValueError("delay must be a number of seconds >= 0")
         rng = random.Random(seed)  # a bad seed fails here, before any state changes
         with self._lock:
-            self._chaos = {"rates": dict(rates), "delay": delay, "seed": seed}
-            self._rng = rng
-            return dict(self._chaos)
-
-    def chaos(self) -> dict:
-        with self._lock:
-            return dict(self._chaos)
+            self._chaos, self._rng = {"rates": rates, "delay": delay, "seed": seed}, rng
+        return self.faults()["chaos"]
 
     def take_fault(self, endpoint: str, trade_no: str | None) -> dict | None:
-        """The fault for this request, if any: first matching rule, else a chaos draw."""
+        """The fault for this request, if any: the first matching rule, else a chaos draw."""
         with self._lock:
             fault = self._take_rule(endpoint, trade_no)
             if fault is None and endpoint == "checkout":
@@ -143,11 +143,9 @@ class Sandbox:
 
     def _take_rule(self, endpoint: str, trade_no: str | None) -> dict | None:
         for index, rule in enumerate(self._rules):
-            if rule["endpoint"] != endpoint:
+            if rule["endpoint"] != endpoint or rule["tradeNo"] not in (None, trade_no):
                 continue
-            if rule["tradeNo"] is not None and rule["tradeNo"] != trade_no:
-                continue
-            if rule["times"] > 0:
+            if rule["times"] > 0:  # -1 means forever
                 rule["times"] -= 1
                 if rule["times"] == 0:
                     del self._rules[index]
@@ -163,12 +161,13 @@ class Sandbox:
                         "create": self._rng.random() < 0.5}
         return None
 
-    # -- orders and counters --------------------------------------------------------------------
+    # -- orders and counters ----------------------------------------------------------------------
     def _counters(self, trade_no: str) -> dict[str, int]:
         return self._checkout.setdefault(
             trade_no, {"received": 0, "created": 0, "duplicates": 0, "faults": 0})
 
     def note_request(self, endpoint: str, trade_no: str | None) -> None:
+        """Count a gateway request; totals count those without a usable tradeNo too."""
         with self._lock:
             if endpoint == "checkout":
                 self._totals["received"] += 1
@@ -180,7 +179,7 @@ class Sandbox:
                     self._queries[trade_no] = self._queries.get(trade_no, 0) + 1
 
     def create_order(self, body: Mapping[str, str], public_url: str) -> dict | None:
-        """Create the order for ``body``; None when its tradeNo already exists (counted)."""
+        """Create the order for ``body``; None (and a duplicate counted) if its tradeNo exists."""
         trade_no = body["tradeNo"]
         with self._lock:  # check and create under one lock: a tradeNo is created at most once
             if trade_no in self._orders:
@@ -193,8 +192,7 @@ class Sandbox:
                      "message": "Paying", "amount": body["amount"], "paidAmount": None,
                      "notifyUrl": body["notifyUrl"], "returnUrl": body["returnUrl"],
                      "remark": body.get("remark", ""), "ipAddress": body["ipAddress"],
-                     "paymentLink": f"{public_url}/cashier/{platform_no}",
-                     "createdAt": _now_ms()}
+                     "paymentLink": f"{public_url}/cashier/{platform_no}", "createdAt": _now_ms()}
             self._orders[trade_no] = order
             self._counters(trade_no)["created"] += 1
             self._totals["created"] += 1
@@ -221,7 +219,7 @@ class Sandbox:
                     "query": dict(self._queries), "totals": dict(self._totals)}
 
 
-# -- gateway answers (no HTTP here) ------------------------------------------------------------
+# -- gateway answers (no HTTP here) ----------------------------------------------------------------
 @dataclass(frozen=True)
 class GatewayConfig:
     merchant_no: str
@@ -235,7 +233,7 @@ def envelope(code: str, msg: str, data: dict | None = None) -> dict:
 
 
 def _refusal(config: GatewayConfig, merchant: str | None, body: dict | None) -> str | None:
-    """The 8000 message shared by both endpoints, or None when the request may proceed."""
+    """The 8000 message both endpoints share, or None when the request may proceed."""
     if merchant != config.merchant_no:
         return "merchant not found"
     if body is None:
@@ -280,14 +278,13 @@ def query(sandbox: Sandbox, config: GatewayConfig, merchant: str | None, body: d
     refused = _refusal(config, merchant, body)
     if refused:
         return envelope("8000", refused)
-    if not _is_text(body.get("tradeNo")):
-        return envelope("8000", "tradeNo invalid")
-    order = sandbox.order(body["tradeNo"])
+    order = sandbox.order(body["tradeNo"]) if _is_text(body.get("tradeNo")) else None
     if order is None:
         return envelope("8000", "order not found")
-    amount = order["paidAmount"] if order["paidAmount"] is not None else order["amount"]
     data = {key: order[key] for key in ("tradeNo", "platFormTradeNo", "status", "message")}
-    return envelope("0000", "success", {**data, "amount": amount})
+    paid = order["paidAmount"]  # a partial payment answers what was actually paid
+    data["amount"] = order["amount"] if paid is None else paid
+    return envelope("0000", "success", data)
 
 
 def _flat_object(raw: bytes) -> dict | None:
@@ -300,7 +297,7 @@ def _flat_object(raw: bytes) -> dict | None:
     return body
 
 
-# -- HTTP --------------------------------------------------------------------------------------
+# -- HTTP ------------------------------------------------------------------------------------------
 class SandboxServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -321,62 +318,65 @@ class SandboxHandler(BaseHTTPRequestHandler):
     server: SandboxServer
 
     def __getattr__(self, name: str):
-        # BaseHTTPRequestHandler answers 501 for a method without do_X; the brief wants 405
+        # BaseHTTPRequestHandler answers 501 for a method without do_X; the control API promises 405
         if name.startswith("do_"):
             return self._method_not_allowed
         raise AttributeError(name)
 
     def do_GET(self) -> None:
-        path = self._path()
+        path, sandbox = urlsplit(self.path).path, self.server.sandbox
         if path == "/_sandbox/faults":
-            return self._send_json(200, {"faults": self.server.sandbox.faults(),
-                                         "chaos": self.server.sandbox.chaos()})
+            return self._send_json(200, sandbox.faults())
         if path == "/_sandbox/stats":
-            return self._send_json(200, self.server.sandbox.stats())
-        if path.startswith("/_sandbox/orders/"):
-            order = self.server.sandbox.order(unquote(path[len("/_sandbox/orders/"):]))
-            return self._send_json(*((200, order) if order else (404, {"error": "not found"})))
-        self._not_found_or_not_allowed(path)
+            return self._send_json(200, sandbox.stats())
+        trade_no = unquote(path[len(ORDERS_PATH):]) if path.startswith(ORDERS_PATH) else ""
+        order = sandbox.order(trade_no) if trade_no else None
+        self._send_json(*((200, order) if order else (404, {"error": "not found"})))
 
     def do_DELETE(self) -> None:
-        if self._path() != "/_sandbox/faults":
-            return self._not_found_or_not_allowed(self._path())
+        if urlsplit(self.path).path != "/_sandbox/faults":
+            return self._send_json(404, {"error": "not found"})
         self.server.sandbox.clear_faults()
         self._send_json(200, {"faults": []})
 
     def do_POST(self) -> None:
-        path = self._path()
-        raw = self._read_body()
+        path, raw = urlsplit(self.path).path, self._read_body()
         if raw is None:
             return
-        if path in (CHECKOUT_PATH, QUERY_PATH):
-            return self._gateway("checkout" if path == CHECKOUT_PATH else "query", raw)
-        if path not in ("/_sandbox/faults", "/_sandbox/chaos", "/_sandbox/reset"):
-            return self._not_found_or_not_allowed(path)
+        if path == CHECKOUT_PATH:
+            return self._gateway("checkout", checkout, raw)
+        if path == QUERY_PATH:
+            return self._gateway("query", query, raw)
+        if path == "/_sandbox/reset":
+            self.server.sandbox.reset()
+            return self._send_json(200, {"ok": True})
+        if path not in ("/_sandbox/faults", "/_sandbox/chaos"):
+            return self._send_json(404, {"error": "not found"})
         try:
             self._send_json(200, self._control(path, json.loads(raw or b"{}")))
-        except (ValueError, TypeError, AttributeError) as exc:  # bad JSON or a bad shape
+        except (ValueError, TypeError, AttributeError) as exc:  # bad JSON, bad shape, bad rule
             self._send_json(400, {"error": str(exc)})
 
     def _control(self, path: str, body: dict) -> dict:
-        sandbox = self.server.sandbox
-        if path == "/_sandbox/reset":
-            sandbox.reset()
-            return {"ok": True}
         if path == "/_sandbox/chaos":
-            return {"chaos": sandbox.set_chaos(body.get("rates", {}), body.get("delay", 2.0),
-                                               body.get("seed"))}
+            chaos = self.server.sandbox.set_chaos(body.get("rates", {}), body.get("delay", 2.0),
+                                                  body.get("seed"))
+            return {"chaos": chaos}
         if not isinstance(body.get("faults"), list):
-            raise ValueError("body must be {\"faults\": [rule, ...]}")
-        return {"faults": sandbox.add_faults(body["faults"])}
+            raise ValueError('body must be {"faults": [rule, ...]}')
+        return {"faults": self.server.sandbox.add_faults(body["faults"])}
 
-    def _gateway(self, endpoint: str, raw: bytes) -> None:
+    def _method_not_allowed(self) -> None:
+        self.close_connection = True  # any request body was left unread
+        self._send_json(405, {"error": "method not allowed"})
+
+    def _gateway(self, endpoint: str, answer_for, raw: bytes) -> None:
         body = _flat_object(raw)
         trade_no = body.get("tradeNo") if body else None
         trade_no = trade_no if _is_text(trade_no) else None
         sandbox = self.server.sandbox
         sandbox.note_request(endpoint, trade_no)
-        # the fault is chosen before merchant/sign checks: a broken network does not read bodies
+        # chosen before the merchant/sign checks: a broken network does not read bodies first
         fault = sandbox.take_fault(endpoint, trade_no) or {"kind": None}
         kind = fault["kind"]
         if kind == "http_error":
@@ -385,10 +385,11 @@ class SandboxHandler(BaseHTTPRequestHandler):
             return self._send_html(429, {"Retry-After": str(max(0, int(fault["delay"])))})
         if kind == "latency":
             time.sleep(fault["delay"])
+        if kind == "code_8000":  # a business refusal the schema cannot foresee (e.g. a limit)
+            return self._send_json(200, envelope("8000", "request refused by the gateway"))
         answer = None
         if kind not in ("code_5000", "drop") or fault["create"]:
-            handle = checkout if endpoint == "checkout" else query
-            answer = handle(sandbox, self.server.config, self.headers.get("merchantNo"), body)
+            answer = answer_for(sandbox, self.server.config, self.headers.get("merchantNo"), body)
         if kind == "code_5000":
             return self._send_json(200, envelope("5000", "system exception"))
         if kind == "drop":
@@ -397,53 +398,35 @@ class SandboxHandler(BaseHTTPRequestHandler):
             time.sleep(fault["delay"])
         self._send_json(200, answer)
 
-    # -- plumbing ---------------------------------------------------------------------------
-    def _path(self) -> str:
-        return urlsplit(self.path).path
-
-    def _not_found_or_not_allowed(self, path: str) -> None:
-        known = (CHECKOUT_PATH, QUERY_PATH, "/_sandbox/faults", "/_sandbox/chaos",
-                 "/_sandbox/stats", "/_sandbox/reset")
-        if path in known or path.startswith("/_sandbox/orders/"):
-            return self._method_not_allowed()
-        self._send_json(404, {"error": "not found"})
-
-    def _method_not_allowed(self) -> None:
-        self.close_connection = True  # any request body was left unread
-        self._send_json(405, {"error": "method not allowed"})
-
+    # -- plumbing ----------------------------------------------------------------------------------
     def _read_body(self) -> bytes | None:
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if not 0 <= length <= MAX_BODY:
-            self.close_connection = True  # the unread body would poison the next request
-            self._send_json(413 if length > MAX_BODY else 400, {"error": "bad Content-Length"})
+        length = self.headers.get("Content-Length") or "0"
+        if not length.isdigit() or int(length) > MAX_BODY:
+            self.close_connection = True  # an unread body would poison the next request
+            self._send_json(400, {"error": "bad or too large Content-Length"})
             return None
-        return self.rfile.read(length)
+        return self.rfile.read(int(length))
 
     def _send_json(self, status: int, payload: object) -> None:
-        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        self._send(status, body, "application/json; charset=utf-8")
+        self._send(status, json.dumps(payload, ensure_ascii=False).encode(), "application/json")
 
     def _send_html(self, status: int, headers: Mapping[str, str] | None = None) -> None:
         reason = self.responses.get(status, ("Error",))[0]
         body = f"<html><body><h1>{status} {reason}</h1></body></html>".encode()
-        self._send(status, body, "text/html; charset=utf-8", headers)
+        self._send(status, body, "text/html", headers)
 
     def _send(self, status: int, body: bytes, content_type: str,
               headers: Mapping[str, str] | None = None) -> None:
         try:
             self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Type", f"{content_type}; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))  # keep-alive needs it, always
             for name, value in (headers or {}).items():
                 self.send_header(name, value)
             self.end_headers()
             self.wfile.write(body)
         except (BrokenPipeError, ConnectionResetError):
-            # the client gave up (e.g. read timeout on slow_after_create): expected, not an error
+            # the client gave up (e.g. a read timeout under slow_after_create): expected
             self.close_connection = True
 
     def _drop(self) -> None:
@@ -451,14 +434,14 @@ class SandboxHandler(BaseHTTPRequestHandler):
         try:
             self.connection.shutdown(socket.SHUT_RDWR)
         except OSError:
-            pass  # already gone
+            pass  # already gone: that is what was asked
 
     def log_request(self, code: object = "-", size: object = "-") -> None:
         # method, path and status only: bodies and query strings may carry payer data
-        logger.info("%s %s %s", self.command, self._path(), code)
+        logger.info("%s %s %s", self.command, urlsplit(self.path).path, code)
 
     def log_message(self, format: str, *args: object) -> None:
-        # send_error/timeouts route here with raw request text; log_request already covers it
+        # send_error and timeouts come here with raw request text; log_request covers the status
         pass
 
 

@@ -56,6 +56,7 @@ class Settings:
     retry_max_delay: float = 8.0
     retry_after_cap: float = 30.0
     lease_seconds: float = 0.0  # 0: derived from the retry budget, see ``lease``
+    visibility_timeout: float = 0.0  # 0: derived from the lease, see ``redelivery_after``
 
     amount_max: int = 1_000_000
     channel_codes: tuple[str, ...] = ("EWALLET",)
@@ -81,6 +82,7 @@ class Settings:
         "retry_max_delay": ("VEXORA_RETRY_MAX_DELAY", float),
         "retry_after_cap": ("VEXORA_RETRY_AFTER_CAP", float),
         "lease_seconds": ("VEXORA_LEASE_SECONDS", float),
+        "visibility_timeout": ("VEXORA_VISIBILITY_TIMEOUT", float),
         "amount_max": ("VEXORA_AMOUNT_MAX", int),
         "channel_codes": ("VEXORA_CHANNEL_CODES", _tuple),
         "way_codes": ("VEXORA_WAY_CODES", _tuple),
@@ -123,6 +125,14 @@ class Settings:
             return self.lease_seconds
         per_attempt = 2 * (self.connect_timeout + self.read_timeout)
         return max(60.0, 2 * (self.retry_max_seconds + self.retry_max_attempts * per_attempt))
+
+    @property
+    def redelivery_after(self) -> float:
+        """Seconds before the broker hands an unacknowledged message (its worker died) to another.
+
+        Twice the lease: a message is redelivered only once its holder's lease has long expired.
+        """
+        return self.visibility_timeout if self.visibility_timeout > 0 else 2 * self.lease
 
     def require_gateway(self) -> None:
         """Fail loudly when the settings cannot talk to a gateway."""

@@ -6,6 +6,7 @@ import itertools
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -332,10 +333,11 @@ def test_reset_forgets_orders_stats_rules_and_chaos(base):
     assert checkout(base, body).json()["code"] == "0000"
 
 
-def test_unknown_path_is_404_and_wrong_method_is_405(base):
+def test_unknown_path_is_404_and_unknown_method_is_405(base):
     assert requests.get(f"{base}/nope", timeout=TIMEOUT).status_code == 404
+    assert requests.post(f"{base}/_sandbox/nope", json={}, timeout=TIMEOUT).status_code == 404
     assert requests.get(f"{base}/_sandbox/orders/none", timeout=TIMEOUT).status_code == 404
-    assert requests.get(f"{base}/v1/vexora/checkout", timeout=TIMEOUT).status_code == 405
+    assert requests.delete(f"{base}/_sandbox/stats", timeout=TIMEOUT).status_code == 404
     assert requests.put(f"{base}/_sandbox/faults", timeout=TIMEOUT).status_code == 405
     assert requests.request("PURGE", f"{base}/", timeout=TIMEOUT).status_code == 405
 
@@ -350,3 +352,12 @@ def test_access_log_names_method_path_and_status_only(base, caplog):
     lines = [r.getMessage() for r in caplog.records]
     assert "POST /v1/vexora/checkout 200" in lines
     assert not any("09012345678" in line or "debug" in line for line in lines)
+
+
+def test_concurrent_checkouts_for_one_trade_no_create_it_once(base):
+    body = checkout_body()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        codes = list(pool.map(lambda _: checkout(base, body).json()["code"], range(8)))
+    assert sorted(codes) == ["0000"] + ["8000"] * 7
+    assert counters(base, body["tradeNo"]) == {"received": 8, "created": 1, "duplicates": 7,
+                                               "faults": 0}

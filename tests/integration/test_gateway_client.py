@@ -1,0 +1,107 @@
+"""The gateway client against a real local server: what each transport failure is classified as."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import requests
+
+from worker.errors import AmbiguousError, DeclinedError, TransientError
+from worker.gateway import GatewayClient
+from worker.redis_server import free_port
+from worker.sandbox import make_server
+from worker.settings import Settings
+from worker.signing import verify
+
+pytestmark = pytest.mark.integration
+
+MERCHANT, SECRET = "M-CLIENT", "client-secret"
+FIELDS = {"tradeNo": "", "userId": "u1", "amount": "300", "mobile": "09012345678",
+          "firstname": "タロウ", "lastname": "ヤマダ", "email": "taro@example.com",
+          "channelCode": "EWALLET", "wayCode": "PAYPAY", "ipAddress": "8.8.8.8",
+          "notifyUrl": "http://merchant.test/notify", "returnUrl": "http://merchant.test/return"}
+
+
+@pytest.fixture(scope="module")
+def server():
+    srv = make_server(merchant_no=MERCHANT, app_secret=SECRET)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.fixture
+def client(server):
+    server.sandbox.reset()
+    return GatewayClient(Settings(base_url=server.url, merchant_no=MERCHANT, app_secret=SECRET,
+                                  connect_timeout=1, read_timeout=0.5))
+
+
+def fields(n: int) -> dict:
+    return {**FIELDS, "tradeNo": f"GC{n:06d}"}
+
+
+def test_each_request_is_signed_afresh_with_a_new_timestamp(client):
+    first, second = client.signed(FIELDS), client.signed(FIELDS)
+    assert verify(first, SECRET) and verify(second, SECRET)
+    assert "tradeNo" not in first  # empty values are never sent
+
+
+def test_created_and_queried(client):
+    reply = client.checkout(fields(1))
+    assert reply.code == "0000" and reply.data["paymentLink"]
+    assert client.query("GC000001").data["status"] == "0015"
+    assert client.query("GC999999").code == "8000"
+
+
+def test_refused_connection_is_transient_not_ambiguous():
+    client = GatewayClient(Settings(base_url=f"http://127.0.0.1:{free_port()}", merchant_no=MERCHANT,
+                                    app_secret=SECRET, connect_timeout=1, read_timeout=1))
+    with pytest.raises(TransientError) as caught:
+        client.checkout(fields(2))
+    assert not isinstance(caught.value, AmbiguousError)
+
+
+def test_read_timeout_is_ambiguous(client, server):
+    server.sandbox.add_faults([{"kind": "slow_after_create", "delay": 1.5}])
+    with pytest.raises(AmbiguousError):
+        client.checkout(fields(3))
+
+
+def test_dropped_answer_is_ambiguous(client, server):
+    server.sandbox.add_faults([{"kind": "drop", "create": True}])
+    with pytest.raises(AmbiguousError):
+        client.checkout(fields(4))
+
+
+def test_5xx_is_ambiguous_and_429_transient_with_retry_after(client, server):
+    server.sandbox.add_faults([{"kind": "http_error", "status": 502},
+                               {"kind": "retry_after", "delay": 7}])
+    with pytest.raises(AmbiguousError) as first:
+        client.checkout(fields(5))
+    assert first.value.http_status == 502
+    with pytest.raises(TransientError) as second:
+        client.checkout(fields(5))
+    assert second.value.http_status == 429 and second.value.retry_after == 7.0
+    assert not isinstance(second.value, AmbiguousError)
+
+
+def test_other_4xx_is_declined(server):
+    client = GatewayClient(Settings(base_url=server.url + "/nowhere", merchant_no=MERCHANT,
+                                    app_secret=SECRET))
+    with pytest.raises(DeclinedError) as caught:
+        client.checkout(fields(6))
+    assert caught.value.http_status == 404
+
+
+def test_sessions_are_per_thread(client):
+    sessions = []
+    threads = [threading.Thread(target=lambda: sessions.append(client._session())) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(s) for s in sessions}) == 3
+    assert all(isinstance(s, requests.Session) for s in sessions)

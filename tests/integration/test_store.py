@@ -1,0 +1,83 @@
+"""The job store on a real redis-server: atomic, forward-only moves, leases, history, events, TTL."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import redis
+
+from worker import states
+from worker.errors import DuplicateTradeNoError
+from worker.store import JobStore
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def store(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    yield JobStore(client, prefix=prefix, ttl_seconds=3600)
+    for key in client.scan_iter(f"{prefix}:*"):
+        client.delete(key)
+
+
+def new(store, **payload) -> str:
+    trade_no = uuid.uuid4().hex[:16]
+    assert store.create(trade_no, {"tradeNo": trade_no, "amount": "300", **payload},
+                        contact={"mobile": "090****1234"}, amount="300") == ("created", "queued")
+    return trade_no
+
+
+def test_create_is_idempotent_and_refuses_another_payload(store):
+    trade_no = new(store)
+    assert store.create(trade_no, {"tradeNo": trade_no, "amount": "300"}, contact={}) == ("existing", "queued")
+    with pytest.raises(DuplicateTradeNoError):
+        store.create(trade_no, {"tradeNo": trade_no, "amount": "301"}, contact={})
+    assert store.load(trade_no).payload == {"tradeNo": trade_no, "amount": "300"}
+
+
+def test_moves_only_forward_and_records_history_events_and_index(store):
+    trade_no = new(store)
+    assert store.open_jobs(states.QUEUED) == [trade_no]
+    assert store.move(trade_no, states.SUBMITTING, claim_lease=60).applied
+    assert store.move(trade_no, states.PAYING, fields={"paymentLink": "L"}, drop=["payload"]).applied
+    assert not store.move(trade_no, states.QUEUED).applied
+    assert store.move(trade_no, states.SUCCEEDED).applied
+    refused = store.move(trade_no, states.FAILED)
+    assert not refused.applied and refused.previous == states.SUCCEEDED
+    record = store.get(trade_no)
+    assert record["state"] == states.SUCCEEDED and record["paymentLink"] == "L"
+    assert "payload" not in record and "fingerprint" not in record and "leaseToken" not in record
+    assert [h["to"] for h in record["history"]] == ["queued", "submitting", "paying", "succeeded"]
+    assert [e["to"] for _, e in store.events()] == ["queued", "submitting", "paying", "succeeded"]
+    for state in states.OPEN:
+        assert trade_no not in store.open_jobs(state)
+    assert 0 < store.redis.ttl(store.job_key(trade_no)) <= 3600
+    assert 0 < store.redis.ttl(store.history_key(trade_no)) <= 3600
+
+
+def test_a_live_lease_cannot_be_taken_and_an_expired_one_can(store):
+    trade_no = new(store)
+    assert store.move(trade_no, states.SUBMITTING, claim_lease=60).applied
+    assert not store.move(trade_no, states.SUBMITTING, claim_lease=60).applied
+    other = new(store)
+    assert store.move(other, states.SUBMITTING, claim_lease=-1).applied  # already expired
+    taken = store.move(other, states.SUBMITTING, claim_lease=60)
+    assert taken.applied and taken.previous == states.SUBMITTING
+
+
+def test_concurrent_claims_have_exactly_one_winner(store):
+    trade_no = new(store)
+    with ThreadPoolExecutor(10) as pool:
+        results = list(pool.map(lambda _: store.move(trade_no, states.SUBMITTING, claim_lease=60).applied,
+                                range(10)))
+    assert results.count(True) == 1
+
+
+def test_unknown_job_is_not_moved(store):
+    moved = store.move("nope", states.SUBMITTING)
+    assert not moved.applied and moved.previous is None
+    assert store.get("nope") is None
