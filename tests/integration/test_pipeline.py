@@ -174,3 +174,21 @@ def test_no_log_line_carries_the_secret_or_payer_data(stack):
     assert trade_no in logs  # the logs are really there
     for marker in (APP_SECRET, *MARKERS.values()):
         assert marker not in logs
+
+
+def test_enqueue_task_for_producers_in_other_languages(stack):
+    job = payload()
+    result = stack.runtime.celery.send_task("vexora.checkout.enqueue", kwargs=job)
+    assert result.get(timeout=30) == {"tradeNo": job["tradeNo"]}
+    stack.wait_state(job["tradeNo"], states.PAYING)
+    # the worker shows only the tradeNo of such a payload in its task events and logs
+    assert MARKERS["email"] not in stack.logs()
+
+
+def test_enqueue_task_reports_a_refused_payload_without_its_values(stack):
+    job = payload()
+    stack.enqueue(job)
+    result = stack.runtime.celery.send_task("vexora.checkout.enqueue", kwargs={**job, "amount": "999"})
+    answer = result.get(timeout=30)
+    assert answer["tradeNo"] is None and "tradeNo" in answer["errors"]
+    assert "999" not in str(answer)
