@@ -46,9 +46,20 @@ def create_app(settings: Settings | None = None) -> Celery:
             "visibility_timeout": settings.redelivery_after,
             "unacked_restore_interval": max(1, min(10, int(settings.redelivery_after / 4))),
             "unacked_restore_throttle": 1,
+            "socket_connect_timeout": 3,
+            "socket_timeout": 10,
         },
+        broker_connection_timeout=3,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=True,
+        beat_schedule={
+            "reconcile": {
+                "task": "vexora.reconcile",
+                "schedule": settings.reconcile_interval,
+                # a pass that could not start in time is replaced by the next one, not queued up
+                "options": {"expires": settings.reconcile_interval},
+            },
+        },
         enable_utc=True,
         timezone="Asia/Tokyo",
     )

@@ -23,6 +23,7 @@ from marshmallow import ValidationError
 from worker import outcomes, states
 from worker.errors import AmbiguousError, CheckoutError, DeclinedError, OutcomeUnknownError
 from worker.gateway import GatewayClient
+from worker.limits import IpLimits, ip_hash
 from worker.outcomes import Outcome
 from worker.retry import build_retrying
 from worker.settings import Settings
@@ -36,16 +37,19 @@ log = logging.getLogger("vexora.checkout")
 PURGE_ON = frozenset({states.PAYING, states.SUCCEEDED, states.PARTIALLY_PAID, states.FAILED,
                       states.DECLINED, states.REJECTED})
 
+_LINK_STILL_USEFUL = frozenset({states.PAYING, states.PARTIALLY_PAID})
+
 
 class Submitter:
     """Owns the submit of one job at a time; shared by the threads of a worker."""
 
     def __init__(self, settings: Settings, store: JobStore, gateway: GatewayClient, schema,
-                 *, sleep: Callable[[float], None] = time.sleep):
+                 limits: IpLimits, *, sleep: Callable[[float], None] = time.sleep):
         self.settings = settings
         self.store = store
         self.gateway = gateway
         self.schema = schema
+        self.limits = limits
         self.sleep = sleep
 
     def submit(self, trade_no: str) -> str | None:
@@ -62,14 +66,22 @@ class Submitter:
         except ValidationError as exc:
             return self.record(trade_no, Outcome(states.REJECTED, {"errors": exc.messages},
                                                  "invalid input"))
+        hashed_ip = ip_hash(fields["ipAddress"], self.settings.app_secret)
         claim = self.store.move(trade_no, states.SUBMITTING, claim_lease=self.settings.lease,
                                 allowed_from={states.QUEUED, states.SUBMITTING},
+                                fields={"ipHash": hashed_ip},
                                 detail={"reason": "lease claimed" if job.state == states.QUEUED
                                         else "lease taken over after expiry"})
         if not claim.applied:
             log.info("job %s: not claimed (it is %s, or its lease is held)", trade_no, claim.previous)
             return claim.previous
-        return self.record(trade_no, self.send(trade_no, fields, resend=claim.attempts > 0))
+        resend = claim.attempts > 0
+        if not resend:
+            refused = self.limits.take(hashed_ip)
+            if refused:
+                return self.record(trade_no, Outcome(states.REJECTED, {"errors": {"ipAddress": [refused]}},
+                                                     "per-IP daily limit"))
+        return self.record(trade_no, self.send(trade_no, fields, resend=resend))
 
     def send(self, trade_no: str, fields: dict, *, resend: bool) -> Outcome:
         """Send within the retry budget; ``resend`` means an earlier request may have arrived."""
@@ -123,6 +135,10 @@ class Submitter:
         moved = self.store.move(trade_no, outcome.state, fields=outcome.fields, drop=drop, detail=detail)
         if moved.applied:
             return outcome.state
+        if outcome.fields.get("paymentLink") and moved.previous in _LINK_STILL_USEFUL:
+            # A callback overtook our own answer; the link it carried is still the payer's.
+            self.store.annotate(trade_no, paymentLink=outcome.fields["paymentLink"],
+                                platFormTradeNo=outcome.fields.get("platFormTradeNo", ""))
         log.info("job %s: outcome %s not recorded, the job is already %s", trade_no, outcome.state,
                  moved.previous)
         return moved.previous or outcome.state

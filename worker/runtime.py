@@ -66,9 +66,27 @@ class Runtime:
         return GatewayClient(self.settings)
 
     @cached_property
+    def limits(self):
+        from worker.limits import IpLimits
+        s = self.settings
+        return IpLimits(self.redis, prefix=s.key_prefix, daily=s.ip_daily_limit,
+                        daily_successes=s.ip_daily_success_limit, enabled=s.ip_limits_enabled)
+
+    @cached_property
     def submitter(self):
         from worker.checkout import Submitter
-        return Submitter(self.settings, self.store, self.gateway, self.schema)
+        return Submitter(self.settings, self.store, self.gateway, self.schema, self.limits)
+
+    @cached_property
+    def callbacks(self):
+        from worker.callbacks import CallbackProcessor
+        return CallbackProcessor(self.store, self.limits)
+
+    @cached_property
+    def reconciler(self):
+        from worker.reconcile import Reconciler
+        return Reconciler(self.settings, self.store, self.gateway,
+                          lambda trade_no: self.celery.send_task("vexora.checkout.submit", args=[trade_no]))
 
 
 _lock = threading.Lock()

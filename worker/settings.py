@@ -64,6 +64,21 @@ class Settings:
     allow_private_ip: bool = False
     remark_max_length: int = 256
 
+    callback_max_bytes: int = 64 * 1024
+    callback_allowed_ips: tuple[str, ...] = ()  # CIDRs; empty: any source may post callbacks
+
+    ip_limits_enabled: bool = True
+    ip_daily_limit: int = 10
+    ip_daily_success_limit: int = 3
+
+    reconcile_interval: float = 30.0
+    reconcile_batch: int = 200
+    paying_query_after: float = 15 * 60.0
+    queued_redrive_after: float = 10 * 60.0
+    reconcile_backoff_base: float = 30.0
+    reconcile_backoff_max: float = 3600.0
+    reconcile_horizon: float = 24 * 3600.0
+
     ENV = {
         "redis_url": ("REDIS_URL", str),
         "base_url": ("VEXORA_BASE_URL", str),
@@ -88,6 +103,18 @@ class Settings:
         "way_codes": ("VEXORA_WAY_CODES", _tuple),
         "allow_private_ip": ("VEXORA_ALLOW_PRIVATE_IP", _bool),
         "remark_max_length": ("VEXORA_REMARK_MAX_LENGTH", int),
+        "callback_max_bytes": ("VEXORA_CALLBACK_MAX_BYTES", int),
+        "callback_allowed_ips": ("VEXORA_CALLBACK_ALLOWED_IPS", _tuple),
+        "ip_limits_enabled": ("VEXORA_IP_LIMITS", _bool),
+        "ip_daily_limit": ("VEXORA_IP_DAILY_LIMIT", int),
+        "ip_daily_success_limit": ("VEXORA_IP_DAILY_SUCCESS_LIMIT", int),
+        "reconcile_interval": ("VEXORA_RECONCILE_INTERVAL", float),
+        "reconcile_batch": ("VEXORA_RECONCILE_BATCH", int),
+        "paying_query_after": ("VEXORA_PAYING_QUERY_AFTER", float),
+        "queued_redrive_after": ("VEXORA_QUEUED_REDRIVE_AFTER", float),
+        "reconcile_backoff_base": ("VEXORA_RECONCILE_BACKOFF_BASE", float),
+        "reconcile_backoff_max": ("VEXORA_RECONCILE_BACKOFF_MAX", float),
+        "reconcile_horizon": ("VEXORA_RECONCILE_HORIZON", float),
     }
 
     @classmethod

@@ -81,6 +81,11 @@ end
 for s in string.gmatch(ARGV[7], '%S+') do
   if s == ARGV[1] then redis.call('ZADD', ARGV[6] .. ARGV[1], now, ARGV[12]) end
 end
+for _, c in ipairs(cjson.decode(ARGV[13])) do
+  -- counters that must move with the state, exactly once (e.g. successes per payer IP)
+  redis.call('HINCRBY', c[1], c[2], 1)
+  redis.call('EXPIRE', c[1], c[3])
+end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 return {1, current, tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')}
@@ -152,7 +157,7 @@ class JobStore:
     def index_key(self, state: str) -> str:
         return f"{self.prefix}:index:{state}"
 
-    def _now_ms(self) -> int:
+    def now_ms(self) -> int:
         return int(self.clock() * 1000)
 
     # -- writes -----------------------------------------------------------------------------
@@ -162,7 +167,7 @@ class JobStore:
 
         Raises ``DuplicateTradeNoError`` when the tradeNo is taken by a different payload.
         """
-        now = self._now_ms()
+        now = self.now_ms()
         fp = fingerprint(payload)
         record = {
             "tradeNo": trade_no, "state": states.QUEUED, "createdAt": now, "updatedAt": now,
@@ -187,14 +192,16 @@ class JobStore:
 
     def move(self, trade_no: str, target: str, *, fields: Mapping[str, object] | None = None,
              drop: Iterable[str] = (), detail: Mapping[str, object] | None = None,
-             allowed_from: Iterable[str] | None = None, claim_lease: float | None = None) -> Moved:
+             allowed_from: Iterable[str] | None = None, claim_lease: float | None = None,
+             counters: Iterable[tuple[str, str, int]] = ()) -> Moved:
         """Move a job to ``target`` if that is a forward move from its current state.
 
         ``claim_lease`` (seconds) makes this a lease claim: ``leaseUntil`` and a fresh
         ``leaseToken`` are written, and a job in ``submitting`` is taken only once its lease
-        has expired.
+        has expired. ``counters`` are ``(hash key, field, ttl)`` incremented only if the move
+        is applied, in the same atomic step.
         """
-        now = self._now_ms()
+        now = self.now_ms()
         allowed = states.ENTERED_FROM[target] if allowed_from is None else frozenset(allowed_from)
         values = {k: _encode(v) for k, v in (fields or {}).items()}
         if claim_lease is not None:
@@ -206,13 +213,26 @@ class JobStore:
             args=[target, " ".join(sorted(allowed)), now, self.ttl, self.events_maxlen,
                   f"{self.prefix}:index:", " ".join(states.OPEN), json.dumps(values),
                   json.dumps(list(drop)), "claim" if claim_lease is not None else "",
-                  detail_json, trade_no],
+                  detail_json, trade_no, json.dumps([list(c) for c in counters])],
         )
         moved = Moved(bool(applied), _text(previous) if previous else None, int(attempts or 0))
         if moved.applied:
             log.info("job %s: %s -> %s attempt=%s%s", trade_no, moved.previous, target,
                      moved.attempts, _log_detail(detail))
         return moved
+
+    def note(self, trade_no: str, kind: str, detail: Mapping[str, object] | None = None) -> None:
+        """An event that is not a change of state (an orphan callback, a flag for review)."""
+        now = self.now_ms()
+        detail_json = json.dumps({"kind": kind, **(detail or {})}, ensure_ascii=False, separators=(",", ":"))
+        pipe = self.redis.pipeline()
+        if self.redis.exists(self.job_key(trade_no)):
+            pipe.rpush(self.history_key(trade_no),
+                       f'{{"at":{now},"from":null,"to":null,"detail":{detail_json}}}')
+        pipe.xadd(self.events_key, {"tradeNo": trade_no, "from": "", "to": "", "at": now,
+                                    "detail": detail_json}, maxlen=self.events_maxlen, approximate=True)
+        pipe.execute()
+        log.info("job %s: %s%s", trade_no, kind, _log_detail(detail))
 
     def count_attempt(self, trade_no: str) -> int:
         """Count one more request sent (or about to be sent) to the gateway for this job."""
@@ -222,6 +242,14 @@ class JobStore:
         """Set fields that are not a change of state (e.g. a flag for review)."""
         if self.redis.exists(self.job_key(trade_no)):
             self.redis.hset(self.job_key(trade_no), mapping={k: _encode(v) for k, v in fields.items()})
+
+    def reindex(self, state: str, trade_no: str, at_ms: int) -> None:
+        """Move a job's entry in its state's time index (only if it is still there)."""
+        self.redis.zadd(self.index_key(state), {trade_no: at_ms}, xx=True)
+
+    def unindex(self, state: str, trade_no: str) -> None:
+        """Take a job out of its state's time index: no process will look at it again."""
+        self.redis.zrem(self.index_key(state), trade_no)
 
     # -- reads ------------------------------------------------------------------------------
     def load(self, trade_no: str) -> Job | None:
@@ -257,7 +285,7 @@ class JobStore:
 
     def open_jobs(self, state: str, *, older_than_s: float = 0.0, limit: int = 100) -> list[str]:
         """tradeNos in an open ``state`` that entered it at least ``older_than_s`` ago."""
-        until = self._now_ms() - int(older_than_s * 1000)
+        until = self.now_ms() - int(older_than_s * 1000)
         return [_text(t) for t in self.redis.zrangebyscore(self.index_key(state), "-inf", until,
                                                             start=0, num=limit)]
 

@@ -52,3 +52,16 @@ def enqueue(**payload) -> dict:
         log.warning("enqueue refused: %s", exc.message)
         return {"tradeNo": None, "error": exc.message, "errors": exc.errors}
     return {"tradeNo": trade_no}
+
+
+@app.task(name="vexora.callback.process", autoretry_for=_REDIS_DOWN, retry_backoff=True,
+          max_retries=8, ignore_result=True)
+def process_callback(fields: dict) -> str:
+    """Apply one verified gateway callback (queued by the web endpoint) exactly once."""
+    return get_runtime().callbacks.apply(fields)
+
+
+@app.task(name="vexora.reconcile", ignore_result=True)
+def reconcile() -> dict:
+    """Settle unknown and stale jobs by querying the gateway; re-drive stuck submits."""
+    return get_runtime().reconciler.run()

@@ -6,7 +6,10 @@ clean. Payer and secret values here are markers that the tests look for in every
 
 from __future__ import annotations
 
+import json
 import os
+import random
+import time
 import uuid
 from pathlib import Path
 
@@ -16,6 +19,7 @@ import requests
 from worker.redis_server import free_port
 from worker.runtime import Runtime
 from worker.settings import Settings
+from worker.signing import sign
 from worker.waiting import wait_until
 
 from tests.support.processes import Process, python_cmd
@@ -51,7 +55,7 @@ def payload(**overrides) -> dict:
         "email": MARKERS["email"],
         "channelCode": "EWALLET",
         "wayCode": "PAYPAY",
-        "ipAddress": "8.8.4.4",
+        "ipAddress": f"8.{random.randrange(1, 255)}.{random.randrange(256)}.{random.randrange(1, 255)}",
         "returnUrl": "https://merchant.example/return",
         "remark": "order 42",
     }
@@ -66,13 +70,15 @@ class Stack:
         self.log_dir = log_dir
         self.sandbox_port = free_port()
         self.sandbox_url = f"http://127.0.0.1:{self.sandbox_port}"
+        self.web_port = free_port()
+        self.web_url = f"http://127.0.0.1:{self.web_port}"
         self.env = {
             **os.environ,
             "REDIS_URL": redis_url,
             "VEXORA_BASE_URL": self.sandbox_url,
             "VEXORA_MERCHANT_NO": MERCHANT_NO,
             "VEXORA_APP_SECRET": APP_SECRET,
-            "VEXORA_NOTIFY_URL": "http://127.0.0.1:9/vexora/notify",
+            "VEXORA_NOTIFY_URL": f"{self.web_url}/vexora/notify",
             "PYTHONUNBUFFERED": "1",
             **FAST_RETRIES,
             **env_overrides,
@@ -83,11 +89,15 @@ class Stack:
         self.http = requests.Session()
 
     # -- processes ------------------------------------------------------------------------
-    def start(self, workers: int = 1, concurrency: int = 4) -> "Stack":
+    def start(self, workers: int = 1, concurrency: int = 4, web: bool = False, beat: bool = False) -> "Stack":
         redis.Redis.from_url(self.settings.redis_url).flushall()
         self.start_sandbox()
         for _ in range(workers):
             self.start_worker(concurrency=concurrency)
+        if web:
+            self.start_web()
+        if beat:
+            self.start_beat()
         return self
 
     def start_sandbox(self) -> Process:
@@ -106,14 +116,33 @@ class Stack:
         proc.worker_name = name
         return proc
 
+    def start_web(self) -> Process:
+        proc = self._spawn("web", python_cmd("-m", "gunicorn", "worker.web:app", "--bind",
+                                             f"127.0.0.1:{self.web_port}", "--workers", "2",
+                                             "--worker-class", "gthread", "--threads", "4",
+                                             "--access-logfile", "-"))
+        wait_until(lambda: self._up(self.web_url + "/healthz") or _dead(proc), timeout=30, what="web app")
+        assert proc.alive, proc.log()
+        return proc
+
+    def start_beat(self) -> Process:
+        proc = self._spawn("beat", python_cmd("-m", "celery", "-A", "worker", "beat", "--loglevel", "INFO",
+                                              "--schedule", str(self.log_dir / "beat-schedule")))
+        wait_until(lambda: "beat: Starting" in proc.log() or _dead(proc), timeout=30, what="beat")
+        assert proc.alive, proc.log()
+        return proc
+
     def _spawn(self, name: str, cmd: list[str]) -> Process:
         proc = Process(name, cmd, self.env, self.log_dir / f"{name.replace('@', '_')}.log").start()
         self.processes.append(proc)
         return proc
 
     def _sandbox_up(self) -> bool:
+        return self._up(self.sandbox_url + "/_sandbox/stats")
+
+    def _up(self, url: str) -> bool:
         try:
-            return self.http.get(self.sandbox_url + "/_sandbox/stats", timeout=1).status_code == 200
+            return self.http.get(url, timeout=1).status_code == 200
         except requests.ConnectionError:
             return False
 
@@ -143,6 +172,23 @@ class Stack:
         """The sandbox's counts for one tradeNo (zeros when it never saw it)."""
         empty = {"received": 0, "created": 0, "duplicates": 0, "faults": 0}
         return {**empty, **self.stats()["checkout"].get(trade_no, {})}
+
+    def callback(self, trade_no: str, status: str = "0000", amount: str = "300.00", *,
+                 secret: str = APP_SECRET, **extra: str) -> bytes:
+        """A callback body as the gateway sends it: signed, ``amount`` a raw JSON number."""
+        fields = {"platFormTradeNo": "p-" + trade_no[-8:], "tradeNo": trade_no, "amount": amount,
+                  "status": status, "message": {"0000": "Success", "0001": "Partially paid",
+                                                "0015": "Paying"}.get(status, "Failed"),
+                  "timestamp": str(int(time.time() * 1000)), **extra}
+        fields["sign"] = sign(fields, secret)
+        parts = [f'"{k}":{v}' if k == "amount" else f'"{k}":{json.dumps(v, ensure_ascii=False)}'
+                 for k, v in fields.items()]
+        return ("{" + ",".join(parts) + "}").encode("utf-8")
+
+    def notify(self, body: bytes) -> requests.Response:
+        """POST a callback body to the web app, as the gateway would."""
+        return self.http.post(self.web_url + "/vexora/notify", data=body,
+                              headers={"Content-Type": "application/json"}, timeout=15)
 
     # -- jobs -----------------------------------------------------------------------------
     def enqueue(self, job: dict) -> str:

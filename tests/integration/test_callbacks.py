@@ -1,0 +1,205 @@
+"""Gateway callbacks through the real web app (gunicorn) and worker: verified, queued, applied
+exactly once, never backwards."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from worker import states
+from tests.support.stack import Stack, payload
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def stack(redis_url, tmp_path_factory):
+    s = Stack(redis_url, tmp_path_factory.mktemp("callbacks")).start(web=True)
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def paying(stack, **overrides) -> str:
+    trade_no = stack.enqueue(payload(**overrides))
+    stack.wait_state(trade_no, states.PAYING)
+    return trade_no
+
+
+def transitions(record, to):
+    return [h for h in record["history"] if h["to"] == to]
+
+
+def test_paid_callback_moves_the_job_to_succeeded(stack):
+    trade_no = paying(stack)
+    answer = stack.notify(stack.callback(trade_no, "0000", "300.00"))
+    assert (answer.status_code, answer.text, answer.headers["Content-Type"].split(";")[0]) == \
+        (200, "OK", "text/plain")
+    record = stack.wait_state(trade_no, states.SUCCEEDED)
+    assert record["paidAmount"] == "300.00" and record["gatewayStatus"] == "0000"
+    assert not record.get("amountMismatch")
+
+
+def test_failed_callback_keeps_code_and_message(stack):
+    trade_no = paying(stack)
+    assert stack.notify(stack.callback(trade_no, "00029")).text == "OK"
+    record = stack.wait_state(trade_no, states.FAILED)
+    assert record["gatewayStatus"] == "00029" and record["message"] == "Failed"
+
+
+def test_partial_payment_records_the_paid_amount(stack):
+    trade_no = paying(stack)
+    stack.notify(stack.callback(trade_no, "0001", "150.00"))
+    record = stack.wait_state(trade_no, states.PARTIALLY_PAID)
+    assert record["paidAmount"] == "150.00" and not record.get("amountMismatch")
+
+
+def test_a_paid_amount_other_than_requested_is_flagged(stack):
+    trade_no = paying(stack)
+    stack.notify(stack.callback(trade_no, "0000", "299.00"))
+    record = stack.wait_state(trade_no, states.SUCCEEDED)
+    assert record["amountMismatch"] == "true"
+    assert transitions(record, states.SUCCEEDED)[0]["detail"]["amountMismatch"] is True
+
+
+def test_the_same_callback_five_times_is_one_transition(stack):
+    trade_no = paying(stack)
+    body = stack.callback(trade_no, "0000")
+    assert [stack.notify(body).text for _ in range(5)] == ["OK"] * 5
+    stack.wait_state(trade_no, states.SUCCEEDED)
+    # the five messages are processed in order on the one worker; poll until all are done
+    assert _settled_events(stack, trade_no) == ["queued", "submitting", "paying", "succeeded"]
+
+
+def test_ten_concurrent_deliveries_are_one_transition(stack):
+    trade_no = paying(stack)
+    body = stack.callback(trade_no, "0000")
+    with ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(lambda _: stack.notify(body).text, range(10)))
+    assert answers == ["OK"] * 10
+    record = stack.wait_state(trade_no, states.SUCCEEDED)
+    assert len(transitions(record, states.SUCCEEDED)) == 1
+
+
+def test_out_of_order_callbacks_never_move_backwards(stack):
+    trade_no = paying(stack)
+    stack.notify(stack.callback(trade_no, "0001", "150.00"))
+    stack.wait_state(trade_no, states.PARTIALLY_PAID)
+    stack.notify(stack.callback(trade_no, "0000", "300.00"))
+    stack.wait_state(trade_no, states.SUCCEEDED)
+    for late in (stack.callback(trade_no, "0015"), stack.callback(trade_no, "0001", "150.00"),
+                 stack.callback(trade_no, "00029")):
+        assert stack.notify(late).text == "OK"
+    marker = paying(stack)  # a later job through the same queue: once it is done, so are those
+    stack.notify(stack.callback(marker, "0000"))
+    stack.wait_state(marker, states.SUCCEEDED)
+    record = stack.record(trade_no)
+    assert record["state"] == states.SUCCEEDED and record["gatewayStatus"] == "0000"
+    assert [h["to"] for h in record["history"]][-2:] == ["partially_paid", "succeeded"]
+
+
+def test_a_forged_signature_is_401_and_changes_nothing(stack):
+    trade_no = paying(stack)
+    forged = stack.callback(trade_no, "0000", secret="not-the-secret")
+    answer = stack.notify(forged)
+    assert answer.status_code == 401 and answer.text == "invalid signature"
+    tampered = stack.callback(trade_no, "0001", "150.00").replace(b"150.00", b"300.00")
+    assert stack.notify(tampered).status_code == 401
+    unsigned = json.dumps({"tradeNo": trade_no, "status": "0000", "amount": "300"}).encode()
+    assert stack.notify(unsigned).status_code == 401
+    assert stack.record(trade_no)["state"] == states.PAYING
+
+
+def test_a_number_reformatted_by_a_float_parser_would_not_verify(stack):
+    # the gateway signs "300.00"; a receiver that parsed it as 300.0 would refuse it. We accept it.
+    trade_no = paying(stack)
+    assert stack.notify(stack.callback(trade_no, "0000", "300.00")).status_code == 200
+
+
+@pytest.mark.parametrize("body,status", [
+    (b"{not json", 400),
+    (b"[1, 2, 3]", 400),
+    (b'"a string"', 400),
+    (b"", 400),
+    (b"\xff\xfe\x00", 400),
+    (b"[" * 100_000, 413),
+    (b'{"tradeNo": "' + b"x" * 70_000 + b'"}', 413),
+])
+def test_malformed_and_oversized_bodies_are_refused(stack, body, status):
+    assert stack.notify(body).status_code == status
+
+
+def test_a_signed_but_malformed_callback_is_400(stack):
+    trade_no = paying(stack)
+    missing_status = json.loads(stack.callback(trade_no))
+    del missing_status["status"]
+    from worker.signing import sign
+    from tests.support.stack import APP_SECRET
+    missing_status["sign"] = sign(missing_status, APP_SECRET)
+    answer = stack.notify(json.dumps(missing_status).encode())
+    assert answer.status_code == 400 and "status" in answer.json()["fields"]
+    assert stack.record(trade_no)["state"] == states.PAYING
+
+
+def test_a_callback_for_an_unknown_trade_no_is_kept_as_an_orphan_event(stack):
+    assert stack.notify(stack.callback("NOSUCHJOB123", "0000")).text == "OK"
+
+    def orphan():
+        return [e for _, e in stack.runtime.store.events(count=100_000)
+                if e["tradeNo"] == "NOSUCHJOB123" and json.loads(e["detail"])["kind"] == "orphan_callback"]
+    from worker.waiting import wait_until
+    wait_until(orphan, timeout=20, what="the orphan event")
+    assert stack.record("NOSUCHJOB123") is None
+
+
+def test_a_paid_callback_for_a_failed_job_is_flagged_for_review(stack):
+    trade_no = paying(stack)
+    stack.notify(stack.callback(trade_no, "00029"))
+    stack.wait_state(trade_no, states.FAILED)
+    stack.notify(stack.callback(trade_no, "0000"))
+    from worker.waiting import wait_until
+    record = wait_until(lambda: (r := stack.record(trade_no)) and r.get("needsReview") and r,
+                        timeout=20, what="the review flag")
+    assert record["state"] == states.FAILED
+
+
+def test_healthz(stack):
+    answer = stack.http.get(stack.web_url + "/healthz", timeout=5)
+    assert (answer.status_code, answer.text) == (200, "ok")
+
+
+def _settled_events(stack, trade_no):
+    """The job's state events, once the queue has drained past a marker job."""
+    marker = paying(stack)
+    stack.notify(stack.callback(marker, "0000"))
+    stack.wait_state(marker, states.SUCCEEDED)
+    return [e["to"] for _, e in stack.runtime.store.events(count=100_000)
+            if e["tradeNo"] == trade_no and e["to"]]
+
+
+def test_ten_transactions_per_ip_a_day_then_rejected_before_sending(stack):
+    ip = "8.8.8.1"
+    for _ in range(10):
+        paying(stack, ipAddress=ip)
+    trade_no = stack.enqueue(payload(ipAddress=ip))
+    record = stack.wait_state(trade_no, states.REJECTED)
+    assert "10 transactions" in record["errors"]["ipAddress"][0]
+    assert stack.sent(trade_no)["received"] == 0
+
+
+def test_three_successes_per_ip_a_day_then_rejected(stack):
+    ip = "8.8.8.2"
+    for _ in range(3):
+        trade_no = paying(stack, ipAddress=ip)
+        body = stack.callback(trade_no, "0000")
+        stack.notify(body)
+        stack.notify(body)  # a resent callback does not count twice
+        stack.wait_state(trade_no, states.SUCCEEDED)
+    paying(stack, ipAddress="8.8.8.3")  # another IP is not affected
+    trade_no = stack.enqueue(payload(ipAddress=ip))
+    record = stack.wait_state(trade_no, states.REJECTED)
+    assert "3 successful" in record["errors"]["ipAddress"][0]
+    assert stack.sent(trade_no)["received"] == 0

@@ -1,0 +1,82 @@
+"""Per-IP daily limits (GATEWAY.md §1): each payer IP at most N transactions a Japan calendar
+day, at most M of them successful.
+
+Counters live in one Redis hash per IP and day, ``p:ip:<yyyymmdd>:<ipHash>`` with fields
+``tx`` and ``ok``. The IP itself is never a key: ``ip_hash`` is an HMAC under the app secret, so
+the counters outlive the purge of payer data without keeping the address. A transaction is
+counted before the first send (``take``); a success is counted by the callback's state change,
+in the same atomic step (``success_counter``), so a resent callback never counts twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+
+import redis
+
+__all__ = ["IpLimits", "ip_hash", "japan_day"]
+
+_JST = timezone(timedelta(hours=9))  # Japan has no daylight saving time
+_TTL = 3 * 24 * 3600
+
+_TAKE = """
+local tx = tonumber(redis.call('HGET', KEYS[1], 'tx') or '0')
+local ok = tonumber(redis.call('HGET', KEYS[1], 'ok') or '0')
+if tx >= tonumber(ARGV[1]) then return 'transactions' end
+if ok >= tonumber(ARGV[2]) then return 'successes' end
+redis.call('HINCRBY', KEYS[1], 'tx', 1)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return false
+"""
+
+
+def ip_hash(ip: str, secret: str) -> str:
+    """A stable, non-reversible name for a payer IP."""
+    return hmac.new(secret.encode("utf-8"), ip.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+
+
+def japan_day(now: float) -> str:
+    return datetime.fromtimestamp(now, _JST).strftime("%Y%m%d")
+
+
+class IpLimits:
+    """Counts and checks transactions and successes per payer IP and Japan day."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str, daily: int, daily_successes: int,
+                 enabled: bool = True, clock: Callable[[], float] = time.time):
+        self.redis = client
+        self.prefix = prefix
+        self.daily = daily
+        self.daily_successes = daily_successes
+        self.enabled = enabled
+        self.clock = clock
+        self._take = client.register_script(_TAKE)
+
+    def key(self, hashed_ip: str) -> str:
+        return f"{self.prefix}:ip:{japan_day(self.clock())}:{hashed_ip}"
+
+    def take(self, hashed_ip: str) -> str | None:
+        """Count one transaction; or, if a limit is reached, count nothing and say why."""
+        if not self.enabled:
+            return None
+        refused = self._take(keys=[self.key(hashed_ip)], args=[self.daily, self.daily_successes, _TTL])
+        if not refused:
+            return None
+        refused = refused.decode() if isinstance(refused, bytes) else refused
+        if refused == "transactions":
+            return f"daily limit reached: at most {self.daily} transactions per payer IP a day"
+        return f"daily limit reached: at most {self.daily_successes} successful payments per payer IP a day"
+
+    def success_counter(self, hashed_ip: str | None) -> list[tuple[str, str, int]]:
+        """The counter a move to ``succeeded`` increments (for ``JobStore.move``)."""
+        if not self.enabled or not hashed_ip:
+            return []
+        return [(self.key(hashed_ip), "ok", _TTL)]
+
+    def counts(self, hashed_ip: str) -> dict[str, int]:
+        raw = self.redis.hgetall(self.key(hashed_ip))
+        return {k.decode(): int(v) for k, v in raw.items()}

@@ -1,0 +1,147 @@
+"""The reconciler: settles what nobody is waiting on any more, by asking the gateway.
+
+Run by Celery beat as ``vexora.reconcile`` (one run at a time, under a Redis lock). Each run:
+- ``unknown`` jobs: query the gateway. Known → take its status. Not known (query ``8000``) → the
+  checkout never reached it: re-drive the submit once (it queries again before sending).
+- ``paying`` jobs with no callback after ``paying_query_after``: query; move if it changed.
+- ``submitting`` jobs whose lease expired (the worker died) and ``queued`` jobs older than
+  ``queued_redrive_after`` (their message died with a worker): queue the submit again; the lease
+  makes a second submit a no-op if the first is still alive.
+Every job is checked with its own exponential backoff: after a check its entry in the state's
+time index moves to when it is next due, so each pass reads only due jobs. Past
+``reconcile_horizon`` a job is flagged ``needsReview`` with an event and leaves the index: it is
+no longer retried, and a person decides.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from worker import outcomes, states
+from worker.errors import CheckoutError
+from worker.gateway import GatewayClient
+from worker.settings import Settings
+from worker.store import Job, JobStore
+
+__all__ = ["Reconciler"]
+
+log = logging.getLogger("vexora.reconcile")
+
+
+class Reconciler:
+    """One pass over the open jobs that need attention."""
+
+    def __init__(self, settings: Settings, store: JobStore, gateway: GatewayClient,
+                 send_submit: Callable[[str], object], *, clock: Callable[[], float] = time.time):
+        self.settings = settings
+        self.store = store
+        self.gateway = gateway
+        self.send_submit = send_submit
+        self.clock = clock
+
+    @property
+    def lock_key(self) -> str:
+        return f"{self.store.prefix}:reconcile:lock"
+
+    def run(self) -> dict[str, int]:
+        """One pass, unless another is running; returns what it did, by kind."""
+        token = secrets.token_hex(8)
+        ttl = max(60, int(self.settings.reconcile_interval * 4))
+        if not self.store.redis.set(self.lock_key, token, nx=True, ex=ttl):
+            return {"skipped": 1}
+        try:
+            return dict(self._pass())
+        finally:
+            # release only our own lock (it may have expired and been taken by another pass)
+            self.store.redis.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then "
+                                  "return redis.call('DEL', KEYS[1]) end return 0", 1, self.lock_key, token)
+
+    def _pass(self) -> Counter:
+        done: Counter = Counter()
+        s = self.settings
+        for state, older_than, check in (
+            (states.UNKNOWN, 0.0, self._settle_unknown),
+            (states.PAYING, s.paying_query_after, self._settle_paying),
+            (states.SUBMITTING, 0.0, self._redrive_submitting),
+            (states.QUEUED, s.queued_redrive_after, self._redrive),
+        ):
+            for trade_no in self.store.open_jobs(state, older_than_s=older_than, limit=s.reconcile_batch):
+                job = self.store.load(trade_no)
+                if job is None or job.state != state:
+                    self.store.unindex(state, trade_no)  # expired, or moved since the index was read
+                    continue
+                if self._past_horizon(job):
+                    done["needs_review"] += 1
+                    continue
+                try:
+                    done[check(job)] += 1
+                except CheckoutError as exc:
+                    log.info("job %s: reconcile check failed (%s); will retry", trade_no, exc)
+                    done["check_failed"] += 1
+                self._schedule_next(job, older_than)
+        if done:
+            log.info("reconcile pass: %s", dict(done))
+        return done
+
+    # -- per state ------------------------------------------------------------------------
+    def _settle_unknown(self, job: Job) -> str:
+        known = self._query(job.trade_no)
+        if known is not None:
+            return self._apply(job, known)
+        if job.payload is None:
+            return "not_known_no_payload"
+        moved = self.store.move(job.trade_no, states.SUBMITTING, claim_lease=0,
+                                detail={"reason": "re-driven: the gateway does not know it"})
+        if moved.applied:
+            self.send_submit(job.trade_no)
+            return "resent"
+        return "moved_meanwhile"
+
+    def _settle_paying(self, job: Job) -> str:
+        known = self._query(job.trade_no)
+        if known is None or known.state == states.PAYING:
+            return "still_paying"
+        return self._apply(job, known)
+
+    def _redrive_submitting(self, job: Job) -> str:
+        if job.lease_until > self.store.now_ms():
+            return "lease_live"
+        self.send_submit(job.trade_no)
+        return "redriven"
+
+    def _redrive(self, job: Job) -> str:
+        self.send_submit(job.trade_no)
+        return "redriven"
+
+    # -- helpers --------------------------------------------------------------------------
+    def _query(self, trade_no: str) -> outcomes.Outcome | None:
+        reply = self.gateway.query(trade_no)
+        return outcomes.from_query(reply.code, reply.msg, reply.data)
+
+    def _apply(self, job: Job, known: outcomes.Outcome) -> str:
+        drop = ["payload"] if known.state != states.UNKNOWN else []
+        moved = self.store.move(job.trade_no, known.state, fields=known.fields, drop=drop,
+                                detail={"reason": "reconciled by query", "status": known.fields.get("gatewayStatus")})
+        return f"settled_{known.state}" if moved.applied else "moved_meanwhile"
+
+    def _schedule_next(self, job: Job, older_than: float) -> None:
+        checks = int(job.fields.get("reconcileChecks") or 0) + 1
+        s = self.settings
+        delay = min(s.reconcile_backoff_max, s.reconcile_backoff_base * 2 ** (checks - 1))
+        next_check = self.store.now_ms() + int(delay * 1000)
+        self.store.annotate(job.trade_no, reconcileChecks=checks, nextCheckAt=next_check)
+        # the pass picks entries older than ``older_than``: shift so this one is due at next_check
+        self.store.reindex(job.state, job.trade_no, next_check - int(older_than * 1000))
+
+    def _past_horizon(self, job: Job) -> bool:
+        created = int(job.fields.get("createdAt") or 0)
+        if self.store.now_ms() - created < self.settings.reconcile_horizon * 1000:
+            return False
+        self.store.annotate(job.trade_no, needsReview=True)
+        self.store.note(job.trade_no, "needs_review", {"reason": f"still {job.state} after the reconcile horizon"})
+        self.store.unindex(job.state, job.trade_no)
+        return True

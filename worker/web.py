@@ -1,0 +1,107 @@
+"""The web app (``gunicorn worker.web:app``): gateway callbacks in, health out.
+
+Flask, because routing, body limits (413) and error handlers come ready and every Python team
+can read it; it stays thin — each view calls plain logic and the store.
+
+``POST /vexora/notify`` (GATEWAY.md §4): the raw body, size-limited, is parsed keeping numbers as
+their JSON text; the signature is verified on those values (constant time) → 401; the callback
+schema → 400; the verified fields go on the ``callbacks`` queue; ``OK`` is answered only once
+the message is on the broker. If the broker cannot take it the answer is 503, so the gateway
+sends it again — never ``OK`` for a callback that was not queued.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+
+import kombu.exceptions
+import redis
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from schemas import CallbackSchema
+from worker.celery import CALLBACK_QUEUE
+from worker.runtime import get_runtime
+from worker.settings import Settings
+from worker.signing import RawNumber, parse_json_keeping_numbers, verify
+
+__all__ = ["app", "create_app"]
+
+log = logging.getLogger("vexora.web")
+
+# Publishing must give up well inside the gateway's ~10 s wait, so it can answer 503 in time.
+_PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+_BROKER_DOWN = (kombu.exceptions.OperationalError, redis.exceptions.ConnectionError,
+                redis.exceptions.TimeoutError, ConnectionError, OSError)
+
+
+def _text(body: str, status: int) -> Response:
+    return Response(body, status=status, mimetype="text/plain")
+
+
+def _wire_fields(body: dict) -> dict:
+    """The callback's fields as JSON-safe values for the message (numbers keep their text)."""
+    return {k: (str(v) if isinstance(v, RawNumber) else v) for k, v in body.items() if v is not None}
+
+
+def create_app(settings: Settings | None = None, runtime=None) -> Flask:
+    settings = settings or Settings.from_env()
+    web = Flask("vexora")
+    web.config["MAX_CONTENT_LENGTH"] = settings.callback_max_bytes
+    allowed_sources = [ipaddress.ip_network(cidr, strict=False) for cidr in settings.callback_allowed_ips]
+    callback_schema = CallbackSchema()
+
+    def rt():
+        return runtime or get_runtime()
+
+    @web.errorhandler(RequestEntityTooLarge)
+    def too_large(_exc):
+        return _text("request body too large", 413)
+
+    @web.post("/vexora/notify")
+    def notify():
+        if allowed_sources and not _source_allowed(request.remote_addr, allowed_sources):
+            return _text("forbidden", 403)
+        raw = request.get_data(cache=False)
+        try:
+            body = parse_json_keeping_numbers(raw)
+        except (ValueError, RecursionError):
+            return _text("malformed callback: body is not JSON", 400)
+        if not isinstance(body, dict):
+            return _text("malformed callback: body is not a JSON object", 400)
+        if not verify(body, settings.app_secret):
+            log.warning("callback refused: invalid signature")
+            return _text("invalid signature", 401)
+        errors = callback_schema.validate(body)
+        if errors:
+            return jsonify({"error": "malformed callback", "fields": sorted(errors)}), 400
+        try:
+            rt().celery.send_task("vexora.callback.process", args=[_wire_fields(body)],
+                                  queue=CALLBACK_QUEUE, retry=True, retry_policy=_PUBLISH_RETRY)
+        except _BROKER_DOWN as exc:
+            log.error("callback for %s not queued: broker unavailable (%s)", body.get("tradeNo"),
+                      type(exc).__name__)
+            return _text("temporarily unavailable", 503)
+        return _text("OK", 200)
+
+    @web.get("/healthz")
+    def healthz():
+        try:
+            rt().redis.ping()
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            return _text("redis unavailable", 503)
+        return _text("ok", 200)
+
+    return web
+
+
+def _source_allowed(remote: str | None, networks: list) -> bool:
+    try:
+        address = ipaddress.ip_address(remote or "")
+    except ValueError:
+        return False
+    return any(address in network for network in networks)
+
+
+app = create_app()
