@@ -1,6 +1,7 @@
 """The sandbox gateway: a real local HTTP server that speaks GATEWAY.md (checkout and query), keeps
 its orders in memory, counts what it received and injects faults on demand through a small
-control API under ``/_sandbox/``. It is a development and test tool, never a default for real money.
+control API under ``/_sandbox/``. The cashier page lives in ``sandbox_cashier``, the callbacks it
+sends in ``sandbox_notify``. It is a development and test tool, never a default for real money.
 """
 
 from __future__ import annotations
@@ -14,20 +15,27 @@ import socket
 import string
 import threading
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date, datetime
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
+from worker import sandbox_cashier as cashier
 from worker import signing
+from worker.sandbox_notify import JST, PAID_STATUSES, Notifier
 
-__all__ = ["Sandbox", "SandboxServer", "GatewayConfig", "make_server", "run"]
+__all__ = ["Sandbox", "SandboxServer", "GatewayConfig", "IpLimitReached", "make_server", "run"]
 
 logger = logging.getLogger(__name__)
 
 CHECKOUT_PATH = "/v1/vexora/checkout"
 QUERY_PATH = "/v1/vexora/queryPayInResult"
 ORDERS_PATH = "/_sandbox/orders/"
+RESEND_PATH = "/_sandbox/callbacks/resend/"
+CASHIER_PATH = "/cashier/"
 ENDPOINTS = ("checkout", "query")
 KINDS = ("latency", "http_error", "retry_after", "code_5000", "code_8000", "slow_after_create", "drop")
 REQUIRED_FIELDS = ("timestamp", "tradeNo", "userId", "amount", "mobile", "firstname", "lastname",
@@ -37,10 +45,19 @@ MAX_BODY = 1 << 20
 RULE_DEFAULTS = {"endpoint": "checkout", "kind": None, "times": 1, "tradeNo": None,
                  "status": 502, "delay": 1.0, "create": False}
 _ALNUM = string.ascii_lowercase + string.digits
+IP_DAILY_ORDERS, IP_DAILY_PAID = 10, 3  # GATEWAY.md §1, per Japan calendar day
+
+
+class IpLimitReached(Exception):
+    """The payer's IP has used up its transactions for the day."""
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _japan_day(ms: int) -> date:
+    return datetime.fromtimestamp(ms / 1000, JST).date()
 
 
 def _is_text(value: object) -> bool:
@@ -89,13 +106,19 @@ def _check_rates(rates: object) -> dict:
 class Sandbox:
     """Thread-safe gateway state: orders by tradeNo, counters, fault rules and chaos rates."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, ip_limits: bool = False) -> None:
         self._lock = threading.Lock()
+        self._ip_limits_default = ip_limits
         self.reset()
 
     def reset(self) -> None:
+        """Back to how it started: no orders, counts, rules or chaos; per-IP limits as started."""
         with self._lock:
             self._orders: dict[str, dict] = {}
+            self._by_platform: dict[str, str] = {}
+            self._ip_orders: Counter[tuple[str, date]] = Counter()
+            self._ip_paid: Counter[tuple[str, date]] = Counter()
+            self._ip_limits = self._ip_limits_default
             self._checkout: dict[str, dict[str, int]] = {}
             self._queries: dict[str, int] = {}
             self._totals = dict.fromkeys(
@@ -178,22 +201,45 @@ class Sandbox:
                 if trade_no:
                     self._queries[trade_no] = self._queries.get(trade_no, 0) + 1
 
+    # -- per-IP limits ----------------------------------------------------------------------------
+    def set_ip_limits(self, enabled: object) -> dict:
+        if not isinstance(enabled, bool):
+            raise ValueError("enabled must be a boolean")
+        with self._lock:
+            self._ip_limits = enabled
+        return self.ip_limits()
+
+    def ip_limits(self) -> dict:
+        with self._lock:
+            return {"enabled": self._ip_limits, "orders": IP_DAILY_ORDERS, "paid": IP_DAILY_PAID}
+
+    def _ip_spent(self, ip: str, day: date) -> bool:
+        # counted even while the limits are off, so turning them on respects the day so far
+        return self._ip_orders[ip, day] >= IP_DAILY_ORDERS or self._ip_paid[ip, day] >= IP_DAILY_PAID
+
     def create_order(self, body: Mapping[str, str], public_url: str) -> dict | None:
-        """Create the order for ``body``; None (and a duplicate counted) if its tradeNo exists."""
-        trade_no = body["tradeNo"]
+        """Create the order for ``body``; None (and a duplicate counted) if its tradeNo exists.
+
+        IpLimitReached when the limits are on and the payer's IP has used up its day.
+        """
+        trade_no, ip, now = body["tradeNo"], body["ipAddress"], _now_ms()
         with self._lock:  # check and create under one lock: a tradeNo is created at most once
             if trade_no in self._orders:
                 self._counters(trade_no)["duplicates"] += 1
                 self._totals["duplicates"] += 1
                 return None
+            if self._ip_limits and self._ip_spent(ip, _japan_day(now)):
+                raise IpLimitReached(ip)
             platform_no = "".join(secrets.choice(_ALNUM) for _ in range(16))
             # payer data (mobile, names, email) is deliberately not kept
             order = {"tradeNo": trade_no, "platFormTradeNo": platform_no, "status": "0015",
                      "message": "Paying", "amount": body["amount"], "paidAmount": None,
                      "notifyUrl": body["notifyUrl"], "returnUrl": body["returnUrl"],
-                     "remark": body.get("remark", ""), "ipAddress": body["ipAddress"],
-                     "paymentLink": f"{public_url}/cashier/{platform_no}", "createdAt": _now_ms()}
+                     "remark": body.get("remark", ""), "ipAddress": ip, "paidAt": None,
+                     "paymentLink": f"{public_url}{CASHIER_PATH}{platform_no}", "createdAt": now}
             self._orders[trade_no] = order
+            self._by_platform[platform_no] = trade_no
+            self._ip_orders[ip, _japan_day(now)] += 1
             self._counters(trade_no)["created"] += 1
             self._totals["created"] += 1
             return dict(order)
@@ -203,14 +249,30 @@ class Sandbox:
             order = self._orders.get(trade_no)
             return dict(order) if order else None
 
+    def order_by_platform(self, platform_no: str) -> dict | None:
+        with self._lock:
+            trade_no = self._by_platform.get(platform_no)
+            return dict(self._orders[trade_no]) if trade_no else None
+
     def set_status(self, trade_no: str, status: str, message: str,
-                   paid_amount: str | None = None) -> dict:
-        """Move an order (paid, failed...); KeyError if the tradeNo is unknown."""
+                   paid_amount: str | None = None, *, expect: str | None = None) -> dict | None:
+        """Move an order (paid, failed...); KeyError if the tradeNo is unknown.
+
+        With ``expect``, only an order still in that status moves; otherwise None (someone else,
+        e.g. a second click or the automatic payer, moved it first).
+        """
+        now = _now_ms()
         with self._lock:
             order = self._orders[trade_no]
+            if expect is not None and order["status"] != expect:
+                return None
+            if status == "0000" and order["status"] != "0000":
+                self._ip_paid[order["ipAddress"], _japan_day(now)] += 1
             order.update(status=status, message=message)
             if paid_amount is not None:
                 order["paidAmount"] = paid_amount
+            if status in PAID_STATUSES:
+                order["paidAt"] = now  # the callback's successTime
             return dict(order)
 
     def stats(self) -> dict:
@@ -267,7 +329,10 @@ def checkout(sandbox: Sandbox, config: GatewayConfig, merchant: str | None,
     field = _invalid_field(body)
     if field:
         return envelope("8000", f"{field} invalid")
-    order = sandbox.create_order(body, config.public_url)
+    try:
+        order = sandbox.create_order(body, config.public_url)
+    except IpLimitReached:
+        return envelope("8000", "ip daily limit reached")
     if order is None:
         return envelope("8000", "duplicate tradeNo")
     keys = ("tradeNo", "platFormTradeNo", "status", "message", "remark", "paymentLink")
@@ -297,13 +362,86 @@ def _flat_object(raw: bytes) -> dict | None:
     return body
 
 
+# -- control API (under /_sandbox/) ---------------------------------------------------------------
+class UnknownOrder(LookupError):
+    """A control request named a tradeNo the sandbox does not have (answered 404)."""
+
+
+def _known_order(server: SandboxServer, trade_no: str) -> dict:
+    order = server.sandbox.order(trade_no) if trade_no else None
+    if order is None:
+        raise UnknownOrder(trade_no)
+    return order
+
+
+def _add_faults(server: SandboxServer, body: dict) -> dict:
+    if not isinstance(body.get("faults"), list):
+        raise ValueError('body must be {"faults": [rule, ...]}')
+    return {"faults": server.sandbox.add_faults(body["faults"])}
+
+
+def _set_chaos(server: SandboxServer, body: dict) -> dict:
+    return {"chaos": server.sandbox.set_chaos(body.get("rates", {}), body.get("delay", 2.0),
+                                              body.get("seed"))}
+
+
+def _clear_faults(server: SandboxServer) -> dict:
+    server.sandbox.clear_faults()
+    return {"faults": []}
+
+
+def _resend(server: SandboxServer, body: dict, trade_no: str) -> dict:
+    return {"callback": server.notifier.notify(_known_order(server, trade_no))}
+
+
+def _set_order_status(server: SandboxServer, body: dict, trade_no: str) -> dict:
+    return {"order": cashier.scripted_status(server, _known_order(server, trade_no), body)}
+
+
+_CONTROL_POSTS = {
+    "/_sandbox/faults": _add_faults,
+    "/_sandbox/chaos": _set_chaos,
+    "/_sandbox/callbacks/drop": lambda server, body: {"drops": server.notifier.drop(body)},
+    "/_sandbox/autopay": lambda server, body: {"autopay": server.autopay.configure(body)},
+    "/_sandbox/ip-limits": lambda server, body: {
+        "ipLimits": server.sandbox.set_ip_limits(body.get("enabled"))},
+}
+_CONTROL_GETS = {
+    "/_sandbox/faults": lambda server: server.sandbox.faults(),
+    "/_sandbox/stats": lambda server: server.stats(),
+    "/_sandbox/callbacks": lambda server: {"callbacks": server.notifier.deliveries(),
+                                           "drops": server.notifier.drops()},
+    "/_sandbox/autopay": lambda server: {"autopay": server.autopay.settings()},
+    "/_sandbox/ip-limits": lambda server: {"ipLimits": server.sandbox.ip_limits()},
+}
+_CONTROL_DELETES = {
+    "/_sandbox/faults": _clear_faults,
+    "/_sandbox/callbacks/drop": lambda server: {"drops": server.notifier.clear_drops()},
+}
+
+
+def _control_post(path: str):
+    """The control function for a POST path (called with server and body), or None."""
+    if path in _CONTROL_POSTS:
+        return _CONTROL_POSTS[path]
+    if path.startswith(RESEND_PATH):
+        return partial(_resend, trade_no=unquote(path[len(RESEND_PATH):]))
+    if path.startswith(ORDERS_PATH) and path.endswith("/status"):
+        return partial(_set_order_status, trade_no=unquote(path[len(ORDERS_PATH):-len("/status")]))
+    return None
+
+
 # -- HTTP ------------------------------------------------------------------------------------------
 class SandboxServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
     def __init__(self, address, handler, *, sandbox: Sandbox, merchant_no: str, app_secret: str,
-                 public_url: str | None = None) -> None:
+                 public_url: str | None = None, time_factor: float = 1.0,
+                 autopay: Mapping | None = None) -> None:
+        # built (and checked) before binding; bind failures call server_close, which needs them
+        self.notifier = Notifier(app_secret, time_factor=time_factor)
+        self.autopay = cashier.Autopay(autopay)
         super().__init__(address, handler)
         self.sandbox = sandbox
         host, port = self.server_address[:2]
@@ -311,6 +449,34 @@ class SandboxServer(ThreadingHTTPServer):
             host = "127.0.0.1"  # a wildcard bind is not an address a browser can open
         self.url = (public_url or f"http://{host}:{port}").rstrip("/")
         self.config = GatewayConfig(merchant_no, app_secret, self.url)
+        self.notifier.start()
+
+    def move_order(self, trade_no: str, status: str, message: str, paid_amount: str | None = None,
+                   *, expect: str | None = None) -> dict | None:
+        """``Sandbox.set_status``, then the callback for the new status."""
+        order = self.sandbox.set_status(trade_no, status, message, paid_amount, expect=expect)
+        if order is not None:
+            self.notifier.notify(order)
+        return order
+
+    def order_created(self, trade_no: str) -> None:
+        cashier.autopay_order(self, trade_no)
+
+    def reset(self) -> None:
+        self.sandbox.reset()
+        self.notifier.reset()
+        self.autopay.reset()
+
+    def stats(self) -> dict:
+        return {**self.sandbox.stats(), "callbacks": self.notifier.stats()}
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        self.notifier.close()
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.notifier.close()
 
 
 class SandboxHandler(BaseHTTPRequestHandler):
@@ -324,20 +490,20 @@ class SandboxHandler(BaseHTTPRequestHandler):
         raise AttributeError(name)
 
     def do_GET(self) -> None:
-        path, sandbox = urlsplit(self.path).path, self.server.sandbox
-        if path == "/_sandbox/faults":
-            return self._send_json(200, sandbox.faults())
-        if path == "/_sandbox/stats":
-            return self._send_json(200, sandbox.stats())
+        path, server = urlsplit(self.path).path, self.server
+        if path.startswith(CASHIER_PATH):
+            return self._send_page(cashier.cashier_page(server, unquote(path[len(CASHIER_PATH):])))
+        if path in _CONTROL_GETS:
+            return self._send_json(200, _CONTROL_GETS[path](server))
         trade_no = unquote(path[len(ORDERS_PATH):]) if path.startswith(ORDERS_PATH) else ""
-        order = sandbox.order(trade_no) if trade_no else None
+        order = server.sandbox.order(trade_no) if trade_no else None
         self._send_json(*((200, order) if order else (404, {"error": "not found"})))
 
     def do_DELETE(self) -> None:
-        if urlsplit(self.path).path != "/_sandbox/faults":
+        clear = _CONTROL_DELETES.get(urlsplit(self.path).path)
+        if clear is None:
             return self._send_json(404, {"error": "not found"})
-        self.server.sandbox.clear_faults()
-        self._send_json(200, {"faults": []})
+        self._send_json(200, clear(self.server))
 
     def do_POST(self) -> None:
         path, raw = urlsplit(self.path).path, self._read_body()
@@ -347,24 +513,21 @@ class SandboxHandler(BaseHTTPRequestHandler):
             return self._gateway("checkout", checkout, raw)
         if path == QUERY_PATH:
             return self._gateway("query", query, raw)
+        if path.startswith(CASHIER_PATH):
+            return self._send_page(cashier.cashier_action(self.server,
+                                                          unquote(path[len(CASHIER_PATH):])))
         if path == "/_sandbox/reset":
-            self.server.sandbox.reset()
+            self.server.reset()
             return self._send_json(200, {"ok": True})
-        if path not in ("/_sandbox/faults", "/_sandbox/chaos"):
+        control = _control_post(path)
+        if control is None:
             return self._send_json(404, {"error": "not found"})
         try:
-            self._send_json(200, self._control(path, json.loads(raw or b"{}")))
+            self._send_json(200, control(self.server, json.loads(raw or b"{}")))
+        except UnknownOrder:
+            self._send_json(404, {"error": "order not found"})
         except (ValueError, TypeError, AttributeError) as exc:  # bad JSON, bad shape, bad rule
             self._send_json(400, {"error": str(exc)})
-
-    def _control(self, path: str, body: dict) -> dict:
-        if path == "/_sandbox/chaos":
-            chaos = self.server.sandbox.set_chaos(body.get("rates", {}), body.get("delay", 2.0),
-                                                  body.get("seed"))
-            return {"chaos": chaos}
-        if not isinstance(body.get("faults"), list):
-            raise ValueError('body must be {"faults": [rule, ...]}')
-        return {"faults": self.server.sandbox.add_faults(body["faults"])}
 
     def _method_not_allowed(self) -> None:
         self.close_connection = True  # any request body was left unread
@@ -390,6 +553,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
         answer = None
         if kind not in ("code_5000", "drop") or fault["create"]:
             answer = answer_for(sandbox, self.server.config, self.headers.get("merchantNo"), body)
+        if endpoint == "checkout" and answer and answer["code"] == "0000":
+            self.server.order_created(answer["data"]["tradeNo"])  # even if a fault hides the answer
         if kind == "code_5000":
             return self._send_json(200, envelope("5000", "system exception"))
         if kind == "drop":
@@ -409,6 +574,9 @@ class SandboxHandler(BaseHTTPRequestHandler):
 
     def _send_json(self, status: int, payload: object) -> None:
         self._send(status, json.dumps(payload, ensure_ascii=False).encode(), "application/json")
+
+    def _send_page(self, page: cashier.Page) -> None:
+        self._send(page.status, page.body, "text/html", page.headers)
 
     def _send_html(self, status: int, headers: Mapping[str, str] | None = None) -> None:
         reason = self.responses.get(status, ("Error",))[0]
@@ -446,17 +614,27 @@ class SandboxHandler(BaseHTTPRequestHandler):
 
 
 def make_server(host: str = "127.0.0.1", port: int = 0, *, merchant_no: str, app_secret: str,
-                public_url: str | None = None) -> SandboxServer:
-    """A bound, not yet serving sandbox gateway (call ``serve_forever``)."""
-    return SandboxServer((host, port), SandboxHandler, sandbox=Sandbox(),
-                         merchant_no=merchant_no, app_secret=app_secret, public_url=public_url)
+                public_url: str | None = None, time_factor: float = 1.0,
+                autopay: Mapping | None = None, ip_limits: bool = False) -> SandboxServer:
+    """A bound, not yet serving sandbox gateway (call ``serve_forever``).
+
+    ``time_factor`` scales the callback retry delays and send timeout (0.01: 2 s becomes 20 ms);
+    ``autopay`` is the ``POST /_sandbox/autopay`` body to start with (e.g.
+    ``{"mix": {"paid": 0.8, "failed": 0.2}, "delay": 0.5}``); ``ip_limits`` enforces GATEWAY.md
+    §1's per-IP daily limits. ``/_sandbox/reset`` returns autopay and ip_limits to these values.
+    """
+    return SandboxServer((host, port), SandboxHandler, sandbox=Sandbox(ip_limits=ip_limits),
+                         merchant_no=merchant_no, app_secret=app_secret, public_url=public_url,
+                         time_factor=time_factor, autopay=autopay)
 
 
 def run(host: str, port: int, *, merchant_no: str, app_secret: str,
-        public_url: str | None = None) -> None:
+        public_url: str | None = None, time_factor: float = 1.0, autopay: Mapping | None = None,
+        ip_limits: bool = False) -> None:
     """Serve until SIGTERM or Ctrl-C; prints one line once listening, for a parent to wait on."""
     server = make_server(host, port, merchant_no=merchant_no, app_secret=app_secret,
-                         public_url=public_url)
+                         public_url=public_url, time_factor=time_factor, autopay=autopay,
+                         ip_limits=ip_limits)
 
     def _stop(signum, frame):
         raise SystemExit(0)  # unwinds serve_forever in the main thread; finally closes the socket

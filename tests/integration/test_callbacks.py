@@ -203,3 +203,15 @@ def test_three_successes_per_ip_a_day_then_rejected(stack):
     record = stack.wait_state(trade_no, states.REJECTED)
     assert "3 successful" in record["errors"]["ipAddress"][0]
     assert stack.sent(trade_no)["received"] == 0
+
+
+@pytest.mark.parametrize("status,state", [("0000", states.SUCCEEDED), ("0001", states.PARTIALLY_PAID),
+                                          ("00029", states.FAILED)])
+def test_the_sandbox_gateway_callbacks_settle_jobs(stack, status, state):
+    trade_no = paying(stack)
+    stack.set_gateway_status(trade_no, status)
+    record = stack.wait_state(trade_no, state)
+    assert record["gatewayStatus"] == status
+    delivered = [c for c in stack.http.get(stack.sandbox_url + "/_sandbox/callbacks", timeout=5).json()["callbacks"]
+                 if c["tradeNo"] == trade_no]
+    assert delivered and delivered[0]["delivered"] and delivered[0]["attempts"] == 1

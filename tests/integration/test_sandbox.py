@@ -327,7 +327,8 @@ def test_reset_forgets_orders_stats_rules_and_chaos(base):
     requests.post(f"{base}/_sandbox/reset", timeout=TIMEOUT).raise_for_status()
     assert order(base, body["tradeNo"]) is None
     assert stats(base) == {"checkout": {}, "query": {}, "totals": {
-        "received": 0, "created": 0, "duplicates": 0, "faults": 0, "queries": 0}}
+        "received": 0, "created": 0, "duplicates": 0, "faults": 0, "queries": 0},
+        "callbacks": {"scheduled": 0, "delivered": 0, "attempts": 0, "dropped": 0, "gave_up": 0}}
     listed = requests.get(f"{base}/_sandbox/faults", timeout=TIMEOUT).json()
     assert listed == {"faults": [], "chaos": {"rates": {}, "delay": 2.0, "seed": None}}
     assert checkout(base, body).json()["code"] == "0000"

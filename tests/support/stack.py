@@ -66,8 +66,9 @@ def payload(**overrides) -> dict:
 class Stack:
     """Sandbox + workers on the test Redis; ``stop`` ends every process it started."""
 
-    def __init__(self, redis_url: str, log_dir: Path, **env_overrides: str):
+    def __init__(self, redis_url: str, log_dir: Path, time_factor: float = 0.01, **env_overrides: str):
         self.log_dir = log_dir
+        self.time_factor = str(time_factor)  # the sandbox's callback resend schedule, scaled
         self.sandbox_port = free_port()
         self.sandbox_url = f"http://127.0.0.1:{self.sandbox_port}"
         self.web_port = free_port()
@@ -101,7 +102,8 @@ class Stack:
         return self
 
     def start_sandbox(self) -> Process:
-        proc = self._spawn("sandbox", python_cmd("-m", "worker.cli", "sandbox", "--port", str(self.sandbox_port)))
+        proc = self._spawn("sandbox", python_cmd("-m", "worker.cli", "sandbox", "--port", str(self.sandbox_port),
+                                               "--time-factor", self.time_factor))
         wait_until(lambda: self._sandbox_up() or _dead(proc), timeout=20, what="sandbox to listen")
         assert proc.alive, proc.log()
         return proc
@@ -164,6 +166,19 @@ class Stack:
         if rules:
             self.http.post(self.sandbox_url + "/_sandbox/faults", json={"faults": list(rules)},
                            timeout=5).raise_for_status()
+
+    def drop_callbacks(self, trade_no: str) -> None:
+        """Make the sandbox lose every callback of this tradeNo."""
+        self.http.post(self.sandbox_url + "/_sandbox/callbacks/drop", json={"tradeNo": trade_no},
+                       timeout=5).raise_for_status()
+
+    def set_gateway_status(self, trade_no: str, status: str, paid_amount: str | None = None) -> None:
+        """The payer's outcome at the gateway (it sends its callback, unless dropped)."""
+        body = {"status": status, "message": "set by test"}
+        if paid_amount:
+            body["paidAmount"] = paid_amount
+        self.http.post(f"{self.sandbox_url}/_sandbox/orders/{trade_no}/status", json=body,
+                       timeout=5).raise_for_status()
 
     def stats(self) -> dict:
         return self.http.get(self.sandbox_url + "/_sandbox/stats", timeout=5).json()

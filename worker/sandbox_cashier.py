@@ -1,0 +1,258 @@
+"""The payer's side of the sandbox: the cashier page served at each order's ``paymentLink``, the
+outcomes a payer can cause there (pay, pay part, fail) and the automatic payer that picks those
+outcomes for demos and tests. Pages are small HTML5 documents that show no payer data and escape
+every value they render. Nothing here speaks HTTP: handlers turn a ``Page`` into an answer.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from html import escape
+from typing import Any, Protocol
+
+__all__ = ["Page", "Autopay", "OUTCOMES", "ACTIONS", "PAYING", "cashier_page", "cashier_action",
+           "settle", "scripted_status", "autopay_order", "default_paid_amount", "parse_mix"]
+
+PAYING = "0015"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str
+    message: str
+
+
+OUTCOMES = {"paid": Outcome("0000", "Success"), "partial": Outcome("0001", "Partially paid"),
+            "failed": Outcome("00029", "Failed")}
+ACTIONS = {"pay": "paid", "partial": "partial", "fail": "failed"}  # button -> outcome
+_MESSAGES = {**{o.status: o.message for o in OUTCOMES.values()}, PAYING: "Paying"}
+_WORDS = {"0000": "Paid", "0001": "Partially paid", PAYING: "Paying", "00029": "Failed",
+          "0029": "Failed"}
+_NO_STORE = {"Cache-Control": "no-store"}  # a status page must never come from a cache
+
+
+class Server(Protocol):
+    """What this module needs of ``sandbox.SandboxServer`` (which imports this module)."""
+
+    sandbox: Any  # sandbox.Sandbox
+    notifier: Any  # sandbox_notify.Notifier
+    autopay: Autopay
+
+    def move_order(self, trade_no: str, status: str, message: str,
+                   paid_amount: str | None = None, *, expect: str | None = None) -> dict | None:
+        ...
+
+
+@dataclass(frozen=True)
+class Page:
+    status: int
+    body: bytes = b""
+    headers: dict = field(default_factory=dict)
+
+
+def half(amount: str) -> str:
+    return str(max(1, int(amount) // 2))
+
+
+def default_paid_amount(status: str, amount: str) -> str | None:
+    """What a payer pays for ``status``: all for 0000, half (rounded down, >= 1) for 0001."""
+    return {"0000": amount, "0001": half(amount)}.get(status)
+
+
+def settle(server: Server, trade_no: str, outcome: str) -> dict | None:
+    """Move a paying order to ``outcome`` and send its callback; None if it was no longer paying.
+
+    KeyError if the tradeNo is unknown.
+    """
+    chosen, order = OUTCOMES[outcome], server.sandbox.order(trade_no)
+    if order is None:
+        raise KeyError(trade_no)
+    return server.move_order(trade_no, chosen.status, chosen.message,
+                             default_paid_amount(chosen.status, order["amount"]), expect=PAYING)
+
+
+def scripted_status(server: Server, order: Mapping, body: Mapping) -> dict:
+    """Control API: set any status without a browser (``{"status", "message", "paidAmount"}``).
+
+    ``message`` and ``paidAmount`` default as the cashier would set them; ValueError names a bad
+    field.
+    """
+    status, message, paid = body.get("status"), body.get("message"), body.get("paidAmount")
+    if not isinstance(status, str) or not status:
+        raise ValueError("status must be a non-empty string")
+    if message is not None and not isinstance(message, str):
+        raise ValueError("message must be a string")
+    if paid is not None and not (isinstance(paid, str) and paid.isascii() and paid.isdigit()):
+        raise ValueError("paidAmount must be a string of digits (whole yen)")
+    if message is None:
+        message = _MESSAGES.get(status, "Error")
+    paid = paid or default_paid_amount(status, order["amount"])
+    return server.move_order(order["tradeNo"], status, message, paid)
+
+
+# -- pages -----------------------------------------------------------------------------------------
+def _yen(amount: object) -> str:
+    return f"¥{int(amount):,}"
+
+
+def _document(title: str, content: str) -> bytes:
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{escape(title)}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:30rem;margin:2rem auto;padding:0 1rem}}
+form{{display:inline}}button{{margin:.25rem;padding:.5rem 1rem}}</style>
+</head>
+<body>
+<main>
+{content}
+</main>
+</body>
+</html>
+""".encode()
+
+
+def status_words(order: Mapping) -> str:
+    return _WORDS.get(order["status"]) or f"Error {order['status']}: {order['message']}"
+
+
+def _buttons(order: Mapping) -> str:
+    # relative actions: the page works under whichever host and prefix the payer opened it
+    link = escape(order["platFormTradeNo"])
+    amount = order["amount"]
+    return "\n".join(
+        f'<form method="post" action="{link}/{action}"><button id="{action}" type="submit">'
+        f"{label}</button></form>"
+        for action, label in (("pay", f"Pay {_yen(amount)}"),
+                              ("partial", f"Pay part ({_yen(half(amount))})"), ("fail", "Fail")))
+
+
+def _return_link(order: Mapping) -> str:
+    url = order.get("returnUrl") or ""
+    if not url.startswith(("http://", "https://")):  # never render a javascript: link
+        return ""
+    return f'<p><a id="return" href="{escape(url)}">Return to the merchant</a></p>'
+
+
+def _cashier(order: Mapping) -> bytes:
+    paid = order.get("paidAmount")
+    rows = [("trade-no", "Order", escape(order["tradeNo"])),
+            ("amount", "Amount", _yen(order["amount"]))]
+    if paid is not None:
+        rows.append(("paid", "Paid", _yen(paid)))
+    listing = "\n".join(f'<dt>{label}</dt><dd id="{key}">{value}</dd>' for key, label, value in rows)
+    closing = _buttons(order) if order["status"] == PAYING else _return_link(order)
+    content = (f"<h1>Vexora sandbox cashier</h1>\n<p>Sandbox: no real money moves.</p>\n"
+               f"<dl>\n{listing}\n</dl>\n"
+               f'<p id="status">{escape(status_words(order))}</p>\n{closing}')
+    return _document("Vexora sandbox cashier", content)
+
+
+def _message(status: int, title: str, text: str, extra: str = "") -> Page:
+    content = f"<h1>{escape(title)}</h1>\n<p>{escape(text)}</p>\n{extra}"
+    return Page(status, _document(title, content), _NO_STORE)
+
+
+def _not_found() -> Page:
+    return _message(404, "Payment not found", "There is no payment at this address.")
+
+
+def cashier_page(server: Server, platform_no: str) -> Page:
+    """``GET /cashier/<platFormTradeNo>``."""
+    order = server.sandbox.order_by_platform(platform_no) if "/" not in platform_no else None
+    if order is None:
+        return _not_found()
+    return Page(200, _cashier(order), _NO_STORE)
+
+
+def cashier_action(server: Server, rest: str) -> Page:
+    """``POST /cashier/<platFormTradeNo>/<pay|partial|fail>``: 303 back to the page, or 409."""
+    platform_no, _, action = rest.partition("/")
+    order = server.sandbox.order_by_platform(platform_no)
+    if order is None or action not in ACTIONS:
+        return _not_found()
+    moved = settle(server, order["tradeNo"], ACTIONS[action])
+    back = f"../{platform_no}"  # relative, like the form actions
+    if moved is None:
+        current = server.sandbox.order(order["tradeNo"])
+        back_link = f'<p id="status">{escape(status_words(current))}</p>\n' \
+                    f'<p><a href="{escape(back)}">Back to the payment</a></p>'
+        return _message(409, "Payment already closed", "This payment can no longer change.",
+                        back_link)
+    return Page(303, b"", {"Location": back, **_NO_STORE})
+
+
+# -- automatic payer -------------------------------------------------------------------------------
+def _check_mix(mix: object) -> dict:
+    if not isinstance(mix, dict) or any(outcome not in OUTCOMES for outcome in mix):
+        raise ValueError(f"mix must map outcomes {tuple(OUTCOMES)} to probabilities")
+    valid = all(isinstance(p, (int, float)) and not isinstance(p, bool) and 0 <= p <= 1
+                for p in mix.values())
+    if not valid or sum(mix.values()) > 1 + 1e-9:  # 0.8 + 0.05 + 0.15 is 1.0000000000000002
+        raise ValueError("each probability must be in [0, 1] and they must add up to at most 1")
+    return dict(mix)
+
+
+def parse_mix(text: str) -> dict:
+    """``"paid=0.8,partial=0.05,failed=0.15"`` (a command-line option) as a checked mix."""
+    pairs = (item.partition("=") for item in text.split(",") if item.strip())
+    return _check_mix({name.strip(): float(value) for name, _, value in pairs})
+
+
+class Autopay:
+    """The automatic payer's settings; draws an outcome (or none: stays paying) per new order."""
+
+    def __init__(self, settings: Mapping | None = None) -> None:
+        self._lock = threading.Lock()
+        self._default = dict(settings or {"mix": {}})
+        self.configure(self._default)  # a bad startup setting fails here, loudly
+
+    def reset(self) -> dict:
+        return self.configure(self._default)
+
+    def configure(self, body: Mapping) -> dict:
+        """Control API body ``{"mix": {...}, "delay": seconds, "seed": n}``; ``{"mix": {}}`` = off."""
+        mix, delay, seed = _check_mix(body.get("mix", {})), body.get("delay", 0.5), body.get("seed")
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay < 0:
+            raise ValueError("delay must be a number of seconds >= 0")
+        rng = random.Random(seed)  # a bad seed fails here, before any state changes
+        with self._lock:
+            self._settings, self._rng = {"mix": mix, "delay": delay, "seed": seed}, rng
+        return self.settings()
+
+    def settings(self) -> dict:
+        with self._lock:
+            return {**self._settings, "mix": dict(self._settings["mix"])}
+
+    def draw(self) -> tuple[str, float] | None:
+        """(outcome, delay in real seconds), or None when the order is left paying."""
+        with self._lock:
+            if not self._settings["mix"]:
+                return None
+            draw, edge = self._rng.random(), 0.0
+            for outcome, probability in self._settings["mix"].items():
+                edge += probability
+                if draw < edge:
+                    return outcome, self._settings["delay"]
+            return None
+
+
+def autopay_order(server: Server, trade_no: str) -> None:
+    """After a checkout: let the automatic payer settle the order later, if it picks an outcome."""
+    drawn = server.autopay.draw()
+    if drawn is None:
+        return
+    outcome, delay = drawn
+
+    def pay() -> None:
+        try:
+            settle(server, trade_no, outcome)
+        except KeyError:
+            pass  # the sandbox was reset meanwhile: the order is gone
+
+    server.notifier.call_later(delay, pay)
