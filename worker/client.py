@@ -36,7 +36,7 @@ def enqueue_checkout(payload: Mapping[str, object], *, runtime: Runtime | None =
                            errors={"tradeNo": ["must be a non-empty string of at most 32 characters"]})
     outcome, state = rt.store.create(trade_no, job, contact=mask_contact(job), amount=job.get("amount"))
     if outcome == "created" or state == states.QUEUED:
-        rt.celery.send_task("vexora.checkout.submit", args=[trade_no])
+        rt.send("vexora.checkout.submit", trade_no)
     return trade_no
 
 

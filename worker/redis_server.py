@@ -58,9 +58,11 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 20.0) -> "RedisServer":
+        os.makedirs(self.data_dir, exist_ok=True)
         args = [find_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.data_dir,
                 "--save", "", "--appendonly", "yes" if self.appendonly else "no",
-                "--appendfsync", "everysec", "--maxmemory-policy", "noeviction", "--databases", "16"]
+                "--appendfsync", "everysec", "--maxmemory-policy", "noeviction", "--databases", "16",
+                "--logfile", os.path.join(self.data_dir, "redis.log")]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                         start_new_session=True)
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)

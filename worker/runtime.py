@@ -56,6 +56,14 @@ class Runtime:
         from worker.celery import app, create_app
         return app if app.conf.broker_url == self.settings.redis_url else create_app(self.settings)
 
+    def send(self, task_name: str, *args, **options) -> None:
+        """Put a task message on the broker; no result is ever awaited (the store has the outcome).
+
+        ``ignore_result`` also keeps the producer off the result backend, whose lost
+        connection would otherwise break every later send of this process.
+        """
+        self.celery.send_task(task_name, args=list(args), ignore_result=True, **options)
+
     @cached_property
     def schema(self) -> CheckoutRequestSchema:
         return checkout_schema(self.settings)
@@ -86,7 +94,7 @@ class Runtime:
     def reconciler(self):
         from worker.reconcile import Reconciler
         return Reconciler(self.settings, self.store, self.gateway,
-                          lambda trade_no: self.celery.send_task("vexora.checkout.submit", args=[trade_no]))
+                          lambda trade_no: self.send("vexora.checkout.submit", trade_no))
 
 
 _lock = threading.Lock()

@@ -77,8 +77,8 @@ def create_app(settings: Settings | None = None, runtime=None) -> Flask:
         if errors:
             return jsonify({"error": "malformed callback", "fields": sorted(errors)}), 400
         try:
-            rt().celery.send_task("vexora.callback.process", args=[_wire_fields(body)],
-                                  queue=CALLBACK_QUEUE, retry=True, retry_policy=_PUBLISH_RETRY)
+            rt().send("vexora.callback.process", _wire_fields(body), queue=CALLBACK_QUEUE,
+                      retry=True, retry_policy=_PUBLISH_RETRY)
         except _BROKER_DOWN as exc:
             log.error("callback for %s not queued: broker unavailable (%s)", body.get("tradeNo"),
                       type(exc).__name__)

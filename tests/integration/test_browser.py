@@ -1,0 +1,56 @@
+"""End to end in a real browser: a payer opens the payment link, clicks Pay, the job succeeds."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+
+import pytest
+
+from worker import states
+from tests.support.stack import Stack, payload
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+if CHROMIUM is None:
+    pytest.skip("Debian's chromium is not installed (scripts/test installs it when run as root)",
+                allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (the dev extra) is not installed")
+
+
+@pytest.fixture(scope="module")
+def stack(redis_url, tmp_path_factory):
+    s = Stack(redis_url, tmp_path_factory.mktemp("browser")).start(web=True)
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    profile = tempfile.mkdtemp(prefix="vexora-chromium-")
+    with sync_api.sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
+                  "--disable-component-update", "--disable-sync", "--disable-quic"])
+        try:
+            yield context
+        finally:
+            context.close()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_a_payer_clicks_pay_and_the_job_succeeds(stack, browser):
+    trade_no = stack.enqueue(payload())
+    link = stack.wait_state(trade_no, states.PAYING)["paymentLink"]
+    page = browser.new_page()
+    page.goto(link)
+    assert trade_no in page.content()
+    page.click("#pay")
+    sync_api.expect(page.locator("#status")).to_have_text("Paid", timeout=10_000)
+    record = stack.wait_state(trade_no, states.SUCCEEDED, timeout=30)
+    assert record["paidAmount"] == "300.00"
+    page.close()
