@@ -1,4 +1,4 @@
-"""The web app (``gunicorn worker.web:app``): gateway callbacks in, health out.
+"""The web app (``gunicorn worker.web:app``): gateway callbacks in, producer API, health.
 
 Flask, because routing, body limits (413) and error handlers come ready and every Python team
 can read it; it stays thin — each view calls plain logic and the store.
@@ -21,6 +21,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from schemas import CallbackSchema
+from worker.api import producer_api
 from worker.celery import CALLBACK_QUEUE
 from worker.runtime import get_runtime
 from worker.settings import Settings
@@ -47,8 +48,8 @@ def _wire_fields(body: dict) -> dict:
 
 def create_app(settings: Settings | None = None, runtime=None) -> Flask:
     settings = settings or Settings.from_env()
-    web = Flask("vexora")
-    web.config["MAX_CONTENT_LENGTH"] = settings.callback_max_bytes
+    web = Flask("vexora", static_folder=None)
+    web.config["MAX_CONTENT_LENGTH"] = settings.callback_max_bytes  # also bounds producer API bodies
     allowed_sources = [ipaddress.ip_network(cidr, strict=False) for cidr in settings.callback_allowed_ips]
     callback_schema = CallbackSchema()
 
@@ -84,6 +85,8 @@ def create_app(settings: Settings | None = None, runtime=None) -> Flask:
                       type(exc).__name__)
             return _text("temporarily unavailable", 503)
         return _text("OK", 200)
+
+    web.register_blueprint(producer_api(settings, rt))
 
     @web.get("/healthz")
     def healthz():

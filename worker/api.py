@@ -1,0 +1,92 @@
+"""The producer HTTP API, for applications that speak neither Python nor Celery.
+
+``POST /v1/checkouts`` validates the job at once (422 with field errors; nothing stored), then
+does what ``enqueue_checkout`` does: stores it and queues a message carrying only the
+``tradeNo``; 202 with the ``tradeNo`` and a status URL. It is idempotent on ``tradeNo``: the same
+payload again answers the same job, another payload under a used ``tradeNo`` is 409.
+``GET /v1/checkouts/<tradeNo>`` answers the job's record, payer data masked. Both need
+``Authorization: Bearer $VEXORA_API_TOKEN``; with no token configured the API refuses everyone.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+
+import redis
+from flask import Blueprint, jsonify, request, url_for
+
+from schemas import generate_trade_no
+from worker.client import enqueue_checkout, get_checkout
+from worker.errors import DuplicateTradeNoError
+from worker.openapi import build_openapi
+from worker.runtime import Runtime, checkout_schema
+from worker.settings import Settings
+
+__all__ = ["producer_api"]
+
+_REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+def _problem(status: int, error: str, **extra):
+    return jsonify({"error": error, **extra}), status
+
+
+def producer_api(settings: Settings, runtime: Callable[[], Runtime]) -> Blueprint:
+    api = Blueprint("producer_api", __name__)
+    schema = checkout_schema(settings)
+    token = settings.api_token.encode("utf-8")
+    document = build_openapi(schema)
+
+    @api.before_request
+    def authenticate():
+        if request.endpoint == "producer_api.openapi":
+            return None
+        given = request.headers.get("Authorization", "")
+        scheme, _, credential = given.partition(" ")
+        if not token or scheme.lower() != "bearer" or not hmac.compare_digest(credential.encode("utf-8"), token):
+            response, status = _problem(401, "a valid bearer token is required"
+                                        if token else "the producer API is disabled: VEXORA_API_TOKEN is not set")
+            response.headers["WWW-Authenticate"] = 'Bearer realm="vexora-checkout"'
+            return response, status
+        return None
+
+    @api.post("/v1/checkouts")
+    def create_checkout():
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            return _problem(400, "the body must be a JSON object")
+        job = dict(body)
+        if job.get("tradeNo") is None:
+            job["tradeNo"] = generate_trade_no()
+        errors = schema.field_errors(job)
+        if errors:
+            return _problem(422, "invalid checkout", errors=errors)
+        try:
+            trade_no = enqueue_checkout(job, runtime=runtime())
+            record = get_checkout(trade_no, runtime=runtime())
+        except DuplicateTradeNoError as exc:
+            return _problem(409, exc.message, errors=exc.errors)
+        except _REDIS_DOWN:
+            return _problem(503, "temporarily unavailable; retry with the same tradeNo")
+        status_url = url_for("producer_api.show_checkout", trade_no=trade_no, _external=True)
+        response = jsonify({"tradeNo": trade_no, "state": record["state"] if record else "queued",
+                            "statusUrl": status_url})
+        response.headers["Location"] = status_url
+        return response, 202
+
+    @api.get("/v1/checkouts/<trade_no>")
+    def show_checkout(trade_no: str):
+        try:
+            record = get_checkout(trade_no, runtime=runtime())
+        except _REDIS_DOWN:
+            return _problem(503, "temporarily unavailable")
+        if record is None:
+            return _problem(404, "no such checkout")
+        return jsonify(record)
+
+    @api.get("/v1/openapi.json")
+    def openapi():
+        return jsonify(document)
+
+    return api

@@ -1,0 +1,100 @@
+"""The OpenAPI 3.1 document of the web app, served at ``GET /v1/openapi.json``.
+
+The checkout request's properties and required list are read from ``CheckoutRequestSchema``
+itself, so the document cannot drift from the validation; a test pins the paths to the app's
+routes.
+"""
+
+from __future__ import annotations
+
+from schemas import CheckoutRequestSchema
+
+__all__ = ["build_openapi", "FIELD_DOCS"]
+
+FIELD_DOCS = {
+    "tradeNo": "Your unique order number (idempotency key), at most 32 of [A-Za-z0-9_-]; generated when absent.",
+    "userId": "Your user's id.",
+    "amount": "Whole yen as a string of ASCII digits, e.g. \"300\".",
+    "mobile": "The payer's mobile: 11 digits starting with 0, no country code.",
+    "firstname": "The payer's legal first name in full-width Katakana.",
+    "lastname": "The payer's legal last name in full-width Katakana.",
+    "email": "The payer's email address.",
+    "channelCode": "Payment channel, e.g. EWALLET.",
+    "wayCode": "Payment method, e.g. PAYPAY.",
+    "ipAddress": "The payer's real public IP address.",
+    "notifyUrl": "Where the gateway posts outcomes; defaults to VEXORA_NOTIFY_URL.",
+    "returnUrl": "Where the payer returns after paying.",
+    "remark": "Free text echoed back by the gateway.",
+}
+
+_ERROR = {"type": "object", "properties": {"error": {"type": "string"},
+                                            "errors": {"type": "object", "additionalProperties": {
+                                                "type": "array", "items": {"type": "string"}}}}}
+
+
+def _request_schema(schema: CheckoutRequestSchema) -> dict:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": sorted(name for name, field in schema.fields.items() if field.required),
+        "properties": {name: {"type": "string", "description": FIELD_DOCS.get(name, "")}
+                       for name in schema.fields},
+    }
+
+
+def _json(ref: str) -> dict:
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
+
+
+def build_openapi(schema: CheckoutRequestSchema) -> dict:
+    error = {"content": _json("Error")}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "vexora-checkout", "version": "1",
+                 "description": "Enqueue Vexora checkouts and follow them; gateway callbacks in."},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "CheckoutRequest": _request_schema(schema),
+                "Accepted": {"type": "object", "required": ["tradeNo", "state", "statusUrl"],
+                             "properties": {"tradeNo": {"type": "string"}, "state": {"type": "string"},
+                                            "statusUrl": {"type": "string", "format": "uri"}}},
+                "Checkout": {"type": "object", "required": ["tradeNo", "state", "history"],
+                             "properties": {"tradeNo": {"type": "string"}, "state": {"type": "string", "enum": [
+                                 "queued", "submitting", "paying", "succeeded", "partially_paid", "failed",
+                                 "rejected", "declined", "unknown"]},
+                                 "paymentLink": {"type": "string"}, "history": {"type": "array"}},
+                             "additionalProperties": True},
+                "Error": _ERROR,
+            },
+        },
+        "paths": {
+            "/v1/checkouts": {"post": {
+                "summary": "Enqueue a checkout", "security": [{"bearer": []}],
+                "requestBody": {"required": True, "content": _json("CheckoutRequest")},
+                "responses": {"202": {"description": "Stored and queued", "content": _json("Accepted")},
+                              "400": {"description": "Not a JSON object", **error},
+                              "401": {"description": "Missing or wrong bearer token", **error},
+                              "409": {"description": "tradeNo used by another payload", **error},
+                              "422": {"description": "Invalid fields", **error},
+                              "503": {"description": "Redis unavailable; retry", **error}}}},
+            "/v1/checkouts/{tradeNo}": {"get": {
+                "summary": "A checkout's record (payer data masked)", "security": [{"bearer": []}],
+                "parameters": [{"name": "tradeNo", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "The record", "content": _json("Checkout")},
+                              "401": {"description": "Missing or wrong bearer token", **error},
+                              "404": {"description": "No such checkout", **error}}}},
+            "/v1/openapi.json": {"get": {"summary": "This document",
+                                         "responses": {"200": {"description": "OpenAPI 3.1"}}}},
+            "/vexora/notify": {"post": {
+                "summary": "Gateway callback (signed per the gateway's rules)",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+                "responses": {"200": {"description": "Queued: plain text OK",
+                                      "content": {"text/plain": {"schema": {"const": "OK"}}}},
+                              "400": {"description": "Malformed"}, "401": {"description": "Bad signature"},
+                              "403": {"description": "Source not allowed"}, "413": {"description": "Too large"},
+                              "503": {"description": "Not queued; the gateway will resend"}}}},
+            "/healthz": {"get": {"summary": "200 when Redis answers",
+                                 "responses": {"200": {"description": "ok"}, "503": {"description": "down"}}}},
+        },
+    }
