@@ -33,7 +33,9 @@ def create_app(settings: Settings | None = None) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         worker_send_task_events=True,
-        task_send_sent_event=True,
+        # No task-sent events: a producer's event carries its own repr of the arguments, which for
+        # vexora.checkout.enqueue is the payer's data; workers' events show only the tradeNo.
+        task_send_sent_event=False,
         task_default_queue=CHECKOUT_QUEUE,
         task_routes={
             "vexora.checkout.*": {"queue": CHECKOUT_QUEUE},

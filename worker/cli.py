@@ -1,23 +1,179 @@
 """The ``vexora-checkout`` command line.
 
 Settings come from the environment (``worker.settings``); options given here override them.
+Exit codes: 0 done; 1 a failure the message explains (e.g. Redis unreachable); 2 bad usage;
+3 invalid input rows (nothing enqueued); 4 ``--wait``: some jobs did not get a payment link.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 
 import click
+import redis
 
 from worker.settings import Settings
 
 __all__ = ["main"]
 
+EXIT_FAILED, EXIT_INVALID, EXIT_NOT_PAYING = 1, 3, 4
+_REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+_LINK_STATES = {"paying", "succeeded", "partially_paid", "failed"}
+_FINAL_WITHOUT_LINK = {"rejected", "declined", "unknown"}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 def main() -> None:
-    """Vexora checkout worker: enqueue checkouts, follow them, run the services."""
+    """Vexora checkout worker: enqueue checkouts, follow them, run the services.
+
+    \b
+    Start here:    vexora-checkout demo            (everything on this machine, ~50 checkouts)
+    Enqueue:       vexora-checkout enqueue jobs.csv --wait
+    Follow a job:  vexora-checkout status TRADENO --watch
+    Run:           vexora-checkout worker | beat | web | sandbox
+
+    Configuration is by environment: REDIS_URL, VEXORA_BASE_URL, VEXORA_MERCHANT_NO,
+    VEXORA_APP_SECRET (or VEXORA_APP_SECRET_FILE), VEXORA_NOTIFY_URL, VEXORA_API_TOKEN.
+    """
+
+
+@main.command()
+@click.option("--serve", is_flag=True, help="Keep everything running after the batch; Ctrl-C stops it.")
+@click.option("--size", default=50, show_default=True, type=click.IntRange(15, 2000), help="Jobs in the batch.")
+@click.option("--timeout", default=180.0, show_default=True, type=float, help="Seconds to wait for the batch.")
+@click.option("--seed", default=None, type=int, help="Seed for the batch's random parts.")
+def demo(serve: bool, size: int, timeout: float, seed: int | None) -> None:
+    """The whole life of a batch of checkouts on this machine.
+
+    Starts a private Redis (unless REDIS_URL is set), the sandbox gateway, the web app, a worker,
+    beat and Flower (when installed); enqueues the batch; a payer bot clicks the cashier pages;
+    shows live progress and a summary. Exits 0 when every job ended as planned.
+    """
+    from worker.demo import run_demo
+
+    sys.exit(run_demo(size=size, serve=serve, timeout=timeout, seed=seed))
+
+
+@main.command()
+@click.argument("source", type=click.File("r", encoding="utf-8"), default="-")
+@click.option("--format", "fmt", type=click.Choice(["auto", "json", "jsonl", "csv"]), default="auto",
+              show_default=True, help="File format; auto decides by the file name (stdin: json).")
+@click.option("--skip-invalid", is_flag=True, help="Enqueue the valid rows even if some are invalid.")
+@click.option("--wait", "wait_", is_flag=True, help="Wait until each job has a payment link (or fails).")
+@click.option("--timeout", default=120.0, show_default=True, type=float, help="Seconds --wait waits.")
+def enqueue(source, fmt: str, skip_invalid: bool, wait_: bool, timeout: float) -> None:
+    """Enqueue checkout jobs from SOURCE (a JSON array, JSON Lines or CSV file; - for stdin).
+
+    Every row is validated first; invalid rows are listed with their line and field and, unless
+    --skip-invalid, nothing is enqueued (exit 3). Each row's tradeNo is its idempotency key:
+    running the same file again enqueues nothing twice.
+    """
+    from rich.console import Console
+    from rich.progress import track
+
+    from worker.batch import BatchError, detect_format, invalid_rows, read_rows
+    from worker.client import enqueue_checkout
+    from worker.errors import InvalidError
+    from worker.runtime import get_runtime
+
+    console = Console(stderr=True)
+    fmt = detect_format(source.name) if fmt == "auto" else fmt
+    try:
+        rows = read_rows(source, fmt)
+    except BatchError as exc:
+        raise click.ClickException(str(exc)) from None
+    runtime = get_runtime()
+    refused = invalid_rows(rows, runtime.schema)
+    for row, errors in refused:
+        for field_name, messages in errors.items():
+            console.print(f"line {row.line}: {field_name}: {'; '.join(map(str, messages))}")
+    if refused and not skip_invalid:
+        console.print(f"[red]{len(refused)} of {len(rows)} rows are invalid; nothing was enqueued.")
+        sys.exit(EXIT_INVALID)
+    bad_lines = {row.line for row, _ in refused}
+    trade_nos = []
+    try:
+        for row in track([r for r in rows if r.line not in bad_lines], description="enqueueing", console=console):
+            try:
+                trade_nos.append(enqueue_checkout(row.payload, runtime=runtime))
+            except InvalidError as exc:
+                console.print(f"line {row.line}: {exc.message}")
+    except _REDIS_DOWN as exc:
+        raise click.ClickException(f"Redis unreachable at {runtime.settings.redis_url}: {exc}") from None
+    for trade_no in trade_nos:
+        click.echo(trade_no)
+    console.print(f"enqueued {len(trade_nos)} jobs" + (f", skipped {len(refused)} invalid" if refused else ""))
+    if wait_ and not _wait_for_links(runtime.store, trade_nos, timeout, console):
+        sys.exit(EXIT_NOT_PAYING)
+
+
+def _wait_for_links(store, trade_nos: list[str], timeout: float, console) -> bool:
+    from rich.progress import Progress
+
+    pending, results = set(trade_nos), {}
+    deadline = time.monotonic() + timeout
+    with Progress(console=console, transient=True) as progress:
+        bar = progress.add_task("waiting for payment links", total=len(trade_nos))
+        while pending and time.monotonic() < deadline:
+            for trade_no in list(pending):
+                record = store.get(trade_no) or {}
+                if record.get("state") in _LINK_STATES | _FINAL_WITHOUT_LINK:
+                    results[trade_no] = record
+                    pending.discard(trade_no)
+                    progress.advance(bar)
+            if pending:
+                time.sleep(0.2)
+    for trade_no in trade_nos:
+        record = results.get(trade_no, {"state": "timed out"})
+        console.print(f"{trade_no}  {record['state']:<14} {record.get('paymentLink') or ''}")
+    return not pending and all(r["state"] in _LINK_STATES for r in results.values())
+
+
+@main.command()
+@click.argument("trade_no")
+@click.option("--watch", is_flag=True, help="Follow the job's events until it reaches a final state.")
+def status(trade_no: str, watch: bool) -> None:
+    """Print one job's record (payer data masked) as JSON; exit 1 if there is no such job."""
+    from worker import states
+    from worker.runtime import get_runtime
+
+    store = get_runtime().store
+    try:
+        last_id = store.last_event_id()
+        record = store.get(trade_no)
+    except _REDIS_DOWN as exc:
+        raise click.ClickException(f"Redis unreachable: {exc}") from None
+    if record is None:
+        click.echo(f"no job with tradeNo {trade_no}", err=True)
+        sys.exit(EXIT_FAILED)
+    click.echo(json.dumps(record, ensure_ascii=False, indent=2))
+    if not watch:
+        return
+    state = record["state"]
+    while state not in states.TERMINAL:
+        for event_id, event in store.events(after=last_id, block_ms=5000, count=100):
+            last_id = event_id
+            if event.get("tradeNo") == trade_no:
+                click.echo(f"{time.strftime('%H:%M:%S')} {event.get('from') or '-'} -> {event.get('to') or '-'} "
+                           f"{event.get('detail')}")
+                state = event.get("to") or state
+
+
+@main.command()
+@click.option("--now", is_flag=True, help="Run one pass here and print it, instead of queueing the task.")
+def reconcile(now: bool) -> None:
+    """Settle unknown and stale jobs by querying the gateway (what beat runs periodically)."""
+    from worker.runtime import get_runtime
+
+    runtime = get_runtime()
+    if now:
+        click.echo(json.dumps(runtime.reconciler.run(), indent=2))
+    else:
+        runtime.send("vexora.reconcile")
+        click.echo("vexora.reconcile queued")
 
 
 @main.command()
@@ -55,16 +211,33 @@ def sandbox(host: str, port: int, public_url: str | None, time_factor: float, au
 
 
 @main.command()
-@click.argument("trade_no")
-def status(trade_no: str) -> None:
-    """Print the record of one job (payer data masked) as JSON; exit 1 if there is none."""
-    from worker.client import get_checkout
+@click.option("--bind", default="127.0.0.1:8000", show_default=True, help="Address for gunicorn.")
+@click.option("--workers", default=2, show_default=True, type=int, help="gunicorn worker processes.")
+@click.option("--threads", default=8, show_default=True, type=int, help="Threads per worker process.")
+def web(bind: str, workers: int, threads: int) -> None:
+    """Run the web app under gunicorn: callbacks, the producer API, health."""
+    _exec("gunicorn", "worker.web:app", "--bind", bind, "--worker-class", "gthread",
+          "--workers", str(workers), "--threads", str(threads))
 
-    record = get_checkout(trade_no)
-    if record is None:
-        click.echo(f"no job with tradeNo {trade_no}", err=True)
-        sys.exit(1)
-    click.echo(json.dumps(record, ensure_ascii=False, indent=2))
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("--concurrency", "-c", default=16, show_default=True, type=int, help="Threads in this worker.")
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def worker(concurrency: int, celery_args: tuple[str, ...]) -> None:
+    """Run a Celery worker on both queues (extra arguments go to celery)."""
+    _exec("celery", "-A", "worker", "worker", "-Q", "checkout,callbacks", "--pool", "threads",
+          "--concurrency", str(concurrency), "--loglevel", "INFO", *celery_args)
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def beat(celery_args: tuple[str, ...]) -> None:
+    """Run Celery beat, which schedules the reconciler. Run exactly one."""
+    _exec("celery", "-A", "worker", "beat", "--loglevel", "INFO", *celery_args)
+
+
+def _exec(module: str, *args: str) -> None:
+    os.execv(sys.executable, [sys.executable, "-m", module, *args])
 
 
 if __name__ == "__main__":

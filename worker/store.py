@@ -187,7 +187,7 @@ class JobStore:
                 "tradeNo is already used by a job with a different payload",
                 errors={"tradeNo": ["already used by another job with a different payload"]})
         if outcome == "created":
-            log.info("job %s: new -> queued", trade_no)
+            log.info("state_change tradeNo=%s from=new to=queued attempt=0", trade_no)
         return outcome, _text(state)
 
     def move(self, trade_no: str, target: str, *, fields: Mapping[str, object] | None = None,
@@ -217,8 +217,8 @@ class JobStore:
         )
         moved = Moved(bool(applied), _text(previous) if previous else None, int(attempts or 0))
         if moved.applied:
-            log.info("job %s: %s -> %s attempt=%s%s", trade_no, moved.previous, target,
-                     moved.attempts, _log_detail(detail))
+            log.info("state_change tradeNo=%s from=%s to=%s attempt=%s%s", trade_no, moved.previous,
+                     target, moved.attempts, _log_detail(detail))
         return moved
 
     def note(self, trade_no: str, kind: str, detail: Mapping[str, object] | None = None) -> None:
@@ -232,7 +232,7 @@ class JobStore:
         pipe.xadd(self.events_key, {"tradeNo": trade_no, "from": "", "to": "", "at": now,
                                     "detail": detail_json}, maxlen=self.events_maxlen, approximate=True)
         pipe.execute()
-        log.info("job %s: %s%s", trade_no, kind, _log_detail(detail))
+        log.info("event tradeNo=%s kind=%s%s", trade_no, kind, _log_detail(detail))
 
     def count_attempt(self, trade_no: str) -> int:
         """Count one more request sent (or about to be sent) to the gateway for this job."""
@@ -283,6 +283,11 @@ class JobStore:
             rows = answer[0][1] if answer else []
         return [(_text(i), {_text(k): _text(v) for k, v in fields.items()}) for i, fields in rows]
 
+    def last_event_id(self) -> str:
+        """The newest event's id ("0-0" when there is none): read it before a record to miss nothing."""
+        newest = self.redis.xrevrange(self.events_key, count=1)
+        return _text(newest[0][0]) if newest else "0-0"
+
     def open_jobs(self, state: str, *, older_than_s: float = 0.0, limit: int = 100) -> list[str]:
         """tradeNos in an open ``state`` that entered it at least ``older_than_s`` ago."""
         until = self.now_ms() - int(older_than_s * 1000)
@@ -312,7 +317,16 @@ def _decode(key: str, value: str) -> object:
     return value
 
 
+_LOGGED = ("latencyMs", "code", "status", "reason")
+
+
 def _log_detail(detail: Mapping[str, object] | None) -> str:
-    if not detail:
-        return ""
-    return "".join(f" {k}={v}" for k, v in detail.items() if k in {"code", "status", "latencyMs", "reason"})
+    """logfmt pairs of the detail fields that are safe and useful in a log line."""
+    detail = detail or {}
+    pairs = []
+    for key in _LOGGED:
+        if key in detail:
+            value = detail[key]
+            quoted = isinstance(value, str) and " " in value
+            pairs.append(f" {key}={json.dumps(value, ensure_ascii=False) if quoted else value}")
+    return "".join(pairs)

@@ -1,0 +1,308 @@
+"""``vexora-checkout demo``: the whole life of a batch of checkouts, on one machine.
+
+Starts a private Redis (unless ``REDIS_URL`` is set), the sandbox gateway, the web app, a
+worker, beat and — when installed — Flower; enqueues a realistic batch (most paid, some failed,
+one partial, a few invalid, some hitting injected gateway faults); a payer bot clicks the
+cashier buttons as payers would; live progress in the terminal; a summary at the end. Every
+process it started is stopped on exit, on Ctrl-C and on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+import signal
+import socket
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from worker import states
+from worker.client import enqueue_checkout
+from worker.redis_server import RedisServer, free_port
+from worker.runtime import Runtime
+from worker.services import Services, http_ok
+from worker.settings import Settings
+
+__all__ = ["run_demo", "Plan", "build_plan"]
+
+NAMES = [("タロウ", "ヤマダ"), ("ハナコ", "スズキ"), ("ケンタ", "タナカ"), ("ユイ", "サトウ"), ("ソウタ", "コバヤシ")]
+
+
+@dataclass
+class Plan:
+    """One job of the batch: its payload, what the payer does, what should come of it."""
+
+    payload: dict
+    expect: str
+    action: str | None = None  # "pay", "partial", "fail": the payer's click
+    fault: dict | None = None
+    label: str = "paid"
+    fields: dict = field(default_factory=dict)
+
+
+def _payload(n: int, rng: random.Random, **overrides) -> dict:
+    first, last = NAMES[n % len(NAMES)]
+    job = {
+        "tradeNo": f"DEMO{time.strftime('%H%M%S')}{n:03d}{uuid.uuid4().hex[:6]}",
+        "userId": f"user-{n:03d}", "amount": str(rng.choice([300, 980, 1500, 3200, 12000])),
+        "mobile": f"090{rng.randrange(10**8):08d}", "firstname": first, "lastname": last,
+        "email": f"payer{n:03d}@example.jp", "channelCode": "EWALLET", "wayCode": "PAYPAY",
+        "ipAddress": f"8.{rng.randrange(1, 255)}.{rng.randrange(256)}.{rng.randrange(1, 255)}",
+        "returnUrl": "https://shop.example/thanks", "remark": f"demo order {n}",
+    }
+    job.update(overrides)
+    return job
+
+
+def build_plan(size: int = 50, seed: int | None = None) -> list[Plan]:
+    """About ``size`` jobs: most paid, some failed, one partial, four invalid, seven with faults."""
+    rng = random.Random(seed)
+    invalid = [("bad mobile", {"mobile": "+81-90-1234"}), ("hiragana name", {"firstname": "たろう"}),
+               ("private IP", {"ipAddress": "192.168.1.10"}), ("decimal amount", {"amount": "12.50"})]
+    faults = [("502 then ok", {"kind": "http_error", "status": 502, "times": 1}),
+              ("502 twice", {"kind": "http_error", "status": 502, "times": 2}),
+              ("429 Retry-After", {"kind": "retry_after", "delay": 1, "times": 1}),
+              ("connection dropped", {"kind": "drop", "create": False, "times": 1}),
+              ("slow answer after create", {"kind": "slow_after_create", "delay": 3, "times": 1}),
+              ("5000, order created", {"kind": "code_5000", "create": True, "times": 1}),
+              ("5000, no order", {"kind": "code_5000", "create": False, "times": 1})]
+    plans: list[Plan] = []
+    for label, override in invalid:
+        plans.append(Plan(_payload(len(plans), rng, **override), states.REJECTED, label=f"invalid: {label}"))
+    plans.append(Plan(_payload(len(plans), rng), states.PARTIALLY_PAID, "partial", label="partial payment"))
+    for _ in range(max(1, size // 10)):
+        plans.append(Plan(_payload(len(plans), rng), states.FAILED, "fail", label="payer fails"))
+    for label, fault in faults:
+        plans.append(Plan(_payload(len(plans), rng), states.SUCCEEDED, "pay", fault, label=f"fault: {label}"))
+    while len(plans) < size:
+        plans.append(Plan(_payload(len(plans), rng), states.SUCCEEDED, "pay"))
+    rng.shuffle(plans)
+    return plans
+
+
+class PayerBot:
+    """Clicks a job's cashier button once its payment link exists, as the payer would."""
+
+    def __init__(self, sandbox_url: str):
+        self.sandbox_url = sandbox_url
+        self.http = requests.Session()
+        self.done: set[str] = set()
+
+    def act(self, plan: Plan, record: dict) -> None:
+        trade_no = plan.payload["tradeNo"]
+        if plan.action is None or trade_no in self.done or record.get("state") != states.PAYING:
+            return
+        link = record.get("paymentLink") or (
+            f"{self.sandbox_url}/cashier/{record['platFormTradeNo']}" if record.get("platFormTradeNo") else None)
+        if not link:
+            return
+        self.done.add(trade_no)
+        # the cashier form posts; the sandbox then sends the signed callback to our web app
+        self.http.post(f"{link}/{plan.action}", allow_redirects=False, timeout=10)
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _flower_installed() -> bool:
+    try:
+        import flower  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _log_says(service, text: str):
+    return lambda: text in service.log_path.read_text(errors="replace")
+
+
+def _summary_table(counts: Counter, total: int, title: str) -> Table:
+    table = Table(title=title)
+    table.add_column("state")
+    table.add_column("jobs", justify="right")
+    for state in states.ALL:
+        if counts.get(state):
+            table.add_row(state, str(counts[state]))
+    table.add_row("[bold]total", f"[bold]{total}")
+    return table
+
+
+def run_demo(*, size: int = 50, serve: bool = False, timeout: float = 180.0, seed: int | None = None,
+             console: Console | None = None) -> int:
+    """Run the demo; the exit status is 0 when every job ended as planned."""
+    console = console or Console()
+    if os.environ.get("VEXORA_BASE_URL"):
+        console.print("[red]The demo runs only against its own sandbox gateway: unset VEXORA_BASE_URL.")
+        return 2
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    log_dir = Path(tempfile.mkdtemp(prefix="vexora-demo-"))
+    with ExitStack() as cleanup:
+        try:
+            env, urls = _start_everything(cleanup, log_dir, console)
+            settings = Settings.from_env(env)
+            runtime = Runtime(settings)
+            plans = build_plan(size, seed)
+            ok = _run_batch(plans, runtime, urls, console, timeout)
+            _print_where_next(console, urls, log_dir, plans, settings, serve)
+            if serve:
+                requests.post(urls["sandbox"] + "/_sandbox/autopay",
+                              json={"mix": {"paid": 0.9, "failed": 0.1}, "delay": 30}, timeout=5)
+                console.print("\n[bold]Serving[/bold] — enqueue more (the sandbox pays by itself after 30 s "
+                              "unless you click first). Ctrl-C stops everything.")
+                stop.wait()
+            return 0 if ok else 1
+        except KeyboardInterrupt:
+            console.print("\n[yellow]Interrupted; stopping every process the demo started.")
+            return 130
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _start_everything(cleanup: ExitStack, log_dir: Path, console: Console):
+    secret = secrets.token_urlsafe(24)
+    redis_url = os.environ.get("REDIS_URL")
+    if not redis_url:
+        server = RedisServer(data_dir=str(log_dir / "redis")).start()
+        cleanup.callback(server.stop)
+        redis_url = server.url
+    ports = {name: free_port() for name in ("sandbox", "web", "flower")}
+    urls = {"redis": redis_url, "sandbox": f"http://127.0.0.1:{ports['sandbox']}",
+            "web": f"http://127.0.0.1:{ports['web']}", "flower": None,
+            "api_token": secrets.token_urlsafe(16)}
+    env = {**os.environ, "REDIS_URL": redis_url, "VEXORA_BASE_URL": urls["sandbox"],
+           "VEXORA_MERCHANT_NO": "DEMO-MERCHANT", "VEXORA_APP_SECRET": secret,
+           "VEXORA_NOTIFY_URL": urls["web"] + "/vexora/notify", "VEXORA_API_TOKEN": urls["api_token"],
+           "VEXORA_READ_TIMEOUT": "1.5", "VEXORA_RETRY_BASE_DELAY": "0.2", "VEXORA_RETRY_MAX_DELAY": "1",
+           "VEXORA_RECONCILE_INTERVAL": "2", "VEXORA_RECONCILE_BACKOFF_BASE": "1",
+           "VEXORA_PAYING_QUERY_AFTER": "30", "PYTHONUNBUFFERED": "1"}
+    services = Services(env, log_dir)
+    cleanup.callback(services.stop_all)
+    with console.status("starting Redis, sandbox, web, worker, beat…"):
+        services.start("sandbox", "-m", "worker.cli", "sandbox", "--port", str(ports["sandbox"]),
+                       "--time-factor", "0.05", ready=http_ok(urls["sandbox"] + "/_sandbox/stats"))
+        services.start("web", "-m", "gunicorn", "worker.web:app", "--bind", f"127.0.0.1:{ports['web']}",
+                       "--worker-class", "gthread", "--workers", "2", "--threads", "8",
+                       ready=http_ok(urls["web"] + "/healthz"))
+        worker = services.start("worker", "-m", "celery", "-A", "worker", "worker", "-Q", "checkout,callbacks",
+                                "--pool", "threads", "-c", "8", "-n", "demo@%h", "--loglevel", "INFO",
+                                "--without-gossip", "--without-mingle")
+        worker.wait_ready(_log_says(worker, "ready."), timeout=60)
+        beat = services.start("beat", "-m", "celery", "-A", "worker", "beat", "--loglevel", "INFO",
+                              "--schedule", str(log_dir / "beat-schedule"))
+        beat.wait_ready(_log_says(beat, "beat: Starting"), timeout=60)
+        if _flower_installed():
+            urls["flower_auth"] = f"demo:{secrets.token_urlsafe(9)}"
+            services.start("flower", "-m", "celery", "-A", "worker", "flower", "--address=127.0.0.1",
+                           f"--port={ports['flower']}", f"--basic-auth={urls['flower_auth']}",
+                           ready=lambda: _port_open(ports["flower"]))
+            urls["flower"] = f"http://127.0.0.1:{ports['flower']}"
+    console.print(f"[green]✓[/green] Redis {redis_url} · sandbox {urls['sandbox']} · web {urls['web']}"
+                  + (f" · Flower {urls['flower']}" if urls["flower"] else " · (Flower not installed)"))
+    return env, urls
+
+
+def _run_batch(plans: list[Plan], runtime: Runtime, urls: dict, console: Console, timeout: float) -> bool:
+    http = requests.Session()
+    for plan in plans:
+        if plan.fault:
+            http.post(urls["sandbox"] + "/_sandbox/faults",
+                      json={"faults": [{**plan.fault, "tradeNo": plan.payload["tradeNo"]}]}, timeout=5)
+    bot = PayerBot(urls["sandbox"])
+    started = time.monotonic()
+    for plan in plans:
+        enqueue_checkout(plan.payload, runtime=runtime)
+    console.print(f"enqueued {len(plans)} checkouts")
+    records: dict[str, dict] = {}
+    deadline = started + timeout
+    with Live(console=console, refresh_per_second=4, transient=True) as live:
+        while True:
+            settled = 0
+            for plan in plans:
+                trade_no = plan.payload["tradeNo"]
+                record = runtime.store.get(trade_no) or {}
+                records[trade_no] = record
+                bot.act(plan, record)
+                settled += record.get("state") == plan.expect
+            counts = Counter(r.get("state", "?") for r in records.values())
+            live.update(_summary_table(counts, len(plans),
+                                       f"{settled}/{len(plans)} settled · {time.monotonic() - started:.0f}s"))
+            if settled == len(plans) or time.monotonic() > deadline:
+                break
+            time.sleep(0.25)
+    elapsed = time.monotonic() - started
+    _print_summary(console, plans, records, elapsed, urls["sandbox"])
+    return (all(records[p.payload["tradeNo"]].get("state") == p.expect for p in plans)
+            and not _created_twice(urls["sandbox"], plans))
+
+
+def _time_to_link(record: dict) -> float | None:
+    for entry in record.get("history", []):
+        if entry.get("to") == states.PAYING:
+            return (entry["at"] - record["createdAt"]) / 1000
+    return None
+
+
+def _print_summary(console: Console, plans: list[Plan], records: dict, elapsed: float,
+                   sandbox_url: str) -> None:
+    counts = Counter(r.get("state", "?") for r in records.values())
+    console.print(_summary_table(counts, len(plans), f"{len(plans)} checkouts in {elapsed:.1f}s"))
+    to_link = sorted(t for t in (_time_to_link(r) for r in records.values()) if t is not None)
+    if to_link:
+        p95 = to_link[min(len(to_link) - 1, int(round(0.95 * (len(to_link) - 1))))]
+        console.print(f"time to payment link: p50 {statistics.median(to_link) * 1000:.0f} ms · "
+                      f"p95 {p95 * 1000:.0f} ms ({len(to_link)} jobs)")
+    retries = sum(max(0, int(r.get("attempts") or 0) - 1) for r in records.values())
+    redriven = sum(any(h.get("detail", {}).get("reason", "").startswith("re-driven") for h in r.get("history", []))
+                   for r in records.values())
+    reconciled = sum(any(h.get("detail", {}).get("reason") == "reconciled by query" for h in r.get("history", []))
+                     for r in records.values())
+    console.print(f"gateway retries: {retries} · settled by the reconciler: {reconciled} · re-sent after "
+                  f"'not known': {redriven}")
+    wrong = [p for p in plans if records[p.payload["tradeNo"]].get("state") != p.expect]
+    for plan in wrong:
+        console.print(f"[red]✗ {plan.payload['tradeNo']} ({plan.label}): expected {plan.expect}, "
+                      f"got {records[plan.payload['tradeNo']].get('state')}")
+    twice = _created_twice(sandbox_url, plans)
+    console.print(f"created twice at the gateway: {len(twice)}" + (f" ({', '.join(twice)})" if twice else ""))
+    if not wrong and not twice:
+        console.print("[green]✓ every job ended as planned; none lost, none created twice[/green]")
+
+
+def _created_twice(sandbox_url: str, plans: list[Plan]) -> list[str]:
+    """tradeNos the sandbox was asked to create again after it had created them."""
+    counts = requests.get(sandbox_url + "/_sandbox/stats", timeout=5).json()["checkout"]
+    return [p.payload["tradeNo"] for p in plans
+            if counts.get(p.payload["tradeNo"], {}).get("duplicates", 0) or
+            counts.get(p.payload["tradeNo"], {}).get("created", 0) > 1]
+
+
+def _print_where_next(console: Console, urls: dict, log_dir: Path, plans: list[Plan], settings: Settings,
+                      serve: bool) -> None:
+    sample = next(p.payload["tradeNo"] for p in plans if p.expect == states.SUCCEEDED)
+    console.print("\n[bold]Where to look next[/bold]")
+    console.print(f"  logs of every process (kept): {log_dir}")
+    if not serve:
+        console.print("  run [bold]vexora-checkout demo --serve[/bold] to keep everything up and look around")
+        return
+    console.print(f"  one job:   REDIS_URL={urls['redis']} vexora-checkout status {sample} --watch")
+    console.print(f"  events:    redis-cli -u {urls['redis']} XRANGE {settings.key_prefix}:events - + COUNT 10")
+    if urls.get("flower"):
+        console.print(f"  Flower:    {urls['flower']}  (user:password {urls['flower_auth']})")
+    console.print(f"  HTTP API:  {urls['web']}/v1/openapi.json  (bearer token {urls['api_token']})")
