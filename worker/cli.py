@@ -217,7 +217,7 @@ def sandbox(host: str, port: int, public_url: str | None, time_factor: float, au
 def web(bind: str, workers: int, threads: int) -> None:
     """Run the web app under gunicorn: callbacks, the producer API, health."""
     _exec("gunicorn", "worker.web:app", "--bind", bind, "--worker-class", "gthread",
-          "--workers", str(workers), "--threads", str(threads))
+          "--workers", str(workers), "--threads", str(threads), "--no-control-socket")
 
 
 @main.command(context_settings={"ignore_unknown_options": True})

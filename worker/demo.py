@@ -199,7 +199,7 @@ def _start_everything(cleanup: ExitStack, log_dir: Path, console: Console):
                        "--time-factor", "0.05", ready=http_ok(urls["sandbox"] + "/_sandbox/stats"))
         services.start("web", "-m", "gunicorn", "worker.web:app", "--bind", f"127.0.0.1:{ports['web']}",
                        "--worker-class", "gthread", "--workers", "2", "--threads", "8",
-                       ready=http_ok(urls["web"] + "/healthz"))
+                       "--no-control-socket", ready=http_ok(urls["web"] + "/healthz"))
         worker = services.start("worker", "-m", "celery", "-A", "worker", "worker", "-Q", "checkout,callbacks",
                                 "--pool", "threads", "-c", "8", "-n", "demo@%h", "--loglevel", "INFO",
                                 "--without-gossip", "--without-mingle")

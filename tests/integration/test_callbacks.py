@@ -215,3 +215,18 @@ def test_the_sandbox_gateway_callbacks_settle_jobs(stack, status, state):
     delivered = [c for c in stack.http.get(stack.sandbox_url + "/_sandbox/callbacks", timeout=5).json()["callbacks"]
                  if c["tradeNo"] == trade_no]
     assert delivered and delivered[0]["delivered"] and delivered[0]["attempts"] == 1
+
+
+def test_logs_of_an_end_to_end_run_have_one_line_per_change_and_no_secrets(stack):
+    from tests.support.stack import APP_SECRET, MARKERS
+
+    trade_no = paying(stack)
+    stack.set_gateway_status(trade_no, "0000")
+    stack.wait_state(trade_no, states.SUCCEEDED)
+    logs = stack.logs()  # sandbox, worker and web (gunicorn access log included)
+    changes = [line for line in logs.splitlines() if "state_change" in line and f"tradeNo={trade_no}" in line]
+    # "queued" is logged by the producer: here, this test process
+    assert [line.split(" to=")[1].split()[0] for line in changes] == ["submitting", "paying", "succeeded"]
+    assert any("attempt=1" in line and "latencyMs=" in line for line in changes)
+    for marker in (APP_SECRET, *MARKERS.values()):
+        assert marker not in logs

@@ -122,7 +122,7 @@ class Stack:
         proc = self._spawn("web", python_cmd("-m", "gunicorn", "worker.web:app", "--bind",
                                              f"127.0.0.1:{self.web_port}", "--workers", "2",
                                              "--worker-class", "gthread", "--threads", "4",
-                                             "--access-logfile", "-"))
+                                             "--access-logfile", "-", "--no-control-socket"))
         wait_until(lambda: self._up(self.web_url + "/healthz") or _dead(proc), timeout=30, what="web app")
         assert proc.alive, proc.log()
         return proc

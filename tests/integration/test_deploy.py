@@ -1,0 +1,254 @@
+"""Deployment files: docker-compose.yml against the Compose spec, .env.example against the
+settings, and the Procfile run for real under honcho (no Docker engine needed)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import json
+
+import pytest
+import redis
+import requests
+from ruamel.yaml import YAML  # comes with check-jsonschema (no PyYAML here)
+
+from tests.support.processes import Process
+from tests.support.stack import APP_SECRET, MERCHANT_NO, payload
+from worker.client import enqueue_checkout, get_checkout
+from worker.redis_server import free_port
+from worker.runtime import Runtime
+from worker.settings import Settings
+from worker.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent  # the venv's bin: honcho, check-jsonschema, celery, gunicorn
+COMPOSE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / ".env.example"
+PROCFILE = ROOT / "Procfile"
+PROCESS_TYPES = ["web", "worker", "beat", "flower", "sandbox"]
+FINAL = ("succeeded", "partially_paid", "failed")
+
+
+# -- docker-compose.yml -------------------------------------------------------------------------
+def schema_check(path: Path) -> subprocess.CompletedProcess:
+    """The venv's check-jsonschema with its bundled Compose spec; any network use would fail."""
+    env = {**os.environ, "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
+           "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "NO_PROXY": ""}
+    return subprocess.run([str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(path)],
+                          capture_output=True, text=True, timeout=60, env=env)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return YAML(typ="safe", pure=True).load(COMPOSE.read_text())  # anchors and merge keys resolved
+
+
+def test_compose_file_matches_the_compose_spec():
+    result = schema_check(COMPOSE)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_services(compose):
+    assert "version" not in compose
+    services = compose["services"]
+    assert set(services) >= {"redis", "worker", "beat", "web", "flower", "sandbox"}
+
+    redis_svc = services["redis"]
+    assert redis_svc["image"].startswith("redis:7")
+    for flag in ("--appendonly yes", "--appendfsync everysec", "--maxmemory-policy noeviction"):
+        assert flag in redis_svc["command"]
+    assert any(str(v).endswith(":/data") for v in redis_svc["volumes"])
+    named = str(redis_svc["volumes"][0]).split(":")[0]
+    assert named in (compose.get("volumes") or {}), "redis data must be a named volume"
+    assert "redis-cli" in " ".join(redis_svc["healthcheck"]["test"])
+
+    app_services = ["worker", "beat", "web", "flower", "sandbox"]
+    for name in app_services:
+        svc = services[name]
+        assert svc["image"] == "vexora-checkout:latest", name
+        assert svc["env_file"] == ".env", name
+        assert svc["environment"]["REDIS_URL"] == "redis://redis:6379/0", name
+        assert svc["depends_on"]["redis"]["condition"] == "service_healthy", name
+
+    worker = services["worker"]
+    assert worker["deploy"]["replicas"] == 2
+    assert "-Q checkout,callbacks" in worker["command"] and "--pool threads" in worker["command"]
+    assert worker["stop_grace_period"]
+    assert services["beat"]["deploy"]["replicas"] == 1
+    assert services["web"]["command"].startswith("gunicorn worker.web:app")
+    assert "/healthz" in " ".join(services["web"]["healthcheck"]["test"])
+    assert "--basic-auth=" in services["flower"]["command"]
+
+    assert services["sandbox"]["profiles"] == ["dev"]
+    assert [n for n, svc in services.items() if svc.get("profiles")] == ["sandbox"]
+
+
+BREAKAGES = {
+    "unknown top-level key": lambda doc: doc.update(servics=doc["services"]),
+    "misspelled service key": lambda doc: doc["services"]["worker"].update(depends_onn=["redis"]),
+    "restart not a string": lambda doc: doc["services"]["web"].update(restart=5),
+}
+
+
+@pytest.mark.parametrize("breakage", sorted(BREAKAGES))
+def test_schema_check_rejects_a_broken_compose_file(compose, breakage, tmp_path):
+    broken = json.loads(json.dumps(compose))  # a deep copy; YAML 1.2 reads JSON
+    assert schema_check(_write(tmp_path / "intact.json", broken)).returncode == 0
+    BREAKAGES[breakage](broken)
+    result = schema_check(_write(tmp_path / "broken.json", broken))
+    assert result.returncode != 0, result.stdout
+
+
+def _write(path: Path, doc: dict) -> Path:
+    path.write_text(json.dumps(doc, indent=1))
+    return path
+
+
+# -- .env.example -------------------------------------------------------------------------------
+def example_lines() -> dict[str, tuple[str, bool]]:
+    """``NAME -> (value, commented)`` for every ``NAME=value`` or ``# NAME=value`` line."""
+    found = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        m = re.match(r"^(#\s*)?([A-Z][A-Z0-9_]*)=(.*)$", line.strip())
+        if m:
+            found[m.group(2)] = (m.group(3), bool(m.group(1)))
+    return found
+
+
+def test_env_example_names_every_setting():
+    names = example_lines()
+    env_vars = [var for var, _ in Settings.ENV.values()]
+    missing = [var for var in [*env_vars, "VEXORA_APP_SECRET_FILE"] if var not in names]
+    assert not missing, f".env.example lacks {missing}"
+    required = {"REDIS_URL", "VEXORA_BASE_URL", "VEXORA_MERCHANT_NO", "VEXORA_APP_SECRET",
+                "VEXORA_NOTIFY_URL", "VEXORA_API_TOKEN", "FLOWER_BASIC_AUTH", "WORKER_CONCURRENCY"}
+    assert not [var for var in required if names[var][1]], "the variables a deployment sets are not commented out"
+
+
+def test_env_example_shows_the_real_defaults():
+    names = example_lines()
+    defaults = Settings()
+    for field_name, (var, _) in Settings.ENV.items():
+        value, commented = names[var]
+        if commented:  # a tunable, shown with its default
+            parsed = Settings.from_env({var: value})
+            assert getattr(parsed, field_name) == getattr(defaults, field_name), f"{var}={value}"
+
+
+def test_env_example_names_every_interpolated_variable():
+    used = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", COMPOSE.read_text() + PROCFILE.read_text()))
+    assert used, "expected ${...} in docker-compose.yml and the Procfile"
+    missing = sorted(used - set(example_lines()) - {"PORT"})  # honcho sets PORT itself
+    assert not missing, f".env.example lacks {missing}"
+
+
+# -- Procfile under honcho ----------------------------------------------------------------------
+def test_procfile_process_types():
+    types = [line.split(":", 1)[0] for line in PROCFILE.read_text().splitlines()
+             if line.strip() and not line.lstrip().startswith("#")]
+    assert types == PROCESS_TYPES
+
+
+def _marked(marker: bytes) -> list[int]:
+    """Pids of live processes whose environment carries ``marker``."""
+    pids = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as fh:
+                if marker in fh.read().split(b"\0"):
+                    pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def _up(url: str, **kwargs) -> int | None:
+    try:
+        return requests.get(url, timeout=2, **kwargs).status_code
+    except (requests.ConnectionError, requests.Timeout):  # not listening, or still booting
+        return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc")
+def test_procfile_runs_the_whole_product_under_honcho(redis_url, tmp_path):
+    db_url = urlsplit(redis_url)._replace(path="/5").geturl()  # clear of the other modules' DB 0
+    redis.Redis.from_url(db_url).flushdb()
+    web_port, sandbox_port, flower_port = free_port(), free_port(), free_port()
+    web_url, sandbox_url = f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{sandbox_port}"
+    flower_url = f"http://127.0.0.1:{flower_port}"
+    app_env = {
+        "REDIS_URL": db_url,
+        "VEXORA_BASE_URL": sandbox_url,
+        "VEXORA_MERCHANT_NO": MERCHANT_NO,
+        "VEXORA_APP_SECRET": APP_SECRET,
+        "VEXORA_NOTIFY_URL": f"{web_url}/vexora/notify",
+        "SANDBOX_PORT": str(sandbox_port),
+        "FLOWER_PORT": str(flower_port),
+        "FLOWER_BASIC_AUTH": "u:p",
+        "BEAT_SCHEDULE_FILE": str(tmp_path / "beat-schedule"),
+        "WORKER_CONCURRENCY": "4",
+    }
+    env_file = tmp_path / "deploy.env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in app_env.items()))
+
+    # honcho and everything it starts inherit the marker; nothing else on the machine has it
+    marker = f"VEXORA_DEPLOY_TEST_RUN={uuid.uuid4().hex}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VEXORA_") and k != "REDIS_URL"}
+    env.update({"PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONUNBUFFERED": "1",
+                marker.split("=")[0]: marker.split("=")[1]})
+    # honcho gives PORT = base + 100 * position: web is listed first, so -p is its port
+    honcho = Process("honcho", [str(BIN / "honcho"), "start", "--no-colour", "-f", str(PROCFILE),
+                                "-d", str(ROOT), "-e", str(env_file), "-p", str(web_port), *PROCESS_TYPES],
+                     env, tmp_path / "honcho.log").start()
+    try:
+        def ready(check):
+            return lambda: check() or not honcho.alive
+
+        wait_until(ready(lambda: _up(web_url + "/healthz") == 200), timeout=30, what="web /healthz")
+        wait_until(ready(lambda: _up(sandbox_url + "/_sandbox/stats") == 200), timeout=30, what="sandbox")
+        wait_until(ready(lambda: _up(flower_url + "/", auth=("u", "p")) == 200), timeout=30, what="flower")
+        wait_until(ready(lambda: "beat: Starting" in honcho.log()), timeout=30, what="beat")
+        assert honcho.alive, honcho.log()
+        assert _up(flower_url + "/") == 401, "flower must require its basic auth"
+
+        runtime = Runtime(Settings.from_env(app_env))
+        trade_no = enqueue_checkout(payload(), runtime=runtime)
+
+        def paying():
+            record = get_checkout(trade_no, runtime=runtime)
+            return record if record and record.get("paymentLink") and record["state"] in ("paying", *FINAL) else None
+        record = wait_until(paying, timeout=40, what=f"{trade_no} to be paying")
+        assert record["paymentLink"].startswith(sandbox_url)
+        # the sandbox's autopay calls the web back at VEXORA_NOTIFY_URL; a worker applies it
+        wait_until(lambda: get_checkout(trade_no, runtime=runtime)["state"] in FINAL, timeout=30,
+                   what=f"{trade_no} to settle by callback")
+        states = [entry["to"] for entry in get_checkout(trade_no, runtime=runtime)["history"]]
+        assert "paying" in states, states
+
+        stats = runtime.celery.control.inspect(timeout=2).stats() or {}
+        assert [s["pool"]["max-concurrency"] for s in stats.values()] == [4], stats  # WORKER_CONCURRENCY
+
+        assert len(_marked(marker.encode())) >= len(PROCESS_TYPES) + 1
+        honcho.kill(signal.SIGTERM)  # to honcho's process group; it stops the process types
+        wait_until(lambda: not honcho.alive, timeout=20, what="honcho to exit")
+        wait_until(lambda: not _marked(marker.encode()), timeout=10, what="every started process to be gone")
+        assert all(_up(url) is None for url in (web_url + "/healthz", sandbox_url + "/", flower_url + "/"))
+    finally:
+        honcho.stop()
+        for pid in _marked(marker.encode()):  # only if the test failed: ours, by pid
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        redis.Redis.from_url(db_url).flushdb()
