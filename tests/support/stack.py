@@ -144,8 +144,8 @@ class Stack:
 
     def _up(self, url: str) -> bool:
         try:
-            return self.http.get(url, timeout=1).status_code == 200
-        except requests.ConnectionError:
+            return self.http.get(url, timeout=2).status_code == 200
+        except requests.RequestException:
             return False
 
     def _worker_up(self, name: str) -> bool:
