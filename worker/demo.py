@@ -121,11 +121,8 @@ def _port_open(port: int) -> bool:
 
 
 def _flower_installed() -> bool:
-    try:
-        import flower  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    import importlib.util
+    return importlib.util.find_spec("flower") is not None
 
 
 def _log_says(service, text: str):

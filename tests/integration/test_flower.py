@@ -8,12 +8,9 @@ import json
 import secrets
 
 import pytest
-import requests
 
 from worker import states
-from worker.redis_server import free_port
-from worker.waiting import wait_until
-from tests.support.processes import python_cmd
+from tests.support.flower import Flower
 from tests.support.stack import APP_SECRET, MARKERS, Stack, payload
 
 pytestmark = pytest.mark.integration
@@ -24,56 +21,6 @@ ENQUEUE = "vexora.checkout.enqueue"
 CALLBACK = "vexora.callback.process"
 SECRET_VALUES = [*MARKERS.values(), APP_SECRET]
 PAYER_FIELDS = ("mobile", "email", "firstname", "lastname", "ipAddress", "userId")
-
-
-class Flower:
-    """A Flower process of the stack (stopped with it, its log part of ``stack.logs()``)."""
-
-    def __init__(self, stack: Stack):
-        self.stack = stack
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.password = secrets.token_urlsafe(16)
-        self.auth = ("ops", self.password)
-        self.http = requests.Session()
-        self.proc = stack._spawn("flower", python_cmd(
-            "-m", "celery", "-A", "worker", "flower", "--address=127.0.0.1", f"--port={self.port}",
-            f"--basic-auth=ops:{self.password}"))
-
-    def get(self, path: str, auth=True, **kwargs) -> requests.Response:
-        return self.http.get(self.url + path, auth=self.auth if auth is True else auth, timeout=10,
-                             **kwargs)
-
-    def wait_for_worker(self, worker_name: str) -> None:
-        def listed():
-            if not self.proc.alive:
-                return "dead"
-            try:
-                answer = self.get("/api/workers", params={"refresh": "1"})
-            except requests.ConnectionError:
-                return False
-            return answer.status_code == 200 and worker_name in answer.json()
-        wait_until(listed, timeout=30, interval=0.2, what=f"Flower to list {worker_name}")
-        assert self.proc.alive, self.proc.log()
-
-    def tasks(self) -> tuple[str, dict]:
-        answer = self.get("/api/tasks")
-        answer.raise_for_status()
-        return answer.text, answer.json()
-
-    def wait_tasks(self, wanted, timeout: float = 15) -> tuple[str, dict]:
-        """Poll ``/api/tasks`` until ``wanted(tasks)`` holds; return the last answer's text and JSON."""
-        last: list = []
-
-        def seen():
-            text, tasks = self.tasks()
-            last[:] = [text, tasks]
-            return wanted(tasks)
-        try:
-            wait_until(seen, timeout=timeout, interval=0.1, what="Flower to show the tasks")
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}; /api/tasks is {last[0] if last else None}") from None
-        return last[0], last[1]
 
 
 @pytest.fixture(scope="module")

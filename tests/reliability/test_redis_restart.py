@@ -14,7 +14,7 @@ from worker import states
 from worker.redis_server import RedisServer
 from worker.waiting import wait_until
 from tests.reliability.conftest import size
-from tests.reliability.support import FAST, autopay, created_twice, records, wait_settled
+from tests.reliability.support import FAST, autopay, created_twice, wait_settled
 from tests.support.stack import Stack, payload
 
 pytestmark = pytest.mark.integration
