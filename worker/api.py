@@ -11,12 +11,14 @@ payload again answers the same job, another payload under a used ``tradeNo`` is 
 from __future__ import annotations
 
 import hmac
+import json
 from collections.abc import Callable
 
 import redis
 from flask import Blueprint, jsonify, request, url_for
 
 from schemas import generate_trade_no
+from worker.bodies import read_limited
 from worker.client import enqueue_checkout, get_checkout
 from worker.errors import DuplicateTradeNoError
 from worker.openapi import build_openapi
@@ -53,7 +55,12 @@ def producer_api(settings: Settings, runtime: Callable[[], Runtime]) -> Blueprin
 
     @api.post("/v1/checkouts")
     def create_checkout():
-        body = request.get_json(silent=True)
+        if not request.is_json:
+            return _problem(400, "the body must be a JSON object (Content-Type: application/json)")
+        try:
+            body = json.loads(read_limited(request, settings.callback_max_bytes))
+        except (ValueError, RecursionError):
+            body = None
         if not isinstance(body, dict):
             return _problem(400, "the body must be a JSON object")
         job = dict(body)

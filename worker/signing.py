@@ -43,7 +43,8 @@ def signing_string(params: Mapping[str, object]) -> str:
 def sign(params: Mapping[str, object], secret: str) -> str:
     """Lowercase MD5 hex of ``signing_string(params) + secret``."""
     payload = signing_string(params) + secret
-    return hashlib.md5(payload.encode("utf-8")).hexdigest()
+    # surrogatepass: a lone surrogate (only a forged body has one) must hash, not crash
+    return hashlib.md5(payload.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def verify(params: Mapping[str, object], secret: str) -> bool:
@@ -51,7 +52,10 @@ def verify(params: Mapping[str, object], secret: str) -> bool:
     given = params.get("sign")
     if not isinstance(given, str) or not given:
         return False
-    expected = sign(params, secret)
+    try:
+        expected = sign(params, secret)
+    except RecursionError:  # a value nested too deep to render: it cannot carry a valid sign
+        return False
     return hmac.compare_digest(expected.encode("ascii"), given.lower().encode("ascii", "replace"))
 
 

@@ -18,10 +18,11 @@ import logging
 import kombu.exceptions
 import redis
 from flask import Flask, Response, jsonify, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from schemas import CallbackSchema
 from worker.api import producer_api
+from worker.bodies import read_limited
 from worker.celery import CALLBACK_QUEUE
 from worker.runtime import get_runtime
 from worker.settings import Settings
@@ -49,7 +50,6 @@ def _wire_fields(body: dict) -> dict:
 def create_app(settings: Settings | None = None, runtime=None) -> Flask:
     settings = settings or Settings.from_env()
     web = Flask("vexora", static_folder=None)
-    web.config["MAX_CONTENT_LENGTH"] = settings.callback_max_bytes  # also bounds producer API bodies
     allowed_sources = [ipaddress.ip_network(cidr, strict=False) for cidr in settings.callback_allowed_ips]
     callback_schema = CallbackSchema()
 
@@ -60,11 +60,15 @@ def create_app(settings: Settings | None = None, runtime=None) -> Flask:
     def too_large(_exc):
         return _text("request body too large", 413)
 
+    @web.errorhandler(BadRequest)
+    def bad_request(exc):
+        return _text(exc.description or "bad request", 400)
+
     @web.post("/vexora/notify")
     def notify():
         if allowed_sources and not _source_allowed(request.remote_addr, allowed_sources):
             return _text("forbidden", 403)
-        raw = request.get_data(cache=False)
+        raw = read_limited(request, settings.callback_max_bytes)
         try:
             body = parse_json_keeping_numbers(raw)
         except (ValueError, RecursionError):
