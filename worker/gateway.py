@@ -65,6 +65,8 @@ class GatewayClient:
         session = getattr(self._local, "session", None)
         if session is None:
             session = self._local.session = self._session_factory()
+            # no proxy variables or ~/.netrc lookups on every request (~0.5 ms of CPU each)
+            session.trust_env = False
             session.headers.update({"merchantNo": self.settings.merchant_no,
                                     "Content-Type": "application/json"})
         return session

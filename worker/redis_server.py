@@ -62,6 +62,8 @@ class RedisServer:
         args = [find_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.data_dir,
                 "--save", "", "--appendonly", "yes" if self.appendonly else "no",
                 "--appendfsync", "everysec", "--maxmemory-policy", "noeviction", "--databases", "16",
+                # a job record has one field over the default 64 bytes; as a listpack it takes a third
+                "--hash-max-ziplist-value", "256",
                 "--logfile", os.path.join(self.data_dir, "redis.log")]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                         start_new_session=True)

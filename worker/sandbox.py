@@ -481,6 +481,8 @@ class SandboxServer(ThreadingHTTPServer):
 
 class SandboxHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # headers and body go out in two writes; with Nagle on, the body waits ~40 ms for an ACK
+    disable_nagle_algorithm = True
     server: SandboxServer
 
     def __getattr__(self, name: str):
