@@ -211,7 +211,7 @@ class CheckoutRequestSchema(Schema):
             except ValueError:
                 pass
         if address is None:
-            raise ValidationError("must be an IPv4 or IPv6 address (e.g. 203.0.113.7)")
+            raise ValidationError("must be an IPv4 or IPv6 address (e.g. 133.0.0.1)")
         public = address.is_global and not (address.is_multicast or address.is_reserved)
         if not (public or self.allow_private_ip):
             raise ValidationError(

@@ -341,7 +341,7 @@ def test_non_global_ip_allowed_when_configured(value):
 def test_garbage_ip_refused(value, allow_private_ip):
     schema = CheckoutRequestSchema(allow_private_ip=allow_private_ip)
     assert refused("ipAddress", value, schema) == [
-        "must be an IPv4 or IPv6 address (e.g. 203.0.113.7)"
+        "must be an IPv4 or IPv6 address (e.g. 133.0.0.1)"
     ]
 
 
