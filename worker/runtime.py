@@ -48,7 +48,7 @@ class Runtime:
         from worker.store import JobStore
         s = self.settings
         return JobStore(self.redis, prefix=s.key_prefix, ttl_seconds=s.job_ttl_seconds,
-                        events_maxlen=s.events_maxlen)
+                        events_maxlen=s.events_maxlen, payload_retention=s.payload_retention_seconds)
 
     @cached_property
     def celery(self):

@@ -46,6 +46,7 @@ class Settings:
 
     key_prefix: str = "vexora"
     job_ttl_seconds: int = 30 * 24 * 3600
+    payload_retention_seconds: int = 0  # payer data kept after the checkout is created; 0: purged at once
     events_maxlen: int = 100_000
 
     connect_timeout: float = 3.05
@@ -88,6 +89,7 @@ class Settings:
         "api_token": ("VEXORA_API_TOKEN", str),
         "key_prefix": ("VEXORA_KEY_PREFIX", str),
         "job_ttl_seconds": ("VEXORA_JOB_TTL_SECONDS", int),
+        "payload_retention_seconds": ("VEXORA_PAYLOAD_RETENTION_SECONDS", int),
         "events_maxlen": ("VEXORA_EVENTS_MAXLEN", int),
         "connect_timeout": ("VEXORA_CONNECT_TIMEOUT", float),
         "read_timeout": ("VEXORA_READ_TIMEOUT", float),

@@ -8,6 +8,7 @@ reconciler scans. A refused move changes nothing and reports the state it found.
 Keys (``p`` is ``Settings.key_prefix``):
     p:job:<tradeNo>           hash    the record (``payload`` holds payer data until purged)
     p:job:<tradeNo>:history   list    JSON entries {at, from, to, detail}
+    p:job:<tradeNo>:payload   string  the purged payload, kept ``payload_retention`` seconds (0: none)
     p:events                  stream  {tradeNo, from, to, at, detail}
     p:index:<state>           zset    tradeNos of open states, scored by entry time (ms)
 """
@@ -69,7 +70,15 @@ local flat = {'state', ARGV[1], 'updatedAt', now}
 for k, v in pairs(cjson.decode(ARGV[8])) do flat[#flat + 1] = k; flat[#flat + 1] = tostring(v) end
 redis.call('HSET', KEYS[1], unpack(flat))
 local drop = cjson.decode(ARGV[9])
-if #drop > 0 then redis.call('HDEL', KEYS[1], unpack(drop)) end
+if #drop > 0 then
+  local retention = tonumber(ARGV[14])
+  if retention > 0 then
+    -- payer data kept apart for a while (support), then gone; never shown by get_checkout
+    local payload = redis.call('HGET', KEYS[1], 'payload')
+    if payload then redis.call('SET', KEYS[1] .. ':payload', payload, 'EX', retention) end
+  end
+  redis.call('HDEL', KEYS[1], unpack(drop))
+end
 local detail = ARGV[11]
 redis.call('RPUSH', KEYS[2], '{"at":' .. now .. ',"from":"' .. current .. '","to":"' .. ARGV[1] ..
            '","detail":' .. detail .. '}')
@@ -134,10 +143,11 @@ class JobStore:
 
     def __init__(self, client: redis.Redis, *, prefix: str = "vexora",
                  ttl_seconds: int = 30 * 24 * 3600, events_maxlen: int = 100_000,
-                 clock: Callable[[], float] = time.time):
+                 payload_retention: int = 0, clock: Callable[[], float] = time.time):
         self.redis = client
         self.prefix = prefix
         self.ttl = int(ttl_seconds)
+        self.payload_retention = int(payload_retention)
         self.events_maxlen = int(events_maxlen)
         self.clock = clock
         self._create = client.register_script(_CREATE)
@@ -213,7 +223,8 @@ class JobStore:
             args=[target, " ".join(sorted(allowed)), now, self.ttl, self.events_maxlen,
                   f"{self.prefix}:index:", " ".join(states.OPEN), json.dumps(values),
                   json.dumps(list(drop)), "claim" if claim_lease is not None else "",
-                  detail_json, trade_no, json.dumps([list(c) for c in counters])],
+                  detail_json, trade_no, json.dumps([list(c) for c in counters]),
+                  self.payload_retention],
         )
         moved = Moved(bool(applied), _text(previous) if previous else None, int(attempts or 0))
         if moved.applied:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -81,3 +82,22 @@ def test_unknown_job_is_not_moved(store):
     moved = store.move("nope", states.SUBMITTING)
     assert not moved.applied and moved.previous is None
     assert store.get("nope") is None
+
+
+@pytest.mark.parametrize("retention", [0, 60])
+def test_payer_data_is_purged_or_kept_apart_for_the_retention_only(redis_url, retention):
+    client = redis.Redis.from_url(redis_url)
+    store = JobStore(client, prefix=f"r{uuid.uuid4().hex[:8]}", payload_retention=retention)
+    trade_no = new(store, mobile="09011112222")
+    store.move(trade_no, states.SUBMITTING, claim_lease=60)
+    store.move(trade_no, states.PAYING, drop=["payload"])
+    assert store.load(trade_no).payload is None
+    assert "09011112222" not in json.dumps(store.get(trade_no))
+    kept = client.get(store.job_key(trade_no) + ":payload")
+    if retention:
+        assert json.loads(kept)["mobile"] == "09011112222"
+        assert 0 < client.ttl(store.job_key(trade_no) + ":payload") <= retention
+    else:
+        assert kept is None
+    for key in client.scan_iter(f"{store.prefix}:*"):
+        client.delete(key)
