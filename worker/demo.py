@@ -300,7 +300,8 @@ def _print_where_next(console: Console, urls: dict, log_dir: Path, plans: list[P
         return
     console.print(f"  one job:   REDIS_URL={urls['redis']} vexora-checkout status {sample} --watch")
     console.print(f"  cashier:   every job's paymentLink is a page of the sandbox ({urls['sandbox']}/cashier/...)")
-    console.print(f"  enqueue:   REDIS_URL={urls['redis']} vexora-checkout enqueue jobs.csv --wait")
+    console.print(f"  enqueue:   REDIS_URL={urls['redis']} VEXORA_NOTIFY_URL={urls['web']}/vexora/notify "
+                  "vexora-checkout enqueue jobs.csv --wait")
     console.print(f"  events:    redis-cli -u {urls['redis']} XRANGE {settings.key_prefix}:events - + COUNT 10")
     if urls.get("flower"):
         console.print(f"  Flower:    {urls['flower']}  (user:password {urls['flower_auth']})")
