@@ -43,8 +43,13 @@ def _text(body: str, status: int) -> Response:
 
 
 def _wire_fields(body: dict) -> dict:
-    """The callback's fields as JSON-safe values for the message (numbers keep their text)."""
-    return {k: (str(v) if isinstance(v, RawNumber) else v) for k, v in body.items() if v is not None}
+    """The verified callback's fields for the message (numbers keep their text).
+
+    Without ``sign``: it is checked already, and a signature next to its signed text in Flower
+    or a log is material for guessing a weak app secret offline.
+    """
+    return {k: (str(v) if isinstance(v, RawNumber) else v) for k, v in body.items()
+            if v is not None and k != "sign"}
 
 
 def create_app(settings: Settings | None = None, runtime=None) -> Flask:
