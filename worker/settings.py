@@ -45,6 +45,7 @@ class Settings:
     api_token: str = field(default="", repr=False)
 
     key_prefix: str = "vexora"
+    task_events: bool = True  # workers' task events, for Flower; off saves CPU where none watches
     job_ttl_seconds: int = 30 * 24 * 3600
     payload_retention_seconds: int = 0  # payer data kept after the checkout is created; 0: purged at once
     events_maxlen: int = 100_000
@@ -88,6 +89,7 @@ class Settings:
         "notify_url": ("VEXORA_NOTIFY_URL", str),
         "api_token": ("VEXORA_API_TOKEN", str),
         "key_prefix": ("VEXORA_KEY_PREFIX", str),
+        "task_events": ("VEXORA_TASK_EVENTS", _bool),
         "job_ttl_seconds": ("VEXORA_JOB_TTL_SECONDS", int),
         "payload_retention_seconds": ("VEXORA_PAYLOAD_RETENTION_SECONDS", int),
         "events_maxlen": ("VEXORA_EVENTS_MAXLEN", int),
