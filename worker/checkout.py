@@ -54,39 +54,39 @@ class Submitter:
 
     def submit(self, trade_no: str) -> str | None:
         """Take the job as far as this process can; return the state it is left in."""
-        job = self.store.load(trade_no)
-        if job is None:
-            log.warning("job %s: not found; nothing to submit", trade_no)
-            return None
-        if job.state not in (states.QUEUED, states.SUBMITTING) or job.payload is None:
-            log.info("job %s: already %s; nothing to submit", trade_no, job.state)
-            return job.state
+        # One round trip reads and claims: the claim returns the payload it was made for.
+        claim = self.store.move(trade_no, states.SUBMITTING, claim_lease=self.settings.lease,
+                                allowed_from={states.QUEUED, states.SUBMITTING},
+                                detail={"reason": "lease claimed"},
+                                detail_from={states.SUBMITTING: {"reason": "lease taken over after expiry"}})
+        if not claim.applied:
+            if claim.previous is None:
+                log.warning("job %s: not found; nothing to submit", trade_no)
+            else:
+                log.info("job %s: not claimed (it is %s, its lease is held, or its payload is gone)",
+                         trade_no, claim.previous)
+            return claim.previous
         try:
-            fields = self.schema.load(job.payload)
+            fields = self.schema.load(claim.payload)
         except ValidationError as exc:
             return self.record(trade_no, Outcome(states.REJECTED, {"errors": exc.messages},
                                                  "invalid input"))
         hashed_ip = ip_hash(fields["ipAddress"], self.settings.app_secret)
-        claim = self.store.move(trade_no, states.SUBMITTING, claim_lease=self.settings.lease,
-                                allowed_from={states.QUEUED, states.SUBMITTING},
-                                fields={"ipHash": hashed_ip},
-                                detail={"reason": "lease claimed" if job.state == states.QUEUED
-                                        else "lease taken over after expiry"})
-        if not claim.applied:
-            log.info("job %s: not claimed (it is %s, or its lease is held)", trade_no, claim.previous)
-            return claim.previous
         resend = claim.attempts > 0
         if not resend:
             refused = self.limits.take(hashed_ip)
             if refused:
                 return self.record(trade_no, Outcome(states.REJECTED, {"errors": {"ipAddress": [refused]}},
                                                      "per-IP daily limit"))
-        return self.record(trade_no, self.send(trade_no, fields, resend=resend))
+        return self.record(trade_no, self.send(trade_no, fields, resend=resend, hashed_ip=hashed_ip))
 
-    def send(self, trade_no: str, fields: dict, *, resend: bool) -> Outcome:
-        """Send within the retry budget; ``resend`` means an earlier request may have arrived."""
+    def send(self, trade_no: str, fields: dict, *, resend: bool, hashed_ip: str = "") -> Outcome:
+        """Send within the retry budget; ``resend`` means an earlier request may have arrived.
+
+        ``hashed_ip`` is stored with the first request counted (the per-IP success counter of a
+        paid callback needs it)."""
         started = time.monotonic()
-        state = {"ambiguous": resend}
+        state = {"ambiguous": resend, "ipHash": hashed_ip}
         try:
             for attempt in build_retrying(self.settings, sleep=self.sleep):
                 with attempt:
@@ -104,7 +104,8 @@ class Submitter:
             known = self._query(trade_no)
             if known is not None:
                 return known
-        self.store.count_attempt(trade_no)
+        extra = {"ipHash": state.pop("ipHash")} if state.get("ipHash") else {}
+        self.store.count_attempt(trade_no, **extra)
         try:
             reply = self.gateway.checkout(fields)
         except AmbiguousError:

@@ -1,9 +1,13 @@
 """HTTP client for the Vexora gateway: create a checkout, query one (GATEWAY.md §1, §3).
 
-One ``requests.Session`` per thread (connection pooling without sharing a session across the
-threads of a worker), explicit connect and read timeouts, and a fresh ``timestamp`` and ``sign``
-on every request, so each retry is signed anew. Transport failures become the error tree of
-``worker.errors``; what a well-formed answer *means* is decided by ``worker.outcomes``.
+It speaks HTTP through urllib3, the connection pool that ``requests`` itself runs on, without
+requests' per-request work (settings merging, cookies, hooks, request preparation): at ~0.3 ms of
+CPU per request that work was the largest single cost of a worker (BENCHMARKS.md, 7). One pool
+is shared by all threads of a worker (urllib3's pools are thread-safe), with explicit connect and
+read timeouts, no redirects and no retries of its own: retries belong to ``worker.retry``, which
+knows which failures may be retried blindly. Each request gets a fresh ``timestamp`` and ``sign``,
+so every retry is signed anew. Transport failures become the error tree of ``worker.errors``;
+what a well-formed answer *means* is decided by ``worker.outcomes``.
 
 Whether a failure could have reached the gateway decides everything downstream:
     refused connection, connect timeout, DNS, HTTP 429   -> TransientError  (nothing created)
@@ -15,14 +19,13 @@ from __future__ import annotations
 
 import email.utils
 import json
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import requests
+import urllib3
 from marshmallow import ValidationError
-from urllib3.exceptions import NameResolutionError, NewConnectionError
+from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ReadTimeoutError
 
 from schemas import CheckoutResponseSchema, QueryResponseSchema
 from worker.errors import AmbiguousError, DeclinedError, TransientError
@@ -33,6 +36,7 @@ __all__ = ["GatewayClient", "GatewayReply", "CHECKOUT_PATH", "QUERY_PATH"]
 
 CHECKOUT_PATH = "/v1/vexora/checkout"
 QUERY_PATH = "/v1/vexora/queryPayInResult"
+USER_AGENT = "vexora-checkout"
 
 
 @dataclass(frozen=True)
@@ -49,27 +53,19 @@ class GatewayReply:
 class GatewayClient:
     """Signs and sends requests; safe to share between threads."""
 
-    def __init__(self, settings: Settings, *, session_factory: Callable[[], requests.Session] = requests.Session,
-                 clock: Callable[[], float] = time.time):
+    def __init__(self, settings: Settings, *, pool_size: int = 128, clock: Callable[[], float] = time.time):
         settings.require_gateway()
         self.settings = settings
         self.base_url = settings.base_url.rstrip("/")
-        self.timeout = (settings.connect_timeout, settings.read_timeout)
-        self._session_factory = session_factory
-        self._local = threading.local()
+        self.timeout = urllib3.Timeout(connect=settings.connect_timeout, read=settings.read_timeout)
+        # Connections kept open per host: more than a worker's threads (16-64); a request beyond
+        # that still gets a connection of its own, closed after use.
+        self.http = urllib3.PoolManager(num_pools=4, maxsize=pool_size, block=False, retries=False)
+        self.headers = {"merchantNo": settings.merchant_no, "Content-Type": "application/json",
+                        "Accept": "application/json", "User-Agent": USER_AGENT}
         self._clock = clock
         self._checkout_schema = CheckoutResponseSchema()
         self._query_schema = QueryResponseSchema()
-
-    def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = self._session_factory()
-            # no proxy variables or ~/.netrc lookups on every request (~0.5 ms of CPU each)
-            session.trust_env = False
-            session.headers.update({"merchantNo": self.settings.merchant_no,
-                                    "Content-Type": "application/json"})
-        return session
 
     def signed(self, fields: Mapping[str, str]) -> dict[str, str]:
         """``fields`` plus a fresh ``timestamp`` and its ``sign``."""
@@ -89,43 +85,36 @@ class GatewayClient:
     def _post(self, path: str, body: dict, schema) -> GatewayReply:
         started = time.monotonic()
         try:
-            response = self._session().post(self.base_url + path, data=json.dumps(body, ensure_ascii=False).encode("utf-8"),
-                                            timeout=self.timeout)
-        except requests.ConnectTimeout:
+            response = self.http.request("POST", self.base_url + path,
+                                         body=json.dumps(body, ensure_ascii=False).encode("utf-8"),
+                                         headers=self.headers, timeout=self.timeout, redirect=False)
+        except NewConnectionError:  # refused, unreachable, DNS: the request never left
+            raise TransientError("gateway unreachable") from None
+        except ConnectTimeoutError:
             raise TransientError("gateway connect timeout") from None
-        except requests.ReadTimeout:
+        except ReadTimeoutError:
             raise AmbiguousError("gateway read timeout after the request was sent") from None
-        except requests.ConnectionError as exc:
-            if _never_connected(exc):
-                raise TransientError("gateway unreachable") from None
+        except (HTTPError, OSError):  # reset, dropped, garbled: the request may have arrived
             raise AmbiguousError("gateway connection lost after the request was sent") from None
         latency_ms = int((time.monotonic() - started) * 1000)
-        status = response.status_code
+        status = response.status
         if status == 429:
             raise TransientError("gateway rate limited the request", http_status=status,
-                                 retry_after=_retry_after(response, self._clock))
+                                 retry_after=_retry_after(response.headers.get("Retry-After"), self._clock))
         if status >= 500:
             raise AmbiguousError("gateway server error", http_status=status,
-                                 retry_after=_retry_after(response, self._clock))
+                                 retry_after=_retry_after(response.headers.get("Retry-After"), self._clock))
         if status >= 400:
             raise DeclinedError("gateway refused the request", http_status=status)
         try:
-            parsed = schema.load(response.json())
+            parsed = schema.load(json.loads(response.data))
         except (ValueError, ValidationError):
             raise AmbiguousError("gateway answer is not the documented JSON", http_status=status) from None
         return GatewayReply(code=parsed["code"], msg=parsed.get("msg"), data=parsed.get("data"),
                             http_status=status, latency_ms=latency_ms)
 
 
-def _never_connected(exc: requests.ConnectionError) -> bool:
-    """True when the TCP connection was never made, so the gateway cannot have seen the request."""
-    reason = exc.args[0] if exc.args else None
-    reason = getattr(reason, "reason", reason)
-    return isinstance(reason, (NewConnectionError, NameResolutionError))
-
-
-def _retry_after(response: requests.Response, clock: Callable[[], float]) -> float | None:
-    value = response.headers.get("Retry-After")
+def _retry_after(value: str | None, clock: Callable[[], float]) -> float | None:
     if not value:
         return None
     if value.strip().isdigit():

@@ -54,17 +54,23 @@ return {'created', 'queued'}
 
 _MOVE = """
 local current = redis.call('HGET', KEYS[1], 'state')
-if not current then return {0, false, 0} end
+if not current then return {0, false, 0, false} end
 local allowed = false
 for s in string.gmatch(ARGV[2], '%S+') do
   if s == current then allowed = true end
 end
-if not allowed then return {0, current, 0} end
+if not allowed then return {0, current, 0, false} end
 local now = ARGV[3]
-if ARGV[10] ~= '' and current == 'submitting' then
-  -- a claim may take over 'submitting' only from a holder whose lease ran out
-  local lease = tonumber(redis.call('HGET', KEYS[1], 'leaseUntil') or '0')
-  if lease > tonumber(now) then return {0, current, 0} end
+local payload = false
+if ARGV[10] ~= '' then
+  if current == 'submitting' then
+    -- a claim may take over 'submitting' only from a holder whose lease ran out
+    local lease = tonumber(redis.call('HGET', KEYS[1], 'leaseUntil') or '0')
+    if lease > tonumber(now) then return {0, current, 0, false} end
+  end
+  -- a claim is for sending, and returns what to send: a job without its payload is not claimed
+  payload = redis.call('HGET', KEYS[1], 'payload')
+  if not payload then return {0, current, 0, false} end
 end
 local flat = {'state', ARGV[1], 'updatedAt', now}
 for k, v in pairs(cjson.decode(ARGV[8])) do flat[#flat + 1] = k; flat[#flat + 1] = tostring(v) end
@@ -80,6 +86,11 @@ if #drop > 0 then
   redis.call('HDEL', KEYS[1], unpack(drop))
 end
 local detail = ARGV[11]
+if ARGV[15] ~= '' then
+  -- a detail that depends on the state the job is moved from (e.g. a claim vs a takeover)
+  local by_state = cjson.decode(ARGV[15])
+  if by_state[current] then detail = by_state[current] end
+end
 redis.call('RPUSH', KEYS[2], '{"at":' .. now .. ',"from":"' .. current .. '","to":"' .. ARGV[1] ..
            '","detail":' .. detail .. '}')
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'tradeNo', ARGV[12], 'from', current,
@@ -97,7 +108,7 @@ for _, c in ipairs(cjson.decode(ARGV[13])) do
 end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
-return {1, current, tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')}
+return {1, current, tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0'), payload}
 """
 
 # Fields a record may hold that get_checkout never shows.
@@ -114,11 +125,15 @@ def fingerprint(payload: Mapping[str, object]) -> str:
 
 @dataclass(frozen=True)
 class Moved:
-    """What a transition did: ``applied`` or not, and the state it found."""
+    """What a transition did: ``applied`` or not, and the state it found.
+
+    An applied claim also carries the job's ``payload`` (what it was claimed to send).
+    """
 
     applied: bool
     previous: str | None
     attempts: int = 0
+    payload: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -203,13 +218,16 @@ class JobStore:
     def move(self, trade_no: str, target: str, *, fields: Mapping[str, object] | None = None,
              drop: Iterable[str] = (), detail: Mapping[str, object] | None = None,
              allowed_from: Iterable[str] | None = None, claim_lease: float | None = None,
-             counters: Iterable[tuple[str, str, int]] = ()) -> Moved:
+             counters: Iterable[tuple[str, str, int]] = (),
+             detail_from: Mapping[str, Mapping[str, object]] | None = None) -> Moved:
         """Move a job to ``target`` if that is a forward move from its current state.
 
         ``claim_lease`` (seconds) makes this a lease claim: ``leaseUntil`` and a fresh
-        ``leaseToken`` are written, and a job in ``submitting`` is taken only once its lease
-        has expired. ``counters`` are ``(hash key, field, ttl)`` incremented only if the move
-        is applied, in the same atomic step.
+        ``leaseToken`` are written, a job in ``submitting`` is taken only once its lease
+        has expired, a job without its payload is not taken, and the applied claim returns the
+        payload (one round trip to read and claim). ``counters`` are ``(hash key, field, ttl)``
+        incremented only if the move is applied, in the same atomic step. ``detail_from``
+        replaces ``detail`` when the job is moved from one of its states.
         """
         now = self.now_ms()
         allowed = states.ENTERED_FROM[target] if allowed_from is None else frozenset(allowed_from)
@@ -217,17 +235,20 @@ class JobStore:
         if claim_lease is not None:
             values["leaseUntil"] = now + int(claim_lease * 1000)
             values["leaseToken"] = secrets.token_hex(8)
-        detail_json = json.dumps(dict(detail or {}), ensure_ascii=False, separators=(",", ":"))
-        applied, previous, attempts = self._move(
+        detail_json = _compact(detail or {})
+        by_state = {k: _compact(v) for k, v in (detail_from or {}).items()}
+        applied, previous, attempts, payload = self._move(
             keys=[self.job_key(trade_no), self.history_key(trade_no), self.events_key],
             args=[target, " ".join(sorted(allowed)), now, self.ttl, self.events_maxlen,
                   f"{self.prefix}:index:", " ".join(states.OPEN), json.dumps(values),
                   json.dumps(list(drop)), "claim" if claim_lease is not None else "",
                   detail_json, trade_no, json.dumps([list(c) for c in counters]),
-                  self.payload_retention],
+                  self.payload_retention, json.dumps(by_state) if by_state else ""],
         )
-        moved = Moved(bool(applied), _text(previous) if previous else None, int(attempts or 0))
+        moved = Moved(bool(applied), _text(previous) if previous else None, int(attempts or 0),
+                      json.loads(payload) if payload else None)
         if moved.applied:
+            detail = (detail_from or {}).get(moved.previous, detail)
             log.info("state_change tradeNo=%s from=%s to=%s attempt=%s%s", trade_no, moved.previous,
                      target, moved.attempts, _log_detail(detail))
         return moved
@@ -245,9 +266,14 @@ class JobStore:
         pipe.execute()
         log.info("event tradeNo=%s kind=%s%s", trade_no, kind, _log_detail(detail))
 
-    def count_attempt(self, trade_no: str) -> int:
-        """Count one more request sent (or about to be sent) to the gateway for this job."""
-        return int(self.redis.hincrby(self.job_key(trade_no), "attempts", 1))
+    def count_attempt(self, trade_no: str, **fields: object) -> int:
+        """Count one more request sent (or about to be sent) to the gateway for this job, and set
+        ``fields`` with it (one round trip)."""
+        pipe = self.redis.pipeline(transaction=False)
+        if fields:
+            pipe.hset(self.job_key(trade_no), mapping={k: _encode(v) for k, v in fields.items()})
+        pipe.hincrby(self.job_key(trade_no), "attempts", 1)
+        return int(pipe.execute()[-1])
 
     def annotate(self, trade_no: str, **fields: object) -> None:
         """Set fields that are not a change of state (e.g. a flag for review)."""
@@ -304,6 +330,10 @@ class JobStore:
         until = self.now_ms() - int(older_than_s * 1000)
         return [_text(t) for t in self.redis.zrangebyscore(self.index_key(state), "-inf", until,
                                                             start=0, num=limit)]
+
+
+def _compact(value: Mapping[str, object]) -> str:
+    return json.dumps(dict(value), ensure_ascii=False, separators=(",", ":"))
 
 
 def _text(value: object) -> str:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-import requests
 
 from worker.errors import AmbiguousError, DeclinedError, TransientError
 from worker.gateway import GatewayClient
@@ -96,12 +96,51 @@ def test_other_4xx_is_declined(server):
     assert caught.value.http_status == 404
 
 
-def test_sessions_are_per_thread(client):
-    sessions = []
-    threads = [threading.Thread(target=lambda: sessions.append(client._session())) for _ in range(3)]
+def test_threads_share_one_client(client, server):
+    """One client (one connection pool) serves a worker's threads at once."""
+    replies, errors = [], []
+
+    def send(t: int) -> None:
+        try:
+            replies.extend(client.checkout(fields(100 + t * 10 + i)) for i in range(5))
+        except Exception as exc:  # collected, so a failure shows here and not in a thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send, args=(t,)) for t in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert len({id(s) for s in sessions}) == 3
-    assert all(isinstance(s, requests.Session) for s in sessions)
+    assert errors == []
+    assert len(replies) == 40 and {r.code for r in replies} == {"0000"}
+    assert len({r.data["paymentLink"] for r in replies}) == 40
+
+
+def test_redirects_are_not_followed(server):
+    """A 3xx is not the documented answer: it is ambiguous, and the client never follows it."""
+    target = server.url
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(307)
+            self.send_header("Location", target + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    redirector = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=redirector.serve_forever, daemon=True).start()
+    try:
+        server.sandbox.reset()
+        client = GatewayClient(Settings(base_url=f"http://127.0.0.1:{redirector.server_port}",
+                                        merchant_no=MERCHANT, app_secret=SECRET))
+        with pytest.raises(AmbiguousError) as caught:
+            client.checkout(fields(7))
+        assert caught.value.http_status == 307
+    finally:
+        redirector.shutdown()
+        redirector.server_close()
+    assert server.sandbox.stats()["checkout"] == {}  # the sandbox never saw it

@@ -70,6 +70,30 @@ def test_a_live_lease_cannot_be_taken_and_an_expired_one_can(store):
     assert taken.applied and taken.previous == states.SUBMITTING
 
 
+def test_a_claim_returns_the_payload_and_picks_its_detail_by_the_state_it_left(store):
+    trade_no = new(store, mobile="09011112222")
+    claim = store.move(trade_no, states.SUBMITTING, claim_lease=-1, detail={"reason": "claimed"},
+                       detail_from={states.SUBMITTING: {"reason": "taken over"}})
+    assert claim.applied and claim.previous == states.QUEUED and claim.attempts == 0
+    assert claim.payload == {"tradeNo": trade_no, "amount": "300", "mobile": "09011112222"}
+    assert store.count_attempt(trade_no, ipHash="h1") == 1
+    again = store.move(trade_no, states.SUBMITTING, claim_lease=60, detail={"reason": "claimed"},
+                       detail_from={states.SUBMITTING: {"reason": "taken over"}})
+    assert again.applied and again.previous == states.SUBMITTING and again.attempts == 1
+    assert [h["detail"] for h in store.history(trade_no)[1:]] == [{"reason": "claimed"}, {"reason": "taken over"}]
+    assert store.load(trade_no).fields["ipHash"] == "h1"
+    plain = store.move(trade_no, states.PAYING, fields={"paymentLink": "L"})
+    assert plain.applied and plain.payload is None  # only a claim reads the payload
+
+
+def test_a_job_without_its_payload_is_not_claimed(store):
+    trade_no = new(store)
+    store.redis.hdel(store.job_key(trade_no), "payload")
+    refused = store.move(trade_no, states.SUBMITTING, claim_lease=60)
+    assert not refused.applied and refused.previous == states.QUEUED
+    assert store.load(trade_no).state == states.QUEUED
+
+
 def test_concurrent_claims_have_exactly_one_winner(store):
     trade_no = new(store)
     with ThreadPoolExecutor(10) as pool:
