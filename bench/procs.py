@@ -83,12 +83,10 @@ class Bench:
         self._run = uuid.uuid4().hex[:6]
 
     # -- processes --------------------------------------------------------------------------
-    def start_sandbox(self, *, stock: bool = False) -> Service:
-        """The sandbox gateway; by default with TCP_NODELAY (see ``bench.sandbox_server``)."""
-        module = ("worker.cli", "sandbox") if stock else ("bench.sandbox_server",)
-        self.sandbox_stock = stock
+    def start_sandbox(self) -> Service:
+        """The sandbox gateway, as shipped (``vexora-checkout sandbox``)."""
         self.sandbox = self.services.start(
-            "sandbox", "-m", *module, "--port", str(self.sandbox_port), "--time-factor", "0.01",
+            "sandbox", "-m", "worker.cli", "sandbox", "--port", str(self.sandbox_port), "--time-factor", "0.01",
             ready=http_ok(self.sandbox_url + "/_sandbox/stats"), timeout=30)
         return self.sandbox
 
@@ -298,7 +296,7 @@ class Bench:
             jobs = [self.payload() for _ in range(min(batch, n - i))]
             pipe = self.redis.pipeline(transaction=False)
             store._create = lambda keys, args: (create(keys=keys, args=args, client=pipe), ("created", "queued"))[1]
-            store._move = lambda keys, args: (move(keys=keys, args=args, client=pipe), (1, "x", 1))[1]
+            store._move = lambda keys, args: (move(keys=keys, args=args, client=pipe), (1, "x", 1, None))[1]
             for job in jobs:
                 t = job["tradeNo"]
                 store.create(t, job, contact=mask_contact(job), amount=job["amount"])

@@ -1,7 +1,7 @@
 """Benchmark 7 — where the time goes: py-spy on a worker under load at 0 ms (when a py-spy binary
 is found: ``BENCH_PYSPY`` or ``py-spy`` on PATH; it is not a project dependency), cProfile of an
-in-process ``Submitter`` against the sandbox, per-step micro timings, and the sandbox's
-Nagle/delayed-ACK stall measured on the stock handler vs TCP_NODELAY.
+in-process ``Submitter`` against the sandbox, per-step micro timings, and what the HTTP client
+itself costs (requests vs urllib3, which the gateway client uses).
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from bench.report import Section, Table
 from worker.signing import sign
 
 __all__ = ["run"]
+
+THREADS = 16  # threads per worker process, as shipped (docker-compose.yml, Procfile)
 
 
 # -- py-spy ----------------------------------------------------------------------------------------
@@ -126,7 +128,7 @@ def pyspy_worker(bench: Bench, seconds: float, jobs: int) -> tuple[list[Table], 
         return [], ("py-spy not found: not a project dependency; to include this part, "
                     "`python3 -m venv /tmp/pyspy && /tmp/pyspy/bin/pip install py-spy` and re-run "
                     "with `BENCH_PYSPY=/tmp/pyspy/bin/py-spy`.")
-    worker = bench.start_worker(concurrency=32)
+    worker = bench.start_worker(concurrency=THREADS)
     out = Path(tempfile.mkdtemp(prefix="pyspy-", dir=bench.log_dir)) / "worker.raw"
     try:
         bench.gateway_latency(0)
@@ -147,21 +149,20 @@ def pyspy_worker(bench: Bench, seconds: float, jobs: int) -> tuple[list[Table], 
         return [], f"py-spy failed: {log[-500:]}"
     by_role, top, total = analyse_pyspy(out.read_text())
     return [by_role, top], (f"py-spy {exe}: {total} samples at 200 Hz over {seconds:.0f} s of a "
-                            f"`--pool threads -c 32` worker draining a backlog at 0 ms gateway latency "
+                            f"`--pool threads -c {THREADS}` worker (one process of the shipped shape) draining a backlog at 0 ms gateway latency "
                             f"(`--nonblocking --gil`: only the thread holding the GIL is sampled, so samples are the process's Python CPU; raw stacks in the bench's log folder).")
 
 
 # -- cProfile of the in-process submit --------------------------------------------------------------
 _FOCUS = [
     ("Submitter.submit (all)", "checkout.py", "submit"),
-    ("  JobStore.load (HGETALL + decode)", "store.py", "load"),
     ("  CheckoutRequestSchema.load (validate)", "marshmallow", "load"),
-    ("  JobStore.move (Lua: claim, record)", "store.py", "move"),
-    ("  JobStore.count_attempt (HINCRBY)", "store.py", "count_attempt"),
+    ("  JobStore.move (Lua: claim returning the payload; record)", "store.py", "move"),
+    ("  JobStore.count_attempt (HSET ipHash + HINCRBY, one pipeline)", "store.py", "count_attempt"),
     ("  build_retrying (tenacity per job)", "retry.py", "build_retrying"),
     ("  GatewayClient.checkout (all)", "gateway.py", "checkout"),
     ("    GatewayClient.signed (MD5 sign)", "gateway.py", "signed"),
-    ("    requests Session.post (HTTP round trip)", "requests/sessions.py", "post"),
+    ("    urllib3 request (HTTP round trip)", "urllib3/_request_methods.py", "request"),
     ("    response schema load", "gateway.py", "_post"),
     ("  logging (Logger.info/_log)", "logging/__init__.py", "_log"),
 ]
@@ -279,10 +280,10 @@ def micro(bench: Bench) -> Table:
     return table
 
 
-# -- the sandbox's Nagle stall ------------------------------------------------------------------------
-def _serve(bench: Bench, handler):
+# -- the HTTP client's own cost -----------------------------------------------------------------------
+def _serve(bench: Bench):
     from worker import sandbox as sb
-    server = sb.SandboxServer(("127.0.0.1", 0), handler, sandbox=sb.Sandbox(),
+    server = sb.SandboxServer(("127.0.0.1", 0), sb.SandboxHandler, sandbox=sb.Sandbox(),
                               merchant_no=bench.settings.merchant_no, app_secret=bench.settings.app_secret)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
@@ -295,39 +296,11 @@ def _signed_body(bench: Bench) -> bytes:
     return json.dumps(body).encode()
 
 
-def nagle(bench: Bench, n: int = 40) -> Table:
-    """Sequential checkouts against two in-process sandboxes: the stock handler and TCP_NODELAY."""
-    from bench.sandbox_server import NoDelayHandler
-    from worker import sandbox as sb
-    table = Table(["sandbox handler", "sequential checkout p50 ms", "p90 ms"],
-                  title=f"One request at a time, {n} checkouts, no injected latency (in-process servers)")
-    for label, handler in (("stock `SandboxHandler`", sb.SandboxHandler),
-                           ("with `disable_nagle_algorithm = True`", NoDelayHandler)):
-        server = _serve(bench, handler)
-        session = requests.Session()
-        session.headers.update({"merchantNo": bench.settings.merchant_no, "Content-Type": "application/json"})
-        latencies = []
-        try:
-            for _ in range(n):
-                data = _signed_body(bench)
-                started = time.perf_counter()
-                session.post(server.url + "/v1/vexora/checkout", data=data, timeout=10)
-                latencies.append(time.perf_counter() - started)
-        finally:
-            session.close()
-            server.shutdown()
-            server.server_close()
-        latencies.sort()
-        table.add(label, latencies[n // 2] * 1000, latencies[int(n * 0.9)] * 1000)
-    return table
-
-
 def client_cost(bench: Bench, n: int = 300) -> Table:
-    """CPU this process spends per checkout POST: requests as the gateway client uses it
-    (``trust_env`` on), with ``trust_env = False``, and urllib3's pool directly (a floor)."""
+    """CPU this process spends per checkout POST: a plain ``requests.Session`` (the bare client's),
+    one with ``trust_env = False``, and urllib3's pool directly (what ``GatewayClient`` does)."""
     import urllib3
-    from bench.sandbox_server import NoDelayHandler
-    server = _serve(bench, NoDelayHandler)
+    server = _serve(bench)
     url = server.url + "/v1/vexora/checkout"
     headers = {"merchantNo": bench.settings.merchant_no, "Content-Type": "application/json"}
     bodies = [_signed_body(bench) for _ in range(3 * n + 30)]
@@ -353,11 +326,11 @@ def client_cost(bench: Bench, n: int = 300) -> Table:
         s2.headers.update(headers)
         s2.trust_env = False
         pool = urllib3.PoolManager()
-        runs = [("requests.Session (as `GatewayClient`: trust_env on)",
+        runs = [("requests.Session (as the bare client: trust_env on)",
                  lambda b: s1.post(url, data=b, timeout=(3.05, 10)).json()),
                 ("requests.Session with `trust_env = False`",
                  lambda b: s2.post(url, data=b, timeout=(3.05, 10)).json()),
-                ("urllib3.PoolManager directly (floor)",
+                ("urllib3.PoolManager directly (as `GatewayClient` since this session)",
                  lambda b: json.loads(pool.request("POST", url, body=b, headers=headers).data))]
         # the server runs in this process too; the same server work is in every run, so the
         # difference to the urllib3 run is the client's own extra cost
@@ -383,7 +356,7 @@ def run(bench: Bench, sizes: dict) -> Section:
     section = Section(
         "profile", "7. Where the time goes",
         "what one worker spends its CPU on (py-spy), how one submit splits without Celery "
-        "(cProfile), what each step costs on its own, and a stall in the sandbox itself.")
+        "(cProfile), what each step costs on its own, and what the HTTP client itself costs.")
     started = time.perf_counter()
     tables, notes = [], []
     spy_tables, spy_note = pyspy_worker(bench, sizes["pyspy_seconds"], sizes["jobs"] * 10)
@@ -392,13 +365,12 @@ def run(bench: Bench, sizes: dict) -> Section:
     table, plain = cprofile_submit(bench, sizes["jobs"])
     tables.append(table)
     tables.append(micro(bench))
-    tables.append(nagle(bench))
     tables.append(client_cost(bench))
     bench.forget_jobs()
     section.tables = tables
     section.data = {"submit_plain": plain, "pyspy": [t.rows for t in spy_tables]}
     notes.append("cProfile's own overhead inflates the absolute ms (roughly ×2); read the column as "
-                 "shares. The in-process submit runs one job at a time against the TCP_NODELAY "
+                 "shares. The in-process submit runs one job at a time against the "
                  "sandbox at 0 ms, with the worker's own Runtime (same schema, store, gateway client).")
     section.notes = notes
     section.seconds = time.perf_counter() - started

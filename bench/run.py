@@ -24,8 +24,8 @@ BENCHMARKS = {
                  {"concurrency": 32, "jobs": 400, "rounds": 1},
                  {"concurrency": 32, "jobs": 2000, "rounds": 3}),
     "scaleout": ("bench.scaleout",
-                 {"concurrency": 32, "jobs_per_worker": 250, "rounds": 1, "workers": [1, 2, 4]},
-                 {"concurrency": 32, "jobs_per_worker": 1200, "rounds": 2, "workers": [1, 2, 4]}),
+                 {"concurrency": 16, "jobs_per_worker": 250, "rounds": 1, "workers": [1, 2, 4]},
+                 {"concurrency": 16, "jobs_per_worker": 1200, "rounds": 2, "workers": [1, 2, 4]}),
     "producer": ("bench.producer", {"calls": 1000}, {"calls": 5000}),
     "callbacks": ("bench.callbacks",
                   {"callbacks": 3000, "web_shapes": [(2, 8)], "time_limit": 30},
@@ -51,8 +51,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     parser.add_argument("--render", metavar="RESULTS", default=None,
                         help="only re-write the report from a saved results.pickle of an earlier run")
-    parser.add_argument("--stock-sandbox", action="store_true",
-                        help="run the sandbox exactly as shipped (its ~40 ms Nagle stall included)")
     args = parser.parse_args(argv)
 
     os.chdir(ROOT)  # workers and gunicorn import `worker` from the project
@@ -76,10 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(log_dir)
     sections, failed = [], []
     try:
-        bench.start_sandbox(stock=args.stock_sandbox)
+        bench.start_sandbox()
         host = machine(bench.redis)
-        host["sandbox"] = ("stock `worker.sandbox` (`--stock-sandbox`)" if args.stock_sandbox else
-                           "`worker.sandbox` through `bench/sandbox_server.py` (TCP_NODELAY, see 7)")
+        host["sandbox"] = "`vexora-checkout sandbox` as shipped (one Python process)"
         host["code"] = _code_digest()
         host["load generator"] = ("wrk " + _wrk_version() if wrk_available() and not os.environ.get("BENCH_NO_WRK")
                                   else "Python asyncio (wrk not found, or BENCH_NO_WRK set)")
@@ -105,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     total = time.perf_counter() - started
     env = "".join(f"{k}={os.environ[k]} " for k in ("BENCH_PYSPY", "BENCH_GEVENT_SITE") if os.environ.get(k))
     command = ("cd " + str(ROOT) + " && " + env + ".venv/bin/python -m bench.run"
-               + (" --quick" if args.quick else "") + (" --stock-sandbox" if args.stock_sandbox else ""))
+               + (" --quick" if args.quick else "") )
     if args.only:
         command += "".join(f" --only {n}" for n in args.only)
     saved = {"sections": sections, "host": host, "command": command, "mode": mode, "total": total,

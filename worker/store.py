@@ -6,9 +6,14 @@ to the job's history, adds an event to the stream and keeps the per-state time i
 reconciler scans. A refused move changes nothing and reports the state it found.
 
 Keys (``p`` is ``Settings.key_prefix``):
-    p:job:<tradeNo>           hash    the record (``payload`` holds payer data until purged)
+    p:job:<tradeNo>           hash    the record (no payer data but the masked ``contact``)
     p:job:<tradeNo>:history   list    JSON entries {at, from, to, detail}
-    p:job:<tradeNo>:payload   string  the purged payload, kept ``payload_retention`` seconds (0: none)
+    p:job:<tradeNo>:payload   string  the merchant's payload (payer data) while the job needs it
+    p:job:<tradeNo>:retained  string  the same, once purged, kept ``payload_retention`` seconds (0: none)
+
+The payload lives beside the hash, not in it: at ~0.5 kB it is longer than Redis's
+``hash-max-listpack-value``, and one such value turns a hash into a hashtable for good (three
+times the memory for the 30 days a finished job is kept; BENCHMARKS.md, 5).
     p:events                  stream  {tradeNo, from, to, at, detail}
     p:index:<state>           zset    tradeNos of open states, scored by entry time (ms)
 """
@@ -43,6 +48,7 @@ local fields = cjson.decode(ARGV[7])
 local flat = {}
 for k, v in pairs(fields) do flat[#flat + 1] = k; flat[#flat + 1] = tostring(v) end
 redis.call('HSET', KEYS[1], unpack(flat))
+redis.call('SET', KEYS[4], ARGV[8], 'EX', ARGV[4])
 redis.call('RPUSH', KEYS[2], '{"at":' .. ARGV[3] .. ',"from":null,"to":"queued","detail":{}}')
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'tradeNo', ARGV[1], 'from', '',
            'to', 'queued', 'at', ARGV[3], 'detail', '{}')
@@ -69,22 +75,28 @@ if ARGV[10] ~= '' then
     if lease > tonumber(now) then return {0, current, 0, false} end
   end
   -- a claim is for sending, and returns what to send: a job without its payload is not claimed
-  payload = redis.call('HGET', KEYS[1], 'payload')
+  payload = redis.call('GET', KEYS[4]) or redis.call('HGET', KEYS[1], 'payload')
   if not payload then return {0, current, 0, false} end
 end
 local flat = {'state', ARGV[1], 'updatedAt', now}
 for k, v in pairs(cjson.decode(ARGV[8])) do flat[#flat + 1] = k; flat[#flat + 1] = tostring(v) end
 redis.call('HSET', KEYS[1], unpack(flat))
 local drop = cjson.decode(ARGV[9])
-if #drop > 0 then
+local purge = false
+for _, f in ipairs(drop) do if f == 'payload' then purge = true end end
+if purge then
+  -- payer data kept for a while (support), then gone; never shown by get_checkout
   local retention = tonumber(ARGV[14])
-  if retention > 0 then
-    -- payer data kept apart for a while (support), then gone; never shown by get_checkout
-    local payload = redis.call('HGET', KEYS[1], 'payload')
-    if payload then redis.call('SET', KEYS[1] .. ':payload', payload, 'EX', retention) end
+  local old = redis.call('HGET', KEYS[1], 'payload')  -- a record written before the key existed
+  if old then redis.call('SET', KEYS[4], old, 'EX', ARGV[4]) end
+  if retention > 0 and redis.call('EXISTS', KEYS[4]) == 1 then
+    redis.call('RENAME', KEYS[4], KEYS[5])
+    redis.call('EXPIRE', KEYS[5], retention)
+  else
+    redis.call('DEL', KEYS[4])
   end
-  redis.call('HDEL', KEYS[1], unpack(drop))
 end
+if #drop > 0 then redis.call('HDEL', KEYS[1], unpack(drop)) end
 local detail = ARGV[11]
 if ARGV[15] ~= '' then
   -- a detail that depends on the state the job is moved from (e.g. a claim vs a takeover)
@@ -108,6 +120,7 @@ for _, c in ipairs(cjson.decode(ARGV[13])) do
 end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
+if not purge then redis.call('EXPIRE', KEYS[4], ARGV[4]) end
 return {1, current, tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0'), payload}
 """
 
@@ -175,6 +188,12 @@ class JobStore:
     def history_key(self, trade_no: str) -> str:
         return f"{self.prefix}:job:{trade_no}:history"
 
+    def payload_key(self, trade_no: str) -> str:
+        return f"{self.prefix}:job:{trade_no}:payload"
+
+    def retained_key(self, trade_no: str) -> str:
+        return f"{self.prefix}:job:{trade_no}:retained"
+
     @property
     def events_key(self) -> str:
         return f"{self.prefix}:events"
@@ -197,14 +216,15 @@ class JobStore:
         record = {
             "tradeNo": trade_no, "state": states.QUEUED, "createdAt": now, "updatedAt": now,
             "attempts": 0, "fingerprint": fp, "contact": json.dumps(dict(contact)),
-            "payload": json.dumps(dict(payload), ensure_ascii=False),
         }
         if isinstance(amount, str):
             record["amount"] = amount
         outcome, state = self._create(
-            keys=[self.job_key(trade_no), self.history_key(trade_no), self.events_key],
+            keys=[self.job_key(trade_no), self.history_key(trade_no), self.events_key,
+                  self.payload_key(trade_no)],
             args=[trade_no, fp, now, self.ttl, self.events_maxlen, f"{self.prefix}:index:",
-                  json.dumps({k: str(v) for k, v in record.items()}, ensure_ascii=False)],
+                  json.dumps({k: str(v) for k, v in record.items()}, ensure_ascii=False),
+                  json.dumps(dict(payload), ensure_ascii=False)],
         )
         outcome = _text(outcome)
         if outcome == "conflict":
@@ -238,7 +258,8 @@ class JobStore:
         detail_json = _compact(detail or {})
         by_state = {k: _compact(v) for k, v in (detail_from or {}).items()}
         applied, previous, attempts, payload = self._move(
-            keys=[self.job_key(trade_no), self.history_key(trade_no), self.events_key],
+            keys=[self.job_key(trade_no), self.history_key(trade_no), self.events_key,
+                  self.payload_key(trade_no), self.retained_key(trade_no)],
             args=[target, " ".join(sorted(allowed)), now, self.ttl, self.events_maxlen,
                   f"{self.prefix}:index:", " ".join(states.OPEN), json.dumps(values),
                   json.dumps(list(drop)), "claim" if claim_lease is not None else "",
@@ -290,11 +311,14 @@ class JobStore:
 
     # -- reads ------------------------------------------------------------------------------
     def load(self, trade_no: str) -> Job | None:
-        raw = self.redis.hgetall(self.job_key(trade_no))
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(self.job_key(trade_no))
+        pipe.get(self.payload_key(trade_no))
+        raw, live = pipe.execute()
         if not raw:
             return None
         fields = {_text(k): _text(v) for k, v in raw.items()}
-        payload = fields.get("payload")
+        payload = _text(live) if live else fields.get("payload")  # (or a record from before the key)
         decoded = {k: _decode(k, v) for k, v in fields.items()}
         return Job(
             trade_no=trade_no, state=fields.get("state", ""), attempts=decoded.get("attempts", 0),

@@ -76,6 +76,7 @@ def test_a_claim_returns_the_payload_and_picks_its_detail_by_the_state_it_left(s
                        detail_from={states.SUBMITTING: {"reason": "taken over"}})
     assert claim.applied and claim.previous == states.QUEUED and claim.attempts == 0
     assert claim.payload == {"tradeNo": trade_no, "amount": "300", "mobile": "09011112222"}
+    assert not store.redis.hexists(store.job_key(trade_no), "payload")  # kept beside the record
     assert store.count_attempt(trade_no, ipHash="h1") == 1
     again = store.move(trade_no, states.SUBMITTING, claim_lease=60, detail={"reason": "claimed"},
                        detail_from={states.SUBMITTING: {"reason": "taken over"}})
@@ -86,9 +87,23 @@ def test_a_claim_returns_the_payload_and_picks_its_detail_by_the_state_it_left(s
     assert plain.applied and plain.payload is None  # only a claim reads the payload
 
 
+def test_a_record_from_before_the_payload_key_is_still_claimed_and_purged(store):
+    trade_no = new(store, mobile="09011112222")
+    key = store.payload_key(trade_no)
+    store.redis.hset(store.job_key(trade_no), "payload", store.redis.get(key))
+    store.redis.delete(key)
+    claim = store.move(trade_no, states.SUBMITTING, claim_lease=60)
+    assert claim.applied and claim.payload["mobile"] == "09011112222"
+    assert store.load(trade_no).payload["mobile"] == "09011112222"
+    store.move(trade_no, states.PAYING, drop=["payload"])
+    assert store.load(trade_no).payload is None
+    assert not store.redis.hexists(store.job_key(trade_no), "payload")
+    assert store.redis.exists(key, store.retained_key(trade_no)) == 0
+
+
 def test_a_job_without_its_payload_is_not_claimed(store):
     trade_no = new(store)
-    store.redis.hdel(store.job_key(trade_no), "payload")
+    store.redis.delete(store.payload_key(trade_no))
     refused = store.move(trade_no, states.SUBMITTING, claim_lease=60)
     assert not refused.applied and refused.previous == states.QUEUED
     assert store.load(trade_no).state == states.QUEUED
@@ -117,10 +132,12 @@ def test_payer_data_is_purged_or_kept_apart_for_the_retention_only(redis_url, re
     store.move(trade_no, states.PAYING, drop=["payload"])
     assert store.load(trade_no).payload is None
     assert "09011112222" not in json.dumps(store.get(trade_no))
-    kept = client.get(store.job_key(trade_no) + ":payload")
+    assert client.exists(store.payload_key(trade_no)) == 0
+    assert client.object("encoding", store.job_key(trade_no)) in (b"listpack", b"ziplist")
+    kept = client.get(store.retained_key(trade_no))
     if retention:
         assert json.loads(kept)["mobile"] == "09011112222"
-        assert 0 < client.ttl(store.job_key(trade_no) + ":payload") <= retention
+        assert 0 < client.ttl(store.retained_key(trade_no)) <= retention
     else:
         assert kept is None
     for key in client.scan_iter(f"{store.prefix}:*"):
