@@ -62,7 +62,7 @@ def run(bench: Bench, sizes: dict) -> Section:
                 bench.resume([worker], queues=("callbacks",))
                 bench.wait_count(lambda: bench.redis.zcard(paying) <= before - n, timeout=max(60, n / 20))
                 drain = time.perf_counter() - t0
-                # the duplicates (requests in flight when the load stopped) are processed too
+                # every message processed and acknowledged, not only the jobs moved
                 emptied = wait_for(lambda: bench.queue_length("callbacks") == 0
                                    and bench.redis.hlen("unacked") == 0, timeout=60)
                 all_messages = time.perf_counter() - t0
@@ -89,8 +89,9 @@ def run(bench: Bench, sizes: dict) -> Section:
         f"Load generator: {'wrk (Debian package) with a Lua script that sends each pre-built body once per thread slice and stops at the count' if tool == 'wrk' else 'Python asyncio, raw keep-alive sockets'}; "
         f"{CONNECTIONS} connections, bounded by the count and by {time_limit:.0f} s. "
         "Bodies are built like `tests/support/stack.py`'s `Stack.callback` (signed, `amount` a raw "
-        "JSON number `300.00`). A few requests in flight when wrk stops repeat a body; they are "
-        "answered `OK` and change nothing (exactly-once in the store).",
+        "JSON number `300.00`). Each body is sent exactly once; a wrk connection that comes free "
+        "after its thread's bodies are all sent asks `GET /healthz` until wrk stops, so the "
+        "queue's length counts distinct callbacks.",
         f"The {n} `paying` jobs are written straight into the store with its own `create`/`move` "
         "scripts (pipelined), not through the gateway: only their state matters here.",
         "gunicorn runs `worker.web:app` with `--worker-class gthread`; its processes share the 2 "
