@@ -449,7 +449,8 @@ class Env:
         if authorization is not None:
             headers["Authorization"] = authorization
         trade_no = job.get("tradeNo") if isinstance(job, dict) else None
-        keyable = isinstance(trade_no, str) and 0 < len(trade_no) <= 200
+        # a tradeNo that could name a Redis key at all (a lone surrogate cannot be sent to Redis)
+        keyable = isinstance(trade_no, str) and 0 < len(trade_no) <= 200 and _encodable(trade_no)
         existed = bool(keyable and self.redis.exists(self.store.job_key(trade_no)))
         before = self.snapshot()
         answer = self.send("POST", "/v1/checkouts", body, headers)
@@ -1138,3 +1139,11 @@ def test_over_real_http(http_env, full_size):
         failures.append(f"{len(deep)} deeply nested bodies answered wrongly: {[d for d, _ in deep]}; "
                         f"first: {deep[0][1]}")
     assert not failures, "\n".join(failures) + env.describe_error()
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -85,10 +85,11 @@ def test_the_secret_nowhere_payer_data_only_until_created(stack, figures):
     trade_nos = from_python + from_http
 
     # Before any worker runs: the messages wait on the broker. Payer data is in the stored
-    # payloads and nowhere else — not in the queue, the events or any other key.
+    # payloads (each job's own payload key) and nowhere else — not in the job records, the queue,
+    # the events or any other key.
     before = redis_dump(stack.settings.redis_url)
     holding = {key for key, text in before.items() if values(text)}
-    assert holding == {f"0:{stack.runtime.store.job_key(t)}" for t in trade_nos}, holding
+    assert holding == {f"0:{stack.runtime.store.payload_key(t)}" for t in trade_nos}, holding
     assert not any(APP_SECRET in text for text in before.values())
     assert any(t in before.get("0:checkout", "") for t in trade_nos)  # the parked messages are there
 
