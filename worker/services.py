@@ -27,39 +27,50 @@ def http_ok(url: str) -> Callable[[], bool]:
 
 
 class Service:
-    """One child process; its whole process group is signalled on stop."""
+    """One child process in its own session; its whole process group is signalled on stop."""
 
-    def __init__(self, name: str, argv: list[str], env: Mapping[str, str], log_dir: Path):
+    def __init__(self, name: str, argv: list[str], env: Mapping[str, str], log_dir: Path, *,
+                 log_path: Path | None = None, cwd: Path | None = None):
         self.name = name
         self.argv = argv
         self.env = dict(env)
-        self.log_path = log_dir / f"{name}.log"
+        self.log_path = log_path or log_dir / f"{name}.log"
+        self.cwd = cwd
         self.popen: subprocess.Popen | None = None
 
     def start(self) -> "Service":
         with open(self.log_path, "ab") as log:
             self.popen = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, start_new_session=True)
+                                          stdin=subprocess.DEVNULL, start_new_session=True,
+                                          cwd=str(self.cwd) if self.cwd else None)
         return self
 
     @property
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
 
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
     def wait_ready(self, ready: Callable[[], bool], timeout: float = 60) -> None:
         wait_until(lambda: ready() or not self.alive, timeout=timeout, what=f"{self.name} to start")
         if not self.alive:
-            tail = self.log_path.read_text(errors="replace")[-2000:]
+            tail = self.log()[-2000:]
             raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{tail}")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the whole process group (a Celery worker or gunicorn has children)."""
+        if self.alive:
+            os.killpg(self.popen.pid, sig)
 
     def stop(self, timeout: float = 20) -> None:
         if not self.alive:
             return
-        os.killpg(self.popen.pid, signal.SIGTERM)
+        self.kill(signal.SIGTERM)
         try:
             self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.kill(signal.SIGKILL)
             self.popen.wait(timeout)
 
 
