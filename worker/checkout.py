@@ -80,11 +80,11 @@ class Submitter:
                                                      "per-IP daily limit"))
         return self.record(trade_no, self.send(trade_no, fields, resend=resend, hashed_ip=hashed_ip))
 
-    def send(self, trade_no: str, fields: dict, *, resend: bool, hashed_ip: str = "") -> Outcome:
+    def send(self, trade_no: str, fields: dict, *, resend: bool, hashed_ip: str) -> Outcome:
         """Send within the retry budget; ``resend`` means an earlier request may have arrived.
 
-        ``hashed_ip`` is stored with the first request counted (the per-IP success counter of a
-        paid callback needs it)."""
+        ``hashed_ip`` is stored with each request counted (the per-IP success counter of a paid
+        callback needs it)."""
         started = time.monotonic()
         state = {"ambiguous": resend, "ipHash": hashed_ip}
         try:
@@ -104,8 +104,7 @@ class Submitter:
             known = self._query(trade_no)
             if known is not None:
                 return known
-        extra = {"ipHash": state.pop("ipHash")} if state.get("ipHash") else {}
-        self.store.count_attempt(trade_no, **extra)
+        self.store.count_attempt(trade_no, ipHash=state["ipHash"])
         try:
             reply = self.gateway.checkout(fields)
         except AmbiguousError:
