@@ -4,7 +4,7 @@ Schemas only validate and shape data; they import nothing from ``worker``.
 """
 
 from schemas.callback import CallbackSchema
-from schemas.checkout import CheckoutRequestSchema, generate_trade_no
+from schemas.checkout import CheckoutRequestSchema, generate_trade_no, trade_no_errors
 from schemas.gateway import CheckoutResponseSchema, QueryResponseSchema
 
 __all__ = [
@@ -13,4 +13,5 @@ __all__ = [
     "QueryResponseSchema",
     "CallbackSchema",
     "generate_trade_no",
+    "trade_no_errors",
 ]

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate, validates
 
-__all__ = ["CheckoutRequestSchema", "generate_trade_no"]
+__all__ = ["CheckoutRequestSchema", "generate_trade_no", "trade_no_errors"]
 
 try:
     _TOKYO = ZoneInfo("Asia/Tokyo")
@@ -87,6 +87,22 @@ _KATAKANA_RULE = "must be full-width Katakana (ァ-ヺ, ー and ・ only, e.g. �
 _katakana = [_max_length(64), _matches("[\u30a1-\u30fc]+", _KATAKANA_RULE)]
 
 
+_TRADE_NO_RULES = [
+    _max_length(TRADE_NO_MAX),
+    _matches("[A-Za-z0-9_-]+", "may contain only letters A-Z a-z, digits, _ and -"),
+]
+
+
+def trade_no_errors(value: object) -> list[str]:
+    """The schema's tradeNo rule on its own, for every place a tradeNo becomes a key: ``[]`` when
+    ``value`` may identify a job, else the messages (never the value)."""
+    try:
+        _Text(validate=_TRADE_NO_RULES).deserialize(value)
+    except ValidationError as err:
+        return list(err.messages)
+    return []
+
+
 class CheckoutRequestSchema(Schema):
     """A checkout job payload; ``load`` gives the wire fields, all ``str``, ready to sign."""
 
@@ -94,13 +110,7 @@ class CheckoutRequestSchema(Schema):
         unknown = RAISE  # sign and timestamp included: the worker adds them
 
     # Attribute names are the gateway's wire names: the loaded dict is signed and sent as-is.
-    tradeNo = _Text(
-        load_default=generate_trade_no,
-        validate=[
-            _max_length(TRADE_NO_MAX),
-            _matches("[A-Za-z0-9_-]+", "may contain only letters A-Z a-z, digits, _ and -"),
-        ],
-    )
+    tradeNo = _Text(load_default=generate_trade_no, validate=_TRADE_NO_RULES)
     userId = _Text(required=True, validate=[_max_length(64), _no_control_chars])
     amount = _Text(
         required=True,

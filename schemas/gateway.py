@@ -1,7 +1,7 @@
 """The gateway's answers to a checkout (GATEWAY.md §1) and to a query (§3), as plain dicts.
 
 Lenient where the gateway varies (extra fields are dropped, ``data`` may be null, the query's
-amount has four possible names) and strict only on what the caller branches on: ``code`` must be
+amount has several names, unified as ``paidAmount`` and ``orderAmount``) and strict only on what the caller branches on: ``code`` must be
 a string. Every declared key is present in the output, ``None`` when the gateway left it out;
 judging the answer (e.g. a ``0015`` without ``paymentLink``) is the caller's job.
 """
@@ -15,8 +15,10 @@ from marshmallow import EXCLUDE, Schema, fields, post_load
 
 __all__ = ["CheckoutResponseSchema", "QueryResponseSchema"]
 
-# The query's amount key differs by country page; the first present, in this order, wins.
-AMOUNT_KEYS = ("amount", "orderAmount", "payAmount", "receivedAmount")
+# The amount keys differ by country page (GATEWAY.md §3). ``orderAmount`` is what was ordered;
+# the paid amount is the first present of these: the explicit names before the plain ``amount``
+# (which on callbacks is the amount actually paid).
+PAID_AMOUNT_KEYS = ("payAmount", "receivedAmount", "amount")
 
 
 def _optional_str() -> fields.String:
@@ -36,10 +38,26 @@ class _StrOrNumber(fields.Field):
         return str(value)
 
 
-class _CheckoutData(Schema):
+class _Amounts(Schema):
+    """The amount fields of an answer's ``data``, unified as ``paidAmount`` and ``orderAmount``."""
+
     class Meta:
         unknown = EXCLUDE
 
+    amount = _StrOrNumber(allow_none=True)
+    orderAmount = _StrOrNumber(allow_none=True)
+    payAmount = _StrOrNumber(allow_none=True)
+    receivedAmount = _StrOrNumber(allow_none=True)
+
+    @post_load
+    def _paid_and_order(self, data: dict, **_kwargs) -> dict:
+        found = [data.pop(key, None) for key in PAID_AMOUNT_KEYS]
+        data["paidAmount"] = next((value for value in found if value is not None), None)
+        data.setdefault("orderAmount", None)
+        return data
+
+
+class _CheckoutData(_Amounts):
     tradeNo = _optional_str()
     platFormTradeNo = _optional_str()
     status = _optional_str()
@@ -48,25 +66,12 @@ class _CheckoutData(Schema):
     paymentLink = _optional_str()
 
 
-class _QueryData(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
+class _QueryData(_Amounts):
     tradeNo = _optional_str()
     platFormTradeNo = _optional_str()
     status = _optional_str()
     message = _optional_str()
     paymentLink = _optional_str()
-    amount = _StrOrNumber(allow_none=True)
-    orderAmount = _StrOrNumber(allow_none=True)
-    payAmount = _StrOrNumber(allow_none=True)
-    receivedAmount = _StrOrNumber(allow_none=True)
-
-    @post_load
-    def _one_amount(self, data: dict, **_kwargs) -> dict:
-        found = [data.pop(key, None) for key in AMOUNT_KEYS]
-        data["amount"] = next((value for value in found if value is not None), None)
-        return data
 
 
 class _Response(Schema):
@@ -86,6 +91,6 @@ class CheckoutResponseSchema(_Response):
 
 
 class QueryResponseSchema(_Response):
-    """The answer to ``POST /v1/vexora/queryPayInResult``; ``data.amount`` unifies its names."""
+    """The answer to ``POST /v1/vexora/queryPayInResult``; ``data.paidAmount`` unifies its names."""
 
     data = fields.Nested(_QueryData, load_default=None, allow_none=True)

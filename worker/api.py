@@ -3,7 +3,8 @@
 ``POST /v1/checkouts`` validates the job at once (422 with field errors; nothing stored), then
 does what ``enqueue_checkout`` does: stores it and queues a message carrying only the
 ``tradeNo``; 202 with the ``tradeNo`` and a status URL. It is idempotent on ``tradeNo``: the same
-payload again answers the same job, another payload under a used ``tradeNo`` is 409.
+payload again answers the same job, another payload under a used ``tradeNo`` is 409. When Redis
+or the broker is unreachable it answers 503 with the ``tradeNo``: the client retries with it.
 ``GET /v1/checkouts/<tradeNo>`` answers the job's record, payer data masked. Both need
 ``Authorization: Bearer $VEXORA_API_TOKEN``; with no token configured the API refuses everyone.
 """
@@ -16,6 +17,7 @@ from collections.abc import Callable
 
 import redis
 from flask import Blueprint, jsonify, request, url_for
+from kombu.exceptions import OperationalError
 
 from schemas import generate_trade_no
 from worker.bodies import read_limited
@@ -75,7 +77,12 @@ def producer_api(settings: Settings, runtime: Callable[[], Runtime]) -> Blueprin
         except DuplicateTradeNoError as exc:
             return _problem(409, exc.message, errors=exc.errors)
         except _REDIS_DOWN:
-            return _problem(503, "temporarily unavailable; retry with the same tradeNo")
+            return _problem(503, "temporarily unavailable; retry with the same tradeNo", tradeNo=job["tradeNo"])
+        except OperationalError:
+            # stored, but the broker refused the message: the same request again is safe (it
+            # re-queues the stored job), and the reconciler re-drives queued jobs anyway
+            return _problem(503, "stored but not yet queued; retry with the same tradeNo",
+                            tradeNo=job["tradeNo"])
         status_url = url_for("producer_api.show_checkout", trade_no=trade_no, _external=True)
         response = jsonify({"tradeNo": trade_no, "state": record["state"] if record else "queued",
                             "statusUrl": status_url})

@@ -21,7 +21,7 @@ def create_app(settings: Settings | None = None) -> Celery:
     settings = settings or Settings.from_env()
     celery_app = Celery("vexora", include=["worker.tasks"])
     celery_app.conf.update(
-        broker_url=settings.redis_url,
+        broker_url=settings.celery_broker_url,
         broker_transport="worker.broker:Transport",
         result_backend=settings.redis_url,
         result_expires=24 * 3600,

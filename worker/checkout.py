@@ -9,7 +9,11 @@ The rules (DESIGN.md "Submission rules"):
   ambiguous failure) the gateway is asked first, and the checkout is sent only if it does not
   know the tradeNo;
 - transient failures are retried within the budget of ``worker.retry``; when it runs out, or the
-  gateway answers ``5000``, the job is ``unknown`` for the reconciler — never sent blindly again.
+  gateway answers ``5000``, the job is ``unknown`` for the reconciler — never sent blindly again;
+- once a request may have reached the gateway, only the gateway's own record (a query, or a create
+  answer) makes the job final: a refusal without one (an HTTP 4xx, a WAF page) leaves it ``unknown``;
+- what the gateway's record means (paying, paid, amounts, unrecognised statuses) is
+  ``worker.settlement``'s, applied by ``worker.settler`` as on every other path.
 """
 
 from __future__ import annotations
@@ -27,17 +31,13 @@ from worker.limits import IpLimits, ip_hash
 from worker.outcomes import Outcome
 from worker.retry import build_retrying
 from worker.settings import Settings
-from worker.store import JobStore
+from worker.settlement import PURGE_ON, Report
+from worker.settler import Settler
+from worker.store import Job, JobStore
 
-__all__ = ["Submitter", "PURGE_ON"]
+__all__ = ["Submitter"]
 
 log = logging.getLogger("vexora.checkout")
-
-# Once a job reaches one of these, its payer data is no longer needed to act on it.
-PURGE_ON = frozenset({states.PAYING, states.SUCCEEDED, states.PARTIALLY_PAID, states.FAILED,
-                      states.DECLINED, states.REJECTED})
-
-_LINK_STILL_USEFUL = frozenset({states.PAYING, states.PARTIALLY_PAID})
 
 
 class Submitter:
@@ -51,6 +51,7 @@ class Submitter:
         self.schema = schema
         self.limits = limits
         self.sleep = sleep
+        self.settler = Settler(store, limits)
 
     def submit(self, trade_no: str) -> str | None:
         """Take the job as far as this process can; return the state it is left in."""
@@ -74,13 +75,17 @@ class Submitter:
         hashed_ip = ip_hash(fields["ipAddress"], self.settings.app_secret)
         resend = claim.attempts > 0
         if not resend:
-            refused = self.limits.take(hashed_ip)
+            refused = self.limits.take(hashed_ip, trade_no, self.store.job_key(trade_no))
             if refused:
                 return self.record(trade_no, Outcome(states.REJECTED, {"errors": {"ipAddress": [refused]}},
                                                      "per-IP daily limit"))
-        return self.record(trade_no, self.send(trade_no, fields, resend=resend, hashed_ip=hashed_ip))
+        outcome = self.send(trade_no, fields, resend=resend, hashed_ip=hashed_ip)
+        # what this submit knows of its job; if a callback moved it meanwhile, the settler re-reads
+        held = Job(trade_no, states.SUBMITTING, claim.attempts, 0, None,
+                   {"amount": fields["amount"], "ipHash": hashed_ip})
+        return self.record(trade_no, outcome, held=held)
 
-    def send(self, trade_no: str, fields: dict, *, resend: bool, hashed_ip: str) -> Outcome:
+    def send(self, trade_no: str, fields: dict, *, resend: bool, hashed_ip: str) -> Outcome | Report:
         """Send within the retry budget; ``resend`` means an earlier request may have arrived.
 
         ``hashed_ip`` is stored with each request counted (the per-IP success counter of a paid
@@ -95,11 +100,15 @@ class Submitter:
         except OutcomeUnknownError as exc:
             return _timed(Outcome(states.UNKNOWN, _error_fields(exc), "gateway system exception"), started)
         except DeclinedError as exc:
+            if state["ambiguous"]:
+                # an earlier request may have created the order: a refusal is not its record
+                return _timed(Outcome(states.UNKNOWN, _error_fields(exc),
+                                      "gateway refused a request after an ambiguous one"), started)
             return _timed(Outcome(states.DECLINED, _error_fields(exc), "gateway refused the request"), started)
         except CheckoutError as exc:  # a retryable error that outlived the budget
             return _timed(Outcome(states.UNKNOWN, _error_fields(exc), "retries exhausted"), started)
 
-    def _attempt(self, trade_no: str, fields: dict, state: dict) -> Outcome:
+    def _attempt(self, trade_no: str, fields: dict, state: dict) -> Outcome | Report:
         if state["ambiguous"]:
             known = self._query(trade_no)
             if known is not None:
@@ -111,7 +120,7 @@ class Submitter:
             state["ambiguous"] = True
             raise
         outcome = outcomes.from_checkout(reply.code, reply.msg, reply.data)
-        if outcome.state == states.DECLINED and state["ambiguous"]:
+        if isinstance(outcome, Outcome) and outcome.state == states.DECLINED and state["ambiguous"]:
             # A refusal after an earlier request may have landed is often "duplicate tradeNo":
             # the gateway's own record decides.
             known = self._query(trade_no)
@@ -119,26 +128,28 @@ class Submitter:
                 return known
         return outcome
 
-    def _query(self, trade_no: str) -> Outcome | None:
+    def _query(self, trade_no: str) -> Report | None:
         reply = self.gateway.query(trade_no)
         known = outcomes.from_query(reply.code, reply.msg, reply.data)
-        log.info("job %s: gateway query says %s", trade_no, known.state if known else "not known")
+        log.info("job %s: gateway query says %s", trade_no, known.status if known else "not known")
         return known
 
-    def record(self, trade_no: str, outcome: Outcome) -> str:
-        """Move the job to the outcome's state; a refused move leaves what got there first."""
+    def record(self, trade_no: str, outcome: Outcome | Report, *, held: Job | None = None) -> str | None:
+        """Record what the submit learnt; a refused move leaves what got there first."""
+        if isinstance(outcome, Report):
+            result = self.settler.apply(trade_no, outcome, job=held)
+            if result in states.ALL:
+                return result
+            job = self.store.load(trade_no)
+            return job.state if job else None
         drop = ["payload"] if outcome.state in PURGE_ON else []
         detail = {"reason": outcome.reason}
-        for key in ("gatewayCode", "gatewayStatus", "latencyMs"):
+        for key in ("gatewayCode", "latencyMs"):
             if outcome.fields.get(key):
-                detail[{"gatewayCode": "code", "gatewayStatus": "status"}.get(key, key)] = outcome.fields[key]
+                detail[{"gatewayCode": "code"}.get(key, key)] = outcome.fields[key]
         moved = self.store.move(trade_no, outcome.state, fields=outcome.fields, drop=drop, detail=detail)
         if moved.applied:
             return outcome.state
-        if outcome.fields.get("paymentLink") and moved.previous in _LINK_STILL_USEFUL:
-            # A callback overtook our own answer; the link it carried is still the payer's.
-            self.store.annotate(trade_no, paymentLink=outcome.fields["paymentLink"],
-                                platFormTradeNo=outcome.fields.get("platFormTradeNo", ""))
         log.info("job %s: outcome %s not recorded, the job is already %s", trade_no, outcome.state,
                  moved.previous)
         return moved.previous or outcome.state
@@ -153,6 +164,8 @@ def _error_fields(exc: CheckoutError) -> dict:
     return fields
 
 
-def _timed(outcome: Outcome, started: float) -> Outcome:
-    return Outcome(outcome.state, {**outcome.fields, "latencyMs": int((time.monotonic() - started) * 1000)},
-                   outcome.reason)
+def _timed(outcome: Outcome | Report, started: float) -> Outcome | Report:
+    fields = {**outcome.fields, "latencyMs": int((time.monotonic() - started) * 1000)}
+    if isinstance(outcome, Report):
+        return Report(outcome.source, outcome.status, outcome.paid_amount, fields)
+    return Outcome(outcome.state, fields, outcome.reason)

@@ -1,7 +1,8 @@
 """The Python producer API: ``enqueue_checkout`` and ``get_checkout`` (DESIGN.md, fixed names).
 
 ``enqueue_checkout`` stores the job first and then queues a message that carries only the
-``tradeNo``; the worker validates it. Enqueueing the same ``tradeNo`` with the same payload again
+``tradeNo``; the worker validates it. The ``tradeNo`` alone is checked first, with the schema's
+own rule, because it becomes a Redis key. Enqueueing the same ``tradeNo`` with the same payload again
 returns the existing job (and re-queues it if it is still waiting, which the lease makes safe);
 with a different payload it raises ``DuplicateTradeNoError``.
 """
@@ -10,17 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from schemas import generate_trade_no
+from schemas import generate_trade_no, trade_no_errors
 from worker import states
 from worker.errors import InvalidError
 from worker.masking import mask_contact
 from worker.runtime import Runtime, get_runtime
 
 __all__ = ["enqueue_checkout", "get_checkout"]
-
-# Longest tradeNo we will use as a key at all; the schema's 32-character rule rejects it later.
-_KEY_MAX = 64
-
 
 def enqueue_checkout(payload: Mapping[str, object], *, runtime: Runtime | None = None) -> str:
     """Store a checkout job and queue it; return its ``tradeNo`` (generated when absent)."""
@@ -31,9 +28,10 @@ def enqueue_checkout(payload: Mapping[str, object], *, runtime: Runtime | None =
     trade_no = job.get("tradeNo")
     if trade_no is None:
         trade_no = job["tradeNo"] = generate_trade_no()
-    if not isinstance(trade_no, str) or not trade_no.strip() or len(trade_no) > _KEY_MAX:
-        raise InvalidError("tradeNo cannot identify a job",
-                           errors={"tradeNo": ["must be a non-empty string of at most 32 characters"]})
+    errors = trade_no_errors(trade_no)
+    if errors:
+        # checked before it becomes a key: "X:history" must never name a job (or half of one)
+        raise InvalidError("tradeNo cannot identify a job", errors={"tradeNo": errors})
     outcome, state = rt.store.create(trade_no, job, contact=mask_contact(job), amount=job.get("amount"))
     if outcome == "created" or state == states.QUEUED:
         rt.send("vexora.checkout.submit", trade_no)
@@ -42,4 +40,6 @@ def enqueue_checkout(payload: Mapping[str, object], *, runtime: Runtime | None =
 
 def get_checkout(trade_no: str, *, runtime: Runtime | None = None) -> dict | None:
     """The job's public record (payer data masked), or ``None`` if there is no such job."""
+    if trade_no_errors(trade_no):
+        return None  # no job can have that tradeNo; never read a key it would name
     return (runtime or get_runtime()).store.get(trade_no)

@@ -268,7 +268,7 @@ def _print_summary(console: Console, plans: list[Plan], records: dict, elapsed: 
     retries = sum(max(0, int(r.get("attempts") or 0) - 1) for r in records.values())
     redriven = sum(any(h.get("detail", {}).get("reason", "").startswith("re-driven") for h in r.get("history", []))
                    for r in records.values())
-    reconciled = sum(any(h.get("detail", {}).get("reason") == "reconciled by query" for h in r.get("history", []))
+    reconciled = sum(any(h.get("detail", {}).get("via") == "reconciler" for h in r.get("history", []))
                      for r in records.values())
     console.print(f"gateway retries: {retries} · settled by the reconciler: {reconciled} · re-sent after "
                   f"'not known': {redriven}")

@@ -2,41 +2,62 @@
 day, at most M of them successful.
 
 Counters live in one Redis hash per IP and day, ``p:ip:<yyyymmdd>:<ipHash>`` with fields
-``tx`` and ``ok``. The IP itself is never a key: ``ip_hash`` is an HMAC under the app secret, so
-the counters outlive the purge of payer data without keeping the address. A transaction is
-counted before the first send (``take``); a success is counted by the callback's state change,
-in the same atomic step (``success_counter``), so a resent callback never counts twice.
+``tx`` and ``ok``. The IP itself is never a key: ``ip_hash`` is an HMAC under the app secret of
+the address's canonical text (one payer, however the address is spelt), so the counters outlive
+the purge of payer data without keeping the address. A transaction is counted before the first
+send (``take``), once per job (the job records it in the same step, so a re-drive after a crash
+does not count it again); a success is counted by the move to ``succeeded`` — whichever path
+makes it: callback, query or create answer — in the same atomic step (``success_counter``), so
+it counts exactly once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 import redis
 
-__all__ = ["IpLimits", "ip_hash", "japan_day"]
+__all__ = ["IpLimits", "ip_hash", "canonical_ip", "japan_day"]
 
 _JST = timezone(timedelta(hours=9))  # Japan has no daylight saving time
 _TTL = 3 * 24 * 3600
 
+# KEYS[1] the IP's counters today, KEYS[2] the job: a job is counted once, whatever re-drives it
 _TAKE = """
+if redis.call('HGET', KEYS[2], 'ipCounted') then return false end
 local tx = tonumber(redis.call('HGET', KEYS[1], 'tx') or '0')
 local ok = tonumber(redis.call('HGET', KEYS[1], 'ok') or '0')
 if tx >= tonumber(ARGV[1]) then return 'transactions' end
 if ok >= tonumber(ARGV[2]) then return 'successes' end
 redis.call('HINCRBY', KEYS[1], 'tx', 1)
 redis.call('EXPIRE', KEYS[1], ARGV[3])
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('HSET', KEYS[2], 'ipCounted', '1', 'ipHash', ARGV[4])
+end
 return false
 """
 
 
+def canonical_ip(ip: str) -> str:
+    """One spelling per address: ``2400:AB00:0::1`` is ``2400:ab00::1``, ``::ffff:1.2.3.4`` is
+    ``1.2.3.4``; text that is not an address is kept as it is (the schema refuses it first)."""
+    try:
+        address = ipaddress.ip_address(ip.strip())
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.compressed
+
+
 def ip_hash(ip: str, secret: str) -> str:
-    """A stable, non-reversible name for a payer IP."""
-    return hmac.new(secret.encode("utf-8"), ip.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+    """A stable, non-reversible name for a payer IP (every spelling of one address alike)."""
+    return hmac.new(secret.encode("utf-8"), canonical_ip(ip).encode("utf-8"), hashlib.sha256).hexdigest()[:32]
 
 
 def japan_day(now: float) -> str:
@@ -59,11 +80,13 @@ class IpLimits:
     def key(self, hashed_ip: str) -> str:
         return f"{self.prefix}:ip:{japan_day(self.clock())}:{hashed_ip}"
 
-    def take(self, hashed_ip: str) -> str | None:
-        """Count one transaction; or, if a limit is reached, count nothing and say why."""
+    def take(self, hashed_ip: str, trade_no: str, job_key: str) -> str | None:
+        """Count one transaction for the job at ``job_key``, once (a job already counted passes
+        again without counting); or, if a limit is reached, count nothing and say why."""
         if not self.enabled:
             return None
-        refused = self._take(keys=[self.key(hashed_ip)], args=[self.daily, self.daily_successes, _TTL])
+        refused = self._take(keys=[self.key(hashed_ip), job_key],
+                             args=[self.daily, self.daily_successes, _TTL, hashed_ip])
         if not refused:
             return None
         refused = refused.decode() if isinstance(refused, bytes) else refused

@@ -1,19 +1,23 @@
-"""What the gateway's answers mean for a job (GATEWAY.md §5): pure functions, no I/O.
+"""What the gateway's answers say (GATEWAY.md §5): request-level codes read, no I/O.
 
 The request-level ``code`` says whether the request was taken; ``data.status`` is the business
-outcome. When in doubt the answer is ``unknown``: the reconciler settles it by query, while a
-wrong ``declined`` could abandon a checkout the payer is paying.
+outcome, which this module hands over as a ``settlement.Report`` for ``worker.settlement`` to
+judge (the same rules as callbacks and queries). What a request-level code alone decides is an
+``Outcome``: ``8000`` on a create is ``declined``; an answer nobody documented is ``unknown``
+(the reconciler settles it by query, while a wrong ``declined`` could abandon a checkout the
+payer is paying); ``5000`` raises, as the outcome is unknown.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from worker import states
+from worker import settlement, states
 from worker.errors import AmbiguousError, OutcomeUnknownError
+from worker.settlement import Report
 
-__all__ = ["Outcome", "from_checkout", "from_query", "status_state", "ACCEPTED", "SYSTEM_ERROR",
-           "BUSINESS_ERROR", "PAID", "PARTIAL", "PAYING_STATUS", "FAILED_STATUSES"]
+__all__ = ["Outcome", "from_checkout", "from_query", "ACCEPTED", "SYSTEM_ERROR", "BUSINESS_ERROR",
+           "PAID", "PARTIAL", "PAYING_STATUS", "FAILED_STATUSES"]
 
 ACCEPTED = "0000"
 SYSTEM_ERROR = "5000"
@@ -27,70 +31,51 @@ FAILED_STATUSES = frozenset({"00029", "0029"})
 
 @dataclass(frozen=True)
 class Outcome:
-    """A target state and the fields to record with it."""
+    """A target state decided without a gateway record, and the fields to record with it."""
 
     state: str
     fields: dict = field(default_factory=dict)
     reason: str = ""
 
 
-def status_state(status: str | None) -> str:
-    """The job state a transaction ``status`` stands for (callbacks and queries)."""
-    if status == PAID:
-        return states.SUCCEEDED
-    if status == PARTIAL:
-        return states.PARTIALLY_PAID
-    if status == PAYING_STATUS:
-        return states.PAYING
-    return states.FAILED
-
-
 def _gateway_fields(code: str, data: dict | None, msg: str | None) -> dict:
     data = data or {}
-    fields = {"gatewayCode": code, "gatewayStatus": data.get("status") or "",
-              "message": data.get("message") or msg or ""}
+    fields = {"gatewayCode": code, "message": data.get("message") or msg or ""}
     for key in ("platFormTradeNo", "paymentLink"):
         if data.get(key):
             fields[key] = data[key]
     return fields
 
 
-def from_checkout(code: str, msg: str | None, data: dict | None) -> Outcome:
-    """The outcome of a create-checkout answer.
+def _report(source: str, code: str, msg: str | None, data: dict) -> Report:
+    return Report(source, str(data.get("status") or ""), data.get("paidAmount"),
+                  _gateway_fields(code, data, msg))
+
+
+def from_checkout(code: str, msg: str | None, data: dict | None) -> Outcome | Report:
+    """What a create-checkout answer says: a report of the order, or an outcome of the request.
 
     ``5000`` raises ``OutcomeUnknownError`` (final for the attempt loop: confirm by query).
     """
     if code == SYSTEM_ERROR:
         raise OutcomeUnknownError("gateway system exception; outcome unknown", code=code)
-    fields = _gateway_fields(code, data, msg)
     if code == BUSINESS_ERROR:
-        return Outcome(states.DECLINED, fields, "gateway declined the checkout")
+        return Outcome(states.DECLINED, {**_gateway_fields(code, data, msg), "gatewayStatus": ""},
+                       "gateway declined the checkout")
     if code != ACCEPTED or not data:
-        return Outcome(states.UNKNOWN, fields, "unrecognised gateway answer")
-    status = data.get("status")
-    if status == PAYING_STATUS and not data.get("paymentLink"):
-        return Outcome(states.UNKNOWN, fields, "checkout created without a payment link")
-    if status in FAILED_STATUSES or status in {PAID, PARTIAL, PAYING_STATUS}:
-        return Outcome(status_state(status), _with_paid(fields, status, data), "gateway answered")
-    return Outcome(states.UNKNOWN, fields, "unrecognised transaction status")
+        return Outcome(states.UNKNOWN, {**_gateway_fields(code, data, msg), "gatewayStatus": ""},
+                       "unrecognised gateway answer")
+    return _report(settlement.CREATE, code, msg, data)
 
 
-def from_query(code: str, msg: str | None, data: dict | None) -> Outcome | None:
-    """The outcome a query reports, or ``None`` when the gateway does not know the tradeNo.
+def from_query(code: str, msg: str | None, data: dict | None) -> Report | None:
+    """The gateway's record of a tradeNo, or ``None`` when it does not know the tradeNo.
 
     On the query API ``8000`` means "not known", not a failure. Anything unexpected raises
-    ``AmbiguousError`` so the caller retries the query rather than guessing.
+    ``AmbiguousError`` so the caller asks again rather than guessing.
     """
     if code == BUSINESS_ERROR:
         return None
     if code != ACCEPTED or not data or not data.get("status"):
         raise AmbiguousError("gateway query gave no usable answer", code=code)
-    status = data["status"]
-    fields = _gateway_fields(code, data, msg)
-    return Outcome(status_state(status), _with_paid(fields, status, data), "gateway query")
-
-
-def _with_paid(fields: dict, status: str, data: dict) -> dict:
-    if status in {PAID, PARTIAL} and data.get("amount") not in (None, ""):
-        return {**fields, "paidAmount": str(data["amount"])}
-    return fields
+    return _report(settlement.QUERY, code, msg, data)

@@ -3,7 +3,9 @@
 Run by Celery beat as ``vexora.reconcile`` (one run at a time, under a Redis lock). Each run:
 - ``unknown`` jobs: query the gateway. Known → take its status. Not known (query ``8000``) → the
   checkout never reached it: re-drive the submit once (it queries again before sending).
-- ``paying`` jobs with no callback after ``paying_query_after``: query; move if it changed.
+- ``paying`` and ``partially_paid`` jobs with no callback after ``paying_query_after``: query;
+  what it reports goes through ``worker.settlement`` like any other report (an unrecognised
+  status keeps the job open and flags it; a final one settles it).
 - ``submitting`` jobs whose lease expired (the worker died) and ``queued`` jobs older than
   ``queued_redrive_after`` (their message died with a worker): queue the submit again; the lease
   makes a second submit a no-op if the first is still alive.
@@ -25,6 +27,8 @@ from worker import outcomes, states
 from worker.errors import CheckoutError
 from worker.gateway import GatewayClient
 from worker.settings import Settings
+from worker.settlement import Report
+from worker.settler import Settler
 from worker.store import Job, JobStore
 
 __all__ = ["Reconciler"]
@@ -36,11 +40,13 @@ class Reconciler:
     """One pass over the open jobs that need attention."""
 
     def __init__(self, settings: Settings, store: JobStore, gateway: GatewayClient,
-                 send_submit: Callable[[str], object], *, clock: Callable[[], float] = time.time):
+                 send_submit: Callable[[str], object], settler: Settler | None = None, *,
+                 clock: Callable[[], float] = time.time):
         self.settings = settings
         self.store = store
         self.gateway = gateway
         self.send_submit = send_submit
+        self.settler = settler or Settler(store, None)  # None: no per-IP success counting
         self.clock = clock
 
     @property
@@ -66,6 +72,7 @@ class Reconciler:
         for state, older_than, check in (
             (states.UNKNOWN, 0.0, self._settle_unknown),
             (states.PAYING, s.paying_query_after, self._settle_paying),
+            (states.PARTIALLY_PAID, s.paying_query_after, self._settle_paying),
             (states.SUBMITTING, 0.0, self._redrive_submitting),
             (states.QUEUED, s.queued_redrive_after, self._redrive),
         ):
@@ -103,8 +110,10 @@ class Reconciler:
 
     def _settle_paying(self, job: Job) -> str:
         known = self._query(job.trade_no)
-        if known is None or known.state == states.PAYING:
-            return "still_paying"
+        if known is None:
+            # the gateway has no record of a checkout it gave a link for: a person must look
+            self.store.flag(job.trade_no, f"the gateway does not know this {job.state} checkout")
+            return "not_known"
         return self._apply(job, known)
 
     def _redrive_submitting(self, job: Job) -> str:
@@ -118,15 +127,13 @@ class Reconciler:
         return "redriven"
 
     # -- helpers --------------------------------------------------------------------------
-    def _query(self, trade_no: str) -> outcomes.Outcome | None:
+    def _query(self, trade_no: str) -> Report | None:
         reply = self.gateway.query(trade_no)
         return outcomes.from_query(reply.code, reply.msg, reply.data)
 
-    def _apply(self, job: Job, known: outcomes.Outcome) -> str:
-        drop = ["payload"] if known.state != states.UNKNOWN else []
-        moved = self.store.move(job.trade_no, known.state, fields=known.fields, drop=drop,
-                                detail={"reason": "reconciled by query", "status": known.fields.get("gatewayStatus")})
-        return f"settled_{known.state}" if moved.applied else "moved_meanwhile"
+    def _apply(self, job: Job, known: Report) -> str:
+        result = self.settler.apply(job.trade_no, known, job=job, via="reconciler")
+        return f"settled_{result}" if result in states.ALL else result
 
     def _schedule_next(self, job: Job, older_than: float) -> None:
         checks = int(job.fields.get("reconcileChecks") or 0) + 1
@@ -141,7 +148,6 @@ class Reconciler:
         created = int(job.fields.get("createdAt") or 0)
         if self.store.now_ms() - created < self.settings.reconcile_horizon * 1000:
             return False
-        self.store.annotate(job.trade_no, needsReview=True)
-        self.store.note(job.trade_no, "needs_review", {"reason": f"still {job.state} after the reconcile horizon"})
+        self.store.flag(job.trade_no, f"still {job.state} after the reconcile horizon")
         self.store.unindex(job.state, job.trade_no)
         return True

@@ -54,7 +54,7 @@ class Runtime:
     def celery(self):
         """The Celery app to send with: the process's own when it uses the same broker."""
         from worker.celery import app, create_app
-        return app if app.conf.broker_url == self.settings.redis_url else create_app(self.settings)
+        return app if app.conf.broker_url == self.settings.celery_broker_url else create_app(self.settings)
 
     def send(self, task_name: str, *args, **options) -> None:
         """Put a task message on the broker; no result is ever awaited (the store has the outcome).
@@ -93,8 +93,10 @@ class Runtime:
     @cached_property
     def reconciler(self):
         from worker.reconcile import Reconciler
+        from worker.settler import Settler
         return Reconciler(self.settings, self.store, self.gateway,
-                          lambda trade_no: self.send("vexora.checkout.submit", trade_no))
+                          lambda trade_no: self.send("vexora.checkout.submit", trade_no),
+                          Settler(self.store, self.limits))
 
 
 _lock = threading.Lock()

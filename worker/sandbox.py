@@ -2,6 +2,23 @@
 its orders in memory, counts what it received and injects faults on demand through a small
 control API under ``/_sandbox/``. The cashier page lives in ``sandbox_cashier``, the callbacks it
 sends in ``sandbox_notify``. It is a development and test tool, never a default for real money.
+
+A query answers ``data`` with ``tradeNo, platFormTradeNo, status, message``, ``amount`` (what was
+paid once something was, else the order amount), ``orderAmount`` (always the order amount) and
+``payAmount`` (what was paid, only once something was): real gateway pages use all these names.
+
+Faults come from rules (``POST /_sandbox/faults``, first match wins, for either endpoint) or else
+from chaos rates (``POST /_sandbox/chaos``)::
+
+    {"rates": {kind: probability}, "delay": 2.0, "seed": n,
+     "query": {"rates": {kind: probability}, "status": 502, "delay": <the top-level delay>}}
+
+The top-level rates draw faults for checkouts (``http_error`` answers 502 there), ``query`` for
+queries, whose ``http_error`` answers an HTML page with its own ``status`` (e.g. 403 for a WAF).
+Each POST replaces the whole setting: leaving ``query`` out turns query chaos off. ``GET
+/_sandbox/faults`` lists the pending rules and the chaos setting, ``query`` included. In ``GET
+/_sandbox/stats``, ``totals.faults`` counts every fault and ``totals.query_faults`` those on
+queries; the per-tradeNo ``checkout`` counters count checkout faults only.
 """
 
 from __future__ import annotations
@@ -103,6 +120,32 @@ def _check_rates(rates: object) -> dict:
     return dict(rates)
 
 
+_QUERY_CHAOS_KEYS = ("rates", "status", "delay")
+
+
+def _query_chaos(raw: object, delay: float) -> dict:
+    """The query part of a chaos setting with defaults filled in; ValueError names what is wrong.
+
+    ``delay`` (the checkout chaos delay) is its default delay.
+    """
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict) or any(key not in _QUERY_CHAOS_KEYS for key in raw):
+        raise ValueError(f"query must be an object with only {_QUERY_CHAOS_KEYS}")
+    chaos = {"rates": _check_rates(raw.get("rates", {})), "status": raw.get("status", 502),
+             "delay": raw.get("delay", delay)}
+    if type(chaos["status"]) is not int or not 100 <= chaos["status"] <= 599:
+        raise ValueError("query status must be an HTTP status")
+    if not _is_seconds(chaos["delay"]):
+        raise ValueError("query delay must be a number of seconds >= 0")
+    return chaos
+
+
+def _query_rng(seed: object) -> random.Random:
+    # its own stream, so queries do not shift a seeded checkout sequence (and vice versa)
+    return random.Random(None if seed is None else f"query:{seed}")
+
+
 class Sandbox:
     """Thread-safe gateway state: orders by tradeNo, counters, fault rules and chaos rates."""
 
@@ -118,14 +161,16 @@ class Sandbox:
             self._by_platform: dict[str, str] = {}
             self._ip_orders: Counter[tuple[str, date]] = Counter()
             self._ip_paid: Counter[tuple[str, date]] = Counter()
+            self._paid_counted: set[str] = set()  # tradeNos already counted in _ip_paid
             self._ip_limits = self._ip_limits_default
             self._checkout: dict[str, dict[str, int]] = {}
             self._queries: dict[str, int] = {}
             self._totals = dict.fromkeys(
-                ("received", "created", "duplicates", "faults", "queries"), 0)
+                ("received", "created", "duplicates", "faults", "queries", "query_faults"), 0)
             self._rules: list[dict] = []
-            self._chaos: dict = {"rates": {}, "delay": 2.0, "seed": None}
-            self._rng = random.Random()
+            self._chaos: dict = {"rates": {}, "delay": 2.0, "seed": None,
+                                 "query": _query_chaos(None, 2.0)}
+            self._rng, self._query_rng = random.Random(), random.Random()
 
     # -- faults ---------------------------------------------------------------------------------
     def add_faults(self, rules: list) -> list[dict]:
@@ -141,15 +186,22 @@ class Sandbox:
     def faults(self) -> dict:
         """The rules still pending and the chaos settings."""
         with self._lock:
-            return {"faults": [dict(rule) for rule in self._rules], "chaos": dict(self._chaos)}
+            chaos = {**self._chaos, "rates": dict(self._chaos["rates"]),
+                     "query": {**self._chaos["query"],
+                               "rates": dict(self._chaos["query"]["rates"])}}
+            return {"faults": [dict(rule) for rule in self._rules], "chaos": chaos}
 
-    def set_chaos(self, rates: Mapping, delay: float = 2.0, seed: int | None = None) -> dict:
+    def set_chaos(self, rates: Mapping, delay: float = 2.0, seed: int | None = None,
+                  query: Mapping | None = None) -> dict:
+        """Replace the chaos setting; ``query`` (rates, status, delay) is off when left out."""
         rates = _check_rates(rates)
         if not _is_seconds(delay):
             raise ValueError("delay must be a number of seconds >= 0")
+        query_chaos = _query_chaos(query, delay)
         rng = random.Random(seed)  # a bad seed fails here, before any state changes
         with self._lock:
-            self._chaos, self._rng = {"rates": rates, "delay": delay, "seed": seed}, rng
+            self._chaos = {"rates": rates, "delay": delay, "seed": seed, "query": query_chaos}
+            self._rng, self._query_rng = rng, _query_rng(seed)
         return self.faults()["chaos"]
 
     def take_fault(self, endpoint: str, trade_no: str | None) -> dict | None:
@@ -157,12 +209,20 @@ class Sandbox:
         with self._lock:
             fault = self._take_rule(endpoint, trade_no)
             if fault is None and endpoint == "checkout":
-                fault = self._draw_chaos()
+                fault = self._draw_chaos(self._chaos, self._rng, status=502)
+            elif fault is None:
+                query = self._chaos["query"]
+                fault = self._draw_chaos(query, self._query_rng, status=query["status"])
             if fault is not None:
-                self._totals["faults"] += 1
-                if endpoint == "checkout" and trade_no:
-                    self._counters(trade_no)["faults"] += 1
+                self._count_fault(endpoint, trade_no)
             return fault
+
+    def _count_fault(self, endpoint: str, trade_no: str | None) -> None:
+        self._totals["faults"] += 1
+        if endpoint == "query":
+            self._totals["query_faults"] += 1
+        elif trade_no:  # per-tradeNo counters are the checkout's: tests prove "created twice 0"
+            self._counters(trade_no)["faults"] += 1
 
     def _take_rule(self, endpoint: str, trade_no: str | None) -> dict | None:
         for index, rule in enumerate(self._rules):
@@ -175,13 +235,14 @@ class Sandbox:
             return dict(rule)
         return None
 
-    def _draw_chaos(self) -> dict | None:
-        draw, edge = self._rng.random(), 0.0
-        for kind, rate in self._chaos["rates"].items():
+    @staticmethod
+    def _draw_chaos(chaos: Mapping, rng: random.Random, *, status: int) -> dict | None:
+        draw, edge = rng.random(), 0.0
+        for kind, rate in chaos["rates"].items():
             edge += rate
             if draw < edge:
-                return {"kind": kind, "status": 502, "delay": self._chaos["delay"],
-                        "create": self._rng.random() < 0.5}
+                return {"kind": kind, "status": status, "delay": chaos["delay"],
+                        "create": rng.random() < 0.5}
         return None
 
     # -- orders and counters ----------------------------------------------------------------------
@@ -266,7 +327,9 @@ class Sandbox:
             order = self._orders[trade_no]
             if expect is not None and order["status"] != expect:
                 return None
-            if status == "0000" and order["status"] != "0000":
+            if status == "0000" and trade_no not in self._paid_counted:
+                # once per order: paid, moved away and paid again is still one success
+                self._paid_counted.add(trade_no)
                 self._ip_paid[order["ipAddress"], _japan_day(now)] += 1
             order.update(status=status, message=message)
             if paid_amount is not None:
@@ -346,10 +409,18 @@ def query(sandbox: Sandbox, config: GatewayConfig, merchant: str | None, body: d
     order = sandbox.order(body["tradeNo"]) if _is_text(body.get("tradeNo")) else None
     if order is None:
         return envelope("8000", "order not found")
+    return envelope("0000", "success", _query_data(order))
+
+
+def _query_data(order: Mapping) -> dict:
+    """A query's ``data``: the paid amount under its own name, and ``amount`` as before."""
     data = {key: order[key] for key in ("tradeNo", "platFormTradeNo", "status", "message")}
     paid = order["paidAmount"]  # a partial payment answers what was actually paid
     data["amount"] = order["amount"] if paid is None else paid
-    return envelope("0000", "success", data)
+    data["orderAmount"] = order["amount"]
+    if paid is not None:
+        data["payAmount"] = paid
+    return data
 
 
 def _flat_object(raw: bytes) -> dict | None:
@@ -382,7 +453,7 @@ def _add_faults(server: SandboxServer, body: dict) -> dict:
 
 def _set_chaos(server: SandboxServer, body: dict) -> dict:
     return {"chaos": server.sandbox.set_chaos(body.get("rates", {}), body.get("delay", 2.0),
-                                              body.get("seed"))}
+                                              body.get("seed"), body.get("query"))}
 
 
 def _clear_faults(server: SandboxServer) -> dict:
@@ -452,11 +523,11 @@ class SandboxServer(ThreadingHTTPServer):
         self.notifier.start()
 
     def move_order(self, trade_no: str, status: str, message: str, paid_amount: str | None = None,
-                   *, expect: str | None = None) -> dict | None:
-        """``Sandbox.set_status``, then the callback for the new status."""
+                   *, expect: str | None = None, callback_lost: bool = False) -> dict | None:
+        """``Sandbox.set_status``, then the callback for the new status (dropped if lost)."""
         order = self.sandbox.set_status(trade_no, status, message, paid_amount, expect=expect)
         if order is not None:
-            self.notifier.notify(order)
+            self.notifier.notify(order, lost=callback_lost)
         return order
 
     def order_created(self, trade_no: str) -> None:

@@ -1,22 +1,41 @@
 """The payer's side of the sandbox: the cashier page served at each order's ``paymentLink``, the
-outcomes a payer can cause there (pay, pay part, fail) and the automatic payer that picks those
-outcomes for demos and tests. Pages are small HTML5 documents that show no payer data and escape
-every value they render. Nothing here speaks HTTP: handlers turn a ``Page`` into an answer.
+outcomes a payer can cause there (pay, pay part, fail) and the automatic payer that picks an
+outcome per new order for demos and tests. Pages are small HTML5 documents that show no payer data
+and escape every value they render. Nothing here speaks HTTP: handlers turn a ``Page`` into an
+answer.
+
+The automatic payer (``POST /_sandbox/autopay``, ``--autopay``) draws one of ``AUTOPAY_OUTCOMES``
+per order and plays its steps, the first ``delay`` seconds after the checkout and each next one
+``delay`` seconds after the one before; every step sends its callback unless marked lost:
+
+- ``paid``: ``0000``, the full amount paid.
+- ``partial``: ``0001``, half paid (rounded down, at least 1 yen).
+- ``failed``: ``00029``, nothing paid.
+- ``partial_then_paid``: ``0001`` with half paid, then ``0000`` with the full amount whose
+  callback is lost (dropped, counted in the callback stats' ``dropped``): only a query finds it.
+- ``unknown_then_paid``: ``00032`` "unknown error" with nothing paid, then ``0000`` in full.
+- ``paid_short``: ``0000`` with only half paid.
+- ``paid_over``: ``0000`` with the amount + 100 yen paid.
+
+A step only moves an order still in the status the step before left it in, so a click or a
+scripted status (``POST /_sandbox/orders/<tradeNo>/status``) in between ends the sequence.
 """
 
 from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from html import escape
 from typing import Any, Protocol
 
-__all__ = ["Page", "Autopay", "OUTCOMES", "ACTIONS", "PAYING", "cashier_page", "cashier_action",
-           "settle", "scripted_status", "autopay_order", "default_paid_amount", "parse_mix"]
+__all__ = ["Page", "Autopay", "Step", "OUTCOMES", "AUTOPAY_OUTCOMES", "ACTIONS", "PAYING",
+           "cashier_page", "cashier_action", "settle", "scripted_status", "autopay_order",
+           "default_paid_amount", "parse_mix"]
 
 PAYING = "0015"
+OVERPAID_BY = 100  # yen a paid_over payer pays beyond the order amount
 
 
 @dataclass(frozen=True)
@@ -27,8 +46,10 @@ class Outcome:
 
 OUTCOMES = {"paid": Outcome("0000", "Success"), "partial": Outcome("0001", "Partially paid"),
             "failed": Outcome("00029", "Failed")}
+UNKNOWN = Outcome("00032", "unknown error")  # GATEWAY.md §5; only the automatic payer sets it
 ACTIONS = {"pay": "paid", "partial": "partial", "fail": "failed"}  # button -> outcome
-_MESSAGES = {**{o.status: o.message for o in OUTCOMES.values()}, PAYING: "Paying"}
+_MESSAGES = {**{o.status: o.message for o in OUTCOMES.values()}, PAYING: "Paying",
+             UNKNOWN.status: UNKNOWN.message}
 _WORDS = {"0000": "Paid", "0001": "Partially paid", PAYING: "Paying", "00029": "Failed",
           "0029": "Failed"}
 _NO_STORE = {"Cache-Control": "no-store"}  # a status page must never come from a cache
@@ -42,7 +63,8 @@ class Server(Protocol):
     autopay: Autopay
 
     def move_order(self, trade_no: str, status: str, message: str,
-                   paid_amount: str | None = None, *, expect: str | None = None) -> dict | None:
+                   paid_amount: str | None = None, *, expect: str | None = None,
+                   callback_lost: bool = False) -> dict | None:
         ...
 
 
@@ -60,6 +82,40 @@ def half(amount: str) -> str:
 def default_paid_amount(status: str, amount: str) -> str | None:
     """What a payer pays for ``status``: all for 0000, half (rounded down, >= 1) for 0001."""
     return {"0000": amount, "0001": half(amount)}.get(status)
+
+
+def _everything(amount: str) -> str:
+    return amount
+
+
+def _nothing(amount: str) -> None:
+    return None
+
+
+def _more(amount: str) -> str:
+    return str(int(amount) + OVERPAID_BY)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One move of an automatic payment: the outcome, what is paid of the order amount, and
+    whether its callback is lost."""
+
+    outcome: Outcome
+    paid: Callable[[str], str | None]
+    callback_lost: bool = False
+
+
+_PAID, _PARTIAL = Step(OUTCOMES["paid"], _everything), Step(OUTCOMES["partial"], half)
+AUTOPAY_OUTCOMES: dict[str, tuple[Step, ...]] = {
+    "paid": (_PAID,),
+    "partial": (_PARTIAL,),
+    "failed": (Step(OUTCOMES["failed"], _nothing),),
+    "partial_then_paid": (_PARTIAL, Step(OUTCOMES["paid"], _everything, callback_lost=True)),
+    "unknown_then_paid": (Step(UNKNOWN, _nothing), _PAID),
+    "paid_short": (Step(OUTCOMES["paid"], half),),
+    "paid_over": (Step(OUTCOMES["paid"], _more),),
+}
 
 
 def settle(server: Server, trade_no: str, outcome: str) -> dict | None:
@@ -189,8 +245,8 @@ def cashier_action(server: Server, rest: str) -> Page:
 
 # -- automatic payer -------------------------------------------------------------------------------
 def _check_mix(mix: object) -> dict:
-    if not isinstance(mix, dict) or any(outcome not in OUTCOMES for outcome in mix):
-        raise ValueError(f"mix must map outcomes {tuple(OUTCOMES)} to probabilities")
+    if not isinstance(mix, dict) or any(outcome not in AUTOPAY_OUTCOMES for outcome in mix):
+        raise ValueError(f"mix must map outcomes {tuple(AUTOPAY_OUTCOMES)} to probabilities")
     valid = all(isinstance(p, (int, float)) and not isinstance(p, bool) and 0 <= p <= 1
                 for p in mix.values())
     if not valid or sum(mix.values()) > 1 + 1e-9:  # 0.8 + 0.05 + 0.15 is 1.0000000000000002
@@ -199,7 +255,10 @@ def _check_mix(mix: object) -> dict:
 
 
 def parse_mix(text: str) -> dict:
-    """``"paid=0.8,partial=0.05,failed=0.15"`` (a command-line option) as a checked mix."""
+    """``"paid=0.8,partial_then_paid=0.05,failed=0.15"`` (a command-line option) as a checked mix.
+
+    Names are those of ``AUTOPAY_OUTCOMES``; ValueError names what is wrong.
+    """
     pairs = (item.partition("=") for item in text.split(",") if item.strip())
     return _check_mix({name.strip(): float(value) for name, _, value in pairs})
 
@@ -248,11 +307,28 @@ def autopay_order(server: Server, trade_no: str) -> None:
     if drawn is None:
         return
     outcome, delay = drawn
+    _play_later(server, trade_no, AUTOPAY_OUTCOMES[outcome], PAYING, delay)
 
-    def pay() -> None:
+
+def _play_later(server: Server, trade_no: str, steps: tuple[Step, ...], expect: str,
+                delay: float) -> None:
+    """In ``delay`` seconds take the first step, then schedule the rest the same way."""
+    def play() -> None:
         try:
-            settle(server, trade_no, outcome)
+            moved = _take_step(server, trade_no, steps[0], expect)
         except KeyError:
-            pass  # the sandbox was reset meanwhile: the order is gone
+            return  # the sandbox was reset meanwhile: the order is gone
+        if moved is not None and len(steps) > 1:
+            _play_later(server, trade_no, steps[1:], moved["status"], delay)
 
-    server.notifier.call_later(delay, pay)
+    server.notifier.call_later(delay, play)
+
+
+def _take_step(server: Server, trade_no: str, step: Step, expect: str) -> dict | None:
+    """Move the order as ``step`` says; None if it left ``expect`` meanwhile. KeyError if gone."""
+    order = server.sandbox.order(trade_no)
+    if order is None:
+        raise KeyError(trade_no)
+    return server.move_order(trade_no, step.outcome.status, step.outcome.message,
+                             step.paid(order["amount"]), expect=expect,
+                             callback_lost=step.callback_lost)

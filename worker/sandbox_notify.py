@@ -3,7 +3,10 @@ the order's ``notifyUrl`` and resends it on the gateway's schedule until the mer
 HTTP 200 ``OK`` or the schedule runs out. A few daemon sender threads share one heap of due work
 (deliveries, and plain timers such as the automatic payer's), woken by a condition; retry delays
 and the send timeout scale by a time factor so tests can run a day's schedule in a second. Lost
-callbacks are simulated by dropping deliveries on demand.
+callbacks are simulated by dropping deliveries on demand: the next ``count`` ones or every one
+for a tradeNo (``drop``), or one chosen by the caller (``notify(order, lost=True)``, which the
+automatic payer's scripted sequences use). A dropped delivery is recorded, never sent, and counted
+in ``stats()["dropped"]``.
 """
 
 from __future__ import annotations
@@ -155,14 +158,18 @@ class Notifier:
             self._cond.notify_all()
 
     # -- scheduling ------------------------------------------------------------------------------
-    def notify(self, order: Mapping) -> dict:
-        """Schedule the callback for the order's current status (or drop it, if asked to)."""
+    def notify(self, order: Mapping, *, lost: bool = False) -> dict:
+        """Schedule the callback for the order's current status, or drop it.
+
+        It is dropped when ``lost`` or when a drop asked for (``drop``) matches. A ``lost`` one
+        leaves a pending drop count alone: that count is about callbacks nobody chose to lose.
+        """
         body = callback_body(order, self._secret, int(time.time() * 1000))
         with self._cond:
             delivery = Delivery(next(self._ids), order["tradeNo"], order["status"],
                                 order["notifyUrl"], body, self._epoch)
             self._deliveries.append(delivery)
-            if self._take_drop(delivery.trade_no):
+            if lost or self._take_drop(delivery.trade_no):
                 delivery.dropped = True
                 logger.info("callback %s for %s dropped", delivery.id, delivery.trade_no)
             else:

@@ -38,6 +38,7 @@ class Settings:
     """Everything a process needs to know; immutable once built."""
 
     redis_url: str = DEFAULT_REDIS_URL
+    broker_url: str = ""  # the Celery broker; empty: the same Redis as the job store
     base_url: str = ""
     merchant_no: str = ""
     app_secret: str = field(default="", repr=False)
@@ -83,6 +84,7 @@ class Settings:
 
     ENV = {
         "redis_url": ("REDIS_URL", str),
+        "broker_url": ("VEXORA_BROKER_URL", str),
         "base_url": ("VEXORA_BASE_URL", str),
         "merchant_no": ("VEXORA_MERCHANT_NO", str),
         "app_secret": ("VEXORA_APP_SECRET", str),
@@ -141,6 +143,11 @@ class Settings:
                 raise ConfigurationError(f"VEXORA_APP_SECRET_FILE: {exc.strerror}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+    @property
+    def celery_broker_url(self) -> str:
+        """Where Celery messages go: ``VEXORA_BROKER_URL``, else the job store's Redis."""
+        return self.broker_url or self.redis_url
 
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)

@@ -2,7 +2,8 @@
 
 A state never moves backwards: each target state lists the states it may be entered from, and
 the store refuses every other move atomically. ``submitting`` may be re-entered from itself only
-once its lease has expired (a worker died holding it).
+once its lease has expired (a worker died holding it); ``partially_paid`` only with a larger paid
+amount. Which report leads to which move is ``worker.settlement``'s to decide.
 """
 
 from __future__ import annotations
@@ -36,9 +37,11 @@ ENTERED_FROM: dict[str, frozenset[str]] = {
     DECLINED: frozenset({SUBMITTING, UNKNOWN}),
     REJECTED: frozenset({QUEUED, SUBMITTING}),
     # Payment outcomes may overtake the submit's own answer (a callback can arrive first).
-    PARTIALLY_PAID: frozenset({SUBMITTING, UNKNOWN, PAYING}),
+    # partially_paid is open: more may be paid (a self-move, only with a larger paid amount),
+    # the rest may be paid, or the payment may fail.
+    PARTIALLY_PAID: frozenset({SUBMITTING, UNKNOWN, PAYING, PARTIALLY_PAID}),
     SUCCEEDED: frozenset({SUBMITTING, UNKNOWN, PAYING, PARTIALLY_PAID}),
-    FAILED: frozenset({SUBMITTING, UNKNOWN, PAYING}),
+    FAILED: frozenset({SUBMITTING, UNKNOWN, PAYING, PARTIALLY_PAID}),
 }
 
 

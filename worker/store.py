@@ -31,7 +31,8 @@ from dataclasses import dataclass
 import redis
 
 from worker import states
-from worker.errors import DuplicateTradeNoError
+from schemas import trade_no_errors
+from worker.errors import DuplicateTradeNoError, InvalidError
 
 __all__ = ["JobStore", "Job", "Moved", "fingerprint"]
 
@@ -58,6 +59,16 @@ redis.call('EXPIRE', KEYS[2], ARGV[4])
 return {'created', 'queued'}
 """
 
+_FLAG = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HGET', KEYS[1], 'reviewReason') == ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'needsReview', 'true', 'reviewReason', ARGV[2], 'reviewAt', ARGV[3])
+redis.call('RPUSH', KEYS[2], '{"at":' .. ARGV[3] .. ',"from":null,"to":null,"detail":' .. ARGV[4] .. '}')
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'tradeNo', ARGV[1], 'from', '', 'to', '',
+           'at', ARGV[3], 'detail', ARGV[4])
+return 1
+"""
+
 _MOVE = """
 local current = redis.call('HGET', KEYS[1], 'state')
 if not current then return {0, false, 0, false} end
@@ -68,6 +79,12 @@ end
 if not allowed then return {0, current, 0, false} end
 local now = ARGV[3]
 local payload = false
+if ARGV[16] ~= '' and current == ARGV[1] then
+  -- a self-move (more paid on a partial payment) only when the field grows
+  local old = tonumber(redis.call('HGET', KEYS[1], ARGV[16]) or '0') or 0
+  local new = tonumber(cjson.decode(ARGV[8])[ARGV[16]] or '')
+  if not new or new <= old then return {0, current, 0, false} end
+end
 if ARGV[10] ~= '' then
   if current == 'submitting' then
     -- a claim may take over 'submitting' only from a holder whose lease ran out
@@ -180,6 +197,7 @@ class JobStore:
         self.clock = clock
         self._create = client.register_script(_CREATE)
         self._move = client.register_script(_MOVE)
+        self._flag = client.register_script(_FLAG)
 
     # -- keys -------------------------------------------------------------------------------
     def job_key(self, trade_no: str) -> str:
@@ -211,6 +229,9 @@ class JobStore:
 
         Raises ``DuplicateTradeNoError`` when the tradeNo is taken by a different payload.
         """
+        errors = trade_no_errors(trade_no)
+        if errors:  # the last line of defence: every producer checks first
+            raise InvalidError("tradeNo cannot identify a job", errors={"tradeNo": errors})
         now = self.now_ms()
         fp = fingerprint(payload)
         record = {
@@ -239,7 +260,8 @@ class JobStore:
              drop: Iterable[str] = (), detail: Mapping[str, object] | None = None,
              allowed_from: Iterable[str] | None = None, claim_lease: float | None = None,
              counters: Iterable[tuple[str, str, int]] = (),
-             detail_from: Mapping[str, Mapping[str, object]] | None = None) -> Moved:
+             detail_from: Mapping[str, Mapping[str, object]] | None = None,
+             increase: str | None = None) -> Moved:
         """Move a job to ``target`` if that is a forward move from its current state.
 
         ``claim_lease`` (seconds) makes this a lease claim: ``leaseUntil`` and a fresh
@@ -247,7 +269,9 @@ class JobStore:
         has expired, a job without its payload is not taken, and the applied claim returns the
         payload (one round trip to read and claim). ``counters`` are ``(hash key, field, ttl)``
         incremented only if the move is applied, in the same atomic step. ``detail_from``
-        replaces ``detail`` when the job is moved from one of its states.
+        replaces ``detail`` when the job is moved from one of its states. ``increase`` names a
+        numeric field that must grow for a move from ``target`` to itself (more paid on a partial
+        payment); otherwise that move is refused.
         """
         now = self.now_ms()
         allowed = states.ENTERED_FROM[target] if allowed_from is None else frozenset(allowed_from)
@@ -264,7 +288,8 @@ class JobStore:
                   f"{self.prefix}:index:", " ".join(states.OPEN), json.dumps(values),
                   json.dumps(list(drop)), "claim" if claim_lease is not None else "",
                   detail_json, trade_no, json.dumps([list(c) for c in counters]),
-                  self.payload_retention, json.dumps(by_state) if by_state else ""],
+                  self.payload_retention, json.dumps(by_state) if by_state else "",
+                  increase or ""],
         )
         moved = Moved(bool(applied), _text(previous) if previous else None, int(attempts or 0),
                       json.loads(payload) if payload else None)
@@ -286,6 +311,18 @@ class JobStore:
                                     "detail": detail_json}, maxlen=self.events_maxlen, approximate=True)
         pipe.execute()
         log.info("event tradeNo=%s kind=%s%s", trade_no, kind, _log_detail(detail))
+
+    def flag(self, trade_no: str, reason: str, detail: Mapping[str, object] | None = None) -> bool:
+        """Put a job in front of a person: ``needsReview`` with its reason and a ``needs_review``
+        event, atomically. The same reason again changes nothing (a resent callback flags once)."""
+        now = self.now_ms()
+        detail_json = json.dumps({"kind": "needs_review", "reason": reason, **(detail or {})},
+                                 ensure_ascii=False, separators=(",", ":"))
+        flagged = bool(self._flag(keys=[self.job_key(trade_no), self.history_key(trade_no), self.events_key],
+                                  args=[trade_no, reason, now, detail_json, self.events_maxlen]))
+        if flagged:
+            log.warning("needs_review tradeNo=%s reason=%s", trade_no, json.dumps(reason, ensure_ascii=False))
+        return flagged
 
     def count_attempt(self, trade_no: str, **fields: object) -> int:
         """Count one more request sent (or about to be sent) to the gateway for this job, and set

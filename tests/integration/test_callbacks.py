@@ -40,7 +40,7 @@ def test_paid_callback_moves_the_job_to_succeeded(stack):
         (200, "OK", "text/plain")
     record = stack.wait_state(trade_no, states.SUCCEEDED)
     assert record["paidAmount"] == "300.00" and record["gatewayStatus"] == "0000"
-    assert not record.get("amountMismatch")
+    assert not record.get("needsReview")
 
 
 def test_failed_callback_keeps_code_and_message(stack):
@@ -54,15 +54,20 @@ def test_partial_payment_records_the_paid_amount(stack):
     trade_no = paying(stack)
     stack.notify(stack.callback(trade_no, "0001", "150.00"))
     record = stack.wait_state(trade_no, states.PARTIALLY_PAID)
-    assert record["paidAmount"] == "150.00" and not record.get("amountMismatch")
+    assert record["paidAmount"] == "150.00" and not record.get("needsReview")
 
 
-def test_a_paid_amount_other_than_requested_is_flagged(stack):
-    trade_no = paying(stack)
-    stack.notify(stack.callback(trade_no, "0000", "299.00"))
-    record = stack.wait_state(trade_no, states.SUCCEEDED)
-    assert record["amountMismatch"] == "true"
-    assert transitions(record, states.SUCCEEDED)[0]["detail"]["amountMismatch"] is True
+def test_a_paid_amount_other_than_requested_is_put_in_front_of_a_person(stack):
+    short, over = paying(stack), paying(stack)
+    stack.notify(stack.callback(short, "0000", "299.00"))
+    stack.notify(stack.callback(over, "0000", "301.00"))
+    # "paid" but short is not succeeded: a merchant ships on succeeded
+    record = stack.wait_state(short, states.PARTIALLY_PAID)
+    assert record["needsReview"] is True and "299.00" in record["reviewReason"]
+    assert transitions(record, states.PARTIALLY_PAID)[0]["detail"]["amount"] == "under"
+    assert record["history"][-1]["detail"]["kind"] == "needs_review"
+    record = stack.wait_state(over, states.SUCCEEDED)
+    assert record["needsReview"] is True and record["paidAmount"] == "301.00"
 
 
 def test_the_same_callback_five_times_is_one_transition(stack):
@@ -98,7 +103,9 @@ def test_out_of_order_callbacks_never_move_backwards(stack):
     stack.wait_state(marker, states.SUCCEEDED)
     record = stack.record(trade_no)
     assert record["state"] == states.SUCCEEDED and record["gatewayStatus"] == "0000"
-    assert [h["to"] for h in record["history"]][-2:] == ["partially_paid", "succeeded"]
+    assert [h["to"] for h in record["history"] if h["to"]][-2:] == ["partially_paid", "succeeded"]
+    # a failure reported for a paid job is a conflict for a person, never applied
+    assert record["needsReview"] is True and "00029" in record["reviewReason"]
 
 
 def test_a_forged_signature_is_401_and_changes_nothing(stack):

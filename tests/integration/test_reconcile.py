@@ -46,7 +46,7 @@ def test_a_lost_callback_is_settled_by_query(stack):
     stack.wait_state(trade_no, states.PAYING)
     stack.set_gateway_status(trade_no, "0000")
     record = stack.wait_state(trade_no, states.SUCCEEDED, timeout=30)
-    assert "reconciled by query" in reasons(record)
+    assert "gateway query: paid" in reasons(record)
     assert stack.sent(trade_no)["received"] == 1
 
 
@@ -56,7 +56,7 @@ def test_unknown_after_5000_with_the_order_created_takes_the_gateway_status(stac
     trade_no = stack.enqueue(job)
     stack.wait_state(trade_no, states.UNKNOWN)
     record = stack.wait_state(trade_no, states.PAYING, timeout=30)
-    assert "reconciled by query" in reasons(record)
+    assert "gateway query: paying" in reasons(record)
     assert stack.sent(trade_no) == {"received": 1, "created": 1, "duplicates": 0, "faults": 1}
 
 

@@ -170,10 +170,12 @@ def test_query_answers_a_known_order_with_its_current_status(server, base):
     answer = query(base, body["tradeNo"]).json()
     assert answer["code"] == "0000"
     assert answer["data"] == {"tradeNo": body["tradeNo"], "status": "0015", "message": "Paying",
-                              "platFormTradeNo": created["platFormTradeNo"], "amount": "300"}
+                              "platFormTradeNo": created["platFormTradeNo"], "amount": "300",
+                              "orderAmount": "300"}
     server.sandbox.set_status(body["tradeNo"], "0001", "Partially paid", paid_amount="100")
     moved = query(base, body["tradeNo"]).json()["data"]
     assert (moved["status"], moved["message"], moved["amount"]) == ("0001", "Partially paid", "100")
+    assert (moved["orderAmount"], moved["payAmount"]) == ("300", "100")
 
 
 def test_query_unknown_order_and_bad_merchant(base):
@@ -304,6 +306,81 @@ def test_chaos_refuses_rates_above_one(base):
     assert response.status_code == 400
 
 
+def chaos(base, body) -> requests.Response:
+    return requests.post(f"{base}/_sandbox/chaos", json=body, timeout=TIMEOUT)
+
+
+def test_query_chaos_answers_an_html_403_to_queries_and_leaves_checkouts_alone(base):
+    bodies = [checkout_body() for _ in range(3)]
+    setting = chaos(base, {"query": {"rates": {"http_error": 1.0}, "status": 403}}).json()
+    assert setting["chaos"]["query"] == {"rates": {"http_error": 1.0}, "status": 403,
+                                         "delay": 2.0}
+    assert setting["chaos"]["rates"] == {}  # checkout chaos stays off
+    for body in bodies:
+        assert checkout(base, body).json()["code"] == "0000"
+        answer = query(base, body["tradeNo"])
+        assert answer.status_code == 403
+        assert answer.headers["Content-Type"].startswith("text/html")
+        assert answer.text.startswith("<html>") and "403 Forbidden" in answer.text
+        with pytest.raises(ValueError):
+            answer.json()
+    totals = stats(base)["totals"]
+    assert (totals["queries"], totals["query_faults"], totals["faults"]) == (3, 3, 3)
+    for body in bodies:
+        assert counters(base, body["tradeNo"]) == {"received": 1, "created": 1, "duplicates": 0,
+                                                   "faults": 0}
+    listed = requests.get(f"{base}/_sandbox/faults", timeout=TIMEOUT).json()["chaos"]
+    assert listed["query"]["status"] == 403
+    chaos(base, {"rates": {}}).raise_for_status()  # a setting without query turns it off
+    assert query(base, bodies[0]["tradeNo"]).json()["code"] == "0000"
+
+
+def test_query_chaos_draws_every_kind_and_http_error_defaults_to_502(base):
+    body = checkout_body()
+    checkout(base, body)
+    chaos(base, {"query": {"rates": {"http_error": 1.0}}}).raise_for_status()
+    assert query(base, body["tradeNo"]).status_code == 502
+    chaos(base, {"query": {"rates": {"code_5000": 1.0}}}).raise_for_status()
+    assert query(base, body["tradeNo"]).json()["code"] == "5000"
+    chaos(base, {"delay": 3, "query": {"rates": {"retry_after": 1.0}}}).raise_for_status()
+    answer = query(base, body["tradeNo"])  # the query delay defaults to the top-level one
+    assert (answer.status_code, answer.headers["Retry-After"]) == (429, "3")
+    assert stats(base)["totals"]["query_faults"] == 3
+
+
+def test_checkout_chaos_leaves_queries_alone(base):
+    body = checkout_body()
+    checkout(base, body)
+    chaos(base, {"rates": {"http_error": 1.0}}).raise_for_status()
+    assert checkout(base, checkout_body()).status_code == 502
+    assert query(base, body["tradeNo"]).json()["code"] == "0000"
+    assert stats(base)["totals"]["query_faults"] == 0
+
+
+def test_query_rule_faults_count_as_query_faults_only(base):
+    body = checkout_body()
+    checkout(base, body)
+    add_faults(base, {"endpoint": "query", "kind": "http_error", "status": 403})
+    assert query(base, body["tradeNo"]).status_code == 403
+    totals = stats(base)["totals"]
+    assert (totals["faults"], totals["query_faults"]) == (1, 1)
+    assert counters(base, body["tradeNo"])["faults"] == 0
+
+
+@pytest.mark.parametrize(("query_chaos", "message"), [
+    ([], "query must be an object"), ({"rate": {"http_error": 1.0}}, "query must be an object"),
+    ({"rates": {"boom": 1.0}}, "rates must map"), ({"rates": {"drop": 1.5}}, "each rate"),
+    ({"status": 99}, "query status"), ({"status": "403"}, "query status"),
+    ({"status": True}, "query status"), ({"delay": -1}, "query delay"),
+])
+def test_bad_query_chaos_is_refused_and_changes_nothing(base, query_chaos, message):
+    chaos(base, {"rates": {"latency": 0.1}, "query": {"rates": {"drop": 0.2}}}).raise_for_status()
+    before = requests.get(f"{base}/_sandbox/faults", timeout=TIMEOUT).json()
+    response = chaos(base, {"rates": {}, "query": query_chaos})
+    assert response.status_code == 400 and message in response.json()["error"]
+    assert requests.get(f"{base}/_sandbox/faults", timeout=TIMEOUT).json() == before
+
+
 # -- control API ---------------------------------------------------------------------------
 def test_stats_totals_add_up(base):
     first, second = checkout_body(), checkout_body()
@@ -314,7 +391,7 @@ def test_stats_totals_add_up(base):
     checkout(base, second)
     query(base, first["tradeNo"])
     assert stats(base)["totals"] == {"received": 4, "created": 2, "duplicates": 1, "faults": 1,
-                                     "queries": 1}
+                                     "queries": 1, "query_faults": 0}
     assert counters(base, second["tradeNo"]) == {"received": 2, "created": 1, "duplicates": 0,
                                                  "faults": 1}
 
@@ -327,10 +404,12 @@ def test_reset_forgets_orders_stats_rules_and_chaos(base):
     requests.post(f"{base}/_sandbox/reset", timeout=TIMEOUT).raise_for_status()
     assert order(base, body["tradeNo"]) is None
     assert stats(base) == {"checkout": {}, "query": {}, "totals": {
-        "received": 0, "created": 0, "duplicates": 0, "faults": 0, "queries": 0},
+        "received": 0, "created": 0, "duplicates": 0, "faults": 0, "queries": 0,
+        "query_faults": 0},
         "callbacks": {"scheduled": 0, "delivered": 0, "attempts": 0, "dropped": 0, "gave_up": 0}}
     listed = requests.get(f"{base}/_sandbox/faults", timeout=TIMEOUT).json()
-    assert listed == {"faults": [], "chaos": {"rates": {}, "delay": 2.0, "seed": None}}
+    assert listed == {"faults": [], "chaos": {"rates": {}, "delay": 2.0, "seed": None, "query": {
+        "rates": {}, "status": 502, "delay": 2.0}}}
     assert checkout(base, body).json()["code"] == "0000"
 
 

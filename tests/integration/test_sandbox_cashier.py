@@ -183,6 +183,28 @@ def order_status(base, trade_no) -> dict:
     return control(base, "GET", f"orders/{trade_no}").json()
 
 
+def query_data(base, trade_no) -> dict:
+    """``data`` of a real signed query for ``trade_no``."""
+    body = {"tradeNo": trade_no, "timestamp": str(int(time.time() * 1000))}
+    body["sign"] = sign(body, SECRET)
+    answer = requests.post(f"{base}/v1/vexora/queryPayInResult", json=body,
+                           headers={"merchantNo": MERCHANT}, timeout=TIMEOUT).json()
+    assert answer["code"] == "0000", answer
+    return answer["data"]
+
+
+def autopay(base, outcome: str, delay: float = 0.05) -> None:
+    control(base, "POST", "autopay", {"mix": {outcome: 1.0}, "delay": delay}).raise_for_status()
+
+
+def settled_sequence(base, trade_no: str, count: int) -> list[dict]:
+    """The order's ``count`` deliveries, once all were made and none is pending any more."""
+    def done() -> list[dict]:
+        listed = settled(base, trade_no)
+        return listed if len(listed) == count else []
+    return wait_until(done, timeout=WAIT, what=f"{count} settled deliveries for {trade_no}")
+
+
 # -- the cashier page ------------------------------------------------------------------------------
 def test_page_shows_order_amount_status_and_three_buttons_without_payer_data(base, receiver):
     data = order_for(base, receiver)
@@ -394,6 +416,78 @@ def test_bad_autopay_setting_is_refused(base, body):
     assert control(base, "GET", "autopay").json()["autopay"]["mix"] == {}
 
 
+def test_autopay_partial_then_paid_loses_the_final_callback_and_only_a_query_finds_it(
+        base, receiver):
+    autopay(base, "partial_then_paid")
+    data = order_for(base, receiver)
+    first, final = settled_sequence(base, data["tradeNo"], 2)
+    assert (first["status"], first["delivered"], first["dropped"]) == ("0001", True, False)
+    assert (final["status"], final["delivered"], final["dropped"], final["attempts"]) == (
+        "0000", False, True, 0)
+    [callback] = callbacks(receiver)  # all settled: the lost one can no longer arrive
+    assert (callback["status"], callback["amount"]) == ("0001", "150.00")
+    assert len(receiver.bodies()) == 1 and verify(callback, SECRET)
+    kept = order_status(base, data["tradeNo"])
+    assert (kept["status"], kept["message"], kept["paidAmount"]) == ("0000", "Success", "300")
+    queried = query_data(base, data["tradeNo"])
+    assert (queried["status"], queried["amount"], queried["orderAmount"],
+            queried["payAmount"]) == ("0000", "300", "300", "300")
+    assert callback_stats(base)["dropped"] == 1
+
+
+def test_autopay_unknown_then_paid_calls_back_00032_then_0000(base, receiver):
+    autopay(base, "unknown_then_paid")
+    data = order_for(base, receiver)
+    listed = settled_sequence(base, data["tradeNo"], 2)
+    assert [(d["status"], d["delivered"]) for d in listed] == [("00032", True), ("0000", True)]
+    # senders work in parallel: compare as a set, the order was proved by the deliveries above
+    got = {c["status"]: c for c in callbacks(receiver, 2)}
+    assert (got["00032"]["message"], got["00032"]["amount"]) == ("unknown error", "0.00")
+    assert (got["0000"]["amount"], got["0000"]["message"]) == ("300.00", "Success")
+    assert all(verify(c, SECRET) for c in got.values())
+    kept = order_status(base, data["tradeNo"])
+    assert (kept["status"], kept["paidAmount"]) == ("0000", "300")
+
+
+@pytest.mark.parametrize(("outcome", "paid"), [("paid_short", "150"), ("paid_over", "400")])
+def test_autopay_paid_with_a_different_amount(base, receiver, outcome, paid):
+    autopay(base, outcome)
+    data = order_for(base, receiver)
+    [callback] = callbacks(receiver)
+    assert (callback["status"], callback["amount"]) == ("0000", f"{paid}.00")
+    kept = order_status(base, data["tradeNo"])
+    assert (kept["status"], kept["amount"], kept["paidAmount"]) == ("0000", "300", paid)
+    queried = query_data(base, data["tradeNo"])
+    assert (queried["amount"], queried["orderAmount"], queried["payAmount"]) == (paid, "300", paid)
+
+
+def test_query_names_the_order_and_the_paid_amount_before_and_after_payment(base, receiver):
+    data = order_for(base, receiver)
+    before = query_data(base, data["tradeNo"])
+    assert (before["status"], before["amount"], before["orderAmount"]) == ("0015", "300", "300")
+    assert "payAmount" not in before
+    click(data, "partial")
+    after = query_data(base, data["tradeNo"])
+    assert (after["status"], after["amount"], after["orderAmount"], after["payAmount"]) == (
+        "0001", "150", "300", "150")
+
+
+def test_a_sequence_stops_when_someone_else_moved_the_order(base, receiver):
+    autopay(base, "unknown_then_paid", delay=0.3)
+    data = order_for(base, receiver)
+    wait_until(lambda: order_status(base, data["tradeNo"])["status"] == "00032", timeout=WAIT,
+               what="the first step")
+    path = f"orders/{data['tradeNo']}/status"
+    control(base, "POST", path, {"status": "00029"}).raise_for_status()
+    # an order made now is paid by its second step after the first order's would have run
+    clock = order_for(base, receiver)
+    wait_until(lambda: order_status(base, clock["tradeNo"])["status"] == "0000", timeout=WAIT,
+               what="the later order's second step")
+    assert order_status(base, data["tradeNo"])["status"] == "00029"
+    assert [d["status"] for d in deliveries(base) if d["tradeNo"] == data["tradeNo"]] == [
+        "00032", "00029"]
+
+
 # -- per-IP limits ---------------------------------------------------------------------------------
 def test_ip_limits_are_off_by_default(base, receiver):
     codes = [checkout(base, receiver, ipAddress="10.0.0.1")["code"] for _ in range(11)]
@@ -408,6 +502,29 @@ def test_ip_limits_refuse_the_eleventh_checkout_of_the_day(base, receiver):
     assert (refused["code"], refused["msg"], refused["data"]) == ("8000", "ip daily limit reached",
                                                                   None)
     assert checkout(base, receiver, ipAddress="10.0.0.3")["code"] == "0000"
+
+
+@pytest.mark.parametrize("outcome", ["partial_then_paid", "unknown_then_paid"])
+def test_a_sequence_counts_one_paid_per_order(base, receiver, outcome):
+    control(base, "POST", "ip-limits", {"enabled": True}).raise_for_status()
+    autopay(base, outcome, delay=0)
+    for _ in range(3):  # counted twice, the third checkout would be refused
+        data = order_for(base, receiver, ipAddress="10.0.0.5")
+        wait_until(lambda: order_status(base, data["tradeNo"])["status"] == "0000",
+                   timeout=WAIT, what="the sequence's end")
+    assert checkout(base, receiver, ipAddress="10.0.0.5")["msg"] == "ip daily limit reached"
+
+
+def test_paid_again_after_moving_away_still_counts_once(base, receiver):
+    control(base, "POST", "ip-limits", {"enabled": True}).raise_for_status()
+    data = order_for(base, receiver, ipAddress="10.0.0.6")
+    for status in ("0000", "0001", "0000"):
+        control(base, "POST", f"orders/{data['tradeNo']}/status",
+                {"status": status}).raise_for_status()
+    click(order_for(base, receiver, ipAddress="10.0.0.6"), "pay")
+    third = order_for(base, receiver, ipAddress="10.0.0.6")  # 2 paid orders: still allowed
+    click(third, "pay")
+    assert checkout(base, receiver, ipAddress="10.0.0.6")["msg"] == "ip daily limit reached"
 
 
 def test_ip_limits_refuse_after_three_paid(base, receiver):
