@@ -11,10 +11,12 @@ from celery import Celery
 
 from worker.settings import Settings
 
-__all__ = ["app", "create_app", "CHECKOUT_QUEUE", "CALLBACK_QUEUE"]
+__all__ = ["app", "create_app", "CHECKOUT_QUEUE", "CALLBACK_QUEUE", "RECONCILE_QUEUE"]
 
 CHECKOUT_QUEUE = "checkout"
 CALLBACK_QUEUE = "callbacks"
+# its own queue: a backlog of checkouts must not hold a pass back until it expires
+RECONCILE_QUEUE = "reconcile"
 
 
 def create_app(settings: Settings | None = None) -> Celery:
@@ -42,14 +44,14 @@ def create_app(settings: Settings | None = None) -> Celery:
         task_default_queue=CHECKOUT_QUEUE,
         task_routes={
             "vexora.checkout.*": {"queue": CHECKOUT_QUEUE},
-            "vexora.reconcile": {"queue": CHECKOUT_QUEUE},
+            "vexora.reconcile": {"queue": RECONCILE_QUEUE},
             "vexora.callback.*": {"queue": CALLBACK_QUEUE},
         },
-        # Longer than any submit's lease, so a message is redelivered only when its worker is gone;
-        # swept often enough that a dead worker's message comes back soon after that.
+        # Twice the lease (Settings.redelivery_after): a dead worker's message comes back once its
+        # lease has run out; swept often enough that it comes back soon after that.
         broker_transport_options={
             "visibility_timeout": settings.redelivery_after,
-            "unacked_restore_interval": max(1, min(10, int(settings.redelivery_after / 4))),
+            "unacked_restore_interval": max(1, min(5, int(settings.redelivery_after / 8))),
             "unacked_restore_throttle": 1,
             "socket_connect_timeout": 3,
             "socket_timeout": 10,

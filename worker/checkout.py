@@ -3,8 +3,11 @@
 Plain logic, testable without Celery: ``Submitter.submit(trade_no)`` is all the Celery task calls.
 The rules (DESIGN.md "Submission rules"):
 - the job is validated before anything is sent; an invalid one is ``rejected`` and never sent;
-- a lease (``queued -> submitting``) makes one worker the only sender; a job found in
-  ``submitting`` is taken over only once its holder's lease ran out (the holder died);
+- a lease (``queued -> submitting``) makes one worker the only sender; the holder's heartbeat
+  (``worker.lease``) renews it while it works, and a job found in ``submitting`` is taken over
+  only once its holder's lease ran out (the holder died or froze);
+- every write after the claim (counting an attempt, recording the outcome) is conditional on
+  still holding the lease: a holder that lost it sends and records nothing, and says so;
 - before any request that might duplicate an earlier one (a takeover, or a retry after an
   ambiguous failure) the gateway is asked first, and the checkout is sent only if it does not
   know the tradeNo;
@@ -25,14 +28,15 @@ from collections.abc import Callable
 from marshmallow import ValidationError
 
 from worker import outcomes, states
-from worker.errors import AmbiguousError, CheckoutError, DeclinedError, OutcomeUnknownError
+from worker.errors import AmbiguousError, CheckoutError, DeclinedError, LeaseLostError, OutcomeUnknownError
 from worker.gateway import GatewayClient
 from worker.limits import IpLimits, ip_hash
 from worker.outcomes import Outcome
 from worker.retry import build_retrying
 from worker.settings import Settings
 from worker.settlement import PURGE_ON, Report
-from worker.settler import Settler
+from worker.lease import LeaseKeeper
+from worker.settler import LEASE_LOST, Settler
 from worker.store import Job, JobStore
 
 __all__ = ["Submitter"]
@@ -44,7 +48,8 @@ class Submitter:
     """Owns the submit of one job at a time; shared by the threads of a worker."""
 
     def __init__(self, settings: Settings, store: JobStore, gateway: GatewayClient, schema,
-                 limits: IpLimits, *, sleep: Callable[[float], None] = time.sleep):
+                 limits: IpLimits, *, leases: LeaseKeeper | None = None,
+                 sleep: Callable[[float], None] = time.sleep):
         self.settings = settings
         self.store = store
         self.gateway = gateway
@@ -52,6 +57,8 @@ class Submitter:
         self.limits = limits
         self.sleep = sleep
         self.settler = Settler(store, limits)
+        self.leases = leases or LeaseKeeper(store, lease_seconds=settings.lease,
+                                            renew_every=settings.lease_renew_every)
 
     def submit(self, trade_no: str) -> str | None:
         """Take the job as far as this process can; return the state it is left in."""
@@ -67,36 +74,54 @@ class Submitter:
                 log.info("job %s: not claimed (it is %s, its lease is held, or its payload is gone)",
                          trade_no, claim.previous)
             return claim.previous
+        token = claim.lease_token
+        with self.leases.hold(trade_no, token):
+            try:
+                return self._submit_claimed(trade_no, claim, token)
+            except LeaseLostError:
+                return self._lease_lost(trade_no, "before sending")
+
+    def _submit_claimed(self, trade_no: str, claim, token: str) -> str | None:
         try:
             fields = self.schema.load(claim.payload)
         except ValidationError as exc:
             return self.record(trade_no, Outcome(states.REJECTED, {"errors": exc.messages},
-                                                 "invalid input"))
+                                                 "invalid input"), lease_token=token)
         hashed_ip = ip_hash(fields["ipAddress"], self.settings.app_secret)
         resend = claim.attempts > 0
         if not resend:
             refused = self.limits.take(hashed_ip, trade_no, self.store.job_key(trade_no))
             if refused:
                 return self.record(trade_no, Outcome(states.REJECTED, {"errors": {"ipAddress": [refused]}},
-                                                     "per-IP daily limit"))
-        outcome = self.send(trade_no, fields, resend=resend, hashed_ip=hashed_ip)
+                                                     "per-IP daily limit"), lease_token=token)
+        outcome = self.send(trade_no, fields, resend=resend, hashed_ip=hashed_ip, lease_token=token)
         # what this submit knows of its job; if a callback moved it meanwhile, the settler re-reads
         held = Job(trade_no, states.SUBMITTING, claim.attempts, 0, None,
                    {"amount": fields["amount"], "ipHash": hashed_ip})
-        return self.record(trade_no, outcome, held=held)
+        return self.record(trade_no, outcome, held=held, lease_token=token)
 
-    def send(self, trade_no: str, fields: dict, *, resend: bool, hashed_ip: str) -> Outcome | Report:
+    def _lease_lost(self, trade_no: str, when: str) -> str | None:
+        """Another process took the job over: record nothing of ours, say so, leave it to them."""
+        log.warning("job %s: lease lost %s; this worker records nothing", trade_no, when)
+        self.store.note(trade_no, "lease_lost", {"reason": f"lease lost {when}; nothing recorded by the late holder"})
+        job = self.store.load(trade_no)
+        return job.state if job else None
+
+    def send(self, trade_no: str, fields: dict, *, resend: bool, hashed_ip: str,
+             lease_token: str | None = None) -> Outcome | Report:
         """Send within the retry budget; ``resend`` means an earlier request may have arrived.
 
         ``hashed_ip`` is stored with each request counted (the per-IP success counter of a paid
         callback needs it)."""
         started = time.monotonic()
-        state = {"ambiguous": resend, "ipHash": hashed_ip}
+        state = {"ambiguous": resend, "ipHash": hashed_ip, "token": lease_token}
         try:
             for attempt in build_retrying(self.settings, sleep=self.sleep):
                 with attempt:
                     outcome = self._attempt(trade_no, fields, state)
             return _timed(outcome, started)
+        except LeaseLostError:
+            raise  # not an outcome of ours to record
         except OutcomeUnknownError as exc:
             return _timed(Outcome(states.UNKNOWN, _error_fields(exc), "gateway system exception"), started)
         except DeclinedError as exc:
@@ -113,7 +138,7 @@ class Submitter:
             known = self._query(trade_no)
             if known is not None:
                 return known
-        self.store.count_attempt(trade_no, ipHash=state["ipHash"])
+        self.store.count_attempt(trade_no, lease_token=state["token"], ipHash=state["ipHash"])
         try:
             reply = self.gateway.checkout(fields)
         except AmbiguousError:
@@ -134,10 +159,17 @@ class Submitter:
         log.info("job %s: gateway query says %s", trade_no, known.status if known else "not known")
         return known
 
-    def record(self, trade_no: str, outcome: Outcome | Report, *, held: Job | None = None) -> str | None:
-        """Record what the submit learnt; a refused move leaves what got there first."""
+    def record(self, trade_no: str, outcome: Outcome | Report, *, held: Job | None = None,
+               lease_token: str | None = None) -> str | None:
+        """Record what the submit learnt; a refused move leaves what got there first.
+
+        With ``lease_token`` nothing is recorded once another process has claimed the job.
+        """
         if isinstance(outcome, Report):
-            result = self.settler.apply(trade_no, outcome, job=held)
+            result = self.settler.apply(trade_no, outcome, job=held,
+                                        guard={"lease_token": lease_token} if lease_token else None)
+            if result == LEASE_LOST:
+                return self._lease_lost(trade_no, "before recording the gateway's answer")
             if result in states.ALL:
                 return result
             job = self.store.load(trade_no)
@@ -147,9 +179,12 @@ class Submitter:
         for key in ("gatewayCode", "latencyMs"):
             if outcome.fields.get(key):
                 detail[{"gatewayCode": "code"}.get(key, key)] = outcome.fields[key]
-        moved = self.store.move(trade_no, outcome.state, fields=outcome.fields, drop=drop, detail=detail)
+        moved = self.store.move(trade_no, outcome.state, fields=outcome.fields, drop=drop, detail=detail,
+                                lease_token=lease_token)
         if moved.applied:
             return outcome.state
+        if moved.lease_lost:
+            return self._lease_lost(trade_no, f"before recording {outcome.state}")
         log.info("job %s: outcome %s not recorded, the job is already %s", trade_no, outcome.state,
                  moved.previous)
         return moved.previous or outcome.state

@@ -225,7 +225,7 @@ def web(bind: str, workers: int, threads: int) -> None:
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker(concurrency: int, celery_args: tuple[str, ...]) -> None:
     """Run a Celery worker on both queues (extra arguments go to celery)."""
-    _exec("celery", "-A", "worker", "worker", "-Q", "checkout,callbacks", "--pool", "threads",
+    _exec("celery", "-A", "worker", "worker", "-Q", "checkout,callbacks,reconcile", "--pool", "threads",
           "--concurrency", str(concurrency), "--loglevel", "INFO", *celery_args)
 
 

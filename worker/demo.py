@@ -197,7 +197,7 @@ def _start_everything(cleanup: ExitStack, log_dir: Path, console: Console):
         services.start("web", "-m", "gunicorn", "worker.web:app", "--bind", f"127.0.0.1:{ports['web']}",
                        "--worker-class", "gthread", "--workers", "2", "--threads", "8",
                        "--no-control-socket", ready=http_ok(urls["web"] + "/healthz"))
-        worker = services.start("worker", "-m", "celery", "-A", "worker", "worker", "-Q", "checkout,callbacks",
+        worker = services.start("worker", "-m", "celery", "-A", "worker", "worker", "-Q", "checkout,callbacks,reconcile",
                                 "--pool", "threads", "-c", "8", "-n", "demo@%h", "--loglevel", "INFO",
                                 "--without-gossip", "--without-mingle")
         worker.wait_ready(_log_says(worker, "ready."), timeout=60)

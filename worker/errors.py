@@ -5,6 +5,7 @@
     │   └── AmbiguousError        the request may have reached the gateway (read timeout, 5xx)
     ├── OutcomeUnknownError       final for the task: the gateway may have created it (5000)
     ├── DeclinedError             final: the gateway refused to create it (8000, 4xx)
+    ├── LeaseLostError            stop: another process took the job over; record nothing
     ├── InvalidError              final: never sent; carries field-level errors
     │   └── DuplicateTradeNoError a tradeNo reused with a different payload
     └── ConfigurationError        fail loudly at start (missing secret, bad URL)
@@ -21,6 +22,7 @@ __all__ = [
     "AmbiguousError",
     "OutcomeUnknownError",
     "DeclinedError",
+    "LeaseLostError",
     "InvalidError",
     "DuplicateTradeNoError",
     "ConfigurationError",
@@ -65,6 +67,10 @@ class OutcomeUnknownError(CheckoutError):
 
 class DeclinedError(CheckoutError):
     """The gateway refused the request; sending it again would not help."""
+
+
+class LeaseLostError(CheckoutError):
+    """This process no longer holds the job's lease: it must neither send nor record."""
 
 
 class InvalidError(CheckoutError):

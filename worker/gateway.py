@@ -4,7 +4,7 @@ It speaks HTTP through urllib3, the connection pool that ``requests`` itself run
 requests' per-request work (settings merging, cookies, hooks, request preparation): at ~0.3 ms of
 CPU per request that work was the largest single cost of a worker (BENCHMARKS.md, 7). One pool
 is shared by all threads of a worker (urllib3's pools are thread-safe), with explicit connect and
-read timeouts, no redirects and no retries of its own: retries belong to ``worker.retry``, which
+read timeouts and a total deadline per request, no redirects and no retries of its own: retries belong to ``worker.retry``, which
 knows which failures may be retried blindly. Each request gets a fresh ``timestamp`` and ``sign``,
 so every retry is signed anew. Transport failures become the error tree of ``worker.errors``;
 what a well-formed answer *means* is decided by ``worker.outcomes``.
@@ -57,7 +57,10 @@ class GatewayClient:
         settings.require_gateway()
         self.settings = settings
         self.base_url = settings.base_url.rstrip("/")
-        self.timeout = urllib3.Timeout(connect=settings.connect_timeout, read=settings.read_timeout)
+        # read= is per read; total= caps the whole request, so a trickling answer cannot hold a
+        # job past its lease (Settings.gateway_deadline)
+        self.timeout = urllib3.Timeout(connect=settings.connect_timeout, read=settings.read_timeout,
+                                       total=settings.gateway_deadline)
         # Connections kept open per host: more than a worker's threads (16-64); a request beyond
         # that still gets a connection of its own, closed after use.
         self.http = urllib3.PoolManager(num_pools=4, maxsize=pool_size, block=False, retries=False)

@@ -6,11 +6,13 @@ Run by Celery beat as ``vexora.reconcile`` (one run at a time, under a Redis loc
 - ``paying`` and ``partially_paid`` jobs with no callback after ``paying_query_after``: query;
   what it reports goes through ``worker.settlement`` like any other report (an unrecognised
   status keeps the job open and flags it; a final one settles it).
-- ``submitting`` jobs whose lease expired (the worker died) and ``queued`` jobs older than
-  ``queued_redrive_after`` (their message died with a worker): queue the submit again; the lease
-  makes a second submit a no-op if the first is still alive.
-Every job is checked with its own exponential backoff: after a check its entry in the state's
-time index moves to when it is next due, so each pass reads only due jobs. Past
+- ``submitting`` jobs whose lease expired (the worker died or froze: its heartbeat stopped) and
+  ``queued`` jobs older than ``queued_redrive_after`` (their message never reached the broker):
+  queue the submit again; the lease makes a second submit a no-op if the first is still alive.
+Every job is checked with its own exponential backoff (a ``submitting`` one: when its lease runs
+out): after a check its entry in the state's time index moves to when it is next due, atomically
+with the count of checks, so each pass reads only due jobs. It runs on its own queue,
+``reconcile``, so a backlog of checkouts cannot hold it back. Past
 ``reconcile_horizon`` a job is flagged ``needsReview`` with an event and leaves the index: it is
 no longer retried, and a person decides.
 """
@@ -53,30 +55,47 @@ class Reconciler:
     def lock_key(self) -> str:
         return f"{self.store.prefix}:reconcile:lock"
 
+    @property
+    def last_pass_key(self) -> str:
+        return f"{self.store.prefix}:reconcile:last_pass"
+
+    @property
+    def lock_ttl(self) -> int:
+        return max(60, int(self.settings.reconcile_interval * 4))
+
     def run(self) -> dict[str, int]:
-        """One pass, unless another is running; returns what it did, by kind."""
+        """One pass, unless another is running; returns what it did, by kind.
+
+        A pass stops taking new jobs at half the lock's TTL (the rest waits for the next pass), so
+        with one gateway request's deadline on top it always ends while it still holds the lock:
+        two passes never overlap.
+        """
         token = secrets.token_hex(8)
-        ttl = max(60, int(self.settings.reconcile_interval * 4))
-        if not self.store.redis.set(self.lock_key, token, nx=True, ex=ttl):
+        if not self.store.redis.set(self.lock_key, token, nx=True, ex=self.lock_ttl):
             return {"skipped": 1}
         try:
-            return dict(self._pass())
+            done = dict(self._pass(deadline=time.monotonic() + self.lock_ttl / 2))
+            self.store.redis.set(self.last_pass_key, self.store.now_ms())
+            return done
         finally:
             # release only our own lock (it may have expired and been taken by another pass)
             self.store.redis.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then "
                                   "return redis.call('DEL', KEYS[1]) end return 0", 1, self.lock_key, token)
 
-    def _pass(self) -> Counter:
+    def _pass(self, deadline: float) -> Counter:
         done: Counter = Counter()
         s = self.settings
         for state, older_than, check in (
             (states.UNKNOWN, 0.0, self._settle_unknown),
+            (states.SUBMITTING, 0.0, self._redrive_submitting),
             (states.PAYING, s.paying_query_after, self._settle_paying),
             (states.PARTIALLY_PAID, s.paying_query_after, self._settle_paying),
-            (states.SUBMITTING, 0.0, self._redrive_submitting),
             (states.QUEUED, s.queued_redrive_after, self._redrive),
         ):
             for trade_no in self.store.open_jobs(state, older_than_s=older_than, limit=s.reconcile_batch):
+                if time.monotonic() > deadline:
+                    done["deferred"] += 1  # the next pass starts where this one stopped
+                    continue
                 job = self.store.load(trade_no)
                 if job is None or job.state != state:
                     self.store.unindex(state, trade_no)  # expired, or moved since the index was read
@@ -117,7 +136,7 @@ class Reconciler:
         return self._apply(job, known)
 
     def _redrive_submitting(self, job: Job) -> str:
-        if job.lease_until > self.store.now_ms():
+        if job.lease_until > self.store.server_now_ms():  # leases are on Redis's clock
             return "lease_live"
         self.send_submit(job.trade_no)
         return "redriven"
@@ -136,13 +155,19 @@ class Reconciler:
         return f"settled_{result}" if result in states.ALL else result
 
     def _schedule_next(self, job: Job, older_than: float) -> None:
-        checks = int(job.fields.get("reconcileChecks") or 0) + 1
+        if job.state == states.SUBMITTING:
+            # due again when its lease runs out, not after a backoff: a dead holder's job must
+            # be taken over within a lease and a pass of its death
+            self.store.reindex(job.state, job.trade_no, self._index_time(job.lease_until))
+            return
         s = self.settings
-        delay = min(s.reconcile_backoff_max, s.reconcile_backoff_base * 2 ** (checks - 1))
-        next_check = self.store.now_ms() + int(delay * 1000)
-        self.store.annotate(job.trade_no, reconcileChecks=checks, nextCheckAt=next_check)
-        # the pass picks entries older than ``older_than``: shift so this one is due at next_check
-        self.store.reindex(job.state, job.trade_no, next_check - int(older_than * 1000))
+        # the pass picks entries older than ``older_than``: shift so this one is due at its time
+        self.store.schedule_check(job.trade_no, job.state, base=s.reconcile_backoff_base,
+                                  maximum=s.reconcile_backoff_max, shift_s=older_than)
+
+    def _index_time(self, server_ms: int) -> int:
+        """A time on Redis's clock as a score of the index (kept on this process's clock)."""
+        return server_ms - self.store.server_now_ms() + self.store.now_ms()
 
     def _past_horizon(self, job: Job) -> bool:
         created = int(job.fields.get("createdAt") or 0)

@@ -81,9 +81,16 @@ class Runtime:
                         daily_successes=s.ip_daily_success_limit, enabled=s.ip_limits_enabled)
 
     @cached_property
+    def leases(self):
+        from worker.lease import LeaseKeeper
+        return LeaseKeeper(self.store, lease_seconds=self.settings.lease,
+                           renew_every=self.settings.lease_renew_every)
+
+    @cached_property
     def submitter(self):
         from worker.checkout import Submitter
-        return Submitter(self.settings, self.store, self.gateway, self.schema, self.limits)
+        return Submitter(self.settings, self.store, self.gateway, self.schema, self.limits,
+                         leases=self.leases)
 
     @cached_property
     def callbacks(self):

@@ -58,7 +58,9 @@ class Settings:
     retry_base_delay: float = 0.5
     retry_max_delay: float = 8.0
     retry_after_cap: float = 30.0
-    lease_seconds: float = 0.0  # 0: derived from the retry budget, see ``lease``
+    lease_seconds: float = 20.0  # renewed by the holder's heartbeat; see ``lease``
+    lease_renew_seconds: float = 0.0  # 0: a quarter of the lease
+    request_deadline: float = 0.0  # 0: derived, see ``gateway_deadline``
     visibility_timeout: float = 0.0  # 0: derived from the lease, see ``redelivery_after``
 
     amount_max: int = 1_000_000
@@ -74,10 +76,10 @@ class Settings:
     ip_daily_limit: int = 10
     ip_daily_success_limit: int = 3
 
-    reconcile_interval: float = 30.0
+    reconcile_interval: float = 10.0
     reconcile_batch: int = 200
     paying_query_after: float = 15 * 60.0
-    queued_redrive_after: float = 10 * 60.0
+    queued_redrive_after: float = 5 * 60.0
     reconcile_backoff_base: float = 30.0
     reconcile_backoff_max: float = 3600.0
     reconcile_horizon: float = 24 * 3600.0
@@ -103,6 +105,8 @@ class Settings:
         "retry_max_delay": ("VEXORA_RETRY_MAX_DELAY", float),
         "retry_after_cap": ("VEXORA_RETRY_AFTER_CAP", float),
         "lease_seconds": ("VEXORA_LEASE_SECONDS", float),
+        "lease_renew_seconds": ("VEXORA_LEASE_RENEW_SECONDS", float),
+        "request_deadline": ("VEXORA_REQUEST_DEADLINE", float),
         "visibility_timeout": ("VEXORA_VISIBILITY_TIMEOUT", float),
         "amount_max": ("VEXORA_AMOUNT_MAX", int),
         "channel_codes": ("VEXORA_CHANNEL_CODES", _tuple),
@@ -154,21 +158,33 @@ class Settings:
 
     @property
     def lease(self) -> float:
-        """How long a submit may hold a job before another worker may take it over.
+        """How long a submit's lease lasts without a renewal (Redis's clock).
 
-        Longer than the worst case of one submit (every attempt timing out, plus the waits and a
-        query before each resend), so a live worker never loses its lease.
+        Short, because the holder's heartbeat renews it while it works (``lease_renew_every``): a
+        dead or frozen worker's jobs may be taken over one lease after its last heartbeat.
         """
-        if self.lease_seconds > 0:
-            return self.lease_seconds
-        per_attempt = 2 * (self.connect_timeout + self.read_timeout)
-        return max(60.0, 2 * (self.retry_max_seconds + self.retry_max_attempts * per_attempt))
+        return self.lease_seconds if self.lease_seconds > 0 else 20.0
+
+    @property
+    def lease_renew_every(self) -> float:
+        """Seconds between heartbeats: four per lease, so three may be missed before it runs out."""
+        return self.lease_renew_seconds if self.lease_renew_seconds > 0 else self.lease / 4
+
+    @property
+    def gateway_deadline(self) -> float:
+        """The total time one gateway request may take, connect to last byte: at most half the
+        lease, so a slowly trickling answer cannot outlive a lease (per-read timeouts alone can)."""
+        if self.request_deadline > 0:
+            return self.request_deadline
+        return min(self.connect_timeout + self.read_timeout, self.lease / 2)
 
     @property
     def redelivery_after(self) -> float:
         """Seconds before the broker hands an unacknowledged message (its worker died) to another.
 
-        Twice the lease: a message is redelivered only once its holder's lease has long expired.
+        Twice the lease: by then the dead worker's lease has run out, so the redelivered message
+        can take the job over; a message of a live worker redelivered anyway (a submit longer than
+        this) finds the lease renewed and changes nothing.
         """
         return self.visibility_timeout if self.visibility_timeout > 0 else 2 * self.lease
 

@@ -19,12 +19,13 @@ from worker.limits import IpLimits
 from worker.settlement import Report
 from worker.store import Job, JobStore
 
-__all__ = ["Settler", "UNCHANGED", "ORPHAN"]
+__all__ = ["Settler", "UNCHANGED", "ORPHAN", "LEASE_LOST"]
 
 log = logging.getLogger("vexora.settle")
 
 UNCHANGED = "unchanged"
 ORPHAN = "orphan"
+LEASE_LOST = "lease_lost"
 _ATTEMPTS = 4  # re-decisions when other processes keep moving the job; each one saw a real move
 
 
@@ -38,7 +39,8 @@ class Settler:
     def apply(self, trade_no: str, report: Report, *, job: Job | None = None,
               extra: Mapping[str, object] | None = None, guard: Mapping[str, object] | None = None,
               via: str | None = None) -> str:
-        """Apply ``report``; return the state moved to, ``unchanged`` or ``orphan`` (no such job).
+        """Apply ``report``; the state moved to, ``unchanged``, ``orphan`` (no such job) or
+        ``lease_lost`` (a ``guard`` lease that another process has claimed since).
 
         ``job`` is the job as the caller knows it (saves a read; if it is stale, the move is
         refused and the settler reads it). ``extra`` fields are recorded with a move; ``guard`` is
@@ -73,6 +75,8 @@ class Settler:
                                     drop=["payload"] if decision.purge else [],
                                     increase="paidAmount" if decision.increase else None,
                                     **(guard or {}))
+            if moved.lease_lost:
+                return LEASE_LOST  # a late lease holder: another process owns the job now
             if moved.applied:
                 if decision.review:
                     self.store.flag(trade_no, decision.review, {"source": report.source})

@@ -32,7 +32,7 @@ import redis
 
 from worker import states
 from schemas import trade_no_errors
-from worker.errors import DuplicateTradeNoError, InvalidError
+from worker.errors import DuplicateTradeNoError, InvalidError, LeaseLostError
 
 __all__ = ["JobStore", "Job", "Moved", "fingerprint"]
 
@@ -69,6 +69,44 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'tradeNo', ARGV[1], 'fr
 return 1
 """
 
+# count one request of a lease holder: only while its lease is held and has not run out
+_COUNT = """
+if redis.call('HGET', KEYS[1], 'leaseToken') ~= ARGV[1] then return -1 end
+if redis.call('HGET', KEYS[1], 'state') ~= 'submitting' then return -1 end
+local t = redis.call('TIME')
+local server_now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if tonumber(redis.call('HGET', KEYS[1], 'leaseUntil') or '0') <= server_now then return -1 end
+if #ARGV > 1 then redis.call('HSET', KEYS[1], unpack(ARGV, 2)) end
+return redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+"""
+
+# the heartbeat: extend every lease still ours (same token, still submitting) in one call
+_RENEW = """
+local t = redis.call('TIME')
+local until_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
+local out = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('HGET', key, 'leaseToken') == ARGV[i + 1] and redis.call('HGET', key, 'state') == 'submitting' then
+    redis.call('HSET', key, 'leaseUntil', until_ms)
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+return out
+"""
+
+# the reconciler's per-job bookkeeping: one more check, and the next one due after a backoff
+_SCHEDULE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local checks = redis.call('HINCRBY', KEYS[1], 'reconcileChecks', 1)
+local delay = math.min(tonumber(ARGV[4]), tonumber(ARGV[3]) * 2 ^ (checks - 1))
+local next_check = tonumber(ARGV[2]) + delay
+redis.call('HSET', KEYS[1], 'nextCheckAt', string.format('%d', next_check))
+redis.call('ZADD', KEYS[2], 'XX', string.format('%d', next_check - tonumber(ARGV[5])), ARGV[1])
+return checks
+"""
+
 _MOVE = """
 local current = redis.call('HGET', KEYS[1], 'state')
 if not current then return {0, false, 0, false} end
@@ -79,23 +117,33 @@ end
 if not allowed then return {0, current, 0, false} end
 local now = ARGV[3]
 local payload = false
+if ARGV[17] ~= '' and redis.call('HGET', KEYS[1], 'leaseToken') ~= ARGV[17] then
+  -- a write of a lease holder: another process claimed the job since (the holder lost it)
+  return {0, current, 0, false, 1}
+end
 if ARGV[16] ~= '' and current == ARGV[1] then
   -- a self-move (more paid on a partial payment) only when the field grows
   local old = tonumber(redis.call('HGET', KEYS[1], ARGV[16]) or '0') or 0
   local new = tonumber(cjson.decode(ARGV[8])[ARGV[16]] or '')
   if not new or new <= old then return {0, current, 0, false} end
 end
+local lease_until = false
 if ARGV[10] ~= '' then
+  -- lease times are Redis's clock (TIME), so the workers' clocks do not matter
+  local t = redis.call('TIME')
+  local server_now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   if current == 'submitting' then
     -- a claim may take over 'submitting' only from a holder whose lease ran out
     local lease = tonumber(redis.call('HGET', KEYS[1], 'leaseUntil') or '0')
-    if lease > tonumber(now) then return {0, current, 0, false} end
+    if lease > server_now then return {0, current, 0, false} end
   end
+  lease_until = server_now + tonumber(ARGV[10])
   -- a claim is for sending, and returns what to send: a job without its payload is not claimed
   payload = redis.call('GET', KEYS[4]) or redis.call('HGET', KEYS[1], 'payload')
   if not payload then return {0, current, 0, false} end
 end
 local flat = {'state', ARGV[1], 'updatedAt', now}
+if lease_until then flat[#flat + 1] = 'leaseUntil'; flat[#flat + 1] = lease_until end
 for k, v in pairs(cjson.decode(ARGV[8])) do flat[#flat + 1] = k; flat[#flat + 1] = tostring(v) end
 redis.call('HSET', KEYS[1], unpack(flat))
 local drop = cjson.decode(ARGV[9])
@@ -144,7 +192,7 @@ return {1, current, tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0'), pa
 # Fields a record may hold that get_checkout never shows.
 _PRIVATE = {"payload", "fingerprint", "leaseToken"}
 _JSON_FIELDS = {"errors", "contact"}
-_INT_FIELDS = {"attempts", "createdAt", "updatedAt", "leaseUntil"}
+_INT_FIELDS = {"attempts", "createdAt", "updatedAt", "leaseUntil", "reconcileChecks", "nextCheckAt"}
 
 
 def fingerprint(payload: Mapping[str, object]) -> str:
@@ -157,13 +205,17 @@ def fingerprint(payload: Mapping[str, object]) -> str:
 class Moved:
     """What a transition did: ``applied`` or not, and the state it found.
 
-    An applied claim also carries the job's ``payload`` (what it was claimed to send).
+    An applied claim also carries the job's ``payload`` (what it was claimed to send) and its
+    ``lease_token``; ``lease_lost`` says a holder's write was refused because another process
+    claimed the job since.
     """
 
     applied: bool
     previous: str | None
     attempts: int = 0
     payload: dict | None = None
+    lease_token: str | None = None
+    lease_lost: bool = False
 
 
 @dataclass(frozen=True)
@@ -198,6 +250,9 @@ class JobStore:
         self._create = client.register_script(_CREATE)
         self._move = client.register_script(_MOVE)
         self._flag = client.register_script(_FLAG)
+        self._count = client.register_script(_COUNT)
+        self._renew = client.register_script(_RENEW)
+        self._schedule = client.register_script(_SCHEDULE)
 
     # -- keys -------------------------------------------------------------------------------
     def job_key(self, trade_no: str) -> str:
@@ -261,13 +316,14 @@ class JobStore:
              allowed_from: Iterable[str] | None = None, claim_lease: float | None = None,
              counters: Iterable[tuple[str, str, int]] = (),
              detail_from: Mapping[str, Mapping[str, object]] | None = None,
-             increase: str | None = None) -> Moved:
+             increase: str | None = None, lease_token: str | None = None) -> Moved:
         """Move a job to ``target`` if that is a forward move from its current state.
 
-        ``claim_lease`` (seconds) makes this a lease claim: ``leaseUntil`` and a fresh
-        ``leaseToken`` are written, a job in ``submitting`` is taken only once its lease
+        ``claim_lease`` (seconds) makes this a lease claim: ``leaseUntil`` (Redis's clock) and a
+        fresh ``leaseToken`` are written, a job in ``submitting`` is taken only once its lease
         has expired, a job without its payload is not taken, and the applied claim returns the
-        payload (one round trip to read and claim). ``counters`` are ``(hash key, field, ttl)``
+        payload and the token (one round trip to read and claim). ``lease_token`` makes the move
+        a lease holder's write: refused (``lease_lost``) when another claim has been made since. ``counters`` are ``(hash key, field, ttl)``
         incremented only if the move is applied, in the same atomic step. ``detail_from``
         replaces ``detail`` when the job is moved from one of its states. ``increase`` names a
         numeric field that must grow for a move from ``target`` to itself (more paid on a partial
@@ -276,23 +332,24 @@ class JobStore:
         now = self.now_ms()
         allowed = states.ENTERED_FROM[target] if allowed_from is None else frozenset(allowed_from)
         values = {k: _encode(v) for k, v in (fields or {}).items()}
+        token = None
         if claim_lease is not None:
-            values["leaseUntil"] = now + int(claim_lease * 1000)
-            values["leaseToken"] = secrets.token_hex(8)
+            token = values["leaseToken"] = secrets.token_hex(8)
         detail_json = _compact(detail or {})
         by_state = {k: _compact(v) for k, v in (detail_from or {}).items()}
-        applied, previous, attempts, payload = self._move(
+        applied, previous, attempts, payload, *lost = self._move(
             keys=[self.job_key(trade_no), self.history_key(trade_no), self.events_key,
                   self.payload_key(trade_no), self.retained_key(trade_no)],
             args=[target, " ".join(sorted(allowed)), now, self.ttl, self.events_maxlen,
                   f"{self.prefix}:index:", " ".join(states.OPEN), json.dumps(values),
-                  json.dumps(list(drop)), "claim" if claim_lease is not None else "",
+                  json.dumps(list(drop)), int(claim_lease * 1000) if claim_lease is not None else "",
                   detail_json, trade_no, json.dumps([list(c) for c in counters]),
                   self.payload_retention, json.dumps(by_state) if by_state else "",
-                  increase or ""],
+                  increase or "", lease_token or ""],
         )
         moved = Moved(bool(applied), _text(previous) if previous else None, int(attempts or 0),
-                      json.loads(payload) if payload else None)
+                      json.loads(payload) if payload else None, token if applied else None,
+                      bool(lost and lost[0]))
         if moved.applied:
             detail = (detail_from or {}).get(moved.previous, detail)
             log.info("state_change tradeNo=%s from=%s to=%s attempt=%s%s", trade_no, moved.previous,
@@ -324,14 +381,49 @@ class JobStore:
             log.warning("needs_review tradeNo=%s reason=%s", trade_no, json.dumps(reason, ensure_ascii=False))
         return flagged
 
-    def count_attempt(self, trade_no: str, **fields: object) -> int:
+    def count_attempt(self, trade_no: str, *, lease_token: str | None = None, **fields: object) -> int:
         """Count one more request sent (or about to be sent) to the gateway for this job, and set
-        ``fields`` with it (one round trip)."""
-        pipe = self.redis.pipeline(transaction=False)
-        if fields:
-            pipe.hset(self.job_key(trade_no), mapping={k: _encode(v) for k, v in fields.items()})
-        pipe.hincrby(self.job_key(trade_no), "attempts", 1)
-        return int(pipe.execute()[-1])
+        ``fields`` with it (one round trip).
+
+        With ``lease_token``, only while that lease is held and has not run out (Redis's clock):
+        otherwise ``LeaseLostError`` and nothing is written, so a holder that was frozen or
+        stalled never sends after another process may have taken the job over.
+        """
+        if lease_token is None:
+            pipe = self.redis.pipeline(transaction=False)
+            if fields:
+                pipe.hset(self.job_key(trade_no), mapping={k: _encode(v) for k, v in fields.items()})
+            pipe.hincrby(self.job_key(trade_no), "attempts", 1)
+            return int(pipe.execute()[-1])
+        flat = [x for k, v in fields.items() for x in (k, _encode(v))]
+        attempts = self._count(keys=[self.job_key(trade_no)], args=[lease_token, *flat])
+        if attempts is None or int(attempts) < 0:
+            raise LeaseLostError("the lease on this job was lost; another process may hold it")
+        return int(attempts)
+
+    def renew_leases(self, held: Mapping[str, str], lease_seconds: float) -> set[str]:
+        """Extend the leases this process holds (``{tradeNo: token}``) to ``lease_seconds`` from
+        now, in one round trip; return the tradeNos whose lease is no longer ours (taken over,
+        or the job moved on)."""
+        if not held:
+            return set()
+        trade_nos = list(held)
+        renewed = self._renew(keys=[self.job_key(t) for t in trade_nos],
+                              args=[int(lease_seconds * 1000), *(held[t] for t in trade_nos)])
+        return {t for t, ok in zip(trade_nos, renewed) if not ok}
+
+    def schedule_check(self, trade_no: str, state: str, *, base: float, maximum: float,
+                       shift_s: float = 0.0) -> int:
+        """Count one more reconciler check of a job and move its index entry to when the next is
+        due (exponential backoff), atomically; return the number of checks."""
+        return int(self._schedule(keys=[self.job_key(trade_no), self.index_key(state)],
+                                  args=[trade_no, self.now_ms(), int(base * 1000), int(maximum * 1000),
+                                        int(shift_s * 1000)]))
+
+    def server_now_ms(self) -> int:
+        """Redis's clock, which every lease time is measured on."""
+        seconds, micros = self.redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
 
     def annotate(self, trade_no: str, **fields: object) -> None:
         """Set fields that are not a change of state (e.g. a flag for review)."""
