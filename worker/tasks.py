@@ -22,17 +22,48 @@ _REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
 class PayloadHidingRequest(Request):
-    """Shows only the tradeNo of a payload in events and logs (Flower reads these)."""
+    """The worker's request for ``vexora.checkout.enqueue``: whatever it shows outside the task
+    names the tradeNo only, never the payer data the producer sent as keyword arguments.
 
-    @property
-    def argsrepr(self) -> str:
-        return "()"
+    Celery shows a request's arguments in four ways, all covered here:
 
-    @property
-    def kwargsrepr(self) -> str:
-        kwargs = self.kwargs if isinstance(self.kwargs, dict) else {}
-        trade_no = kwargs.get("tradeNo")
-        return repr({"tradeNo": trade_no if isinstance(trade_no, str) else None})
+    * ``argsrepr``/``kwargsrepr`` (task-received events, the "Received task" log context),
+      copied from the producer's headers: ``app.send_task`` puts its repr of the whole payload
+      there, celery-node puts nothing;
+    * the request dict handed to the pool, whose ``argsrepr``/``kwargsrepr`` the tracer logs with
+      every succeeded / failed / rejected line (``extra={"data": ...}``), falling back to
+      ``repr(kwargs)`` when they are empty (celery-node);
+    * ``info()``, which ``inspect active/reserved/scheduled/query_task`` reply with (Flower's worker
+      page and ``/api/workers``): the raw ``args``/``kwargs`` unless ``safe=True``, and then the
+      producer's headers;
+    * ``repr()`` (the worker logs it on errors; timer entries of scheduled requests show it).
+
+    The raw args and kwargs stay in the request (``args``, ``kwargs``, the request dict's ``args``
+    and ``kwargs``): the task runs with them, and a retry re-sends them — on the broker, which
+    carries this foreign-producer task's payload anyway (docs/producers.md).
+
+    Why a Request subclass and not a patch of Celery's control commands or tracer: ``Request=`` is
+    Celery's per-task extension point, and every request of this task — from any producer — is
+    built from it before anything reads it, so one class covers events, logs, the pool and remote
+    control. A global patch would depend on private module internals, change every task's output
+    (ops need ``submit``'s tradeNo and the callbacks' fields as they are) and break silently when
+    Celery moves them.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        payload = self._kwargs if isinstance(self._kwargs, dict) else {}
+        trade_no = payload.get("tradeNo")
+        self._argsrepr = "()"
+        self._kwargsrepr = repr({"tradeNo": trade_no if isinstance(trade_no, str) else None})
+        # the tracer in the pool reads these, not the attributes above
+        self._request_dict["argsrepr"] = self._argsrepr
+        self._request_dict["kwargsrepr"] = self._kwargsrepr
+
+    def info(self, safe: bool = False) -> dict:
+        # Remote control asks with safe=False (reserved, scheduled, query_task, active by default),
+        # which would answer the raw kwargs: always answer the reprs.
+        return super().info(safe=True)
 
 
 @app.task(name="vexora.checkout.submit", autoretry_for=_REDIS_DOWN, retry_backoff=True,

@@ -1,5 +1,6 @@
 """Flower, as deployed (basic auth on), next to the real worker and web app: it refuses anyone
-without credentials, and what it shows of checkout and callback tasks carries the tradeNo only —
+without credentials, and what it shows of checkout and callback tasks — in its task list, from task
+events, and on its worker page, from the worker's ``inspect`` replies — carries the tradeNo only,
 never payer data or the app secret (DESIGN.md "Data flow")."""
 
 from __future__ import annotations
@@ -166,3 +167,29 @@ def test_an_enqueue_task_waiting_in_the_queue_shows_no_payer_data(stack, flower)
     text, _ = flower.wait_tasks(lambda tasks: submit_of(tasks, trade_no) is not None)
     assert job["tradeNo"] not in text
     assert_no_payer_data(text, "/api/tasks")
+
+
+def test_flower_worker_page_shows_an_enqueue_task_held_by_the_worker_by_trade_no_only(stack, flower):
+    # A request the worker holds (here scheduled for its countdown; reserved ones are shown the same
+    # way) reaches Flower through the worker's inspect replies, not through events. The stack stops
+    # long before the countdown ends, so the job never runs.
+    worker_name = next(p.worker_name for p in stack.processes if hasattr(p, "worker_name"))
+    job = payload()
+    result = stack.runtime.celery.send_task(ENQUEUE, kwargs=job, countdown=600)
+
+    def scheduled_here(entry):
+        return next((s["request"] for s in entry.get("scheduled") or [] if s["request"]["id"] == result.id),
+                    None)
+    text, entry = flower.inspect_worker(worker_name, scheduled_here)
+    assert_no_payer_data(text, "/api/workers?workername=…")
+    request = scheduled_here(entry)
+    assert (request["args"], request["kwargs"]) == ("()", repr({"tradeNo": job["tradeNo"]})), request
+
+    page = flower.worker_page(worker_name)
+    assert result.id in page and job["tradeNo"] in page
+    assert_no_payer_data(page, f"Flower /worker/{worker_name} page")
+
+    answer = stack.runtime.celery.control.inspect(destination=[worker_name], timeout=5).query_task(result.id)
+    state, info = answer[worker_name][result.id]
+    assert state == "scheduled" and info["kwargs"] == repr({"tradeNo": job["tradeNo"]}), answer
+    assert_no_payer_data(repr(answer), "inspect query_task")

@@ -1,4 +1,5 @@
-"""A Flower process beside a test stack, with basic auth, as it is deployed."""
+"""A Flower process beside a test stack, with basic auth, as it is deployed: its API, its task
+list and its worker pages (what Flower shows of a worker comes from ``inspect`` replies)."""
 
 from __future__ import annotations
 
@@ -70,3 +71,29 @@ class Flower:
         except AssertionError as exc:
             raise AssertionError(f"{exc}; /api/tasks is {last[0] if last else None}") from None
         return last[0], last[1]
+
+    def inspect_worker(self, worker_name: str, wanted, timeout: float = 15) -> tuple[str, dict]:
+        """Poll ``/api/workers?refresh=1&workername=<name>`` until ``wanted(entry)`` holds; return
+        the last answer's text and the worker's entry.
+
+        With a worker name Flower inspects that worker's tasks too (``active``, ``reserved``,
+        ``scheduled``, ``revoked``), as its worker page does; without one it skips them.
+        """
+        last: list = []
+
+        def seen():
+            answer = self.get("/api/workers", params={"refresh": "1", "workername": worker_name})
+            answer.raise_for_status()
+            last[:] = [answer.text, answer.json().get(worker_name) or {}]
+            return wanted(last[1])
+        try:
+            wait_until(seen, timeout=timeout, interval=0.2, what=f"Flower's inspection of {worker_name}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; /api/workers is {last[0] if last else None}") from None
+        return last[0], last[1]
+
+    def worker_page(self, worker_name: str) -> str:
+        """The HTML of the worker's page (``/worker/<name>``), from Flower's last inspection."""
+        answer = self.get(f"/worker/{worker_name}")
+        answer.raise_for_status()
+        return answer.text
