@@ -182,11 +182,12 @@ class Settings:
     def redelivery_after(self) -> float:
         """Seconds before the broker hands an unacknowledged message (its worker died) to another.
 
-        Twice the lease: by then the dead worker's lease has run out, so the redelivered message
-        can take the job over; a message of a live worker redelivered anyway (a submit longer than
-        this) finds the lease renewed and changes nothing.
+        One and a half leases: by then the dead worker's leases have run out, so its redelivered
+        messages take its claimed jobs over, and its prefetched, unstarted ones (still ``queued``)
+        are sent by someone else — all well within a minute. A message of a live worker that is
+        redelivered anyway (a submit longer than this) finds the lease renewed and changes nothing.
         """
-        return self.visibility_timeout if self.visibility_timeout > 0 else 2 * self.lease
+        return self.visibility_timeout if self.visibility_timeout > 0 else 1.5 * self.lease
 
     def require_gateway(self) -> None:
         """Fail loudly when the settings cannot talk to a gateway."""

@@ -54,6 +54,9 @@ class Settler:
             decision = settlement.decide(job.state, report, order_amount=job.fields.get("amount"),
                                          paid_so_far=job.fields.get("paidAmount"))
             if decision.target is None:
+                token = (guard or {}).get("lease_token")
+                if token and (decision.annotate or decision.review) and not self.store.holds_lease(trade_no, token):
+                    return LEASE_LOST  # a late holder writes nothing, not even a note or a link
                 self._no_move(trade_no, job, report, decision)
                 return UNCHANGED
             fields = {**decision.fields, **(extra or {})}

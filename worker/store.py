@@ -420,6 +420,11 @@ class JobStore:
                                   args=[trade_no, self.now_ms(), int(base * 1000), int(maximum * 1000),
                                         int(shift_s * 1000)]))
 
+    def holds_lease(self, trade_no: str, token: str) -> bool:
+        """True while no other claim has been made on the job since the one that gave ``token``."""
+        held = self.redis.hget(self.job_key(trade_no), "leaseToken")
+        return held is not None and _text(held) == token
+
     def server_now_ms(self) -> int:
         """Redis's clock, which every lease time is measured on."""
         seconds, micros = self.redis.time()

@@ -72,3 +72,31 @@ def _done(stack, trade_nos) -> int:
 
 def _reasons(stack, trade_no) -> list[str]:
     return [h["detail"].get("reason") for h in stack.runtime.store.history(trade_no)]
+
+
+def test_with_default_settings_a_killed_workers_jobs_reach_paying_within_a_minute(redis_url, tmp_path, figures):
+    """Issue 11 as a new user meets it: shipped lease, timeouts, visibility and reconciler interval;
+    a gateway that answers in 1 s; two workers, one SIGKILLed with jobs in flight."""
+    stack = Stack(redis_url, tmp_path, defaults=True).start(workers=2, concurrency=16, beat=True)
+    try:
+        jobs = [payload() for _ in range(size(40, 200))]
+        trade_nos = [job["tradeNo"] for job in jobs]
+        stack.faults({"kind": "latency", "delay": 1.0, "times": -1})
+        enqueue_all(stack, jobs)
+        wait_until(lambda: sum(s == states.SUBMITTING for s in records(stack, trade_nos).values()) >= 16,
+                   timeout=60, what="16 jobs in flight")
+        victim = next(p for p in stack.processes if getattr(p, "worker_name", None))
+        killed_at = time.monotonic()
+        victim.kill()
+        in_flight = [t for t, s in records(stack, trade_nos).items() if s == states.SUBMITTING]
+        _, final = wait_settled(stack, trade_nos, timeout=90, settled={states.PAYING})
+        recovered = time.monotonic() - killed_at
+        lost = [t for t, s in final.items() if s != states.PAYING]
+        twice = created_twice(stack, trade_nos)
+        taken_over = sum("lease taken over after expiry" in _reasons(stack, t) for t in trade_nos)
+        figures.add("worker crash, default settings", jobs=len(jobs), in_flight_at_kill=len(in_flight),
+                    taken_over=taken_over, lost=len(lost), created_twice=len(twice), kill_to_all_paying_s=recovered)
+        assert lost == [] and twice == []
+        assert recovered <= 60, f"the last job reached paying {recovered:.1f}s after the kill"
+    finally:
+        stack.stop()
