@@ -36,6 +36,7 @@ BENCHMARKS = {
     "pools": ("bench.pools",
               {"jobs": 250, "concurrency": 32, "prefork": 8},
               {"jobs": 1500, "concurrency": 32, "prefork": 8}),
+    "lease": ("bench.lease", {"calls": 2000}, {"calls": 10000}),
     "profile": ("bench.profile",
                 {"jobs": 150, "pyspy_seconds": 6},
                 {"jobs": 600, "pyspy_seconds": 15}),
