@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from worker import states
+from worker.waiting import wait_until
 from worker.errors import DuplicateTradeNoError, InvalidError
 from tests.support.stack import APP_SECRET, MARKERS, payload
 
@@ -192,3 +193,15 @@ def test_enqueue_task_reports_a_refused_payload_without_its_values(stack):
     answer = result.get(timeout=30)
     assert answer["tradeNo"] is None and "tradeNo" in answer["errors"]
     assert "999" not in str(answer)
+
+
+def test_a_malformed_enqueue_message_is_dropped_without_logging_its_payload(stack):
+    job = payload()
+    # a string eta goes out as it is; the worker cannot parse it and rejects the message
+    stack.runtime.celery.send_task("vexora.checkout.enqueue", kwargs=job, eta="not-a-date")
+    wait_until(lambda: "invalid task message" in stack.logs().lower() or "Received invalid" in stack.logs(),
+               timeout=30, what="the worker to reject the message")
+    logs = stack.logs()
+    for marker in MARKERS.values():
+        assert marker not in logs
+    assert stack.record(job["tradeNo"]) is None

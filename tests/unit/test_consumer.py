@@ -60,3 +60,30 @@ def test_without_an_event_loop_nothing_is_deferred():
     consumer.hub = None
     consumer.on_send_event_buffered()
     assert hub.soon == [] and flushed == []
+
+
+def test_rejected_message_log_lines_never_carry_the_body_or_headers():
+    import logging
+
+    from celery.worker.consumer import consumer as celery_consumer
+
+    from worker.consumer import HIDDEN, install_log_filter
+
+    install_log_filter()
+    install_log_filter()  # once is enough; twice changes nothing
+    logger = logging.getLogger(celery_consumer.__name__)
+    assert sum(type(f).__name__ == "RejectedMessageFilter" for f in logger.filters) == 1
+    secret = "{'mobile': '09087654321'}"
+    cases = [
+        (celery_consumer.INVALID_TASK_ERROR, (ValueError("bad eta"), secret)),
+        (celery_consumer.UNKNOWN_FORMAT, (f"body: {secret}",)),
+        (celery_consumer.UNKNOWN_TASK_ERROR, (KeyError("x"), secret, {"kwargsrepr": secret}, {})),
+        (celery_consumer.MESSAGE_DECODE_ERROR, (ValueError("x"), "application/json", "utf-8",
+                                                {"kwargsrepr": secret}, secret)),
+    ]
+    for template, args in cases:
+        record = logger.makeRecord(logger.name, logging.ERROR, __file__, 1, template, args, None)
+        for f in logger.filters:
+            f.filter(record)
+        text = record.getMessage()
+        assert "09087654321" not in text and HIDDEN in text
