@@ -5,7 +5,10 @@ does what ``enqueue_checkout`` does: stores it and queues a message carrying onl
 ``tradeNo``; 202 with the ``tradeNo`` and a status URL. It is idempotent on ``tradeNo``: the same
 payload again answers the same job, another payload under a used ``tradeNo`` is 409. When Redis
 or the broker is unreachable it answers 503 with the ``tradeNo``: the client retries with it.
-``GET /v1/checkouts/<tradeNo>`` answers the job's record, payer data masked. Both need
+``GET /v1/checkouts/<tradeNo>`` answers the job's record, payer data masked. The review queue
+(``worker.review``): ``GET /v1/review``, ``POST /v1/checkouts/<tradeNo>/query`` (ask the gateway
+now) and ``POST /v1/checkouts/<tradeNo>/resolve`` (``{state, reason, operator}``; 409 for a job
+not in review, 422 without a reason or an operator). All need
 ``Authorization: Bearer $VEXORA_API_TOKEN``; with no token configured the API refuses everyone.
 """
 
@@ -22,7 +25,8 @@ from kombu.exceptions import OperationalError
 from schemas import generate_trade_no
 from worker.bodies import read_limited
 from worker.client import enqueue_checkout, get_checkout
-from worker.errors import DuplicateTradeNoError
+from worker.errors import CheckoutError, DuplicateTradeNoError, InvalidError
+from worker.review import NoSuchJob, NotInReview
 from worker.openapi import build_openapi
 from worker.runtime import Runtime, checkout_schema
 from worker.settings import Settings
@@ -97,6 +101,44 @@ def producer_api(settings: Settings, runtime: Callable[[], Runtime]) -> Blueprin
             return _problem(503, "temporarily unavailable")
         if record is None:
             return _problem(404, "no such checkout")
+        return jsonify(record)
+
+    @api.get("/v1/review")
+    def review_queue():
+        try:
+            items = runtime().review.items()
+        except _REDIS_DOWN:
+            return _problem(503, "temporarily unavailable")
+        return jsonify({"count": len(items), "items": items})
+
+    @api.post("/v1/checkouts/<trade_no>/query")
+    def query_now(trade_no: str):
+        try:
+            answer = runtime().review.query(trade_no)
+        except NoSuchJob:
+            return _problem(404, "no such checkout")
+        except CheckoutError as exc:
+            return _problem(502, f"the gateway did not answer usefully: {exc.message}")
+        except _REDIS_DOWN:
+            return _problem(503, "temporarily unavailable")
+        return jsonify(answer)
+
+    @api.post("/v1/checkouts/<trade_no>/resolve")
+    def resolve(trade_no: str):
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            return _problem(400, "the body must be a JSON object: {state, reason, operator}")
+        try:
+            record = runtime().review.resolve(trade_no, body.get("state"), body.get("reason"),
+                                              body.get("operator"))
+        except InvalidError as exc:
+            return _problem(422, exc.message, errors=exc.errors)
+        except NoSuchJob:
+            return _problem(404, "no such checkout")
+        except NotInReview as exc:
+            return _problem(409, str(exc))
+        except _REDIS_DOWN:
+            return _problem(503, "temporarily unavailable")
         return jsonify(record)
 
     @api.get("/v1/openapi.json")

@@ -28,7 +28,7 @@ from marshmallow import ValidationError
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ReadTimeoutError
 
 from schemas import CheckoutResponseSchema, QueryResponseSchema
-from worker.errors import AmbiguousError, DeclinedError, TransientError
+from worker.errors import AmbiguousError, CheckoutError, DeclinedError, TransientError
 from worker.settings import Settings
 from worker.signing import sign
 
@@ -53,7 +53,8 @@ class GatewayReply:
 class GatewayClient:
     """Signs and sends requests; safe to share between threads."""
 
-    def __init__(self, settings: Settings, *, pool_size: int = 128, clock: Callable[[], float] = time.time):
+    def __init__(self, settings: Settings, *, pool_size: int = 128, clock: Callable[[], float] = time.time,
+                 meter=None):
         settings.require_gateway()
         self.settings = settings
         self.base_url = settings.base_url.rstrip("/")
@@ -67,6 +68,7 @@ class GatewayClient:
         self.headers = {"merchantNo": settings.merchant_no, "Content-Type": "application/json",
                         "Accept": "application/json", "User-Agent": USER_AGENT}
         self._clock = clock
+        self.meter = meter  # worker.metrics.Meter: requests by outcome, and their latency
         self._checkout_schema = CheckoutResponseSchema()
         self._query_schema = QueryResponseSchema()
 
@@ -79,11 +81,29 @@ class GatewayClient:
 
     def checkout(self, fields: Mapping[str, str]) -> GatewayReply:
         """POST the checkout; the caller owns retries and the meaning of the answer."""
-        return self._post(CHECKOUT_PATH, self.signed(fields), self._checkout_schema)
+        return self._measured("checkout", CHECKOUT_PATH, self.signed(fields), self._checkout_schema)
 
     def query(self, trade_no: str) -> GatewayReply:
         """POST ``queryPayInResult`` for one tradeNo."""
-        return self._post(QUERY_PATH, self.signed({"tradeNo": trade_no}), self._query_schema)
+        return self._measured("query", QUERY_PATH, self.signed({"tradeNo": trade_no}), self._query_schema)
+
+    def _measured(self, op: str, path: str, body: dict, schema) -> GatewayReply:
+        if self.meter is None:
+            return self._post(path, body, schema)
+        started = time.monotonic()
+        outcome = "ok"
+        try:
+            reply = self._post(path, body, schema)
+            outcome = _OUTCOMES.get(reply.code, "other_code")
+            if op == "query" and reply.code == "8000":
+                outcome = "not_found"  # on the query API 8000 means "no such tradeNo"
+            return reply
+        except CheckoutError as exc:
+            outcome = _error_outcome(exc)
+            raise
+        finally:
+            self.meter.inc("gateway_requests_total", op=op, outcome=outcome)
+            self.meter.observe("gateway_request_duration_seconds", time.monotonic() - started, op=op)
 
     def _post(self, path: str, body: dict, schema) -> GatewayReply:
         started = time.monotonic()
@@ -115,6 +135,23 @@ class GatewayClient:
             raise AmbiguousError("gateway answer is not the documented JSON", http_status=status) from None
         return GatewayReply(code=parsed["code"], msg=parsed.get("msg"), data=parsed.get("data"),
                             http_status=status, latency_ms=latency_ms)
+
+
+_OUTCOMES = {"0000": "ok", "8000": "declined", "5000": "5000"}
+
+
+def _error_outcome(exc: CheckoutError) -> str:
+    """The metrics label of a failed request (a fixed set: never a value from the answer)."""
+    status = exc.http_status or 0
+    if status == 429:
+        return "http_429"
+    if status >= 500:
+        return "http_5xx"
+    if status >= 400:
+        return "http_4xx"
+    if status:
+        return "invalid_answer"
+    return "timeout" if "timeout" in exc.message else "connection"
 
 
 def _retry_after(value: str | None, clock: Callable[[], float]) -> float | None:

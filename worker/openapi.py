@@ -84,6 +84,36 @@ def build_openapi(schema: CheckoutRequestSchema) -> dict:
                 "responses": {"200": {"description": "The record", "content": _json("Checkout")},
                               "401": {"description": "Missing or wrong bearer token", **error},
                               "404": {"description": "No such checkout", **error}}}},
+            "/v1/review": {"get": {
+                "summary": "The review queue: jobs flagged for a person", "security": [{"bearer": []}],
+                "responses": {"200": {"description": "{count, items: [{tradeNo, state, amount, paidAmount, "
+                                                     "reviewReason, gatewayStatus, reconcileChecks, ageSeconds...}]}"},
+                              "401": {"description": "Missing or wrong bearer token", **error}}}},
+            "/v1/checkouts/{tradeNo}/query": {"post": {
+                "summary": "Ask the gateway now; its answer is applied by the normal rules",
+                "security": [{"bearer": []}],
+                "parameters": [{"name": "tradeNo", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "{gateway, result, record}"},
+                              "401": {"description": "Missing or wrong bearer token", **error},
+                              "404": {"description": "No such checkout", **error},
+                              "502": {"description": "The gateway gave no usable answer", **error}}}},
+            "/v1/checkouts/{tradeNo}/resolve": {"post": {
+                "summary": "Settle a job in review as succeeded or failed", "security": [{"bearer": []}],
+                "parameters": [{"name": "tradeNo", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["state", "reason", "operator"],
+                    "properties": {"state": {"type": "string", "enum": ["succeeded", "failed"]},
+                                   "reason": {"type": "string", "minLength": 1, "maxLength": 500},
+                                   "operator": {"type": "string", "minLength": 1, "maxLength": 100}}}}}},
+                "responses": {"200": {"description": "The record", "content": _json("Checkout")},
+                              "401": {"description": "Missing or wrong bearer token", **error},
+                              "404": {"description": "No such checkout", **error},
+                              "409": {"description": "The job is not in review", **error},
+                              "422": {"description": "No state, reason or operator", **error}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics of the whole deployment",
+                                 "responses": {"200": {"description": "text/plain; version=0.0.4"},
+                                               "401": {"description": "VEXORA_METRICS_TOKEN is set"},
+                                               "404": {"description": "VEXORA_METRICS=off"}}}},
             "/v1/openapi.json": {"get": {"summary": "This document",
                                          "responses": {"200": {"description": "OpenAPI 3.1"}}}},
             "/vexora/notify": {"post": {

@@ -43,13 +43,14 @@ class Reconciler:
 
     def __init__(self, settings: Settings, store: JobStore, gateway: GatewayClient,
                  send_submit: Callable[[str], object], settler: Settler | None = None, *,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, meter=None):
         self.settings = settings
         self.store = store
         self.gateway = gateway
         self.send_submit = send_submit
         self.settler = settler or Settler(store, None)  # None: no per-IP success counting
         self.clock = clock
+        self.meter = meter  # worker.metrics.Meter: results by kind
 
     @property
     def lock_key(self) -> str:
@@ -76,6 +77,9 @@ class Reconciler:
         try:
             done = dict(self._pass(deadline=time.monotonic() + self.lock_ttl / 2))
             self.store.redis.set(self.last_pass_key, self.store.now_ms())
+            if self.meter is not None:
+                for result, count in done.items():
+                    self.meter.inc("reconcile_total", count, result=result)
             return done
         finally:
             # release only our own lock (it may have expired and been taken by another pass)

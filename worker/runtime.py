@@ -69,9 +69,14 @@ class Runtime:
         return checkout_schema(self.settings)
 
     @cached_property
+    def meter(self):
+        from worker.metrics import Meter
+        return Meter(self.redis, self.settings.key_prefix)
+
+    @cached_property
     def gateway(self):
         from worker.gateway import GatewayClient
-        return GatewayClient(self.settings)
+        return GatewayClient(self.settings, meter=self.meter if self.settings.metrics else None)
 
     @cached_property
     def limits(self):
@@ -103,7 +108,13 @@ class Runtime:
         from worker.settler import Settler
         return Reconciler(self.settings, self.store, self.gateway,
                           lambda trade_no: self.send("vexora.checkout.submit", trade_no),
-                          Settler(self.store, self.limits))
+                          Settler(self.store, self.limits), meter=self.meter if self.settings.metrics else None)
+
+    @cached_property
+    def review(self):
+        from worker.review import ReviewQueue
+        from worker.settler import Settler
+        return ReviewQueue(self.store, Settler(self.store, self.limits), lambda: self.gateway)
 
 
 _lock = threading.Lock()

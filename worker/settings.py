@@ -76,6 +76,9 @@ class Settings:
     ip_daily_limit: int = 10
     ip_daily_success_limit: int = 3
 
+    metrics: bool = True  # GET /metrics on the web app, and the counting behind it
+    metrics_token: str = field(default="", repr=False)  # set: /metrics needs this bearer token
+
     reconcile_interval: float = 10.0
     reconcile_batch: int = 200
     paying_query_after: float = 15 * 60.0
@@ -118,6 +121,8 @@ class Settings:
         "ip_limits_enabled": ("VEXORA_IP_LIMITS", _bool),
         "ip_daily_limit": ("VEXORA_IP_DAILY_LIMIT", int),
         "ip_daily_success_limit": ("VEXORA_IP_DAILY_SUCCESS_LIMIT", int),
+        "metrics": ("VEXORA_METRICS", _bool),
+        "metrics_token": ("VEXORA_METRICS_TOKEN", str),
         "reconcile_interval": ("VEXORA_RECONCILE_INTERVAL", float),
         "reconcile_batch": ("VEXORA_RECONCILE_BATCH", int),
         "paying_query_after": ("VEXORA_PAYING_QUERY_AFTER", float),

@@ -20,6 +20,8 @@ The rules (README "Job states"):
   or to ``failed`` (flagged: money moved and may need refunding).
 - Closed jobs never move. A paid report for a job closed unpaid, a failure for a succeeded one,
   or a different paid amount for a succeeded one is a conflict: flagged, not applied.
+- Only a person, through the review queue (``decide_operator``), settles a flagged job against
+  these rules: as ``succeeded`` or ``failed``, from whatever state it is in.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from decimal import Decimal, InvalidOperation
 
 from worker import states
 
-__all__ = ["Report", "Decision", "decide", "status_kind", "amount_verdict", "PURGE_ON",
+__all__ = ["Report", "Decision", "decide", "decide_operator", "status_kind", "amount_verdict", "PURGE_ON",
            "CREATE", "QUERY", "CALLBACK", "PAID", "PARTIAL", "PAYING", "FAILED", "UNRECOGNISED"]
 
 # where a report came from
@@ -215,6 +217,19 @@ def _unrecognised(current: str, report: Report, verdict: str, fields: dict, paid
     return Decision(None, reason="unrecognised status", review=review,
                     annotate={k: fields[k] for k in ("gatewayStatus", "message") if k in fields}
                     if current in _OPEN_AT_GATEWAY else {})
+
+
+def decide_operator(current: str, target: str) -> Decision:
+    """A person settles a job in review as ``succeeded`` or ``failed`` (the review queue).
+
+    The only move that may leave a closed state (a person has read the gateway's records); the
+    same state again confirms it and only clears the flag.
+    """
+    if target not in (states.SUCCEEDED, states.FAILED):
+        raise ValueError("a person settles a job as succeeded or failed")
+    if current == target:
+        return Decision(None, reason="confirmed by a person")
+    return Decision(target, {}, "resolved by a person", count_success=target == states.SUCCEEDED)
 
 
 _RULES = {PAYING: _paying, PAID: _paid, PARTIAL: _partial, FAILED: _failed,

@@ -15,7 +15,10 @@ The payload lives beside the hash, not in it: at ~0.5 kB it is longer than Redis
 ``hash-max-listpack-value``, and one such value turns a hash into a hashtable for good (three
 times the memory for the 30 days a finished job is kept; BENCHMARKS.md, 5).
     p:events                  stream  {tradeNo, from, to, at, detail}
-    p:index:<state>           zset    tradeNos of open states, scored by entry time (ms)
+    p:index:<state>           zset    tradeNos of open states, scored by when the reconciler is due
+    p:entered:<state>         zset    tradeNos of open states, scored by entry time (metrics)
+    p:review                  set     tradeNos flagged for a person (``flag``), until resolved
+    p:metrics:transitions     hash    ``from>to`` -> count of state changes (metrics)
 """
 
 from __future__ import annotations
@@ -54,6 +57,9 @@ redis.call('RPUSH', KEYS[2], '{"at":' .. ARGV[3] .. ',"from":null,"to":"queued",
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'tradeNo', ARGV[1], 'from', '',
            'to', 'queued', 'at', ARGV[3], 'detail', '{}')
 redis.call('ZADD', ARGV[6] .. 'queued', ARGV[3], ARGV[1])
+-- for the metrics: entry times per open state (the reconciler's index above is rescheduled)
+redis.call('ZADD', ARGV[9] .. 'entered:queued', ARGV[3], ARGV[1])
+redis.call('HINCRBY', ARGV[9] .. 'metrics:transitions', 'new>queued', 1)
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 return {'created', 'queued'}
@@ -63,6 +69,7 @@ _FLAG = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if redis.call('HGET', KEYS[1], 'reviewReason') == ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], 'needsReview', 'true', 'reviewReason', ARGV[2], 'reviewAt', ARGV[3])
+redis.call('SADD', KEYS[4], ARGV[1])
 redis.call('RPUSH', KEYS[2], '{"at":' .. ARGV[3] .. ',"from":null,"to":null,"detail":' .. ARGV[4] .. '}')
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'tradeNo', ARGV[1], 'from', '', 'to', '',
            'at', ARGV[3], 'detail', ARGV[4])
@@ -178,6 +185,14 @@ end
 for s in string.gmatch(ARGV[7], '%S+') do
   if s == ARGV[1] then redis.call('ZADD', ARGV[6] .. ARGV[1], now, ARGV[12]) end
 end
+-- for the metrics: counted in the same step as the change, so every worker everywhere is counted
+redis.call('HINCRBY', ARGV[18] .. 'metrics:transitions', current .. '>' .. ARGV[1], 1)
+if current ~= ARGV[1] then
+  redis.call('ZREM', ARGV[18] .. 'entered:' .. current, ARGV[12])
+  for s in string.gmatch(ARGV[7], '%S+') do
+    if s == ARGV[1] then redis.call('ZADD', ARGV[18] .. 'entered:' .. ARGV[1], now, ARGV[12]) end
+  end
+end
 for _, c in ipairs(cjson.decode(ARGV[13])) do
   -- counters that must move with the state, exactly once (e.g. successes per payer IP)
   redis.call('HINCRBY', c[1], c[2], 1)
@@ -274,6 +289,20 @@ class JobStore:
     def index_key(self, state: str) -> str:
         return f"{self.prefix}:index:{state}"
 
+    def entered_key(self, state: str) -> str:
+        """Open jobs of ``state`` by the time they entered it (for metrics; never rescheduled)."""
+        return f"{self.prefix}:entered:{state}"
+
+    @property
+    def review_key(self) -> str:
+        """The set of tradeNos flagged for a person and not yet resolved."""
+        return f"{self.prefix}:review"
+
+    @property
+    def transitions_key(self) -> str:
+        """Hash ``from>to`` -> count of every state change (and ``new>queued``), for metrics."""
+        return f"{self.prefix}:metrics:transitions"
+
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
 
@@ -300,7 +329,7 @@ class JobStore:
                   self.payload_key(trade_no)],
             args=[trade_no, fp, now, self.ttl, self.events_maxlen, f"{self.prefix}:index:",
                   json.dumps({k: str(v) for k, v in record.items()}, ensure_ascii=False),
-                  json.dumps(dict(payload), ensure_ascii=False)],
+                  json.dumps(dict(payload), ensure_ascii=False), f"{self.prefix}:"],
         )
         outcome = _text(outcome)
         if outcome == "conflict":
@@ -345,7 +374,7 @@ class JobStore:
                   json.dumps(list(drop)), int(claim_lease * 1000) if claim_lease is not None else "",
                   detail_json, trade_no, json.dumps([list(c) for c in counters]),
                   self.payload_retention, json.dumps(by_state) if by_state else "",
-                  increase or "", lease_token or ""],
+                  increase or "", lease_token or "", f"{self.prefix}:"],
         )
         moved = Moved(bool(applied), _text(previous) if previous else None, int(attempts or 0),
                       json.loads(payload) if payload else None, token if applied else None,
@@ -375,11 +404,20 @@ class JobStore:
         now = self.now_ms()
         detail_json = json.dumps({"kind": "needs_review", "reason": reason, **(detail or {})},
                                  ensure_ascii=False, separators=(",", ":"))
-        flagged = bool(self._flag(keys=[self.job_key(trade_no), self.history_key(trade_no), self.events_key],
+        flagged = bool(self._flag(keys=[self.job_key(trade_no), self.history_key(trade_no), self.events_key,
+                                        self.review_key],
                                   args=[trade_no, reason, now, detail_json, self.events_maxlen]))
         if flagged:
             log.warning("needs_review tradeNo=%s reason=%s", trade_no, json.dumps(reason, ensure_ascii=False))
         return flagged
+
+    def unflag(self, trade_no: str, detail: Mapping[str, object]) -> None:
+        """A person resolved the job: out of the review queue, with a ``review_resolved`` event."""
+        pipe = self.redis.pipeline()
+        pipe.hset(self.job_key(trade_no), "needsReview", "false")
+        pipe.srem(self.review_key, trade_no)
+        pipe.execute()
+        self.note(trade_no, "review_resolved", detail)
 
     def count_attempt(self, trade_no: str, *, lease_token: str | None = None, **fields: object) -> int:
         """Count one more request sent (or about to be sent) to the gateway for this job, and set

@@ -1,4 +1,5 @@
-"""The web app (``gunicorn worker.web:app``): gateway callbacks in, producer API, health.
+"""The web app (``gunicorn worker.web:app``): gateway callbacks in, producer API, review
+queue, metrics, health.
 
 Flask, because routing, body limits (413) and error handlers come ready and every Python team
 can read it; it stays thin — each view calls plain logic and the store.
@@ -8,22 +9,28 @@ their JSON text; the signature is verified on those values (constant time) → 4
 schema → 400; the verified fields go on the ``callbacks`` queue; ``OK`` is answered only once
 the message is on the broker. If the broker cannot take it the answer is 503, so the gateway
 sends it again — never ``OK`` for a callback that was not queued.
+
+``GET /metrics`` (Prometheus) answers for the whole deployment from Redis (``worker.metrics``);
+open unless ``VEXORA_METRICS_TOKEN`` is set, off with ``VEXORA_METRICS=off``.
 """
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import logging
 
 import kombu.exceptions
 import redis
 from flask import Flask, Response, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from schemas import CallbackSchema
 from worker.api import producer_api
 from worker.bodies import read_limited
 from worker.celery import CALLBACK_QUEUE
+from worker.metrics import StoreCollector
 from worker.runtime import get_runtime
 from worker.settings import Settings
 from worker.signing import RawNumber, parse_json_keeping_numbers, verify
@@ -61,8 +68,14 @@ def create_app(settings: Settings | None = None, runtime=None) -> Flask:
     def rt():
         return runtime or get_runtime()
 
+    def counted(result: str) -> None:
+        if settings.metrics:
+            rt().meter.inc("callbacks_total", result=result)
+
     @web.errorhandler(RequestEntityTooLarge)
     def too_large(_exc):
+        if request.path == "/vexora/notify":
+            counted("too_large")
         return _text("request body too large", 413)
 
     @web.errorhandler(BadRequest)
@@ -72,19 +85,24 @@ def create_app(settings: Settings | None = None, runtime=None) -> Flask:
     @web.post("/vexora/notify")
     def notify():
         if allowed_sources and not _source_allowed(request.remote_addr, allowed_sources):
+            counted("refused_source")
             return _text("forbidden", 403)
         raw = read_limited(request, settings.callback_max_bytes)
         try:
             body = parse_json_keeping_numbers(raw)
         except (ValueError, RecursionError):
+            counted("invalid")
             return _text("malformed callback: body is not JSON", 400)
         if not isinstance(body, dict):
+            counted("invalid")
             return _text("malformed callback: body is not a JSON object", 400)
         if not verify(body, settings.app_secret):
             log.warning("callback refused: invalid signature")
+            counted("bad_signature")
             return _text("invalid signature", 401)
         errors = callback_schema.validate(body)
         if errors:
+            counted("invalid")
             return jsonify({"error": "malformed callback", "fields": sorted(errors)}), 400
         try:
             rt().send("vexora.callback.process", _wire_fields(body), queue=CALLBACK_QUEUE,
@@ -92,10 +110,27 @@ def create_app(settings: Settings | None = None, runtime=None) -> Flask:
         except _BROKER_DOWN as exc:
             log.error("callback for %s not queued: broker unavailable (%s)", body.get("tradeNo"),
                       type(exc).__name__)
+            counted("unavailable")
             return _text("temporarily unavailable", 503)
+        counted("accepted")
         return _text("OK", 200)
 
     web.register_blueprint(producer_api(settings, rt))
+
+    @web.get("/metrics")
+    def metrics():
+        if not settings.metrics:
+            return _text("metrics are off (VEXORA_METRICS)", 404)
+        if settings.metrics_token:
+            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), settings.metrics_token.encode()):
+                return _text("a valid bearer token is required", 401)
+        try:
+            body = generate_latest(_registry(rt()))
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            return _text("redis unavailable", 503)
+        return Response(body, status=200, mimetype=CONTENT_TYPE_LATEST.split(";")[0],
+                        headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     @web.get("/healthz")
     def healthz():
@@ -106,6 +141,17 @@ def create_app(settings: Settings | None = None, runtime=None) -> Flask:
         return _text("ok", 200)
 
     return web
+
+
+def _registry(runtime) -> CollectorRegistry:
+    """One registry per runtime: the store's numbers, read at each scrape (no process metrics:
+    a scrape answers for the deployment, not for this gunicorn worker)."""
+    registry = getattr(runtime, "_metrics_registry", None)
+    if registry is None:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(StoreCollector(runtime.store))
+        runtime._metrics_registry = registry
+    return registry
 
 
 def _source_allowed(remote: str | None, networks: list) -> bool:
