@@ -91,8 +91,10 @@ def _text(value) -> str:
 @pytest.fixture
 def stack(redis_url, tmp_path):
     # the held submits wait GATEWAY_DELAY for their answer: no read timeout before that
-    s = Stack(redis_url, tmp_path, VEXORA_API_TOKEN=TOKEN,
-              VEXORA_READ_TIMEOUT=str(GATEWAY_DELAY + 10)).start(workers=0, web=True)
+    # the held answers must outlive neither the read timeout nor the request's total deadline
+    # (by default half the lease: 10 s)
+    s = Stack(redis_url, tmp_path, VEXORA_API_TOKEN=TOKEN, VEXORA_READ_TIMEOUT=str(GATEWAY_DELAY + 10),
+              VEXORA_REQUEST_DEADLINE=str(GATEWAY_DELAY + 10)).start(workers=0, web=True)
     try:
         yield s
     finally:
