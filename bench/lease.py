@@ -1,9 +1,13 @@
-"""Benchmark 8 — the lease heartbeat and the lease-token checks of issue 11, per job.
+"""Benchmark 8 — what issues 11 and 13 add to a job: the lease heartbeat, the lease-token checks
+and the metrics.
 
 What a submit pays for holding its lease: registering it with the process's ``LeaseKeeper`` and
 releasing it (a dict under a lock), the token check made by every holder write (inside scripts the
 submit already ran, so no extra round trip), and the heartbeat itself: one round trip per process
 every ``lease_renew_every`` seconds renewing every lease it holds, shared by all jobs in flight.
+The metrics: a gateway request adds a counter and a histogram observation in memory (``Meter``),
+flushed to Redis by a background thread every 5 s in one round trip; a state change is counted by
+the move script itself (an HINCRBY and the entry-time index, no extra round trip).
 Each is timed on its own here; the pipeline benchmark (1) measures the whole submit with them.
 """
 
@@ -15,6 +19,7 @@ from bench.procs import Bench
 from bench.report import Section, Table
 from worker import states
 from worker.lease import LeaseKeeper
+from worker.metrics import Meter
 
 __all__ = ["run"]
 
@@ -29,10 +34,12 @@ def _per_call(fn, n: int) -> float:
 def run(bench: Bench, sizes: dict) -> Section:
     n = sizes["calls"]
     section = Section(
-        "lease", "8. Lease heartbeat (cost per job)",
+        "lease", "8. Lease heartbeat and metrics (cost per job)",
         "what holding a renewable lease adds to a submit: registering and releasing it, the "
         "conditional (token-checked) attempt count against the plain one, and one heartbeat "
-        "renewing 32 held leases, amortised over the jobs a worker finishes between two beats.")
+        "renewing 32 held leases, amortised over the jobs a worker finishes between two beats; "
+        "and what the metrics add: counting a gateway request in memory, the periodic flush, and "
+        "a claim by the move script that now also counts the transition.")
     started = time.perf_counter()
     store = bench.runtime.store
     s = bench.settings
@@ -66,7 +73,24 @@ def run(bench: Bench, sizes: dict) -> Section:
         per_beat_jobs = 130 * s.lease_renew_every
         table.add(f"heartbeat: renew 32 leases, one round trip (every {s.lease_renew_every:g} s)", beats,
                   renew_us, renew_us / per_beat_jobs)
-        section.data = {"hold_us": hold_us, "count_plain_us": plain_us, "count_guarded_us": guarded_us,
+        meter = Meter(bench.redis, "bench-meter", flush_seconds=3600)  # flushed by hand below
+
+        def measured(i):
+            meter.inc("gateway_requests_total", op="checkout", outcome="ok")
+            meter.observe("gateway_request_duration_seconds", 0.1, op="checkout")
+        meter_us = _per_call(measured, n)
+        table.add("metrics: one gateway request counted and observed (in process)", n, meter_us, meter_us)
+        flush_us = _per_call(lambda i: (measured(i), meter.flush()), 50)
+        per_flush_jobs = 130 * 5.0
+        table.add("metrics: one flush to Redis (every 5 s)", 50, flush_us, flush_us / per_flush_jobs)
+        bench.redis.delete("bench-meter:metrics:counters")
+
+        fresh = [bench.payload() for _ in range(n)]
+        for job in fresh:
+            store.create(job["tradeNo"], job, contact={})
+        move_us = _per_call(lambda i: store.move(fresh[i]["tradeNo"], states.SUBMITTING, claim_lease=60), n)
+        table.add("a claim (move script, now counting the transition and the entry time)", n, move_us, move_us)
+        section.data = {"meter_us": meter_us, "flush_us": flush_us, "move_us": move_us, "hold_us": hold_us, "count_plain_us": plain_us, "count_guarded_us": guarded_us,
                         "renew_us": renew_us, "renew_per_job_us": renew_us / per_beat_jobs}
     finally:
         bench.forget_jobs()

@@ -56,30 +56,47 @@ class Meter:
         self.key = f"{prefix}:metrics:counters"
         self.flush_seconds = flush_seconds
         self._counts: Counter = Counter()
+        self._fields: dict[tuple, object] = {}  # field names built once per label set
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
     def inc(self, name: str, amount: float = 1, **labels: str) -> None:
-        self._add({_field(name, sorted(labels.items())): amount})
+        field = self._fields.get((name, *labels.items()))
+        if field is None:
+            field = self._fields[(name, *labels.items())] = _field(name, sorted(labels.items()))
+        with self._lock:
+            self._counts[field] += amount
+            self._ensure_flushing()
 
     def observe(self, name: str, seconds: float, **labels: str) -> None:
         """A histogram observation: cumulative buckets, sum and count, as Prometheus keeps them."""
-        base = sorted(labels.items())
-        adds = {_field(f"{name}_bucket", base + [("le", repr(le))]): 1 for le in BUCKETS if seconds <= le}
-        adds[_field(f"{name}_bucket", base + [("le", "+Inf")])] = 1
-        adds[_field(f"{name}_sum", base)] = seconds
-        adds[_field(f"{name}_count", base)] = 1
-        self._add(adds)
-
-    def _add(self, adds: dict[str, float]) -> None:
+        key = ("histogram", name, *labels.items())
+        fields = self._fields.get(key)
+        if fields is None:
+            base = sorted(labels.items())
+            fields = self._fields[key] = (
+                [_field(f"{name}_bucket", base + [("le", repr(le))]) for le in BUCKETS],
+                _field(f"{name}_bucket", base + [("le", "+Inf")]),
+                _field(f"{name}_sum", base), _field(f"{name}_count", base))
+        buckets, inf, total, count = fields
         with self._lock:
-            self._counts.update(adds)
-            if self._thread is None or not self._thread.is_alive():
-                # started on first use: after a fork (gunicorn, prefork), in the process that counts
-                if self._thread is None:
-                    atexit.register(self.flush)  # the last interval's counts, on a clean exit
-                self._thread = threading.Thread(target=self._run, name="vexora-metrics", daemon=True)
-                self._thread.start()
+            counts = self._counts
+            for le, field in zip(BUCKETS, buckets):
+                if seconds <= le:
+                    counts[field] += 1
+            counts[inf] += 1
+            counts[total] += seconds
+            counts[count] += 1
+            self._ensure_flushing()
+
+    def _ensure_flushing(self) -> None:
+        # (under the lock)
+        if self._thread is None or not self._thread.is_alive():
+            # started on first use: after a fork (gunicorn, prefork), in the process that counts
+            if self._thread is None:
+                atexit.register(self.flush)  # the last interval's counts, on a clean exit
+            self._thread = threading.Thread(target=self._run, name="vexora-metrics", daemon=True)
+            self._thread.start()
 
     def flush(self) -> None:
         """Add what was counted since the last flush to Redis (one round trip)."""
