@@ -78,6 +78,7 @@ class Settings:
 
     metrics: bool = True  # GET /metrics on the web app, and the counting behind it
     metrics_token: str = field(default="", repr=False)  # set: /metrics needs this bearer token
+    flower_url: str = ""  # links from the /ops page to Flower
 
     reconcile_interval: float = 10.0
     reconcile_batch: int = 200
@@ -123,6 +124,7 @@ class Settings:
         "ip_daily_success_limit": ("VEXORA_IP_DAILY_SUCCESS_LIMIT", int),
         "metrics": ("VEXORA_METRICS", _bool),
         "metrics_token": ("VEXORA_METRICS_TOKEN", str),
+        "flower_url": ("VEXORA_FLOWER_URL", str),
         "reconcile_interval": ("VEXORA_RECONCILE_INTERVAL", float),
         "reconcile_batch": ("VEXORA_RECONCILE_BATCH", int),
         "paying_query_after": ("VEXORA_PAYING_QUERY_AFTER", float),

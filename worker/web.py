@@ -31,6 +31,7 @@ from worker.api import producer_api
 from worker.bodies import read_limited
 from worker.celery import CALLBACK_QUEUE
 from worker.metrics import StoreCollector
+from worker.ops import ops_pages
 from worker.runtime import get_runtime
 from worker.settings import Settings
 from worker.signing import RawNumber, parse_json_keeping_numbers, verify
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None, runtime=None) -> Flask:
         return _text("OK", 200)
 
     web.register_blueprint(producer_api(settings, rt))
+    web.register_blueprint(ops_pages(settings, rt, settings.flower_url))
 
     @web.get("/metrics")
     def metrics():

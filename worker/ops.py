@@ -1,0 +1,259 @@
+"""The operations page (``/ops``): server-rendered HTML for the people who work the review queue.
+
+It owns the pages and forms only; every decision is ``worker.review``'s (``ReviewQueue.items``,
+``query``, ``resolve``) and every read is the store's public, masked record — payloads are never
+loaded, so no payer data can reach a page.
+
+    GET  /ops                                 open-state counts and the review queue
+    GET  /ops/jobs/<tradeNo>                  one job: its record and full history
+    GET  /ops/jobs/<tradeNo>/resolve          the resolve form (state, reason, operator)
+    POST /ops/jobs/<tradeNo>/resolve/confirm  "Resolve T… as failed?": Confirm / Cancel
+    POST /ops/jobs/<tradeNo>/resolve          resolve, then 303 to /ops
+    POST /ops/jobs/<tradeNo>/query            ask the gateway now; what it said and what changed
+
+Access: HTTP basic auth whose password is the producer API token (``VEXORA_API_TOKEN``, compared
+in constant time); the user name is free and is the default operator. With no token configured
+the pages are off (403). Every POST carries a hidden token, HMAC-SHA256(api token,
+"ops-csrf:" + user name): a page from elsewhere cannot forge a form the browser would send with
+the cached credentials (403 without it). Pages are Jinja2 templates (``worker/templates/ops/``)
+with autoescaping, no scripts, and a Content-Security-Policy that allows none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Callable
+from datetime import datetime, timezone
+from urllib.parse import quote
+
+import redis
+from flask import Blueprint, g, redirect, render_template, request, url_for
+
+from schemas import trade_no_errors
+from worker import states
+from worker.errors import CheckoutError, InvalidError
+from worker.review import REASON_MAX, NoSuchJob, NotInReview
+from worker.runtime import Runtime
+from worker.settings import Settings
+
+__all__ = ["ops_pages"]
+
+REALM = "vexora-checkout ops"
+OPERATOR_MAX = 100  # ReviewQueue.resolve's limit; it stays the one that decides
+CHOICES = (states.SUCCEEDED, states.FAILED)
+# What "Query gateway now" reports as changed, in this order.
+_WATCHED = ("state", "paidAmount", "needsReview", "reviewReason", "gatewayStatus", "gatewayCode", "message")
+# Record fields that hold a store time (Unix milliseconds).
+_TIMES = frozenset({"createdAt", "updatedAt", "reviewAt", "resolvedAt", "leaseUntil", "nextCheckAt"})
+_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+                               "frame-ancestors 'none'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def ops_pages(settings: Settings, runtime: Callable[[], Runtime], flower_url: str = "") -> Blueprint:
+    """The ``/ops`` blueprint; ``flower_url`` (empty: no link) is where Flower's UI is served."""
+    pages = Blueprint("ops_pages", __name__, url_prefix="/ops", template_folder="templates")
+    token = settings.api_token.encode("utf-8")
+    flower = flower_url.rstrip("/")
+
+    def csrf_token(user: str) -> str:
+        return hmac.new(token, b"ops-csrf:" + user.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def page(template: str, status: int = 200, **context):
+        context.setdefault("title", "Operations")
+        body = render_template(f"ops/{template}", user=g.get("ops_user", ""), csrf=g.get("ops_csrf", ""),
+                               age=_age, when=_when, shown=_shown, times=_TIMES, **context)
+        return body, status
+
+    def refused(status: int, title: str, message: str, **headers):
+        body, _ = page("message.html", title=title, message=message)
+        return body, status, headers
+
+    @pages.before_request
+    def authenticate():
+        if not token:
+            return refused(403, "Disabled", "The operations page is disabled: VEXORA_API_TOKEN is not set.")
+        auth = request.authorization
+        password = (auth.password or "") if auth is not None and auth.type == "basic" else ""
+        if not password or not hmac.compare_digest(password.encode("utf-8"), token):
+            return refused(401, "Sign in", "The operations page needs a user name and the API token as password.",
+                           **{"WWW-Authenticate": f'Basic realm="{REALM}"'})
+        g.ops_user = auth.username or ""
+        g.ops_csrf = csrf_token(g.ops_user)
+        if request.method == "POST" and not hmac.compare_digest(
+                request.form.get("csrf", "").encode("utf-8"), g.ops_csrf.encode("utf-8")):
+            return refused(403, "Refused", "This form's security token is missing or wrong. "
+                                           "Open the page again and resubmit.")
+        return None
+
+    @pages.after_request
+    def harden(response):
+        for name, value in _HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    @pages.errorhandler(redis.exceptions.ConnectionError)
+    @pages.errorhandler(redis.exceptions.TimeoutError)
+    def redis_down(_exc):
+        return refused(503, "Unavailable", "Redis is unavailable; try again shortly.")
+
+    def not_found(trade_no: str):
+        return refused(404, "Not found", f"No job has the tradeNo {trade_no[:64]!r}.")
+
+    def valid(trade_no: str) -> bool:
+        return not trade_no_errors(trade_no)
+
+    def in_review(trade_no: str):
+        """The job's record if it waits for a person, else the page that says why not."""
+        record = runtime().store.get(trade_no) if valid(trade_no) else None
+        if record is None:
+            return None, not_found(trade_no)
+        if not record.get("needsReview"):
+            return None, refused(409, "Not in review",
+                                 f"{trade_no} is not waiting for a person (it is {record.get('state')}).")
+        return record, None
+
+    def resolve_form(trade_no: str, record: dict, fields: dict, errors: dict, status: int = 200):
+        return page("resolve.html", status, title=f"Resolve {trade_no}", trade_no=trade_no, record=record,
+                    fields=fields, errors=errors, choices=CHOICES, reason_max=REASON_MAX,
+                    operator_max=OPERATOR_MAX)
+
+    def submitted() -> dict:
+        return {name: request.form.get(name, "") for name in ("state", "reason", "operator")}
+
+    @pages.get("")
+    def index():
+        rt = runtime()
+        items = rt.review.items()
+        store = rt.store
+        pipe = store.redis.pipeline(transaction=False)
+        for state in states.OPEN:
+            pipe.zcard(store.entered_key(state))
+        pipe.scard(store.review_key)
+        *counts, review = pipe.execute()
+        resolved = None
+        done = request.args.get("resolved", "")
+        if done and valid(done):
+            record = store.get(done)  # the message says what the store holds, not what the URL claims
+            if record and record.get("resolvedBy") and not record.get("needsReview"):
+                resolved = record
+        return page("index.html", title="Review queue", items=items, counts=list(zip(states.OPEN, counts)),
+                    review=review, resolved=resolved)
+
+    @pages.get("/jobs/<trade_no>")
+    def job(trade_no: str):
+        record = runtime().store.get(trade_no) if valid(trade_no) else None
+        if record is None:
+            return not_found(trade_no)
+        history = record.pop("history", [])
+        flower_link = f"{flower}/tasks?search={quote(trade_no, safe='')}" if flower else ""
+        return page("job.html", title=trade_no, trade_no=trade_no, record=record, history=history,
+                    flower_link=flower_link)
+
+    @pages.get("/jobs/<trade_no>/resolve")
+    def resolve_start(trade_no: str):
+        record, problem = in_review(trade_no)
+        if problem:
+            return problem
+        return resolve_form(trade_no, record, {"state": "", "reason": "", "operator": g.ops_user}, {})
+
+    @pages.post("/jobs/<trade_no>/resolve/confirm")
+    def resolve_confirm(trade_no: str):
+        record, problem = in_review(trade_no)
+        if problem:
+            return problem
+        fields = submitted()
+        errors = _form_errors(fields)
+        if errors:
+            return resolve_form(trade_no, record, fields, errors, 422)
+        return page("confirm.html", title=f"Resolve {trade_no}?", trade_no=trade_no, record=record,
+                    fields=fields)
+
+    @pages.post("/jobs/<trade_no>/resolve")
+    def resolve(trade_no: str):
+        if not valid(trade_no):
+            return not_found(trade_no)
+        fields = submitted()
+        try:
+            runtime().review.resolve(trade_no, fields["state"], fields["reason"], fields["operator"])
+        except InvalidError as exc:
+            record = runtime().store.get(trade_no) or {}
+            return resolve_form(trade_no, record, fields, exc.errors, 422)
+        except NoSuchJob:
+            return not_found(trade_no)
+        except NotInReview as exc:
+            return refused(409, "Not in review", str(exc))
+        return redirect(url_for("ops_pages.index", resolved=trade_no), 303)
+
+    @pages.post("/jobs/<trade_no>/query")
+    def query(trade_no: str):
+        if not valid(trade_no):
+            return not_found(trade_no)
+        rt = runtime()
+        before = rt.store.get(trade_no)
+        try:
+            answer = rt.review.query(trade_no)
+        except NoSuchJob:
+            return not_found(trade_no)
+        except CheckoutError as exc:
+            return refused(502, "Gateway error", f"The gateway did not answer usefully: {exc.message}")
+        after = answer.get("record") or {}
+        changes = [(name, (before or {}).get(name), after.get(name)) for name in _WATCHED
+                   if (before or {}).get(name) != after.get(name)]
+        return page("query.html", title=f"Query {trade_no}", trade_no=trade_no, answer=answer,
+                    changes=changes, record=after)
+
+    return pages
+
+
+def _form_errors(fields: dict) -> dict:
+    """The resolve form's rules, checked before the confirmation step (``resolve`` checks again)."""
+    errors = {}
+    if fields["state"] not in CHOICES:
+        errors["state"] = ["must be succeeded or failed"]
+    if not fields["reason"].strip() or len(fields["reason"]) > REASON_MAX:
+        errors["reason"] = [f"required: why, in 1 to {REASON_MAX} characters"]
+    if not fields["operator"].strip() or len(fields["operator"]) > OPERATOR_MAX:
+        errors["operator"] = [f"required: who decides, in 1 to {OPERATOR_MAX} characters"]
+    return errors
+
+
+def _age(seconds: object) -> str:
+    try:
+        left = max(0, int(seconds))
+    except (TypeError, ValueError):
+        return ""
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if left >= size or (unit == "s" and not parts):
+            parts.append(f"{left // size}{unit}")
+            left %= size
+        if len(parts) == 2:
+            break
+    return " ".join(parts)
+
+
+def _shown(value: object) -> str:
+    """A record or history value as text (autoescaped by the template like any other)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return str(value)
+
+
+def _when(ms: object) -> str:
+    """A store time (Unix milliseconds) as UTC text; anything else as it is."""
+    try:
+        return datetime.fromtimestamp(int(ms) / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (TypeError, ValueError, OverflowError, OSError):
+        return "" if ms is None else str(ms)
