@@ -89,7 +89,9 @@ def test_compose_services(compose):
     assert "--basic-auth=" in services["flower"]["command"]
 
     assert services["sandbox"]["profiles"] == ["dev"]
-    assert [n for n, svc in services.items() if svc.get("profiles")] == ["sandbox"]
+    # everything else runs on a plain `up`; the monitoring services only with their profile
+    assert {n: svc["profiles"] for n, svc in services.items() if svc.get("profiles")} == {
+        "sandbox": ["dev"], "prometheus": ["monitoring"], "grafana": ["monitoring"]}
 
 
 BREAKAGES = {
