@@ -27,7 +27,7 @@ __all__ = ["Bench", "WaitResult", "MemorySampler", "MERCHANT_NO", "APP_SECRET", 
 
 MERCHANT_NO = "M-BENCH-0001"
 APP_SECRET = "bench-secret-5b1e2d"
-QUEUES = ("checkout", "callbacks", "reconcile")
+QUEUES = ("checkout", "callbacks", "reconcile", "webhooks")
 # final states a job that will never be ``paying`` ends in (counted, so a wait does not hang)
 _SETTLED = frozenset({"unknown", "declined", "rejected", "failed"})
 

@@ -40,6 +40,8 @@ BENCHMARKS = {
                 {"jobs": 150, "pyspy_seconds": 6},
                 {"jobs": 600, "pyspy_seconds": 15}),
     "lease": ("bench.lease", {"calls": 2000}, {"calls": 10000}),
+    "webhooks": ("bench.webhooks", {"events": 300, "jobs": 400, "rounds": 1},
+                 {"events": 2000, "jobs": 2000, "rounds": 3}),
 }
 
 

@@ -31,7 +31,7 @@ from worker.openapi import build_openapi
 from worker.runtime import Runtime, checkout_schema
 from worker.settings import Settings
 
-__all__ = ["producer_api"]
+__all__ = ["producer_api", "bearer_guard"]
 
 _REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
@@ -40,16 +40,11 @@ def _problem(status: int, error: str, **extra):
     return jsonify({"error": error, **extra}), status
 
 
-def producer_api(settings: Settings, runtime: Callable[[], Runtime]) -> Blueprint:
-    api = Blueprint("producer_api", __name__)
-    schema = checkout_schema(settings)
+def bearer_guard(settings: Settings) -> Callable[[], object]:
+    """The check every API view runs first: ``Authorization: Bearer $VEXORA_API_TOKEN``."""
     token = settings.api_token.encode("utf-8")
-    document = build_openapi(schema)
 
-    @api.before_request
     def authenticate():
-        if request.endpoint == "producer_api.openapi":
-            return None
         given = request.headers.get("Authorization", "")
         scheme, _, credential = given.partition(" ")
         if not token or scheme.lower() != "bearer" or not hmac.compare_digest(credential.encode("utf-8"), token):
@@ -58,6 +53,21 @@ def producer_api(settings: Settings, runtime: Callable[[], Runtime]) -> Blueprin
             response.headers["WWW-Authenticate"] = 'Bearer realm="vexora-checkout"'
             return response, status
         return None
+    return authenticate
+
+
+def producer_api(settings: Settings, runtime: Callable[[], Runtime]) -> Blueprint:
+    api = Blueprint("producer_api", __name__)
+    schema = checkout_schema(settings)
+    document = build_openapi(schema)
+
+    guard = bearer_guard(settings)
+
+    @api.before_request
+    def authenticate():
+        if request.endpoint == "producer_api.openapi":
+            return None
+        return guard()
 
     @api.post("/v1/checkouts")
     def create_checkout():

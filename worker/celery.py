@@ -11,12 +11,14 @@ from celery import Celery
 
 from worker.settings import Settings
 
-__all__ = ["app", "create_app", "CHECKOUT_QUEUE", "CALLBACK_QUEUE", "RECONCILE_QUEUE"]
+__all__ = ["app", "create_app", "CHECKOUT_QUEUE", "CALLBACK_QUEUE", "RECONCILE_QUEUE", "WEBHOOK_QUEUE"]
 
 CHECKOUT_QUEUE = "checkout"
 CALLBACK_QUEUE = "callbacks"
 # its own queue: a backlog of checkouts must not hold a pass back until it expires
 RECONCILE_QUEUE = "reconcile"
+# its own queue too: a slow receiver never delays checkouts
+WEBHOOK_QUEUE = "webhooks"
 
 
 def create_app(settings: Settings | None = None) -> Celery:
@@ -46,6 +48,7 @@ def create_app(settings: Settings | None = None) -> Celery:
             "vexora.checkout.*": {"queue": CHECKOUT_QUEUE},
             "vexora.reconcile": {"queue": RECONCILE_QUEUE},
             "vexora.callback.*": {"queue": CALLBACK_QUEUE},
+            "vexora.webhooks.*": {"queue": WEBHOOK_QUEUE},
         },
         # Twice the lease (Settings.redelivery_after): a dead worker's message comes back once its
         # lease has run out; swept often enough that it comes back soon after that.
@@ -60,6 +63,11 @@ def create_app(settings: Settings | None = None) -> Celery:
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=True,
         beat_schedule={
+            "webhooks": {
+                "task": "vexora.webhooks.dispatch",
+                "schedule": settings.webhook_dispatch_interval,
+                "options": {"expires": max(1.0, settings.webhook_dispatch_interval)},
+            },
             "reconcile": {
                 "task": "vexora.reconcile",
                 "schedule": settings.reconcile_interval,

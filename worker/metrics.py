@@ -172,6 +172,8 @@ _COUNTERS = {
                                ["op", "outcome"]),
     "callbacks_total": ("vexora_callbacks", "Gateway callbacks received by the web app, by result.", ["result"]),
     "reconcile_total": ("vexora_reconcile", "Reconciler checks, by result.", ["result"]),
+    "webhook_deliveries_total": ("vexora_webhook_deliveries", "Webhook delivery attempts, by result.",
+                                 ["result"]),
 }
 _HISTOGRAMS = {
     "gateway_request_duration_seconds": ("vexora_gateway_request_duration_seconds",

@@ -47,8 +47,35 @@ class Runtime:
     def store(self):
         from worker.store import JobStore
         s = self.settings
-        return JobStore(self.redis, prefix=s.key_prefix, ttl_seconds=s.job_ttl_seconds,
-                        events_maxlen=s.events_maxlen, payload_retention=s.payload_retention_seconds)
+        store = JobStore(self.redis, prefix=s.key_prefix, ttl_seconds=s.job_ttl_seconds,
+                         events_maxlen=s.events_maxlen, payload_retention=s.payload_retention_seconds)
+        if s.webhook_url:
+            # the default endpoint exists before the first change is recorded: the store's move
+            # script records webhook events only when an endpoint does
+            self.webhook_endpoints.sync_default(s.webhook_url, s.webhook_secret)
+        return store
+
+    @cached_property
+    def webhook_endpoints(self):
+        from worker.webhooks.endpoints import Endpoints
+        s = self.settings
+        return Endpoints(self.redis, s.key_prefix, allow_private=s.webhook_allow_private,
+                         rotation_grace=s.webhook_rotation_grace)
+
+    @cached_property
+    def webhook_dispatcher(self):
+        from worker.webhooks.outbox import Dispatcher
+        return Dispatcher(self.redis, self.settings.key_prefix, self.webhook_endpoints,
+                          lambda members: self.send("vexora.webhooks.deliver", members),
+                          claim_seconds=self.settings.webhook_claim_seconds)
+
+    @cached_property
+    def webhook_deliverer(self):
+        from worker.webhooks.delivery import Deliverer
+        s = self.settings
+        return Deliverer(self.webhook_dispatcher, self.webhook_endpoints, schedule=s.webhook_retry_schedule,
+                         timeout=s.webhook_timeout, disable_after=s.webhook_disable_after,
+                         allow_private=s.webhook_allow_private, meter=self.meter if s.metrics else None)
 
     @cached_property
     def celery(self):

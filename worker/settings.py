@@ -33,6 +33,13 @@ def _tuple(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
+def _seconds(text: str) -> tuple[float, ...]:
+    values = tuple(float(part) for part in _tuple(text))
+    if not values or any(v < 0 for v in values):
+        raise ValueError("a comma-separated list of seconds >= 0")
+    return values
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a process needs to know; immutable once built."""
@@ -80,6 +87,16 @@ class Settings:
     metrics_token: str = field(default="", repr=False)  # set: /metrics needs this bearer token
     flower_url: str = ""  # links from the /ops page to Flower
 
+    webhook_url: str = ""  # the default endpoint for signed webhooks (more: `vexora-checkout webhooks add`)
+    webhook_secret: str = field(default="", repr=False)  # its whsec_... secret
+    webhook_retry_schedule: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
+    webhook_allow_private: bool = False  # endpoints on loopback/private/link-local addresses
+    webhook_timeout: float = 10.0
+    webhook_dispatch_interval: float = 1.0
+    webhook_claim_seconds: float = 60.0  # a delivery handed to a worker that died is handed out again after this
+    webhook_rotation_grace: float = 24 * 3600.0  # an old secret still signs this long after a rotation
+    webhook_disable_after: float = 5 * 24 * 3600.0  # an endpoint failing this long is disabled
+
     reconcile_interval: float = 10.0
     reconcile_batch: int = 200
     paying_query_after: float = 15 * 60.0
@@ -125,6 +142,15 @@ class Settings:
         "metrics": ("VEXORA_METRICS", _bool),
         "metrics_token": ("VEXORA_METRICS_TOKEN", str),
         "flower_url": ("VEXORA_FLOWER_URL", str),
+        "webhook_url": ("VEXORA_WEBHOOK_URL", str),
+        "webhook_secret": ("VEXORA_WEBHOOK_SECRET", str),
+        "webhook_retry_schedule": ("VEXORA_WEBHOOK_RETRY_SCHEDULE", _seconds),
+        "webhook_allow_private": ("VEXORA_WEBHOOK_ALLOW_PRIVATE", _bool),
+        "webhook_timeout": ("VEXORA_WEBHOOK_TIMEOUT", float),
+        "webhook_dispatch_interval": ("VEXORA_WEBHOOK_DISPATCH_INTERVAL", float),
+        "webhook_claim_seconds": ("VEXORA_WEBHOOK_CLAIM_SECONDS", float),
+        "webhook_rotation_grace": ("VEXORA_WEBHOOK_ROTATION_GRACE", float),
+        "webhook_disable_after": ("VEXORA_WEBHOOK_DISABLE_AFTER", float),
         "reconcile_interval": ("VEXORA_RECONCILE_INTERVAL", float),
         "reconcile_batch": ("VEXORA_RECONCILE_BATCH", int),
         "paying_query_after": ("VEXORA_PAYING_QUERY_AFTER", float),

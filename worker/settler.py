@@ -69,7 +69,8 @@ class Settler:
             if decision.verdict not in ("n/a", "match", "partial"):
                 detail["amount"] = decision.verdict
             if decision.review:
-                fields["needsReview"] = True  # with the move; the reason and its event just after
+                # with the move, so the record is never half-flagged; the queue and the event follow
+                fields.update(needsReview=True, reviewReason=decision.review)
                 detail["review"] = decision.review
             counters = (self.limits.success_counter(job.fields.get("ipHash"))
                         if decision.count_success and self.limits else [])

@@ -37,7 +37,7 @@ from worker import states
 from schemas import trade_no_errors
 from worker.errors import DuplicateTradeNoError, InvalidError, LeaseLostError
 
-__all__ = ["JobStore", "Job", "Moved", "fingerprint"]
+__all__ = ["JobStore", "Job", "Moved", "fingerprint", "public_fields", "WEBHOOK_STATES"]
 
 log = logging.getLogger("vexora.store")
 
@@ -67,9 +67,17 @@ return {'created', 'queued'}
 
 _FLAG = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if redis.call('HGET', KEYS[1], 'reviewReason') == ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], 'needsReview', 'true', 'reviewReason', ARGV[2], 'reviewAt', ARGV[3])
+-- once per reason (a resent callback flags once); a move may have set needsReview and the
+-- reason already, in its own step, so the record is never half-flagged
+if redis.call('HGET', KEYS[1], 'flaggedReason') == ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'needsReview', 'true', 'reviewReason', ARGV[2], 'reviewAt', ARGV[3],
+           'flaggedReason', ARGV[2])
 redis.call('SADD', KEYS[4], ARGV[1])
+if redis.call('EXISTS', ARGV[6] .. 'webhooks:endpoints') == 1 then
+  local seq = redis.call('HINCRBY', KEYS[1], 'webhookSeq', 1)
+  redis.call('XADD', ARGV[6] .. 'webhooks:outbox', 'MAXLEN', '~', ARGV[5], '*', 'type', 'checkout.needs_review',
+             'tradeNo', ARGV[1], 'sequence', seq, 'at', ARGV[3], 'record', cjson.encode(redis.call('HGETALL', KEYS[1])))
+end
 redis.call('RPUSH', KEYS[2], '{"at":' .. ARGV[3] .. ',"from":null,"to":null,"detail":' .. ARGV[4] .. '}')
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'tradeNo', ARGV[1], 'from', '', 'to', '',
            'at', ARGV[3], 'detail', ARGV[4])
@@ -193,6 +201,16 @@ if current ~= ARGV[1] then
     if s == ARGV[1] then redis.call('ZADD', ARGV[18] .. 'entered:' .. ARGV[1], now, ARGV[12]) end
   end
 end
+if ARGV[19] ~= '' then
+  -- a merchant acts on this change: one webhook event, in the same step as the change, so no
+  -- event is lost when a worker dies after it (delivered later by worker.webhooks)
+  if redis.call('EXISTS', ARGV[18] .. 'webhooks:endpoints') == 1 then
+    local seq = redis.call('HINCRBY', KEYS[1], 'webhookSeq', 1)
+    redis.call('XADD', ARGV[18] .. 'webhooks:outbox', 'MAXLEN', '~', ARGV[5], '*', 'type', ARGV[19],
+               'tradeNo', ARGV[12], 'sequence', seq, 'at', now,
+               'record', cjson.encode(redis.call('HGETALL', KEYS[1])))
+  end
+end
 for _, c in ipairs(cjson.decode(ARGV[13])) do
   -- counters that must move with the state, exactly once (e.g. successes per payer IP)
   redis.call('HINCRBY', c[1], c[2], 1)
@@ -205,7 +223,10 @@ return {1, current, tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0'), pa
 """
 
 # Fields a record may hold that get_checkout never shows.
-_PRIVATE = {"payload", "fingerprint", "leaseToken"}
+_PRIVATE = {"payload", "fingerprint", "leaseToken", "webhookSeq", "flaggedReason"}
+# States a merchant acts on: each move into one is a webhook event (``checkout.<state>``).
+WEBHOOK_STATES = frozenset({states.PAYING, states.SUCCEEDED, states.PARTIALLY_PAID, states.FAILED,
+                            states.DECLINED, states.REJECTED, states.UNKNOWN})
 _JSON_FIELDS = {"errors", "contact"}
 _INT_FIELDS = {"attempts", "createdAt", "updatedAt", "leaseUntil", "reconcileChecks", "nextCheckAt"}
 
@@ -374,7 +395,8 @@ class JobStore:
                   json.dumps(list(drop)), int(claim_lease * 1000) if claim_lease is not None else "",
                   detail_json, trade_no, json.dumps([list(c) for c in counters]),
                   self.payload_retention, json.dumps(by_state) if by_state else "",
-                  increase or "", lease_token or "", f"{self.prefix}:"],
+                  increase or "", lease_token or "", f"{self.prefix}:",
+                  f"checkout.{target}" if target in WEBHOOK_STATES else ""],
         )
         moved = Moved(bool(applied), _text(previous) if previous else None, int(attempts or 0),
                       json.loads(payload) if payload else None, token if applied else None,
@@ -406,7 +428,7 @@ class JobStore:
                                  ensure_ascii=False, separators=(",", ":"))
         flagged = bool(self._flag(keys=[self.job_key(trade_no), self.history_key(trade_no), self.events_key,
                                         self.review_key],
-                                  args=[trade_no, reason, now, detail_json, self.events_maxlen]))
+                                  args=[trade_no, reason, now, detail_json, self.events_maxlen, f"{self.prefix}:"]))
         if flagged:
             log.warning("needs_review tradeNo=%s reason=%s", trade_no, json.dumps(reason, ensure_ascii=False))
         return flagged
@@ -415,6 +437,7 @@ class JobStore:
         """A person resolved the job: out of the review queue, with a ``review_resolved`` event."""
         pipe = self.redis.pipeline()
         pipe.hset(self.job_key(trade_no), "needsReview", "false")
+        pipe.hdel(self.job_key(trade_no), "flaggedReason")  # the same reason later flags again
         pipe.srem(self.review_key, trade_no)
         pipe.execute()
         self.note(trade_no, "review_resolved", detail)
@@ -526,6 +549,12 @@ class JobStore:
         until = self.now_ms() - int(older_than_s * 1000)
         return [_text(t) for t in self.redis.zrangebyscore(self.index_key(state), "-inf", until,
                                                             start=0, num=limit)]
+
+
+def public_fields(raw: Mapping[object, object]) -> dict:
+    """A record's fields as ``get_checkout`` shows them (decoded, private ones left out)."""
+    fields = {_text(k): _text(v) for k, v in raw.items()}
+    return {k: _decode(k, v) for k, v in fields.items() if k not in _PRIVATE}
 
 
 def _compact(value: Mapping[str, object]) -> str:

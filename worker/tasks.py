@@ -96,3 +96,16 @@ def process_callback(fields: dict) -> str:
 def reconcile() -> dict:
     """Settle unknown and stale jobs by querying the gateway; re-drive stuck submits."""
     return get_runtime().reconciler.run()
+
+
+@app.task(name="vexora.webhooks.dispatch", ignore_result=True)
+def dispatch_webhooks() -> dict:
+    """Fan recorded events out to the endpoints and hand out the due deliveries (beat, every second)."""
+    return get_runtime().webhook_dispatcher.run()
+
+
+@app.task(name="vexora.webhooks.deliver", autoretry_for=_REDIS_DOWN, retry_backoff=True, max_retries=8,
+          ignore_result=True)
+def deliver_webhooks(members: list) -> dict:
+    """POST some due deliveries of one endpoint (messages carry ids only, never the event)."""
+    return get_runtime().webhook_deliverer.deliver([str(m) for m in members])

@@ -27,11 +27,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from schemas import CallbackSchema
-from worker.api import producer_api
+from worker.api import bearer_guard, producer_api
 from worker.bodies import read_limited
 from worker.celery import CALLBACK_QUEUE
 from worker.metrics import StoreCollector
 from worker.ops import ops_pages
+from worker.webhooks.http import webhooks_api
 from worker.runtime import get_runtime
 from worker.settings import Settings
 from worker.signing import RawNumber, parse_json_keeping_numbers, verify
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None, runtime=None) -> Flask:
         return _text("OK", 200)
 
     web.register_blueprint(producer_api(settings, rt))
+    web.register_blueprint(webhooks_api(bearer_guard(settings), rt))
     web.register_blueprint(ops_pages(settings, rt, settings.flower_url))
 
     @web.get("/metrics")

@@ -65,7 +65,9 @@ def test_a_paid_amount_other_than_requested_is_put_in_front_of_a_person(stack):
     record = stack.wait_state(short, states.PARTIALLY_PAID)
     assert record["needsReview"] is True and "299.00" in record["reviewReason"]
     assert transitions(record, states.PARTIALLY_PAID)[0]["detail"]["amount"] == "under"
-    assert record["history"][-1]["detail"]["kind"] == "needs_review"
+    from worker.waiting import wait_until
+    wait_until(lambda: stack.record(short)["history"][-1]["detail"].get("kind") == "needs_review",
+               timeout=20, what="the needs_review event, just after the move")
     record = stack.wait_state(over, states.SUCCEEDED)
     assert record["needsReview"] is True and record["paidAmount"] == "301.00"
 

@@ -81,7 +81,7 @@ def test_compose_services(compose):
 
     worker = services["worker"]
     assert worker["deploy"]["replicas"] == 2
-    assert "-Q checkout,callbacks,reconcile" in worker["command"] and "--pool threads" in worker["command"]
+    assert "-Q checkout,callbacks,reconcile,webhooks" in worker["command"] and "--pool threads" in worker["command"]
     assert worker["stop_grace_period"]
     assert services["beat"]["deploy"]["replicas"] == 1
     assert services["web"]["command"].startswith("gunicorn worker.web:app")

@@ -109,7 +109,7 @@ class Stack:
         assert proc.alive, proc.log()
         return proc
 
-    def start_worker(self, concurrency: int = 4, queues: str = "checkout,callbacks,reconcile") -> Process:
+    def start_worker(self, concurrency: int = 4, queues: str = "checkout,callbacks,reconcile,webhooks") -> Process:
         name = f"w{uuid.uuid4().hex[:6]}@test"
         proc = self._spawn(name, python_cmd("-m", "celery", "-A", "worker", "worker", "-Q", queues,
                                             "--pool", "threads", "-c", str(concurrency), "-n", name,

@@ -10,12 +10,13 @@ from worker.web import create_app
 
 
 def routes() -> dict[str, set[str]]:
-    app = create_app(Settings(app_secret="s", api_token="t"))
+    app = create_app(Settings(app_secret="s", api_token="t", metrics=False))
     found: dict[str, set[str]] = {}
     for rule in app.url_map.iter_rules():
         if rule.rule == "/ops" or rule.rule.startswith("/ops/"):
             continue  # the operations pages are HTML for people, not API
         path = re.sub(r"<(?:[^:>]+:)?trade_no>", "{tradeNo}", rule.rule)
+        path = path.replace("<endpoint_id>", "{endpointId}").replace("<action>", "{action}")
         found.setdefault(path, set()).update(m.lower() for m in rule.methods - {"HEAD", "OPTIONS"})
     return found
 

@@ -6,7 +6,7 @@ from worker.web import create_app
 
 
 def client(allowed):
-    return create_app(Settings(app_secret="s", callback_allowed_ips=allowed)).test_client()
+    return create_app(Settings(app_secret="s", callback_allowed_ips=allowed, metrics=False)).test_client()
 
 
 def test_a_source_outside_the_allow_list_is_403():

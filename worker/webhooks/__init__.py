@@ -1,0 +1,13 @@
+"""Signed outgoing webhooks (Standard Webhooks) to the merchant's own endpoints.
+
+    signing.py    whsec_ secrets and the v1 HMAC-SHA256 signature header
+    endpoints.py  the operator's endpoints: URL checks, event-type filters, rotation, disabling
+    outbox.py     events recorded by the store's move script -> one delivery per endpoint, due times
+    delivery.py   one POST per delivery, its attempt recorded, the retry schedule kept in Redis
+
+An event is written to the outbox stream in the same atomic step as the state change it reports
+(``worker.store``); the dispatcher (``vexora.webhooks.dispatch``, every second on the ``webhooks``
+queue) fans it out to the endpoints that want it and hands due deliveries to
+``vexora.webhooks.deliver``. Delivery is at least once: a receiver drops a repeat by
+``webhook-id``, a stale event by the job's ``sequence``.
+"""
