@@ -79,6 +79,7 @@ class Bench:
         self.sandbox: Service | None = None
         self.web: Service | None = None
         self.web_shape = (0, 0)
+        self.extra_cpu_pids: dict[str, int] = {}  # e.g. a webhook receiver a benchmark started
         self._ids = count(1)
         self._run = uuid.uuid4().hex[:6]
 
@@ -197,6 +198,7 @@ class Bench:
                 "bench (client/poll)": os.getpid()}
         if self.web is not None:
             pids["web"] = self.web.popen.pid
+        pids.update(self.extra_cpu_pids)
         return pids
 
     def batch(self, workers: list[Service], n: int, *, timeout: float,

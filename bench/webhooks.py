@@ -62,6 +62,7 @@ def run(bench: Bench, sizes: dict) -> Section:
     bench.services.started.append(receiver)
     url = f"http://127.0.0.1:{port}"
     receiver.wait_ready(http_ok(url + "/_receiver/stats"), timeout=30)
+    bench.extra_cpu_pids["receiver"] = receiver.popen.pid
     prefix = bench.settings.key_prefix
     endpoints = Endpoints(bench.redis, prefix, allow_private=True, rotation_grace=60)
     dispatcher = Dispatcher(bench.redis, prefix, endpoints,
@@ -70,7 +71,8 @@ def run(bench: Bench, sizes: dict) -> Section:
     env = {"VEXORA_WEBHOOK_ALLOW_PRIVATE": "true"}
     workers = [bench.start_worker(concurrency=shape[1], extra_env=env) for _ in range(shape[0])]
     throughput = Table(["what", "events", "seconds", "deliveries/s", "verified", "rejected"])
-    pipeline = Table(["round", "bare client req/s", "webhooks", "pipeline jobs/s", "ratio", "webhooks verified"])
+    pipeline = Table(["round", "bare client req/s", "webhooks", "pipeline jobs/s", "ratio", "webhooks verified",
+                      "CPU ms per job: workers", "receiver", "bench (dispatcher, poll)", "Redis"])
     data: dict = {}
     try:
         bench.resume(workers, queues=("webhooks",))
@@ -105,10 +107,16 @@ def run(bench: Bench, sizes: dict) -> Section:
                     pipe = bench.batch(workers, sizes["jobs"], timeout=max(60, sizes["jobs"] / 20))
                 ratio = pipe["jobs_per_s"] / bare["rps"]
                 ratios[mode].append(ratio)
-                pipeline.add(r, bare["rps"], mode, pipe["jobs_per_s"], ratio, _stats(bench, url)["verified"])
+                pc = pipe["cpu_ms_per_job"]
+                workers_ms = sum(v for k, v in pc.items() if k.startswith("worker"))
+                pipeline.add(r, bare["rps"], mode, pipe["jobs_per_s"], ratio, _stats(bench, url)["verified"],
+                             workers_ms, pc.get("receiver", 0.0), pc.get("bench (client/poll)", 0.0),
+                             pc.get("redis", 0.0))
+                data.setdefault(f"cpu_{mode}", []).append({"workers": workers_ms, "receiver": pc.get("receiver", 0.0)})
         data["ratio_off"] = statistics.median(ratios["off"])
         data["ratio_on"] = statistics.median(ratios["on"])
     finally:
+        bench.extra_cpu_pids.pop("receiver", None)
         bench.redis.delete(endpoints.key)
         bench.gateway_latency(0)
         for worker in workers:
