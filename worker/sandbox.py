@@ -27,8 +27,6 @@ import json
 import logging
 import random
 import secrets
-import signal
-import socket
 import string
 import threading
 import time
@@ -37,9 +35,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import partial
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
+from worker.localserver import QuietHandler, serve_until_stopped
 from worker import sandbox_cashier as cashier
 from worker import signing
 from worker.sandbox_notify import JST, PAID_STATUSES, Notifier
@@ -550,7 +549,8 @@ class SandboxServer(ThreadingHTTPServer):
         self.notifier.close()
 
 
-class SandboxHandler(BaseHTTPRequestHandler):
+class SandboxHandler(QuietHandler):
+    logger = logger  # this module's, for QuietHandler's one line per request
     protocol_version = "HTTP/1.1"
     # headers and body go out in two writes; with Nagle on, the body waits ~40 ms for an ACK
     disable_nagle_algorithm = True
@@ -670,20 +670,6 @@ class SandboxHandler(BaseHTTPRequestHandler):
             # the client gave up (e.g. a read timeout under slow_after_create): expected
             self.close_connection = True
 
-    def _drop(self) -> None:
-        self.close_connection = True
-        try:
-            self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass  # already gone: that is what was asked
-
-    def log_request(self, code: object = "-", size: object = "-") -> None:
-        # method, path and status only: bodies and query strings may carry payer data
-        logger.info("%s %s %s", self.command, urlsplit(self.path).path, code)
-
-    def log_message(self, format: str, *args: object) -> None:
-        # send_error and timeouts come here with raw request text; log_request covers the status
-        pass
 
 
 def make_server(host: str = "127.0.0.1", port: int = 0, *, merchant_no: str, app_secret: str,
@@ -708,16 +694,4 @@ def run(host: str, port: int, *, merchant_no: str, app_secret: str,
     server = make_server(host, port, merchant_no=merchant_no, app_secret=app_secret,
                          public_url=public_url, time_factor=time_factor, autopay=autopay,
                          ip_limits=ip_limits)
-
-    def _stop(signum, frame):
-        raise SystemExit(0)  # unwinds serve_forever in the main thread; finally closes the socket
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _stop)
-    print(f"sandbox gateway listening on {server.url}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve_until_stopped(server, f"sandbox gateway listening on {server.url}")

@@ -43,17 +43,17 @@ from __future__ import annotations
 import json
 import logging
 import re
-import signal
-import socket
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from worker.localserver import QuietHandler, serve_until_stopped
 
 __all__ = ["Inbox", "ReceiverServer", "Rejected", "NotVerified", "Malformed", "verify", "make_receiver",
            "run"]
@@ -319,7 +319,8 @@ class ReceiverServer(ThreadingHTTPServer):
         self.webhook_url = self.url + path
 
 
-class ReceiverHandler(BaseHTTPRequestHandler):
+class ReceiverHandler(QuietHandler):
+    logger = logger  # this module's, for QuietHandler's one line per request
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body go out in two writes
     timeout = 60  # an idle keep-alive connection does not hold its thread for ever
@@ -415,19 +416,6 @@ class ReceiverHandler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the sender gave up: nothing more to say
 
-    def _drop(self) -> None:
-        self.close_connection = True
-        try:
-            self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass  # already gone: that is what was asked
-
-    def log_request(self, code: object = "-", size: object = "-") -> None:
-        # method, path and status only: bodies carry a job's record, headers its signature
-        logger.info("%s %s %s", self.command, urlsplit(self.path).path, code)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass  # send_error and timeouts come here with raw request text; log_request has the status
 
 
 def make_receiver(host: str = "127.0.0.1", port: int = 0, *, secrets: Iterable[str] = (),
@@ -445,19 +433,7 @@ def make_receiver(host: str = "127.0.0.1", port: int = 0, *, secrets: Iterable[s
 def run(host: str = "127.0.0.1", port: int = 0, *, secrets: Iterable[str], path: str = "/webhooks") -> None:
     """Serve until SIGTERM or Ctrl-C; prints one line once listening, for a parent to wait on."""
     server = make_receiver(host, port, secrets=secrets, path=path)
-
-    def _stop(signum, frame):
-        raise SystemExit(0)  # unwinds serve_forever in the main thread; finally closes the socket
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _stop)
-    print(f"webhook receiver listening on {server.url}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve_until_stopped(server, f"webhook receiver listening on {server.url}")
 
 
 def _main(argv: list[str] | None = None) -> None:

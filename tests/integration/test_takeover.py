@@ -3,7 +3,6 @@ its lease records nothing; the reconciler keeps running under a backlog of check
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 
