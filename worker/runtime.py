@@ -132,16 +132,19 @@ class Runtime:
     @cached_property
     def reconciler(self):
         from worker.reconcile import Reconciler
-        from worker.settler import Settler
         return Reconciler(self.settings, self.store, self.gateway,
                           lambda trade_no: self.send("vexora.checkout.submit", trade_no),
-                          Settler(self.store, self.limits), meter=self.meter if self.settings.metrics else None)
+                          self.settler, meter=self.meter if self.settings.metrics else None)
+
+    @cached_property
+    def settler(self):
+        from worker.settler import Settler
+        return Settler(self.store, self.limits)
 
     @cached_property
     def review(self):
         from worker.review import ReviewQueue
-        from worker.settler import Settler
-        return ReviewQueue(self.store, Settler(self.store, self.limits), lambda: self.gateway)
+        return ReviewQueue(self.store, self.settler, lambda: self.gateway)
 
 
 _lock = threading.Lock()

@@ -27,7 +27,7 @@ The rules (README "Job states"):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 
 from worker import states
@@ -130,10 +130,8 @@ def decide(current: str, report: Report, *, order_amount: object = None,
     fields["gatewayStatus"] = report.status
     if verdict not in ("n/a", "missing"):
         fields["paidAmount"] = str(report.paid_amount)
-    rule = _RULES[kind]
-    decision = rule(current, report, verdict, fields, paid_so_far)
-    return Decision(decision.target, decision.fields, decision.reason, decision.review, verdict,
-                    decision.target == states.SUCCEEDED, decision.increase, decision.annotate)
+    decision = _RULES[kind](current, report, verdict, fields, paid_so_far)
+    return replace(decision, verdict=verdict, count_success=decision.target == states.SUCCEEDED)
 
 
 def _paying(current: str, report: Report, verdict: str, fields: dict, paid_so_far) -> Decision:

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-
 import pytest
 
 from worker import states
+from tests.support.browser import CHROMIUM, chromium_context
 from tests.support.stack import Stack, payload
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None:
     pytest.skip("Debian's chromium is not installed (scripts/test installs it when run as root)",
                 allow_module_level=True)
@@ -30,17 +27,8 @@ def stack(redis_url, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    profile = tempfile.mkdtemp(prefix="vexora-chromium-")
-    with sync_api.sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-                  "--disable-component-update", "--disable-sync", "--disable-quic"])
-        try:
-            yield context
-        finally:
-            context.close()
-    shutil.rmtree(profile, ignore_errors=True)
+    with chromium_context(sync_api) as context:
+        yield context
 
 
 def test_a_payer_clicks_pay_and_the_job_succeeds(stack, browser):

@@ -23,18 +23,12 @@ def stack(redis_url, tmp_path_factory):
         s.stop()
 
 
-def paying(stack, **overrides) -> str:
-    trade_no = stack.enqueue(payload(**overrides))
-    stack.wait_state(trade_no, states.PAYING)
-    return trade_no
-
-
 def transitions(record, to):
     return [h for h in record["history"] if h["to"] == to]
 
 
 def test_paid_callback_moves_the_job_to_succeeded(stack):
-    trade_no = paying(stack)
+    trade_no = stack.paying()
     answer = stack.notify(stack.callback(trade_no, "0000", "300.00"))
     assert (answer.status_code, answer.text, answer.headers["Content-Type"].split(";")[0]) == \
         (200, "OK", "text/plain")
@@ -44,21 +38,21 @@ def test_paid_callback_moves_the_job_to_succeeded(stack):
 
 
 def test_failed_callback_keeps_code_and_message(stack):
-    trade_no = paying(stack)
+    trade_no = stack.paying()
     assert stack.notify(stack.callback(trade_no, "00029")).text == "OK"
     record = stack.wait_state(trade_no, states.FAILED)
     assert record["gatewayStatus"] == "00029" and record["message"] == "Failed"
 
 
 def test_partial_payment_records_the_paid_amount(stack):
-    trade_no = paying(stack)
+    trade_no = stack.paying()
     stack.notify(stack.callback(trade_no, "0001", "150.00"))
     record = stack.wait_state(trade_no, states.PARTIALLY_PAID)
     assert record["paidAmount"] == "150.00" and not record.get("needsReview")
 
 
 def test_a_paid_amount_other_than_requested_is_put_in_front_of_a_person(stack):
-    short, over = paying(stack), paying(stack)
+    short, over = stack.paying(), stack.paying()
     stack.notify(stack.callback(short, "0000", "299.00"))
     stack.notify(stack.callback(over, "0000", "301.00"))
     # "paid" but short is not succeeded: a merchant ships on succeeded
@@ -73,7 +67,7 @@ def test_a_paid_amount_other_than_requested_is_put_in_front_of_a_person(stack):
 
 
 def test_the_same_callback_five_times_is_one_transition(stack):
-    trade_no = paying(stack)
+    trade_no = stack.paying()
     body = stack.callback(trade_no, "0000")
     assert [stack.notify(body).text for _ in range(5)] == ["OK"] * 5
     stack.wait_state(trade_no, states.SUCCEEDED)
@@ -82,7 +76,7 @@ def test_the_same_callback_five_times_is_one_transition(stack):
 
 
 def test_ten_concurrent_deliveries_are_one_transition(stack):
-    trade_no = paying(stack)
+    trade_no = stack.paying()
     body = stack.callback(trade_no, "0000")
     with ThreadPoolExecutor(10) as pool:
         answers = list(pool.map(lambda _: stack.notify(body).text, range(10)))
@@ -92,7 +86,7 @@ def test_ten_concurrent_deliveries_are_one_transition(stack):
 
 
 def test_out_of_order_callbacks_never_move_backwards(stack):
-    trade_no = paying(stack)
+    trade_no = stack.paying()
     stack.notify(stack.callback(trade_no, "0001", "150.00"))
     stack.wait_state(trade_no, states.PARTIALLY_PAID)
     stack.notify(stack.callback(trade_no, "0000", "300.00"))
@@ -100,7 +94,7 @@ def test_out_of_order_callbacks_never_move_backwards(stack):
     for late in (stack.callback(trade_no, "0015"), stack.callback(trade_no, "0001", "150.00"),
                  stack.callback(trade_no, "00029")):
         assert stack.notify(late).text == "OK"
-    marker = paying(stack)  # a later job through the same queue: once it is done, so are those
+    marker = stack.paying()  # a later job through the same queue: once it is done, so are those
     stack.notify(stack.callback(marker, "0000"))
     stack.wait_state(marker, states.SUCCEEDED)
     record = stack.record(trade_no)
@@ -111,7 +105,7 @@ def test_out_of_order_callbacks_never_move_backwards(stack):
 
 
 def test_a_forged_signature_is_401_and_changes_nothing(stack):
-    trade_no = paying(stack)
+    trade_no = stack.paying()
     forged = stack.callback(trade_no, "0000", secret="not-the-secret")
     answer = stack.notify(forged)
     assert answer.status_code == 401 and answer.text == "invalid signature"
@@ -124,7 +118,7 @@ def test_a_forged_signature_is_401_and_changes_nothing(stack):
 
 def test_a_number_reformatted_by_a_float_parser_would_not_verify(stack):
     # the gateway signs "300.00"; a receiver that parsed it as 300.0 would refuse it. We accept it.
-    trade_no = paying(stack)
+    trade_no = stack.paying()
     assert stack.notify(stack.callback(trade_no, "0000", "300.00")).status_code == 200
 
 
@@ -142,7 +136,7 @@ def test_malformed_and_oversized_bodies_are_refused(stack, body, status):
 
 
 def test_a_signed_but_malformed_callback_is_400(stack):
-    trade_no = paying(stack)
+    trade_no = stack.paying()
     missing_status = json.loads(stack.callback(trade_no))
     del missing_status["status"]
     from worker.signing import sign
@@ -165,7 +159,7 @@ def test_a_callback_for_an_unknown_trade_no_is_kept_as_an_orphan_event(stack):
 
 
 def test_a_paid_callback_for_a_failed_job_is_flagged_for_review(stack):
-    trade_no = paying(stack)
+    trade_no = stack.paying()
     stack.notify(stack.callback(trade_no, "00029"))
     stack.wait_state(trade_no, states.FAILED)
     stack.notify(stack.callback(trade_no, "0000"))
@@ -182,7 +176,7 @@ def test_healthz(stack):
 
 def _settled_events(stack, trade_no):
     """The job's state events, once the queue has drained past a marker job."""
-    marker = paying(stack)
+    marker = stack.paying()
     stack.notify(stack.callback(marker, "0000"))
     stack.wait_state(marker, states.SUCCEEDED)
     return [e["to"] for _, e in stack.runtime.store.events(count=100_000)
@@ -192,7 +186,7 @@ def _settled_events(stack, trade_no):
 def test_ten_transactions_per_ip_a_day_then_rejected_before_sending(stack):
     ip = "8.8.8.1"
     for _ in range(10):
-        paying(stack, ipAddress=ip)
+        stack.paying(ipAddress=ip)
     trade_no = stack.enqueue(payload(ipAddress=ip))
     record = stack.wait_state(trade_no, states.REJECTED)
     assert "10 transactions" in record["errors"]["ipAddress"][0]
@@ -202,12 +196,12 @@ def test_ten_transactions_per_ip_a_day_then_rejected_before_sending(stack):
 def test_three_successes_per_ip_a_day_then_rejected(stack):
     ip = "8.8.8.2"
     for _ in range(3):
-        trade_no = paying(stack, ipAddress=ip)
+        trade_no = stack.paying(ipAddress=ip)
         body = stack.callback(trade_no, "0000")
         stack.notify(body)
         stack.notify(body)  # a resent callback does not count twice
         stack.wait_state(trade_no, states.SUCCEEDED)
-    paying(stack, ipAddress="8.8.8.3")  # another IP is not affected
+    stack.paying(ipAddress="8.8.8.3")  # another IP is not affected
     trade_no = stack.enqueue(payload(ipAddress=ip))
     record = stack.wait_state(trade_no, states.REJECTED)
     assert "3 successful" in record["errors"]["ipAddress"][0]
@@ -217,7 +211,7 @@ def test_three_successes_per_ip_a_day_then_rejected(stack):
 @pytest.mark.parametrize("status,state", [("0000", states.SUCCEEDED), ("0001", states.PARTIALLY_PAID),
                                           ("00029", states.FAILED)])
 def test_the_sandbox_gateway_callbacks_settle_jobs(stack, status, state):
-    trade_no = paying(stack)
+    trade_no = stack.paying()
     stack.set_gateway_status(trade_no, status)
     record = stack.wait_state(trade_no, state)
     assert record["gatewayStatus"] == status
@@ -229,7 +223,7 @@ def test_the_sandbox_gateway_callbacks_settle_jobs(stack, status, state):
 def test_logs_of_an_end_to_end_run_have_one_line_per_change_and_no_secrets(stack):
     from tests.support.stack import APP_SECRET, MARKERS
 
-    trade_no = paying(stack)
+    trade_no = stack.paying()
     stack.set_gateway_status(trade_no, "0000")
     stack.wait_state(trade_no, states.SUCCEEDED)
     logs = stack.logs()  # sandbox, worker and web (gunicorn access log included)

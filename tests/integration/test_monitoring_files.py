@@ -14,10 +14,11 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from worker.waiting import wait_until
 import requests
 from ruamel.yaml import YAML  # comes with check-jsonschema (no PyYAML here)
 
@@ -330,14 +331,13 @@ def test_flower_serves_metrics_without_its_basic_auth(tmp_path):
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
+        def answering() -> bool:
+            assert proc.poll() is None, (tmp_path / "flower.log").read_text()
             try:
-                requests.get(url + "/healthcheck", timeout=1)
-                break
+                return requests.get(url + "/healthcheck", timeout=1) is not None
             except requests.ConnectionError:
-                assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "flower.log").read_text()
-                time.sleep(0.2)
+                return False
+        wait_until(answering, timeout=30, interval=0.2, what="Flower to answer")
         assert requests.get(url + "/", timeout=5).status_code == 401
         metrics = requests.get(url + "/metrics", timeout=5)
         assert metrics.status_code == 200

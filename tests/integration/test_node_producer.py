@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -20,10 +19,9 @@ import pytest
 import redis
 
 from worker import states
+from tests.support.node import HAVE_NODE, install_node_producer
 from tests.support.stack import MARKERS, payload
 
-NODE_DIR = Path(__file__).resolve().parents[1] / "node"
-HAVE_NODE = bool(shutil.which("node") and shutil.which("npm"))
 
 pytestmark = [
     pytest.mark.integration,
@@ -34,16 +32,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def node_producer(tmp_path_factory) -> Path:
     """tests/node/ copied to a temp dir with its locked dependencies installed (``npm ci``)."""
-    workdir = tmp_path_factory.mktemp("node-producer")
-    for name in ("package.json", "package-lock.json", "enqueue.js"):
-        shutil.copy2(NODE_DIR / name, workdir / name)
-    try:
-        done = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=workdir, capture_output=True,
-                              text=True, timeout=600)
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"npm ci timed out:\n{exc.stdout}\n{exc.stderr}")
-    if done.returncode != 0:
-        pytest.fail(f"npm ci failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    workdir = install_node_producer(tmp_path_factory.mktemp("node-producer"))
     return workdir
 
 

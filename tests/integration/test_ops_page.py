@@ -5,8 +5,6 @@ over plain HTTP the page refuses strangers, forged forms and markup."""
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,10 +12,10 @@ from flask import Flask
 
 from worker import states
 from worker.ops import ops_pages
-from worker.reconcile import Reconciler
 from worker.settings import Settings
 from worker.waiting import wait_until
 from worker.web import create_app
+from tests.support.browser import CHROMIUM, chromium_context
 from tests.support.stack import MARKERS, Stack, payload
 
 pytestmark = pytest.mark.integration
@@ -25,7 +23,6 @@ pytestmark = pytest.mark.integration
 TOKEN = "ops-token"
 USER = "alice"
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "ops.png"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
@@ -49,29 +46,14 @@ def browser():
     if CHROMIUM is None:
         pytest.skip("Debian's chromium is not installed (scripts/test installs it when run as root)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (the dev extra) is not installed")
-    profile = tempfile.mkdtemp(prefix="vexora-chromium-")
-    with sync_api.sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, headless=True,
-            http_credentials={"username": USER, "password": TOKEN},
-            viewport={"width": 1200, "height": 800},
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-                  "--disable-component-update", "--disable-sync", "--disable-quic"])
-        try:
-            yield context
-        finally:
-            context.close()
-    shutil.rmtree(profile, ignore_errors=True)
+    with chromium_context(sync_api, http_credentials={"username": USER, "password": TOKEN},
+                          viewport={"width": 1200, "height": 800}) as context:
+        yield context
 
 
 def unsettled(stack) -> str:
     """A job the reconciler cannot settle: unknown, and past its horizon."""
-    job = payload()
-    stack.faults({"tradeNo": job["tradeNo"], "kind": "code_5000", "create": True})
-    trade_no = stack.enqueue(job)
-    stack.wait_state(trade_no, states.UNKNOWN)
-    rt = stack.runtime
-    Reconciler(stack.settings.replace(reconcile_horizon=0), rt.store, rt.gateway, lambda t: None).run()
+    trade_no = stack.unsettled()
     assert stack.record(trade_no)["needsReview"] is True
     return trade_no
 

@@ -11,9 +11,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from worker import states
-from worker.reconcile import Reconciler
 from worker.waiting import wait_until
-from tests.support.stack import Stack, payload
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -34,25 +33,8 @@ def api(stack, method: str, path: str, **kwargs):
                               timeout=30, **kwargs)
 
 
-def paying(stack) -> str:
-    trade_no = stack.enqueue(payload())
-    stack.wait_state(trade_no, states.PAYING)
-    return trade_no
-
-
-def unsettled(stack) -> str:
-    """A job the reconciler cannot settle: unknown, and past its horizon."""
-    job = payload()
-    stack.faults({"tradeNo": job["tradeNo"], "kind": "code_5000", "create": True})
-    trade_no = stack.enqueue(job)
-    stack.wait_state(trade_no, states.UNKNOWN)
-    rt = stack.runtime
-    Reconciler(stack.settings.replace(reconcile_horizon=0), rt.store, rt.gateway, lambda t: None).run()
-    return trade_no
-
-
 def test_a_job_the_reconciler_cannot_settle_is_listed_and_resolved_with_who_and_why(stack):
-    trade_no = unsettled(stack)
+    trade_no = stack.unsettled()
     listed = api(stack, "GET", "/v1/review").json()
     item = next(i for i in listed["items"] if i["tradeNo"] == trade_no)
     assert item["state"] == states.UNKNOWN and "horizon" in item["reviewReason"]
@@ -77,7 +59,7 @@ def test_a_job_the_reconciler_cannot_settle_is_listed_and_resolved_with_who_and_
 
 
 def test_query_now_applies_the_gateways_answer_by_the_normal_rules(stack):
-    trade_no = paying(stack)
+    trade_no = stack.paying()
     stack.drop_callbacks(trade_no)
     stack.set_gateway_status(trade_no, "0000", "250")  # short: partially paid and flagged
     answer = api(stack, "POST", f"/v1/checkouts/{trade_no}/query").json()
@@ -87,7 +69,7 @@ def test_query_now_applies_the_gateways_answer_by_the_normal_rules(stack):
 
 
 def test_the_cli_lists_and_resolves(stack):
-    trade_no = paying(stack)
+    trade_no = stack.paying()
     stack.notify(stack.callback(trade_no, "00032"))  # undocumented status: flagged, stays open
     wait_until(lambda: (stack.record(trade_no) or {}).get("needsReview"), timeout=20, what="the flag")
     env = stack.env
@@ -111,7 +93,7 @@ def _metrics(stack) -> dict:
 
 
 def test_metrics_parse_and_equal_the_store_after_an_end_to_end_run(stack):
-    jobs = [paying(stack) for _ in range(6)]
+    jobs = [stack.paying() for _ in range(6)]
     stack.set_gateway_status(jobs[0], "0000")
     stack.wait_state(jobs[0], states.SUCCEEDED)
     store = stack.runtime.store

@@ -32,12 +32,6 @@ def stack(redis_url, tmp_path_factory):
         s.stop()
 
 
-def paying(stack, **overrides) -> str:
-    trade_no = stack.enqueue(payload(**overrides))
-    stack.wait_state(trade_no, states.PAYING)
-    return trade_no
-
-
 def reconcile(stack) -> dict:
     """One reconciler pass in this process, every open job due at once."""
     rt = stack.runtime
@@ -58,7 +52,7 @@ def review_events(stack, trade_no: str) -> list[dict]:
 
 # -- 1. partially_paid is open --------------------------------------------------------------------
 def test_a_second_partial_payment_moves_the_job_again_with_the_larger_amount(stack):
-    trade_no = paying(stack)
+    trade_no = stack.paying()
     stack.notify(stack.callback(trade_no, "0001", "100.00"))
     stack.wait_state(trade_no, states.PARTIALLY_PAID)
     stack.notify(stack.callback(trade_no, "0001", "200.00"))
@@ -73,7 +67,7 @@ def test_a_second_partial_payment_moves_the_job_again_with_the_larger_amount(sta
 
 
 def test_a_failure_after_a_partial_payment_fails_the_job_and_asks_for_a_person(stack):
-    trade_no = paying(stack)
+    trade_no = stack.paying()
     stack.notify(stack.callback(trade_no, "0001", "100.00"))
     stack.wait_state(trade_no, states.PARTIALLY_PAID)
     stack.notify(stack.callback(trade_no, "00029"))
@@ -83,7 +77,7 @@ def test_a_failure_after_a_partial_payment_fails_the_job_and_asks_for_a_person(s
 
 
 def test_a_partial_payment_whose_final_callback_is_lost_is_settled_by_query(stack):
-    trade_no = paying(stack)
+    trade_no = stack.paying()
     stack.set_gateway_status(trade_no, "0001", "150")
     stack.wait_state(trade_no, states.PARTIALLY_PAID)
     stack.drop_callbacks(trade_no)
@@ -116,7 +110,7 @@ def test_a_403_page_from_the_query_after_a_timeout_leaves_the_job_unknown_not_de
 def test_successes_settled_by_query_count_for_the_ip_limit(stack):
     ip = "8.8.4.7"
     for _ in range(3):
-        trade_no = paying(stack, ipAddress=ip)
+        trade_no = stack.paying(ipAddress=ip)
         stack.drop_callbacks(trade_no)
         stack.set_gateway_status(trade_no, "0000")
     reconcile(stack)
@@ -130,7 +124,7 @@ def test_successes_settled_by_query_count_for_the_ip_limit(stack):
 
 # -- 4. one amount rule on every path -------------------------------------------------------------
 def test_a_query_that_reports_a_short_payment_is_flagged_not_succeeded(stack):
-    trade_no = paying(stack)
+    trade_no = stack.paying()
     stack.drop_callbacks(trade_no)
     stack.set_gateway_status(trade_no, "0000", "200")
     reconcile(stack)
@@ -141,7 +135,7 @@ def test_a_query_that_reports_a_short_payment_is_flagged_not_succeeded(stack):
 
 # -- 5. unrecognised statuses never end a payment ----------------------------------------------------
 def test_an_unrecognised_status_keeps_the_job_open_flagged_and_a_later_payment_settles_it(stack):
-    trade_no = paying(stack)
+    trade_no = stack.paying()
     stack.notify(stack.callback(trade_no, "00032", "300.00"))
     record = flagged(stack, trade_no)
     assert record["state"] == states.PAYING and "00032" in record["reviewReason"]
@@ -153,7 +147,7 @@ def test_an_unrecognised_status_keeps_the_job_open_flagged_and_a_later_payment_s
 
 
 def test_an_unrecognised_status_from_the_query_keeps_the_job_open(stack):
-    trade_no = paying(stack)
+    trade_no = stack.paying()
     stack.drop_callbacks(trade_no)
     stack.set_gateway_status(trade_no, "0100019")
     reconcile(stack)
@@ -174,7 +168,7 @@ def test_every_spelling_of_an_ip_is_one_payer():
 def test_the_ten_transaction_limit_sees_one_ip_in_many_spellings(stack):
     spellings = ["2400:ab00::1", "2400:AB00::1", "2400:ab00:0::1"]
     for n in range(10):
-        paying(stack, ipAddress=spellings[n % 3])
+        stack.paying(ipAddress=spellings[n % 3])
     trade_no = stack.enqueue(payload(ipAddress="2400:Ab00:0000::1"))
     record = stack.wait_state(trade_no, states.REJECTED)
     assert "10 transactions" in record["errors"]["ipAddress"][0]
@@ -206,7 +200,7 @@ def test_a_trade_no_that_breaks_the_rule_is_refused_everywhere_before_anything_i
 
 
 def test_a_job_named_like_another_jobs_key_cannot_break_it(stack):
-    trade_no = paying(stack)
+    trade_no = stack.paying()
     with pytest.raises(InvalidError):
         enqueue_checkout(payload(tradeNo=f"{trade_no}:history"), runtime=stack.runtime)
     assert get_checkout(trade_no, runtime=stack.runtime)["state"] == states.PAYING

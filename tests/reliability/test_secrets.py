@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ from worker.waiting import wait_until
 from tests.reliability.conftest import size
 from tests.support.flower import Flower
 from tests.support.processes import ROOT, python_cmd
+from tests.support.node import HAVE_NODE, install_node_producer
 from tests.support.stack import APP_SECRET, MARKERS, Stack, payload
 
 pytestmark = pytest.mark.integration
@@ -41,8 +41,6 @@ pytestmark = pytest.mark.integration
 TOKEN = "secrets-scenario-token"
 ENQUEUE = "vexora.checkout.enqueue"
 SUBMIT = "vexora.checkout.submit"
-NODE_DIR = ROOT / "tests" / "node"
-HAVE_NODE = bool(shutil.which("node") and shutil.which("npm"))
 THREADS = 4  # the worker's; as many blocking submits fill it
 # The countdown's jobs must be listed as scheduled, and every thread held, before their ETA; then
 # they are reserved until the gateway answers the held submits, which must outlast the checks.
@@ -106,17 +104,7 @@ def node_producer(tmp_path_factory) -> Path | None:
     """tests/node/ in a temp dir with its locked dependencies (``npm ci``); None without node/npm."""
     if not HAVE_NODE:
         return None
-    workdir = tmp_path_factory.mktemp("node-producer")
-    for name in ("package.json", "package-lock.json", "enqueue.js"):
-        shutil.copy2(NODE_DIR / name, workdir / name)
-    try:
-        done = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=workdir, capture_output=True,
-                              text=True, timeout=600)
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"npm ci timed out:\n{exc.stdout}\n{exc.stderr}")
-    if done.returncode != 0:
-        pytest.fail(f"npm ci failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-    return workdir
+    return install_node_producer(tmp_path_factory.mktemp("node-producer"))
 
 
 def node_enqueue(workdir: Path, stack: Stack, job: dict) -> str:

@@ -211,6 +211,26 @@ class Stack:
         from worker.client import enqueue_checkout
         return enqueue_checkout(job, runtime=self.runtime)
 
+    def paying(self, **overrides) -> str:
+        """A new job (``payload(**overrides)``) taken as far as ``paying``; its tradeNo."""
+        from worker import states
+        trade_no = self.enqueue(payload(**overrides))
+        self.wait_state(trade_no, states.PAYING)
+        return trade_no
+
+    def unsettled(self) -> str:
+        """A job the reconciler cannot settle: ``unknown`` (a 5000 after the order was created),
+        then past its horizon, so it is flagged for a person; its tradeNo."""
+        from worker import states
+        from worker.reconcile import Reconciler
+        job = payload()
+        self.faults({"tradeNo": job["tradeNo"], "kind": "code_5000", "create": True})
+        trade_no = self.enqueue(job)
+        self.wait_state(trade_no, states.UNKNOWN)
+        rt = self.runtime
+        Reconciler(self.settings.replace(reconcile_horizon=0), rt.store, rt.gateway, lambda t: None).run()
+        return trade_no
+
     def record(self, trade_no: str) -> dict | None:
         return self.runtime.store.get(trade_no)
 
