@@ -329,7 +329,47 @@ def findings(by_key: dict) -> str:
         out.append(f"{i}. {item}")
     out.append("")
     out += _before_after(p, c, cbk, one_cpu100)
+    out += _this_round(p, c)
     return "\n".join(out)
+
+
+# Where the round of issues 10-13 (settlement, takeover, metrics and review, webhooks) started: the
+# full run that ended issue 6 (code digest 233a1b3cff7f, 2026-11-28).
+ROUND_BEFORE = {"ratio100": 0.88, "jobs100": 263, "bare100": 298, "ratio0": 0.59, "cpu100": 4.45,
+                "trips": 16.4, "rt_submit": 3, "bytes": 1708, "rss": 71.1}
+# Table 1 in the other runs of that round, each side by side with the bare client (median of rounds):
+ROUND_OTHER_RUNS = "0.85, 0.91, 0.87 (full runs); 0.845 (pipeline only); 0.95 (`--quick`, one round)"
+
+
+def _this_round(p, c) -> list[str]:
+    pd = p.data if p else {}
+    d100, d0 = pd.get(0.1, {}), pd.get(0.0, {})
+    cd = c.data if c else {}
+    b = ROUND_BEFORE
+    rows = [
+        ("pipeline ratio at 100 ms, shipped shape", f"{b['ratio100']:.2f} ({b['jobs100']} jobs/s vs {b['bare100']} req/s)",
+         f"{_f(d100.get('ratio'), '.2f')} ({_f(d100.get('pipeline'))} jobs/s vs {_f(d100.get('bare'))} req/s)"),
+        ("pipeline ratio at 0 ms, shipped shape", f"{b['ratio0']:.2f}", _f(d0.get("ratio"), ".2f")),
+        ("worker CPU per job at 100 ms", f"{b['cpu100']:.2f} ms",
+         f"{_f((d100.get('pipe_cpu') or {}).get('worker'), '.2f')} ms"),
+        ("Redis round trips per job (all phases) / per submit (ours)", f"{b['trips']} / {b['rt_submit']}",
+         f"{_f(cd.get('trips_per_job'), '.1f')} / {_f(cd.get('rt_submit'))}"),
+        ("bytes kept per finished job", f"{b['bytes']:,}",
+         _f((cd.get('job_bytes') or 0) + (cd.get('stream_bytes') or 0), ',.0f')),
+    ]
+    out = ["", "## This round: issues 10–13", "",
+           "Before: the full run that ended the previous round (issue 6). After: this run. The round "
+           "added the settlement rules (no extra round trip: the create answer is judged on the job "
+           "the submit already holds), the renewable lease (the token-checked attempt count replaces "
+           "a two-command pipeline; the heartbeat is one round trip per process every 5 s), the "
+           "metrics (counted inside the move script, or in memory and flushed every 5 s) and the "
+           "webhook outbox (written by the move script only when an endpoint exists; table 9). The "
+           "bytes per job grew by the entry-time index and the flags' fields. Table 1 moved between "
+           f"runs of this round more than any of these costs: {ROUND_OTHER_RUNS}; read this run's "
+           "figure with the other processes' share in the header.", "",
+           "| | before | after |", "|---|---|---|"]
+    out += [f"| {name} | {before} | {after} |" for name, before, after in rows]
+    return out
 
 
 def statistics_mean(data: dict, key: str, field: str):
