@@ -101,6 +101,9 @@ def test_every_outcome_arrives_verified_through_downtime_and_503s(stack, receive
     jobs = [stack.enqueue(payload()) for _ in range(12)]
     jobs.append(stack.enqueue(payload(amount="1.5")))  # rejected, with its field errors
     wait_until(lambda: stack.record(jobs[0])["state"] in FINAL, timeout=30, what="the first outcome")
+    # the 503s come first: a request dropped while the receiver is down still counts as an attempt,
+    # so a receiver that went down before any first attempt would never answer one 503
+    wait_until(lambda: receiver.stats(stack.http)["failed_on_purpose"] > 0, timeout=30, what="a 503 answered")
     receiver.control(stack.http, "POST", "/_receiver/faults", down_for=3)  # the receiver goes away a while
     wait_until(lambda: final_event_arrived(receiver, stack, jobs), timeout=90, interval=0.5,
                what="every job's final event at the receiver")
