@@ -92,10 +92,11 @@ class Bench:
         return self.sandbox
 
     def start_worker(self, *, pool: str = "threads", concurrency: int = 32, paused: bool = True,
-                     extra_env: dict | None = None, timeout: float = 90) -> Service:
-        """A Celery worker on both queues; ``paused`` cancels its consumers once it answers."""
+                     extra_env: dict | None = None, timeout: float = 90, queues=QUEUES) -> Service:
+        """A Celery worker on ``queues`` (all of them by default); ``paused`` cancels its consumers
+        once it answers."""
         name = f"b{uuid.uuid4().hex[:6]}@bench"
-        argv = ["-m", "celery", "-A", "worker", "worker", "-Q", ",".join(QUEUES), "--pool", pool,
+        argv = ["-m", "celery", "-A", "worker", "worker", "-Q", ",".join(queues), "--pool", pool,
                 "-c", str(concurrency), "-n", name, "--loglevel", "INFO",
                 "--without-gossip", "--without-mingle"]
         env = {**self.env, **(extra_env or {})}
@@ -104,7 +105,7 @@ class Bench:
         service.worker_name = name
         service.wait_ready(lambda: self._worker_up(name), timeout=timeout)
         if paused:
-            self.pause([service])
+            self.pause([service], queues)
         return service
 
     def start_web(self, workers: int = 2, threads: int = 8) -> Service:

@@ -35,7 +35,7 @@ def main() -> None:
     Follow a job:  vexora-checkout status TRADENO --watch
     Review queue:  vexora-checkout review [query | resolve] ...
     Webhooks:      vexora-checkout webhooks [list | add | disable | enable | rotate | replay | attempts]
-    Run:           vexora-checkout worker | beat | web | sandbox
+    Run:           vexora-checkout worker [--webhooks] | beat | web | sandbox
 
     Configuration is by environment: REDIS_URL, VEXORA_BASE_URL, VEXORA_MERCHANT_NO,
     VEXORA_APP_SECRET (or VEXORA_APP_SECRET_FILE), VEXORA_NOTIFY_URL, VEXORA_API_TOKEN.
@@ -414,12 +414,19 @@ def web(bind: str, workers: int, threads: int) -> None:
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
-@click.option("--concurrency", "-c", default=16, show_default=True, type=int, help="Threads in this worker.")
+@click.option("--concurrency", "-c", type=int, help="Threads in this worker [default: 16; 8 with --webhooks].")
+@click.option("--webhooks", "webhooks_only", is_flag=True,
+              help="Be a webhook worker: the `webhooks` queue only (run one beside the checkout workers).")
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
-def worker(concurrency: int, celery_args: tuple[str, ...]) -> None:
-    """Run a Celery worker on both queues (extra arguments go to celery)."""
-    _exec("celery", "-A", "worker", "worker", "-Q", "checkout,callbacks,reconcile,webhooks", "--pool", "threads",
-          "--concurrency", str(concurrency), "--loglevel", "INFO", *celery_args)
+def worker(concurrency: int | None, webhooks_only: bool, celery_args: tuple[str, ...]) -> None:
+    """Run a Celery worker on the checkout, callbacks and reconcile queues, or with --webhooks on
+    the webhooks queue (extra arguments go to celery)."""
+    if webhooks_only:
+        queues, threads = ["-Q", "webhooks", "-n", "webhooks@%h"], concurrency or 8
+    else:
+        queues, threads = ["-Q", "checkout,callbacks,reconcile"], concurrency or 16
+    _exec("celery", "-A", "worker", "worker", *queues, "--pool", "threads",
+          "--concurrency", str(threads), "--loglevel", "INFO", *celery_args)
 
 
 @main.command(context_settings={"ignore_unknown_options": True})

@@ -2,12 +2,12 @@
 
 Starts a private Redis (unless ``REDIS_URL`` is set), the sandbox gateway, a verifying webhook
 receiver (the merchant's side, ``worker.webhook_receiver``, with a fresh ``whsec_`` secret), the
-web app, a worker, beat and — when installed — Flower; enqueues a realistic batch (most paid, some
-failed, one partial, a few invalid, some hitting injected gateway faults); a payer bot clicks the
-cashier buttons as payers would; live progress in the terminal; a summary at the end, with the
-webhooks the receiver verified (waiting up to ``WEBHOOK_WAIT`` seconds for each job's final one;
-they do not change the exit status yet). Every process it started is stopped on exit, on Ctrl-C
-and on SIGTERM.
+web app, a checkout worker and a webhook worker, beat and — when installed — Flower; enqueues a
+realistic batch (most paid, some failed, one partial, a few invalid, some hitting injected gateway
+faults); a payer bot clicks the cashier buttons as payers would; live progress in the terminal; a
+summary at the end, with the webhooks the receiver verified (waiting up to ``WEBHOOK_WAIT`` seconds
+for each job's final one; they do not change the exit status yet). Every process it started is
+stopped on exit, on Ctrl-C and on SIGTERM.
 """
 
 from __future__ import annotations
@@ -208,7 +208,7 @@ def _start_everything(cleanup: ExitStack, log_dir: Path, console: Console):
            "VEXORA_WEBHOOK_RETRY_SCHEDULE": os.environ.get("VEXORA_WEBHOOK_RETRY_SCHEDULE", "1,2,5,10")}
     services = Services(env, log_dir)
     cleanup.callback(services.stop_all)
-    with console.status("starting Redis, sandbox, webhook receiver, web, worker, beat…"):
+    with console.status("starting Redis, sandbox, webhook receiver, web, workers, beat…"):
         services.start("sandbox", "-m", "worker.cli", "sandbox", "--port", str(ports["sandbox"]),
                        "--time-factor", "0.05", ready=http_ok(urls["sandbox"] + "/_sandbox/stats"))
         services.start("receiver", "-m", "worker.webhook_receiver", "--port", str(ports["receiver"]),
@@ -216,10 +216,14 @@ def _start_everything(cleanup: ExitStack, log_dir: Path, console: Console):
         services.start("web", "-m", "gunicorn", "worker.web:app", "--bind", f"127.0.0.1:{ports['web']}",
                        "--worker-class", "gthread", "--workers", "2", "--threads", "8",
                        "--no-control-socket", ready=http_ok(urls["web"] + "/healthz"))
-        worker = services.start("worker", "-m", "celery", "-A", "worker", "worker", "-Q", "checkout,callbacks,reconcile,webhooks",
-                                "--pool", "threads", "-c", "8", "-n", "demo@%h", "--loglevel", "INFO",
-                                "--without-gossip", "--without-mingle")
-        worker.wait_ready(_log_says(worker, "ready."), timeout=60)
+        # the Procfile's shape: checkout workers, and a webhook worker of its own
+        workers = [services.start(name, "-m", "celery", "-A", "worker", "worker", "-Q", queues,
+                                  "--pool", "threads", "-c", threads, "-n", f"{name}@%h", "--loglevel", "INFO",
+                                  "--without-gossip", "--without-mingle")
+                   for name, queues, threads in (("demo", "checkout,callbacks,reconcile", "8"),
+                                                 ("webhooks", "webhooks", "4"))]
+        for worker in workers:
+            worker.wait_ready(_log_says(worker, "ready."), timeout=60)
         beat = services.start("beat", "-m", "celery", "-A", "worker", "beat", "--loglevel", "INFO",
                               "--schedule", str(log_dir / "beat-schedule"))
         beat.wait_ready(_log_says(beat, "beat: Starting"), timeout=60)

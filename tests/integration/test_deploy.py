@@ -34,7 +34,7 @@ BIN = Path(sys.executable).parent  # the venv's bin: honcho, check-jsonschema, c
 COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 PROCFILE = ROOT / "Procfile"
-PROCESS_TYPES = ["web", "worker", "beat", "flower", "sandbox"]
+PROCESS_TYPES = ["web", "worker", "webhooks", "beat", "flower", "sandbox"]
 FINAL = ("succeeded", "partially_paid", "failed")
 
 
@@ -71,7 +71,7 @@ def test_compose_services(compose):
     assert named in (compose.get("volumes") or {}), "redis data must be a named volume"
     assert "redis-cli" in " ".join(redis_svc["healthcheck"]["test"])
 
-    app_services = ["worker", "beat", "web", "flower", "sandbox"]
+    app_services = ["worker", "webhooks", "beat", "web", "flower", "sandbox"]
     for name in app_services:
         svc = services[name]
         assert svc["image"] == "vexora-checkout:latest", name
@@ -81,7 +81,8 @@ def test_compose_services(compose):
 
     worker = services["worker"]
     assert worker["deploy"]["replicas"] == 2
-    assert "-Q checkout,callbacks,reconcile,webhooks" in worker["command"] and "--pool threads" in worker["command"]
+    assert "-Q checkout,callbacks,reconcile " in worker["command"] and "--pool threads" in worker["command"]
+    assert "-Q webhooks " in services["webhooks"]["command"]  # deliveries never take a checkout thread
     assert worker["stop_grace_period"]
     assert services["beat"]["deploy"]["replicas"] == 1
     assert services["web"]["command"].startswith("gunicorn worker.web:app")
@@ -132,7 +133,8 @@ def test_env_example_names_every_setting():
     missing = [var for var in [*env_vars, "VEXORA_APP_SECRET_FILE"] if var not in names]
     assert not missing, f".env.example lacks {missing}"
     required = {"REDIS_URL", "VEXORA_BASE_URL", "VEXORA_MERCHANT_NO", "VEXORA_APP_SECRET",
-                "VEXORA_NOTIFY_URL", "VEXORA_API_TOKEN", "FLOWER_BASIC_AUTH", "WORKER_CONCURRENCY"}
+                "VEXORA_NOTIFY_URL", "VEXORA_API_TOKEN", "FLOWER_BASIC_AUTH", "WORKER_CONCURRENCY",
+                "WEBHOOK_CONCURRENCY"}
     assert not [var for var in required if names[var][1]], "the variables a deployment sets are not commented out"
 
 
@@ -200,6 +202,7 @@ def test_procfile_runs_the_whole_product_under_honcho(redis_url, tmp_path):
         "FLOWER_BASIC_AUTH": "u:p",
         "BEAT_SCHEDULE_FILE": str(tmp_path / "beat-schedule"),
         "WORKER_CONCURRENCY": "4",
+        "WEBHOOK_CONCURRENCY": "2",
     }
     env_file = tmp_path / "deploy.env"
     env_file.write_text("".join(f"{k}={v}\n" for k, v in app_env.items()))
@@ -238,8 +241,14 @@ def test_procfile_runs_the_whole_product_under_honcho(redis_url, tmp_path):
         states = [entry["to"] for entry in get_checkout(trade_no, runtime=runtime)["history"]]
         assert "paying" in states, states
 
-        stats = runtime.celery.control.inspect(timeout=2).stats() or {}
-        assert [s["pool"]["max-concurrency"] for s in stats.values()] == [4], stats  # WORKER_CONCURRENCY
+        def workers() -> dict:
+            inspect = runtime.celery.control.inspect(timeout=2)
+            stats, queues = inspect.stats() or {}, inspect.active_queues() or {}
+            return {",".join(sorted(q["name"] for q in queues.get(name, []))): s["pool"]["max-concurrency"]
+                    for name, s in stats.items()}
+        # WORKER_CONCURRENCY and WEBHOOK_CONCURRENCY; webhooks have a worker of their own
+        wanted = {"callbacks,checkout,reconcile": 4, "webhooks": 2}
+        wait_until(lambda: workers() == wanted, timeout=30, what=f"workers {wanted}")
 
         assert len(_marked(marker.encode())) >= len(PROCESS_TYPES) + 1
         honcho.kill(signal.SIGTERM)  # to honcho's process group; it stops the process types

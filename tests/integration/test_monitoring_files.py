@@ -448,4 +448,4 @@ def test_compose_monitoring_profile_is_prometheus_and_grafana_only():
     assert "--config.file=/etc/prometheus/prometheus.yml" in services["prometheus"]["command"]
     # a plain `docker compose up` starts every service without a profile: the product, no monitoring
     plain = {name for name, svc in services.items() if not svc.get("profiles")}
-    assert plain == {"redis", "worker", "beat", "web", "flower"}
+    assert plain == {"redis", "worker", "webhooks", "beat", "web", "flower"}

@@ -27,6 +27,22 @@ __all__ = ["Deliverer"]
 log = logging.getLogger("vexora.webhooks")
 
 _SNIPPET = 200
+_KEEP_ATTEMPTS = (100, 30 * 24 * 3600)  # per job: the newest 100, for 30 days
+
+# KEYS: attempts list, delivery hash ("" none), due set
+# ARGV: attempt entry ("" none), member, due ms ("" leave the set), next member ("" none), its claim,
+#       then the delivery's fields, name value ...
+_SETTLE = f"""
+if ARGV[1] ~= '' then
+  redis.call('RPUSH', KEYS[1], ARGV[1])
+  redis.call('LTRIM', KEYS[1], -{_KEEP_ATTEMPTS[0]}, -1)
+  redis.call('EXPIRE', KEYS[1], {_KEEP_ATTEMPTS[1]})
+end
+if KEYS[2] ~= '' and #ARGV > 5 then redis.call('HSET', KEYS[2], unpack(ARGV, 6)) end
+if ARGV[4] ~= '' then redis.call('ZADD', KEYS[3], 'XX', ARGV[5], ARGV[4]) end
+if ARGV[3] == '' then redis.call('ZREM', KEYS[3], ARGV[2]) else redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2]) end
+return 1
+"""
 _RETRY_AFTER_MAX = 24 * 3600.0
 
 
@@ -45,54 +61,71 @@ class Deliverer:
         self.meter = meter
         self.clock = clock
         self._checked: dict[str, tuple[str | None, float]] = {}
+        self._settle_script = self.redis.register_script(_SETTLE)
         self.http = urllib3.PoolManager(num_pools=16, maxsize=64, block=False, retries=False)  # > a worker's threads
         self.timeout = urllib3.Timeout(connect=min(3.0, timeout), read=timeout, total=timeout + 3)
 
     def deliver(self, members: list[str]) -> dict[str, int]:
+        """A batch handed out by the dispatcher (one endpoint's): read and re-claimed in one round
+        trip, then one POST and one write per delivery."""
         done: dict[str, int] = {}
         endpoints: dict[str, dict | None] = {}  # read once per task: a batch is one endpoint's
-        for member in members:
+        claimed = self._claim(members)
+        for i, (member, raw, body) in enumerate(claimed):
             endpoint_id = member.split("|", 1)[1]
             if endpoint_id not in endpoints:
                 endpoints[endpoint_id] = self.endpoints.get(endpoint_id)
-            result = self.deliver_one(member, endpoints[endpoint_id])
+            then = claimed[i + 1][0] if i + 1 < len(claimed) else None
+            result = self._deliver(member, raw, body, endpoints[endpoint_id], then)
             done[result] = done.get(result, 0) + 1
         return done
 
-    def deliver_one(self, member: str, endpoint: dict | None = None) -> str:
-        """One delivery: two Redis round trips (read and claim; record and reschedule) and a POST."""
+    def _claim(self, members: list[str]) -> list[tuple[str, dict, bytes | None]]:
+        """Each delivery's record and body, in one round trip; the first is claimed again for one
+        request's ceiling (each later one as its predecessor is recorded), so only a dead worker's
+        deliveries come back to the dispatcher, and soon."""
+        d = self.dispatcher
+        pipe = self.redis.pipeline(transaction=False)
+        for member in members:
+            event_id, endpoint_id = member.split("|", 1)
+            pipe.hgetall(d.delivery_key(event_id, endpoint_id))
+            pipe.get(d.body_key(event_id))
+        if members:
+            pipe.zadd(d.due_key, {members[0]: self._claim_until()}, xx=True)
+        answers = pipe.execute()
+        return [(m, answers[2 * i], answers[2 * i + 1]) for i, m in enumerate(members)]
+
+    def _claim_until(self) -> int:
+        return int((self.clock() + self.timeout.total + 5) * 1000)
+
+    def _deliver(self, member: str, raw: dict, body: bytes | None, endpoint: dict | None,
+                 then: str | None = None) -> str:
+        """``then``: the batch's next delivery, claimed in the same round trip as this one's record."""
         event_id, endpoint_id = member.split("|", 1)
         d = self.dispatcher
         key = d.delivery_key(event_id, endpoint_id)
-        endpoint = endpoint if endpoint is not None else self.endpoints.get(endpoint_id)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hgetall(key)
-        pipe.get(d.body_key(event_id))
-        # claimed again for this request's own length: only a dead worker's delivery comes back
-        pipe.zadd(d.due_key, {member: int((self.clock() + self.timeout.total + 5) * 1000)}, xx=True)
-        raw, body, _ = pipe.execute()
         delivery = {_t(k): _t(v) for k, v in raw.items()}
         if not delivery or body is None or endpoint is None:
-            self.redis.zrem(d.due_key, member)
+            self._settle(member, None, delivery, endpoint_id, event_id, None, None, then=then)
             return "expired"
         if delivery.get("status") in ("delivered", "failed"):
-            self.redis.zrem(d.due_key, member)
+            self._settle(member, None, delivery, endpoint_id, event_id, None, None, then=then)
             return "already_done"
         if not endpoint["enabled"]:
-            self._settle(member, key, delivery, endpoint_id, event_id, None, {"status": "skipped"})
+            self._settle(member, key, delivery, endpoint_id, event_id, None, {"status": "skipped"}, then=then)
             return "skipped"
         attempt = int(delivery.get("attempts") or 0) + 1
         status, retry_after, snippet, latency_ms = self._post(endpoint, event_id, body)
         entry = self._attempt(delivery, endpoint_id, event_id, attempt, status, latency_ms, snippet)
         if isinstance(status, int) and 200 <= status < 300:
             self._settle(member, key, delivery, endpoint_id, event_id, entry,
-                         {"status": "delivered", "attempts": attempt})
+                         {"status": "delivered", "attempts": attempt}, then=then)
             if endpoint.get("failingSince"):
                 endpoint.update(self.endpoints.failing(endpoint_id, False) or {})
             return self._count("delivered" if attempt == 1 else "delivered_after_retry")
         if status == 410:
             self._settle(member, key, delivery, endpoint_id, event_id, entry,
-                         {"status": "failed", "attempts": attempt, "last": status})
+                         {"status": "failed", "attempts": attempt, "last": status}, then=then)
             self._disable(endpoint, "the receiver answered 410 Gone")
             return self._count("gone")
         retryable = not isinstance(status, int) or status == 429 or status >= 500
@@ -102,11 +135,12 @@ class Deliverer:
             wait = retry_after if retry_after is not None else self.schedule[attempt - 1]
             due = int((self.clock() + min(wait, _RETRY_AFTER_MAX)) * 1000)
             self._settle(member, key, delivery, endpoint_id, event_id, entry,
-                         {"attempts": attempt, "status": "retrying", "nextAt": due, "last": str(status)}, due=due)
+                         {"attempts": attempt, "status": "retrying", "nextAt": due, "last": str(status)}, due=due,
+                         then=then)
             result = "retry"
         else:
             self._settle(member, key, delivery, endpoint_id, event_id, entry,
-                         {"status": "failed", "attempts": attempt, "last": str(status)})
+                         {"status": "failed", "attempts": attempt, "last": str(status)}, then=then)
             result = "failed"
         since = endpoint.get("failingSince")
         if since and self.clock() * 1000 - since > self.disable_after * 1000:
@@ -150,21 +184,17 @@ class Deliverer:
                 "type": delivery.get("type"), "sequence": int(delivery.get("sequence") or 0),
                 "attempt": attempt, "status": status, "latencyMs": latency_ms, "response": snippet}
 
-    def _settle(self, member: str, key: str, delivery: dict, endpoint_id: str, event_id: str,
-                entry: dict | None, mapping: dict, *, due: int | None = None) -> None:
-        """The attempt recorded and the delivery's next step, in one round trip."""
-        pipe = self.redis.pipeline(transaction=False)
-        if entry is not None:
-            attempts = self.dispatcher.attempts_key(delivery.get("tradeNo") or f"_endpoint_{endpoint_id}")
-            pipe.rpush(attempts, json.dumps(entry, ensure_ascii=False))
-            pipe.ltrim(attempts, -100, -1)
-            pipe.expire(attempts, 30 * 24 * 3600)
-        pipe.hset(key, mapping=mapping)
-        if due is None:
-            pipe.zrem(self.dispatcher.due_key, member)
-        else:
-            pipe.zadd(self.dispatcher.due_key, {member: due})
-        pipe.execute()
+    def _settle(self, member: str, key: str | None, delivery: dict, endpoint_id: str, event_id: str,
+                entry: dict | None, mapping: dict | None, *, due: int | None = None,
+                then: str | None = None) -> None:
+        """The attempt recorded, the delivery's next step and the batch's next one claimed, in one
+        round trip (``key`` None: nothing to record, the delivery only leaves the due set)."""
+        attempts = self.dispatcher.attempts_key(delivery.get("tradeNo") or f"_endpoint_{endpoint_id}")
+        fields = [str(x) for pair in (mapping or {}).items() for x in pair]
+        self._settle_script(
+            keys=[attempts, key or "", self.dispatcher.due_key],
+            args=[json.dumps(entry, ensure_ascii=False) if entry is not None else "", member,
+                  "" if due is None else due, then or "", self._claim_until() if then else 0, *fields])
 
     def _disable(self, endpoint: dict, reason: str) -> None:
         if not endpoint.get("enabled", True):
