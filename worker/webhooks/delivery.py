@@ -15,18 +15,15 @@ import logging
 import time
 from collections.abc import Callable
 
-import urllib3
-from urllib3.exceptions import HTTPError
-
 from worker.webhooks.endpoints import Endpoints, check_url
 from worker.webhooks.outbox import Dispatcher
+from worker.webhooks.poster import PostFailed, Poster
 from worker.webhooks.signing import signature_header
 
 __all__ = ["Deliverer"]
 
 log = logging.getLogger("vexora.webhooks")
 
-_SNIPPET = 200
 _KEEP_ATTEMPTS = (100, 30 * 24 * 3600)  # per job: the newest 100, for 30 days
 
 # KEYS: attempts list, delivery hash ("" none), due set
@@ -62,8 +59,8 @@ class Deliverer:
         self.clock = clock
         self._checked: dict[str, tuple[str | None, float]] = {}
         self._settle_script = self.redis.register_script(_SETTLE)
-        self.http = urllib3.PoolManager(num_pools=16, maxsize=64, block=False, retries=False)  # > a worker's threads
-        self.timeout = urllib3.Timeout(connect=min(3.0, timeout), read=timeout, total=timeout + 3)
+        self.total = timeout + 3  # a request's ceiling, connect to last byte
+        self.http = Poster(connect_timeout=min(3.0, timeout), total=self.total)
 
     def deliver(self, members: list[str]) -> dict[str, int]:
         """A batch handed out by the dispatcher (one endpoint's): read and re-claimed in one round
@@ -96,7 +93,7 @@ class Deliverer:
         return [(m, answers[2 * i], answers[2 * i + 1]) for i, m in enumerate(members)]
 
     def _claim_until(self) -> int:
-        return int((self.clock() + self.timeout.total + 5) * 1000)
+        return int((self.clock() + self.total + 5) * 1000)
 
     def _deliver(self, member: str, raw: dict, body: bytes | None, endpoint: dict | None,
                  then: str | None = None) -> str:
@@ -159,14 +156,12 @@ class Deliverer:
                                                           self.endpoints.signing_secrets(endpoint))}
         started = time.monotonic()
         try:
-            response = self.http.request("POST", endpoint["url"], body=body, headers=headers,
-                                         timeout=self.timeout, redirect=False, preload_content=True)
-        except (HTTPError, OSError) as exc:
-            kind = "timeout" if "timed out" in str(exc).lower() or "timeout" in type(exc).__name__.lower() else "connection"
-            return kind, None, type(exc).__name__, int((time.monotonic() - started) * 1000)
+            answer = self.http.post(endpoint["url"], body, headers)
+        except PostFailed as exc:
+            return exc.kind, None, str(exc), int((time.monotonic() - started) * 1000)
         latency = int((time.monotonic() - started) * 1000)
-        snippet = response.data[:_SNIPPET].decode("utf-8", "replace")
-        return response.status, _retry_after(response.headers.get("Retry-After")), snippet, latency
+        snippet = answer.snippet.decode("utf-8", "replace")
+        return answer.status, _retry_after(answer.headers.get("Retry-After")), snippet, latency
 
     def _url_problem(self, url: str) -> str | None:
         """``check_url``, its answer kept a minute (a DNS lookup per delivery is not needed)."""
