@@ -89,8 +89,8 @@ def run(bench: Bench, sizes: dict) -> Section:
          f"the project venv)." if gevent and os.environ.get("BENCH_GEVENT_SITE")
          else f"gevent {gevent['_version']} is importable by the project's Python." if gevent
          else "gevent: not installed. To include it without touching the project venv: "
-              "`python3 -m venv /tmp/gevent-venv && /tmp/gevent-venv/bin/pip install gevent` and "
-              "re-run with `BENCH_GEVENT_SITE=$(echo /tmp/gevent-venv/lib/python3.*/site-packages)` "
+              "`python3 -m venv ../gevent-venv && ../gevent-venv/bin/pip install gevent` and "
+              "re-run with `BENCH_GEVENT_SITE=$(echo ../gevent-venv/lib/python3.*/site-packages)` "
               "(same Python minor version as .venv)."),
         f"Each line: an untimed warm-up batch of 2×c jobs, then {n} jobs timed as in 1.",
     ]

@@ -126,8 +126,8 @@ def pyspy_worker(bench: Bench, seconds: float, jobs: int) -> tuple[list[Table], 
     exe = _pyspy()
     if not exe:
         return [], ("py-spy not found: not a project dependency; to include this part, "
-                    "`python3 -m venv /tmp/pyspy && /tmp/pyspy/bin/pip install py-spy` and re-run "
-                    "with `BENCH_PYSPY=/tmp/pyspy/bin/py-spy`.")
+                    "`python3 -m venv ../pyspy && ../pyspy/bin/pip install py-spy` and re-run "
+                    "with `BENCH_PYSPY=../pyspy/bin/py-spy`.")
     worker = bench.start_worker(concurrency=THREADS)
     out = Path(tempfile.mkdtemp(prefix="pyspy-", dir=bench.log_dir)) / "worker.raw"
     try:

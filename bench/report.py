@@ -124,6 +124,8 @@ def render_markdown(sections: list[Section], host: dict, command: str, mode: str
                "Re-run it after a change and compare ratios, not absolute numbers: the machine is "
                "shared and noisy, so each ratio is measured side by side in one run.")
     out.append("")
+    if command.startswith("cd ") and " && " in command:  # a run saved before the command was relative
+        command = command.split(" && ", 1)[1]
     out.append("```\n" + command + "\n```")
     out.append("")
     out.append(f"Mode: **{mode}**, whole run {total_seconds / 60:.1f} min. `--quick` runs small sizes "

@@ -1,4 +1,4 @@
-"""The gateway's asynchronous notification (GATEWAY.md §4): validated, never rewritten.
+"""The gateway's asynchronous notification (docs/gateway.md §Callbacks (notify)): validated, never rewritten.
 
 Input is the body parsed with ``worker.signing.parse_json_keeping_numbers``, so JSON numbers
 arrive as ``RawNumber`` (a ``str`` holding the exact wire text). The schema only checks shape;

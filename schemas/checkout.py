@@ -1,4 +1,4 @@
-"""The checkout job a merchant enqueues (GATEWAY.md §1), checked before anything is signed.
+"""The checkout job a merchant enqueues (docs/gateway.md §Create a checkout), checked before anything is signed.
 
 ``CheckoutRequestSchema().load(payload)`` returns the flat dict of wire fields the worker signs
 and sends: every value a ``str``, empty optional fields dropped, a ``tradeNo`` generated when none

@@ -1,4 +1,4 @@
-"""The gateway's answers to a checkout (GATEWAY.md §1) and to a query (§3), as plain dicts.
+"""The gateway's answers to a checkout (docs/gateway.md §Create a checkout) and to a query (docs/gateway.md §Query), as plain dicts.
 
 Lenient where the gateway varies (extra fields are dropped, ``data`` may be null, the query's
 amount has several names, unified as ``paidAmount`` and ``orderAmount``) and strict only on what the caller branches on: ``code`` must be
@@ -15,7 +15,7 @@ from marshmallow import EXCLUDE, Schema, fields, post_load
 
 __all__ = ["CheckoutResponseSchema", "QueryResponseSchema"]
 
-# The amount keys differ by country page (GATEWAY.md §3). ``orderAmount`` is what was ordered;
+# The amount keys differ by country page (docs/gateway.md §Amounts). ``orderAmount`` is what was ordered;
 # the paid amount is the first present of these: the explicit names before the plain ``amount``
 # (which on callbacks is the amount actually paid).
 PAID_AMOUNT_KEYS = ("payAmount", "receivedAmount", "amount")

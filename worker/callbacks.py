@@ -1,4 +1,4 @@
-"""Applying the gateway's payment notifications (GATEWAY.md §4) to jobs, exactly once.
+"""Applying the gateway's payment notifications (docs/gateway.md §Callbacks (notify)) to jobs, exactly once.
 
 ``CallbackProcessor.apply(fields)`` takes verified callback fields (the web endpoint checked the
 signature and the schema) and hands them to ``worker.settler`` as a report: the same rules as a

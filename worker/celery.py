@@ -1,4 +1,4 @@
-"""The Celery application (``celery -A worker ...``), configured as DESIGN.md says.
+"""The Celery application (``celery -A worker ...``), configured as docs/design.md §Queues and tasks says.
 
 JSON only on the broker, late acknowledgement, a message that dies with its worker goes back on
 the queue, one message prefetched per worker thread, task events on for Flower. Messages carry a

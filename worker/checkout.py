@@ -1,7 +1,7 @@
 """Submitting one checkout job: validate, claim, sign, send with retries, record the outcome.
 
 Plain logic, testable without Celery: ``Submitter.submit(trade_no)`` is all the Celery task calls.
-The rules (DESIGN.md "Submission rules"):
+The rules (docs/design.md §Submission rules):
 - the job is validated before anything is sent; an invalid one is ``rejected`` and never sent;
 - a lease (``queued -> submitting``) makes one worker the only sender; the holder's heartbeat
   (``worker.lease``) renews it while it works, and a job found in ``submitting`` is taken over

@@ -1,4 +1,4 @@
-"""The Python producer API: ``enqueue_checkout`` and ``get_checkout`` (DESIGN.md, fixed names).
+"""The Python producer API: ``enqueue_checkout`` and ``get_checkout`` (docs/design.md §Public interface, fixed names).
 
 ``enqueue_checkout`` stores the job first and then queues a message that carries only the
 ``tradeNo``; the worker validates it. The ``tradeNo`` alone is checked first, with the schema's

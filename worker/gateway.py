@@ -1,4 +1,4 @@
-"""HTTP client for the Vexora gateway: create a checkout, query one (GATEWAY.md §1, §3).
+"""HTTP client for the Vexora gateway: create a checkout, query one (docs/gateway.md §Endpoints).
 
 It speaks HTTP through urllib3, the connection pool that ``requests`` itself runs on, without
 requests' per-request work (settings merging, cookies, hooks, request preparation): at ~0.3 ms of

@@ -1,4 +1,4 @@
-"""Per-IP daily limits (GATEWAY.md §1): each payer IP at most N transactions a Japan calendar
+"""Per-IP daily limits (docs/gateway.md §Limits): each payer IP at most N transactions a Japan calendar
 day, at most M of them successful.
 
 Counters live in one Redis hash per IP and day, ``p:ip:<yyyymmdd>:<ipHash>`` with fields

@@ -1,4 +1,4 @@
-"""What the gateway's answers say (GATEWAY.md §5): request-level codes read, no I/O.
+"""What the gateway's answers say (docs/gateway.md §Status and error codes): request-level codes read, no I/O.
 
 The request-level ``code`` says whether the request was taken; ``data.status`` is the business
 outcome, which this module hands over as a ``settlement.Report`` for ``worker.settlement`` to

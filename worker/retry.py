@@ -1,4 +1,4 @@
-"""The retry policy for gateway requests, built on tenacity (DESIGN.md "Submission rules").
+"""The retry policy for gateway requests, built on tenacity (docs/design.md §Submission rules).
 
 Only errors that say they are retryable (``TransientError`` and its ``AmbiguousError`` child)
 are retried; everything else is final at once. Waits are jittered exponential backoff, replaced

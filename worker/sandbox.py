@@ -1,4 +1,4 @@
-"""The sandbox gateway: a real local HTTP server that speaks GATEWAY.md (checkout and query), keeps
+"""The sandbox gateway: a real local HTTP server that speaks docs/gateway.md (checkout and query), keeps
 its orders in memory, counts what it received and injects faults on demand through a small
 control API under ``/_sandbox/``. The cashier page lives in ``sandbox_cashier``, the callbacks it
 sends in ``sandbox_notify``. It is a development and test tool, never a default for real money.
@@ -61,7 +61,7 @@ MAX_BODY = 1 << 20
 RULE_DEFAULTS = {"endpoint": "checkout", "kind": None, "times": 1, "tradeNo": None,
                  "status": 502, "delay": 1.0, "create": False}
 _ALNUM = string.ascii_lowercase + string.digits
-IP_DAILY_ORDERS, IP_DAILY_PAID = 10, 3  # GATEWAY.md §1, per Japan calendar day
+IP_DAILY_ORDERS, IP_DAILY_PAID = 10, 3  # docs/gateway.md §Limits, per Japan calendar day
 
 
 class IpLimitReached(Exception):
@@ -679,8 +679,8 @@ def make_server(host: str = "127.0.0.1", port: int = 0, *, merchant_no: str, app
 
     ``time_factor`` scales the callback retry delays and send timeout (0.01: 2 s becomes 20 ms);
     ``autopay`` is the ``POST /_sandbox/autopay`` body to start with (e.g.
-    ``{"mix": {"paid": 0.8, "failed": 0.2}, "delay": 0.5}``); ``ip_limits`` enforces GATEWAY.md
-    §1's per-IP daily limits. ``/_sandbox/reset`` returns autopay and ip_limits to these values.
+    ``{"mix": {"paid": 0.8, "failed": 0.2}, "delay": 0.5}``); ``ip_limits`` enforces the
+    per-IP daily limits (docs/gateway.md §Limits). ``/_sandbox/reset`` returns autopay and ip_limits to these values.
     """
     return SandboxServer((host, port), SandboxHandler, sandbox=Sandbox(ip_limits=ip_limits),
                          merchant_no=merchant_no, app_secret=app_secret, public_url=public_url,

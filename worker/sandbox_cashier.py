@@ -46,7 +46,7 @@ class Outcome:
 
 OUTCOMES = {"paid": Outcome("0000", "Success"), "partial": Outcome("0001", "Partially paid"),
             "failed": Outcome("00029", "Failed")}
-UNKNOWN = Outcome("00032", "unknown error")  # GATEWAY.md §5; only the automatic payer sets it
+UNKNOWN = Outcome("00032", "unknown error")  # docs/gateway.md §Status and error codes; only the automatic payer sets it
 ACTIONS = {"pay": "paid", "partial": "partial", "fail": "failed"}  # button -> outcome
 _MESSAGES = {**{o.status: o.message for o in OUTCOMES.values()}, PAYING: "Paying",
              UNKNOWN.status: UNKNOWN.message}

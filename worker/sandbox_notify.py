@@ -1,4 +1,4 @@
-"""The sandbox's callback sender (GATEWAY.md §4): it builds each signed notification, posts it to
+"""The sandbox's callback sender (docs/gateway.md §Callbacks (notify)): it builds each signed notification, posts it to
 the order's ``notifyUrl`` and resends it on the gateway's schedule until the merchant answers
 HTTP 200 ``OK`` or the schedule runs out. A few daemon sender threads share one heap of due work
 (deliveries, and plain timers such as the automatic payer's), woken by a condition; retry delays

@@ -1,4 +1,4 @@
-"""The gateway's MD5 signature (GATEWAY.md §2): sign outgoing requests, verify callbacks.
+"""The gateway's MD5 signature (docs/gateway.md §Signing): sign outgoing requests, verify callbacks.
 
 Every field but ``sign`` whose value is not absent, ``None`` or ``""`` is taken, keys sorted by
 ASCII order, joined as ``key1=value1key2=value2``, the app secret appended, MD5 over UTF-8,

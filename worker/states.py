@@ -1,4 +1,4 @@
-"""Job states and the only moves between them (DESIGN.md "Job states").
+"""Job states and the only moves between them (docs/design.md §Job states).
 
 A state never moves backwards: each target state lists the states it may be entered from, and
 the store refuses every other move atomically. ``submitting`` may be re-entered from itself only

@@ -1,6 +1,6 @@
 """Celery tasks: thin wrappers that load the runtime, call plain logic and map errors.
 
-Task names and queues are public (DESIGN.md "Public interface"). Only errors we can name are
+Task names and queues are public (docs/design.md §Public interface). Only errors we can name are
 retried by Celery: a Redis outage while reading or writing the store.
 """
 

@@ -4,7 +4,7 @@ queue, metrics, health.
 Flask, because routing, body limits (413) and error handlers come ready and every Python team
 can read it; it stays thin — each view calls plain logic and the store.
 
-``POST /vexora/notify`` (GATEWAY.md §4): the raw body, size-limited, is parsed keeping numbers as
+``POST /vexora/notify`` (docs/gateway.md §Callbacks (notify)): the raw body, size-limited, is parsed keeping numbers as
 their JSON text; the signature is verified on those values (constant time) → 401; the callback
 schema → 400; the verified fields go on the ``callbacks`` queue; ``OK`` is answered only once
 the message is on the broker. If the broker cannot take it the answer is 503, so the gateway

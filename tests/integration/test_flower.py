@@ -1,7 +1,7 @@
 """Flower, as deployed (basic auth on), next to the real worker and web app: it refuses anyone
 without credentials, and what it shows of checkout and callback tasks — in its task list, from task
 events, and on its worker page, from the worker's ``inspect`` replies — carries the tradeNo only,
-never payer data or the app secret (DESIGN.md "Data flow")."""
+never payer data or the app secret (docs/design.md §Data flow)."""
 
 from __future__ import annotations
 

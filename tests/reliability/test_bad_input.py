@@ -13,7 +13,7 @@ unchanged after every request, and the events stream must not grow. A smaller ru
 main cases over real HTTP against gunicorn, with chunked and lying ``Content-Length`` bodies.
 
 Expected answers are computed here, independently of the code under test where it is cheap: a
-JSON parse that keeps numbers as text, the gateway's MD5 signature (GATEWAY.md §2) for scalar
+JSON parse that keeps numbers as text, the gateway's MD5 signature (docs/gateway.md §Signing) for scalar
 values, and the callback rules (README, ``schemas/callback.py``'s docstring).
 """
 
@@ -252,7 +252,7 @@ def is_scalar(value) -> bool:
 
 
 def gateway_sign(fields: dict, secret: str = APP_SECRET) -> str:
-    """GATEWAY.md §2, written out here: sorted key=value of non-empty fields, secret, MD5 hex."""
+    """docs/gateway.md §Signing, written out here: sorted key=value of non-empty fields, secret, MD5 hex."""
     assert all(is_scalar(v) for v in fields.values())
     pairs = sorted((k, wire_text(v)) for k, v in fields.items() if k != "sign" and wire_text(v) is not None)
     text = "".join(f"{k}={v}" for k, v in pairs) + secret

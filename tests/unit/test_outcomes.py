@@ -1,4 +1,4 @@
-"""The meaning of gateway answers' request-level codes (GATEWAY.md §5) and the forward-only rule."""
+"""The meaning of gateway answers' request-level codes (docs/gateway.md §Status and error codes) and the forward-only rule."""
 
 import pytest
 
