@@ -15,7 +15,7 @@ from typing import NoReturn, TypeVar
 
 from worker.errors import ConfigurationError
 
-__all__ = ["EXIT_BAD_SETTINGS", "describe", "refuse", "at_import"]
+__all__ = ["EXIT_BAD_SETTINGS", "describe", "refuse", "at_import", "settings_or_exit"]
 
 EXIT_BAD_SETTINGS = 2  # the CLI's "bad usage", as click's own usage errors
 T = TypeVar("T")
@@ -31,6 +31,18 @@ def refuse(exc: ConfigurationError) -> NoReturn:
     raise SystemExit(EXIT_BAD_SETTINGS)
 
 
+def settings_or_exit():
+    """The settings from the environment, or exit 2 with their lines: for a program's own start,
+    e.g. gunicorn.conf.py, which gunicorn's arbiter reads before it forks any worker (an
+    exception there would be printed with a traceback; SystemExit is not)."""
+    from worker.settings import Settings
+
+    try:
+        return Settings.from_env()
+    except ConfigurationError as exc:
+        refuse(exc)
+
+
 def at_import(build: Callable[[], T]) -> T:
     """``build()``, for a module-level app; under celery or gunicorn a ``ConfigurationError``
     from it ends the process with the lines alone."""
@@ -43,7 +55,9 @@ def at_import(build: Callable[[], T]) -> T:
 
             # In a gunicorn worker, AppImportError is printed without a traceback and makes the
             # arbiter stop ("App failed to load", status 4); a worker exiting any other way is
-            # replaced by a new one, which would fail the same way, forever.
+            # replaced by a new one, which would fail the same way, forever. Only a fallback:
+            # with several workers gunicorn 27 may print a traceback of its own when a second one
+            # fails while it halts, so gunicorn.conf.py checks first (``settings_or_exit``).
             raise AppImportError(describe(exc)) from None
         if server == "celery":
             # SystemExit goes through celery's `except Exception`, which would print the error

@@ -74,9 +74,41 @@ def test_celery_refuses_a_broker_given_on_its_command_line():
     assert "VEXORA_BROKER_URL" in done.stderr
 
 
-def test_gunicorn_stops_instead_of_restarting_workers():
-    done = run([str(BIN / "gunicorn"), "worker.web:app", "--bind", "127.0.0.1:0", "--workers", "2",
-                "--no-control-socket"], BAD)
-    # 4: the arbiter's "App failed to load" — a worker failing any other way would be replaced
+GUNICORN_CONFIGS = {
+    # what the repository's gunicorn.conf.py must do first (its other settings do not matter here)
+    "a config that checks the settings": "from worker.startup import settings_or_exit\n\nsettings_or_exit()\n",
+    "the repository's gunicorn.conf.py": None,
+}
+
+
+@pytest.mark.parametrize("config", sorted(GUNICORN_CONFIGS))
+def test_gunicorn_refuses_bad_settings_before_forking_a_worker(config, tmp_path):
+    path = ROOT / "gunicorn.conf.py"
+    if GUNICORN_CONFIGS[config] is not None:
+        path = tmp_path / "gunicorn.conf.py"
+        path.write_text(GUNICORN_CONFIGS[config])
+    elif not path.exists():
+        pytest.skip("no gunicorn.conf.py in this tree")
+    done = run([str(BIN / "gunicorn"), "-c", str(path), "worker.web:app", "--bind", "127.0.0.1:0",
+                "--workers", "2", "--no-control-socket"], BAD)
+    assert_refused(done, 2, BAD_VARS)
+    assert "Booting worker" not in done.stderr and done.stderr.count("cannot start") == 1
+
+
+def test_a_gunicorn_worker_that_finds_bad_settings_stops_gunicorn(tmp_path):
+    """Without the config's check (an empty one), the worker's import fails: gunicorn stops with
+    "App failed to load" (4) instead of starting new workers forever. One worker: with two,
+    gunicorn 27 itself may print a traceback when the second fails while it halts."""
+    empty = tmp_path / "empty.conf.py"
+    empty.write_text("")
+    done = run([str(BIN / "gunicorn"), "-c", str(empty), "worker.web:app", "--bind", "127.0.0.1:0",
+                "--workers", "1", "--no-control-socket"], BAD)
     assert_refused(done, 4, BAD_VARS)
     assert "App failed to load" in done.stderr
+
+
+def test_the_demo_checks_the_environment_it_builds_before_starting_anything():
+    # no VEXORA_BASE_URL (the demo refuses one with a message of its own): only the bad tunable
+    done = run([str(BIN / "vexora-checkout"), "demo", "--size", "15", "--timeout", "30"],
+               {"VEXORA_JOB_TTL_SECONDS": "0"})
+    assert_refused(done, 2, ["VEXORA_JOB_TTL_SECONDS"])
