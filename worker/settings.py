@@ -24,7 +24,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import marshmallow as ma
@@ -118,7 +118,7 @@ class Parse:
         return True
 
 
-def _fail(why: str):
+def _fail(why: str) -> NoReturn:
     raise ma.ValidationError(why)
 
 
@@ -420,20 +420,23 @@ class Settings:
 
         settings = cls(**values)
         failed = set(problems)
-        for var, found in settings._consistency_problems(environ, failed).items():
+        secret_var = ("VEXORA_APP_SECRET (given as an option)" if overrides.get("app_secret") is not None
+                      else "VEXORA_APP_SECRET" if environ.get("VEXORA_APP_SECRET") else "VEXORA_APP_SECRET_FILE")
+        for var, found in settings._consistency_problems(environ, failed, secret_var).items():
             problems.setdefault(var, []).extend(found)
         if problems:
             lines = [f"  {var}: {why}" for var, reasons in problems.items() for why in reasons]
             raise ConfigurationError("invalid configuration:\n" + "\n".join(lines), problems=problems)
         return settings
 
-    def _consistency_problems(self, environ: Mapping[str, str], failed: set[str]) -> dict[str, list[str]]:
+    def _consistency_problems(self, environ: Mapping[str, str], failed: set[str],
+                              secret_var: str) -> dict[str, list[str]]:
         """What no single variable shows: placeholders outside the sandbox, a heartbeat slower than
         the lease, Celery's own variables pointing elsewhere. Variables that failed to parse are
-        left out: their value here is the default, not what was given."""
+        left out: their value here is the default, not what was given. ``secret_var`` is where
+        the app secret came from."""
         problems: dict[str, list[str]] = {}
         if not self.sandbox:
-            secret_var = "VEXORA_APP_SECRET" if environ.get("VEXORA_APP_SECRET") else "VEXORA_APP_SECRET_FILE"
             for var, value in ((secret_var, self.app_secret), ("VEXORA_API_TOKEN", self.api_token)):
                 if value and looks_like_placeholder(value):  # empty: unset, which has its own meaning
                     problems[var] = [_PLACEHOLDER_PROBLEM]

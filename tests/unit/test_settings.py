@@ -312,3 +312,7 @@ def test_overrides_win_and_are_checked_too():
     settings = Settings.from_env({"VEXORA_JOB_TTL_SECONDS": "60"}, job_ttl_seconds=120, read_timeout=None)
     assert (settings.job_ttl_seconds, settings.read_timeout) == (120, 10.0)
     assert list(problems({}, job_ttl_seconds=0)) == ["VEXORA_JOB_TTL_SECONDS (given as an option)"]
+
+
+def test_a_placeholder_app_secret_given_as_an_option_is_named_so():
+    assert list(problems(PRODUCTION, app_secret="change-me")) == ["VEXORA_APP_SECRET (given as an option)"]
