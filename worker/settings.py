@@ -55,6 +55,13 @@ class _Switch(ma.fields.Field):
         raise ma.ValidationError("not a boolean")
 
 
+class _Word(ma.fields.String):
+    """A word from a fixed set, in any case: stored in lower case."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return super()._deserialize(value, attr, data, **kwargs).strip().lower()
+
+
 class _Items(ma.fields.Field):
     """A comma-separated list: items stripped of spaces, empty ones dropped."""
 
@@ -83,7 +90,8 @@ class _Reader(Env):
     def __init__(self, environ: Mapping[str, str]):
         super().__init__(eager=False)  # collect every problem; seal() raises them together
         self._source = environ
-        for name, field_class in (("switch", _Switch), ("items", _Items), ("numbers", _Numbers)):
+        for name, field_class in (("switch", _Switch), ("word", _Word), ("items", _Items),
+                                  ("numbers", _Numbers)):
             self.add_parser_from_field(name, field_class)
 
     # The one lookup every environs parser goes through (the same in environs 14 and 15). No
@@ -201,7 +209,7 @@ def _switch() -> Parse:
 
 
 def _choice(*options: str, rule: str | None = None) -> Parse:
-    return Parse("str", rule or "one of: " + ", ".join(options), (ma.validate.OneOf(options),))
+    return Parse("word", rule or "one of: " + ", ".join(options), (ma.validate.OneOf(options),))
 
 
 def _codes() -> Parse:
