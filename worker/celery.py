@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from celery import Celery
 
+from worker.errors import ConfigurationError
 from worker.settings import Settings
+from worker.startup import at_import
 
 __all__ = ["app", "create_app", "CHECKOUT_QUEUE", "CALLBACK_QUEUE", "RECONCILE_QUEUE", "WEBHOOK_QUEUE"]
 
@@ -78,7 +80,24 @@ def create_app(settings: Settings | None = None) -> Celery:
         enable_utc=True,
         timezone="Asia/Tokyo",
     )
+    _refuse_other_redis(celery_app, settings)
     return celery_app
 
 
-app = create_app()
+def _refuse_other_redis(celery_app: Celery, settings: Settings) -> None:
+    """Celery lets CELERY_BROKER_URL, CELERY_BROKER_READ_URL, CELERY_BROKER_WRITE_URL and
+    CELERY_RESULT_BACKEND in the environment (``celery -b`` sets the first), or a
+    CELERY_CONFIG_MODULE, win over the configuration above. ``Settings.from_env`` refuses the
+    variables it is given; this catches a process whose settings came from elsewhere."""
+    conf = celery_app.conf
+    wanted = {"broker_url": settings.celery_broker_url, "broker_read_url": settings.celery_broker_url,
+              "broker_write_url": settings.celery_broker_url, "result_backend": settings.redis_url}
+    other = sorted(key for key, value in wanted.items() if getattr(conf, key) != value)
+    if other:  # the URLs are not shown: they may carry a Redis password
+        raise ConfigurationError(
+            "invalid configuration:\n  Celery's " + ", ".join(other) + " would differ from the settings' "
+            "(set by a CELERY_* environment variable or config module): set VEXORA_BROKER_URL or "
+            "REDIS_URL instead", problems={"CELERY_*": [f"{key} differs from the settings'" for key in other]})
+
+
+app = at_import(create_app)

@@ -1,8 +1,10 @@
 """The ``vexora-checkout`` command line.
 
 Settings come from the environment (``worker.settings``); options given here override them.
-Exit codes: 0 done; 1 a failure the message explains (e.g. Redis unreachable); 2 bad usage;
-3 invalid input rows (nothing enqueued); 4 ``--wait``: some jobs did not get a payment link.
+Every command but ``demo`` (which checks the environment it builds) and ``--help`` checks them
+first. Exit codes: 0 done; 1 a failure the message explains (e.g. Redis unreachable); 2 bad
+usage or bad settings (each ``VAR: problem`` printed); 3 invalid input rows (nothing enqueued);
+4 ``--wait``: some jobs did not get a payment link.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import time
 import click
 import redis
 
+from worker.errors import ConfigurationError
 from worker.settings import Settings
+from worker.startup import refuse
 
 __all__ = ["main"]
 
@@ -25,7 +29,25 @@ _LINK_STATES = {"paying", "succeeded", "partially_paid", "failed"}
 _FINAL_WITHOUT_LINK = {"rejected", "declined", "unknown"}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Checked(click.Group):
+    """The settings are checked once the command is known, before it runs; a bad setting found
+    then or later ends the command with its lines and status 2, never a traceback."""
+
+    def resolve_command(self, ctx, args):
+        name, command, rest = super().resolve_command(ctx, args)
+        wants_help = any(arg in ctx.help_option_names for arg in rest)
+        if name != "demo" and not wants_help and not ctx.resilient_parsing:
+            Settings.from_env()
+        return name, command, rest
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except ConfigurationError as exc:
+            refuse(exc)
+
+
+@click.group(cls=_Checked, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 def main() -> None:
     """Vexora checkout worker: enqueue checkouts, follow them, run the services.
 
@@ -38,7 +60,8 @@ def main() -> None:
     Run:           vexora-checkout worker [--webhooks] | beat | web | sandbox
 
     Configuration is by environment: REDIS_URL, VEXORA_BASE_URL, VEXORA_MERCHANT_NO,
-    VEXORA_APP_SECRET (or VEXORA_APP_SECRET_FILE), VEXORA_NOTIFY_URL, VEXORA_API_TOKEN.
+    VEXORA_APP_SECRET (or VEXORA_APP_SECRET_FILE), VEXORA_NOTIFY_URL, VEXORA_API_TOKEN; every
+    variable is checked before a command runs (bad settings: their lines, exit 2).
     """
 
 

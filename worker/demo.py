@@ -206,6 +206,7 @@ def _start_everything(cleanup: ExitStack, log_dir: Path, console: Console):
            "VEXORA_WEBHOOK_ALLOW_PRIVATE": "true",
            # a demo's receiver recovers in seconds, not the specification's minutes and hours
            "VEXORA_WEBHOOK_RETRY_SCHEDULE": os.environ.get("VEXORA_WEBHOOK_RETRY_SCHEDULE", "1,2,5,10")}
+    Settings.from_env(env)  # the caller's other VEXORA_* variables come along: refuse bad ones before any start
     services = Services(env, log_dir)
     cleanup.callback(services.stop_all)
     with console.status("starting Redis, sandbox, webhook receiver, web, workers, beat…"):

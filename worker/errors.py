@@ -86,4 +86,12 @@ class DuplicateTradeNoError(InvalidError):
 
 
 class ConfigurationError(CheckoutError):
-    """The process is not configured to run (missing secret, malformed URL, ...)."""
+    """The process is not configured to run (missing secret, malformed URL, ...).
+
+    ``problems``, when the settings were checked: variable -> what is wrong with it (never its
+    value), the same lines as the message.
+    """
+
+    def __init__(self, message: str, *, problems: dict[str, list[str]] | None = None, **kwargs):
+        super().__init__(message, **kwargs)
+        self.problems = dict(problems or {})

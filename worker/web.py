@@ -36,6 +36,7 @@ from worker.webhooks.http import webhooks_api
 from worker.runtime import get_runtime
 from worker.settings import Settings
 from worker.signing import RawNumber, parse_json_keeping_numbers, verify
+from worker.startup import at_import
 
 __all__ = ["app", "create_app"]
 
@@ -166,4 +167,4 @@ def _source_allowed(remote: str | None, networks: list) -> bool:
     return any(address in network for network in networks)
 
 
-app = create_app()
+app = at_import(create_app)  # gunicorn: bad settings stop it with their lines, no traceback
