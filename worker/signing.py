@@ -48,9 +48,10 @@ def sign(params: Mapping[str, object], secret: str) -> str:
 
 
 def verify(params: Mapping[str, object], secret: str) -> bool:
-    """True when ``params['sign']`` matches; compared in constant time."""
+    """True when ``params['sign']`` matches; compared in constant time. Never with an empty
+    secret: anyone can compute a signature keyed by nothing (an unset ``VEXORA_APP_SECRET``)."""
     given = params.get("sign")
-    if not isinstance(given, str) or not given:
+    if not secret or not isinstance(given, str) or not given:
         return False
     try:
         expected = sign(params, secret)

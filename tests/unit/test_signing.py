@@ -44,3 +44,11 @@ def test_verify_accepts_the_right_sign_only():
 def test_sign_is_lowercase_hex():
     digest = sign({"x": "y"}, "k")
     assert len(digest) == 32 and digest == digest.lower() and int(digest, 16) >= 0
+
+
+def test_an_empty_secret_verifies_nothing():
+    # with VEXORA_APP_SECRET unset, a callback signed "with" the empty secret must not pass
+    params = {"tradeNo": "T1", "status": "0000"}
+    forged = {**params, "sign": sign(params, "")}
+    assert not verify(forged, "")
+    assert verify({**params, "sign": sign(params, "k")}, "k")
