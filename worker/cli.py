@@ -15,6 +15,7 @@ import time
 import click
 import redis
 
+from worker import __version__
 from worker.settings import Settings
 
 __all__ = ["main"]
@@ -26,6 +27,8 @@ _FINAL_WITHOUT_LINK = {"rejected", "declined", "unknown"}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+# the version given, not looked up in the installed metadata by click: the same under `python -m`
+@click.version_option(__version__, "-V", "--version", prog_name="vexora-checkout")
 def main() -> None:
     """Vexora checkout worker: enqueue checkouts, follow them, run the services.
 
