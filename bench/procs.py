@@ -21,6 +21,7 @@ from worker.redis_server import RedisServer, free_port
 from worker.runtime import Runtime
 from worker.services import Service, Services, http_ok
 from worker.settings import Settings
+from worker.waiting import TimedOut, wait_until
 
 __all__ = ["Bench", "WaitResult", "MemorySampler", "MERCHANT_NO", "APP_SECRET", "tree_memory",
            "callback_body", "wait_for", "cpu_seconds", "CpuMeter"]
@@ -270,19 +271,19 @@ class Bench:
         """Poll a cheap ``done()`` (one O(1) Redis command) until true or the deadline; every
         ``fallback_every`` s also ask the thorough (costlier) ``fallback()``, so a count that
         is off (a job that ended elsewhere) cannot hold the wait to its deadline."""
-        started = time.perf_counter()
-        deadline = started + timeout
-        next_fallback = started + fallback_every
-        while not done():
-            now = time.perf_counter()
-            if fallback is not None and now >= next_fallback:
+        next_fallback = time.perf_counter() + fallback_every
+
+        def either() -> bool:
+            nonlocal next_fallback
+            if done():
+                return True
+            if fallback is not None and time.perf_counter() >= next_fallback:
                 if fallback():
                     return True
                 next_fallback = time.perf_counter() + fallback_every
-            if now >= deadline:
-                return False
-            time.sleep(interval)
-        return True
+            return False
+
+        return wait_for(either, timeout=timeout, interval=interval)
 
     def make_paying(self, n: int, batch: int = 200) -> list[str]:
         """n jobs put straight into ``paying`` through the store's own ``create`` and ``move``
@@ -318,11 +319,13 @@ class Bench:
         """Poll job states with one pipeline per round until every job is in ``wanted`` (or in
         ``settle``, a final state that will not become ``wanted``); bounded by ``timeout``."""
         started = time.perf_counter()
-        deadline = started + timeout
         pending = list(trade_nos)
         seen: Counter = Counter()
         store = self.runtime.store
-        while pending:
+
+        def all_there() -> bool:
+            """One round: one pipeline over the jobs still pending; counts those that arrived."""
+            nonlocal pending
             pipe = self.redis.pipeline(transaction=False)
             for trade_no in pending:
                 pipe.hget(store.job_key(trade_no), "state")
@@ -334,9 +337,9 @@ class Bench:
                 else:
                     still.append(trade_no)
             pending = still
-            if not pending or time.perf_counter() >= deadline:
-                break
-            time.sleep(interval)
+            return not pending
+
+        wait_for(all_there, timeout=timeout, interval=interval)
         for trade_no in pending:
             seen["(timed out)"] += 1
         return WaitResult(time.perf_counter() - started, seen, len(pending))
@@ -471,14 +474,13 @@ def callback_body(trade_no: str, status: str = "0000", amount: str = "300.00",
 
 
 def wait_for(predicate, *, timeout: float, interval: float = 0.02) -> bool:
-    """Poll ``predicate`` until true or the deadline; whether it became true."""
-    deadline = time.perf_counter() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.perf_counter() >= deadline:
-            return False
-        time.sleep(interval)
+    """``worker.waiting.wait_until`` for a measurement: a wait that ran out is reported with
+    what it saw (a job short of its state), not raised; whether ``predicate`` became true."""
+    try:
+        wait_until(predicate, timeout=timeout, interval=interval)
+    except TimedOut:
+        return False
+    return True
 
 
 _TICK = os.sysconf("SC_CLK_TCK")
