@@ -20,6 +20,7 @@ import requests
 from worker.redis_server import RedisServer, free_port
 from worker.runtime import Runtime
 from worker.services import Service, Services, http_ok
+from worker import signing
 from worker.settings import Settings
 from worker.waiting import TimedOut, wait_until
 
@@ -460,17 +461,13 @@ class MemorySampler:
 
 def callback_body(trade_no: str, status: str = "0000", amount: str = "300.00",
                   secret: str = APP_SECRET) -> bytes:
-    """A callback as the gateway sends it, built like ``tests/support/stack.py``'s
-    ``Stack.callback``: signed, ``amount`` a raw JSON number."""
-    from worker.signing import sign
+    """A callback as the gateway sends it, with the fields of ``tests/support/stack.py``'s
+    ``Stack.callback_fields``: signed, ``amount`` a raw JSON number."""
     fields = {"platFormTradeNo": "p-" + trade_no[-8:], "tradeNo": trade_no, "amount": amount,
               "status": status, "message": {"0000": "Success", "0001": "Partially paid",
                                             "0015": "Paying"}.get(status, "Failed"),
               "timestamp": str(int(time.time() * 1000))}
-    fields["sign"] = sign(fields, secret)
-    parts = [f'"{k}":{v}' if k == "amount" else f'"{k}":{json.dumps(v, ensure_ascii=False)}'
-             for k, v in fields.items()]
-    return ("{" + ",".join(parts) + "}").encode("utf-8")
+    return signing.callback_body(fields, secret)
 
 
 def wait_for(predicate, *, timeout: float, interval: float = 0.02) -> bool:
