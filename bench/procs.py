@@ -1,7 +1,8 @@
 """Shared process helpers for the benchmarks: one private Redis, the sandbox gateway, Celery
 workers and the web app as real processes (``worker.services``), plus the few things every
 benchmark needs from them: job payloads with distinct public IPs, pausing and resuming a
-worker's consumers, polling the store with a deadline, process-tree memory, sandbox control.
+worker's consumers, polling the store with a deadline, process-tree memory and CPU (psutil),
+sandbox control.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections import Counter
 from itertools import count
 from pathlib import Path
 
+import psutil
 import redis
 import requests
 
@@ -25,7 +27,7 @@ from worker.settings import Settings
 from worker.waiting import TimedOut, wait_until
 
 __all__ = ["Bench", "WaitResult", "MemorySampler", "MERCHANT_NO", "APP_SECRET", "tree_memory",
-           "callback_body", "wait_for", "cpu_seconds", "CpuMeter"]
+           "callback_body", "wait_for", "cpu_seconds", "machine_busy_seconds", "CpuMeter"]
 
 MERCHANT_NO = "M-BENCH-0001"
 APP_SECRET = "bench-secret-5b1e2d"
@@ -381,48 +383,27 @@ class Bench:
         return self.http.get(self.sandbox_url + "/_sandbox/stats", timeout=10).json()["totals"]
 
 
-def _children(pid: int) -> list[int]:
-    found = []
+def _processes(pid: int, tree: bool = True) -> list[psutil.Process]:
+    """A process, and all its descendants if ``tree`` (those that exist now)."""
     try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children") as fh:
-                found.extend(int(c) for c in fh.read().split())
-    except OSError:
-        pass
-    return found
-
-
-def _status_kb(pid: int, field: str) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _pss_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as fh:
-            for line in fh:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)] if tree else [root]
+    except psutil.Error:  # gone (or not ours to read): counts as nothing
+        return []
 
 
 def tree_memory(pid: int) -> dict:
-    """VmRSS and PSS (MiB) summed over a process and all its descendants, and how many."""
-    pids, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        pids.append(p)
-        todo.extend(_children(p))
-    return {"rss_mib": sum(_status_kb(p, "VmRSS") for p in pids) / 1024,
-            "pss_mib": sum(_pss_kb(p) for p in pids) / 1024, "processes": len(pids)}
+    """RSS and PSS (MiB) summed over a process and all its descendants, and how many."""
+    rss = pss = 0
+    processes = _processes(pid)
+    for process in processes:
+        try:
+            info = process.memory_full_info()  # rss from /proc/<pid>/statm, pss from smaps_rollup
+        except psutil.Error:  # exited meanwhile
+            continue
+        rss += info.rss
+        pss += info.pss
+    return {"rss_mib": rss / 2**20, "pss_mib": pss / 2**20, "processes": len(processes)}
 
 
 class MemorySampler:
@@ -480,23 +461,24 @@ def wait_for(predicate, *, timeout: float, interval: float = 0.02) -> bool:
     return True
 
 
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
 def cpu_seconds(pid: int, *, tree: bool = True) -> float:
-    """User + system CPU seconds of a process (every thread), and of its descendants if ``tree``."""
-    total, todo = 0.0, [pid]
-    while todo:
-        p = todo.pop()
+    """User + system CPU seconds of a process (every thread), and of its descendants if ``tree``
+    (those alive now: what exited is not counted)."""
+    total = 0.0
+    for process in _processes(pid, tree):
         try:
-            with open(f"/proc/{p}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / _TICK
-        except (OSError, IndexError, ValueError):
-            pass
-        if tree:
-            todo.extend(_children(p))
+            times = process.cpu_times()
+        except psutil.Error:  # exited meanwhile
+            continue
+        total += times.user + times.system
     return total
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has been busy since boot: every state but idle and iowait
+    (guest time is already inside user time)."""
+    times = psutil.cpu_times()
+    return times.user + times.nice + times.system + times.irq + times.softirq + times.steal
 
 
 class CpuMeter:
