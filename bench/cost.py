@@ -304,7 +304,7 @@ def run(bench: Bench, sizes: dict) -> Section:
     stored.add("Redis `used_memory` growth over the three phases ÷ jobs (allocator overhead and "
                "transient broker data included)", (used_after - used_before) / m)
     memory = Table(["worker", "state", "VmRSS MiB (tree)", "PSS MiB (tree)", "processes"],
-                   title="Worker memory (`/proc/<pid>/status` VmRSS summed over the process tree)")
+                   title="Worker memory (RSS and PSS, psutil's `memory_full_info()`, summed over the process tree)")
     memory.add("threads -c 8", "idle, after the cost phases", idle_small["rss_mib"], idle_small["pss_mib"],
                idle_small["processes"])
     memory.add(f"threads -c {rss_c}", "idle, after a warm-up batch", idle_big["rss_mib"], idle_big["pss_mib"],

@@ -19,6 +19,7 @@ from pathlib import Path
 import requests
 
 from worker.signing import sign
+from worker.waiting import TimedOut, wait_until
 
 __all__ = ["bare_checkout", "percentile", "post_bodies", "wrk_available"]
 
@@ -164,13 +165,19 @@ def run_wrk(base_url: str, bodies: list[bytes], *, connections: int, threads: in
     with open(out_path, "w") as out:
         started = time.perf_counter()
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, text=True)
-        deadline = started + time_limit + 5
         seconds = None
-        while time.perf_counter() < deadline and proc.poll() is None:
+
+        def all_arrived_or_wrk_ended() -> bool:
+            nonlocal seconds
             if arrived() >= len(bodies):
                 seconds = time.perf_counter() - started
-                break
-            time.sleep(0.01)
+                return True
+            return proc.poll() is not None
+
+        try:
+            wait_until(all_arrived_or_wrk_ended, timeout=time_limit + 5, interval=0.01, what="every body")
+        except TimedOut:
+            pass  # the rate is then over what did arrive, below
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
         try:

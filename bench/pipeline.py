@@ -148,7 +148,7 @@ def run(bench: Bench, sizes: dict) -> Section:
         "timestamped and MD5-signed per request, answer parsed as JSON. Latency is injected by the "
         "sandbox fault rule `{\"kind\":\"latency\",\"delay\":0.1,\"times\":-1}`; 0 ms means no rule.",
         f"Before each latency, a warm-up batch of {2 * c} jobs is run untimed on each shape.",
-        "CPU: user+system time from `/proc/<pid>/stat` of each process tree over the timed part, "
+        "CPU: user+system time (psutil's `cpu_times()`) of each process tree over the timed part, "
         "per job (pipeline; the workers column sums the worker processes) or per request (bare "
         "client); the bench process polls the store during a pipeline round and is the load "
         "generator during a bare round. Threads busy = jobs/s × mean in-task time (Little's law): "

@@ -1,7 +1,8 @@
 """Shared process helpers for the benchmarks: one private Redis, the sandbox gateway, Celery
 workers and the web app as real processes (``worker.services``), plus the few things every
 benchmark needs from them: job payloads with distinct public IPs, pausing and resuming a
-worker's consumers, polling the store with a deadline, process-tree memory, sandbox control.
+worker's consumers, polling the store with a deadline, process-tree memory and CPU (psutil),
+sandbox control.
 """
 
 from __future__ import annotations
@@ -14,16 +15,19 @@ from collections import Counter
 from itertools import count
 from pathlib import Path
 
+import psutil
 import redis
 import requests
 
 from worker.redis_server import RedisServer, free_port
 from worker.runtime import Runtime
 from worker.services import Service, Services, http_ok
+from worker import signing
 from worker.settings import Settings
+from worker.waiting import TimedOut, wait_until
 
 __all__ = ["Bench", "WaitResult", "MemorySampler", "MERCHANT_NO", "APP_SECRET", "tree_memory",
-           "callback_body", "wait_for", "cpu_seconds", "CpuMeter"]
+           "callback_body", "wait_for", "cpu_seconds", "machine_busy_seconds", "CpuMeter"]
 
 MERCHANT_NO = "M-BENCH-0001"
 APP_SECRET = "bench-secret-5b1e2d"
@@ -270,19 +274,19 @@ class Bench:
         """Poll a cheap ``done()`` (one O(1) Redis command) until true or the deadline; every
         ``fallback_every`` s also ask the thorough (costlier) ``fallback()``, so a count that
         is off (a job that ended elsewhere) cannot hold the wait to its deadline."""
-        started = time.perf_counter()
-        deadline = started + timeout
-        next_fallback = started + fallback_every
-        while not done():
-            now = time.perf_counter()
-            if fallback is not None and now >= next_fallback:
+        next_fallback = time.perf_counter() + fallback_every
+
+        def either() -> bool:
+            nonlocal next_fallback
+            if done():
+                return True
+            if fallback is not None and time.perf_counter() >= next_fallback:
                 if fallback():
                     return True
                 next_fallback = time.perf_counter() + fallback_every
-            if now >= deadline:
-                return False
-            time.sleep(interval)
-        return True
+            return False
+
+        return wait_for(either, timeout=timeout, interval=interval)
 
     def make_paying(self, n: int, batch: int = 200) -> list[str]:
         """n jobs put straight into ``paying`` through the store's own ``create`` and ``move``
@@ -318,11 +322,13 @@ class Bench:
         """Poll job states with one pipeline per round until every job is in ``wanted`` (or in
         ``settle``, a final state that will not become ``wanted``); bounded by ``timeout``."""
         started = time.perf_counter()
-        deadline = started + timeout
         pending = list(trade_nos)
         seen: Counter = Counter()
         store = self.runtime.store
-        while pending:
+
+        def all_there() -> bool:
+            """One round: one pipeline over the jobs still pending; counts those that arrived."""
+            nonlocal pending
             pipe = self.redis.pipeline(transaction=False)
             for trade_no in pending:
                 pipe.hget(store.job_key(trade_no), "state")
@@ -334,9 +340,9 @@ class Bench:
                 else:
                     still.append(trade_no)
             pending = still
-            if not pending or time.perf_counter() >= deadline:
-                break
-            time.sleep(interval)
+            return not pending
+
+        wait_for(all_there, timeout=timeout, interval=interval)
         for trade_no in pending:
             seen["(timed out)"] += 1
         return WaitResult(time.perf_counter() - started, seen, len(pending))
@@ -377,48 +383,27 @@ class Bench:
         return self.http.get(self.sandbox_url + "/_sandbox/stats", timeout=10).json()["totals"]
 
 
-def _children(pid: int) -> list[int]:
-    found = []
+def _processes(pid: int, tree: bool = True) -> list[psutil.Process]:
+    """A process, and all its descendants if ``tree`` (those that exist now)."""
     try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children") as fh:
-                found.extend(int(c) for c in fh.read().split())
-    except OSError:
-        pass
-    return found
-
-
-def _status_kb(pid: int, field: str) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _pss_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as fh:
-            for line in fh:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)] if tree else [root]
+    except psutil.Error:  # gone (or not ours to read): counts as nothing
+        return []
 
 
 def tree_memory(pid: int) -> dict:
-    """VmRSS and PSS (MiB) summed over a process and all its descendants, and how many."""
-    pids, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        pids.append(p)
-        todo.extend(_children(p))
-    return {"rss_mib": sum(_status_kb(p, "VmRSS") for p in pids) / 1024,
-            "pss_mib": sum(_pss_kb(p) for p in pids) / 1024, "processes": len(pids)}
+    """RSS and PSS (MiB) summed over a process and all its descendants, and how many."""
+    rss = pss = 0
+    processes = _processes(pid)
+    for process in processes:
+        try:
+            info = process.memory_full_info()  # rss from /proc/<pid>/statm, pss from smaps_rollup
+        except psutil.Error:  # exited meanwhile
+            continue
+        rss += info.rss
+        pss += info.pss
+    return {"rss_mib": rss / 2**20, "pss_mib": pss / 2**20, "processes": len(processes)}
 
 
 class MemorySampler:
@@ -457,47 +442,43 @@ class MemorySampler:
 
 def callback_body(trade_no: str, status: str = "0000", amount: str = "300.00",
                   secret: str = APP_SECRET) -> bytes:
-    """A callback as the gateway sends it, built like ``tests/support/stack.py``'s
-    ``Stack.callback``: signed, ``amount`` a raw JSON number."""
-    from worker.signing import sign
+    """A callback as the gateway sends it, with the fields of ``tests/support/stack.py``'s
+    ``Stack.callback_fields``: signed, ``amount`` a raw JSON number."""
     fields = {"platFormTradeNo": "p-" + trade_no[-8:], "tradeNo": trade_no, "amount": amount,
               "status": status, "message": {"0000": "Success", "0001": "Partially paid",
                                             "0015": "Paying"}.get(status, "Failed"),
               "timestamp": str(int(time.time() * 1000))}
-    fields["sign"] = sign(fields, secret)
-    parts = [f'"{k}":{v}' if k == "amount" else f'"{k}":{json.dumps(v, ensure_ascii=False)}'
-             for k, v in fields.items()]
-    return ("{" + ",".join(parts) + "}").encode("utf-8")
+    return signing.callback_body(fields, secret)
 
 
 def wait_for(predicate, *, timeout: float, interval: float = 0.02) -> bool:
-    """Poll ``predicate`` until true or the deadline; whether it became true."""
-    deadline = time.perf_counter() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.perf_counter() >= deadline:
-            return False
-        time.sleep(interval)
-
-
-_TICK = os.sysconf("SC_CLK_TCK")
+    """``worker.waiting.wait_until`` for a measurement: a wait that ran out is reported with
+    what it saw (a job short of its state), not raised; whether ``predicate`` became true."""
+    try:
+        wait_until(predicate, timeout=timeout, interval=interval)
+    except TimedOut:
+        return False
+    return True
 
 
 def cpu_seconds(pid: int, *, tree: bool = True) -> float:
-    """User + system CPU seconds of a process (every thread), and of its descendants if ``tree``."""
-    total, todo = 0.0, [pid]
-    while todo:
-        p = todo.pop()
+    """User + system CPU seconds of a process (every thread), and of its descendants if ``tree``
+    (those alive now: what exited is not counted)."""
+    total = 0.0
+    for process in _processes(pid, tree):
         try:
-            with open(f"/proc/{p}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / _TICK
-        except (OSError, IndexError, ValueError):
-            pass
-        if tree:
-            todo.extend(_children(p))
+            times = process.cpu_times()
+        except psutil.Error:  # exited meanwhile
+            continue
+        total += times.user + times.system
     return total
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has been busy since boot: every state but idle and iowait
+    (guest time is already inside user time)."""
+    times = psutil.cpu_times()
+    return times.user + times.nice + times.system + times.irq + times.softirq + times.steal
 
 
 class CpuMeter:

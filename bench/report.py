@@ -8,6 +8,8 @@ import platform
 import subprocess
 from dataclasses import dataclass, field
 
+import psutil
+
 __all__ = ["Section", "Table", "machine", "render_markdown", "render_text"]
 
 
@@ -85,18 +87,12 @@ def _cmd(argv: list[str]) -> str:
 
 def machine(redis_client) -> dict:
     cpu = "?"
-    try:
+    try:  # psutil does not name the CPU model
         with open("/proc/cpuinfo") as fh:
             cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), "?")
     except OSError:
         pass
-    mem = "?"
-    try:
-        with open("/proc/meminfo") as fh:
-            kb = int(next(ln for ln in fh if ln.startswith("MemTotal")).split()[1])
-            mem = f"{kb / 1024 / 1024:.1f} GiB"
-    except (OSError, StopIteration):
-        pass
+    mem = f"{psutil.virtual_memory().total / 2**30:.1f} GiB"
     import celery
     import kombu
     import redis as redis_py

@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             section.others = _others_load(before, _machine_cpu())
             section.notes.append(f"Other processes on the machine (not this run's) used "
                                  f"{section.others:.2f} of its {os.cpu_count()} CPUs on average "
-                                 "during this benchmark (`/proc/stat` less this run's process tree).")
+                                 "during this benchmark (the machine's busy CPU time, psutil's "
+                                 "`cpu_times()`, less this run's process tree).")
             sections.append(section)
             print(render_text(section), flush=True)
     finally:
@@ -137,12 +138,8 @@ def _write(args, saved: dict, findings, headline, render_markdown) -> int:
 
 def _machine_cpu() -> tuple[float, float, float]:
     """(wall, busy CPU seconds of the whole machine, CPU seconds of this run's process tree)."""
-    from bench.procs import cpu_seconds
-    with open("/proc/stat") as fh:
-        fields = [int(x) for x in fh.readline().split()[1:]]
-    idle = fields[3] + fields[4]
-    busy = (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-    return time.perf_counter(), busy, cpu_seconds(os.getpid())
+    from bench.procs import cpu_seconds, machine_busy_seconds
+    return time.perf_counter(), machine_busy_seconds(), cpu_seconds(os.getpid())
 
 
 def _others_load(before, after) -> float:

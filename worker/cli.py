@@ -17,6 +17,7 @@ import time
 import click
 import redis
 
+from worker import __version__
 from worker.errors import ConfigurationError
 from worker.settings import Settings
 from worker.startup import refuse
@@ -48,6 +49,8 @@ class _Checked(click.Group):
 
 
 @click.group(cls=_Checked, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+# the version given, not looked up in the installed metadata by click: the same under `python -m`
+@click.version_option(__version__, "-V", "--version", prog_name="vexora-checkout")
 def main() -> None:
     """Vexora checkout worker: enqueue checkouts, follow them, run the services.
 
@@ -138,19 +141,25 @@ def enqueue(source, fmt: str, skip_invalid: bool, wait_: bool, timeout: float) -
 def _wait_for_links(store, trade_nos: list[str], timeout: float, console) -> bool:
     from rich.progress import Progress
 
+    from worker.waiting import TimedOut, wait_until
+
     pending, results = set(trade_nos), {}
-    deadline = time.monotonic() + timeout
     with Progress(console=console, transient=True) as progress:
         bar = progress.add_task("waiting for payment links", total=len(trade_nos))
-        while pending and time.monotonic() < deadline:
+
+        def all_answered() -> bool:
             for trade_no in list(pending):
                 record = store.get(trade_no) or {}
                 if record.get("state") in _LINK_STATES | _FINAL_WITHOUT_LINK:
                     results[trade_no] = record
                     pending.discard(trade_no)
                     progress.advance(bar)
-            if pending:
-                time.sleep(0.2)
+            return not pending
+
+        try:
+            wait_until(all_answered, timeout=timeout, interval=0.2, what="payment links")
+        except TimedOut:
+            pass  # the jobs still pending are listed as timed out below
     for trade_no in trade_nos:
         record = results.get(trade_no, {"state": "timed out"})
         console.print(f"{trade_no}  {record['state']:<14} {record.get('paymentLink') or ''}")

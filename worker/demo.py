@@ -252,9 +252,9 @@ def _run_batch(plans: list[Plan], runtime: Runtime, urls: dict, console: Console
         enqueue_checkout(plan.payload, runtime=runtime)
     console.print(f"enqueued {len(plans)} checkouts")
     records: dict[str, dict] = {}
-    deadline = started + timeout
     with Live(console=console, refresh_per_second=4, transient=True) as live:
-        while True:
+        def all_settled() -> bool:
+            """One round: read every job, let the payer bot act on it, redraw the table."""
             settled = 0
             for plan in plans:
                 trade_no = plan.payload["tradeNo"]
@@ -265,9 +265,13 @@ def _run_batch(plans: list[Plan], runtime: Runtime, urls: dict, console: Console
             counts = Counter(r.get("state", "?") for r in records.values())
             live.update(_summary_table(counts, len(plans),
                                        f"{settled}/{len(plans)} settled · {time.monotonic() - started:.0f}s"))
-            if settled == len(plans) or time.monotonic() > deadline:
-                break
-            time.sleep(0.25)
+            return settled == len(plans)
+
+        try:  # the batch's timeout counts from before its enqueueing
+            wait_until(all_settled, timeout=max(0.0, started + timeout - time.monotonic()), interval=0.25,
+                       what="every job to settle")
+        except TimedOut:
+            pass  # the summary shows which jobs did not end as planned
     elapsed = time.monotonic() - started
     with console.status(f"waiting for each job's final webhook at the receiver (up to {WEBHOOK_WAIT:.0f} s)…"):
         webhooks = _await_webhooks(urls["receiver"], plans, records, WEBHOOK_WAIT)

@@ -14,10 +14,11 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import redis
+
+from worker.waiting import TimedOut, wait_until
 
 __all__ = ["RedisServer", "find_binary", "free_port"]
 
@@ -68,18 +69,21 @@ class RedisServer:
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                         start_new_session=True)
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def answering() -> bool:
             try:
-                if client.ping():
-                    return self
+                return client.ping()
             except redis.exceptions.ConnectionError:
                 if self.process.poll() is not None:
                     raise RuntimeError(f"redis-server exited with {self.process.returncode}") from None
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError("redis-server did not answer PING in time") from None
-            time.sleep(0.05)
+                return False
+
+        try:
+            wait_until(answering, timeout=timeout, what="redis-server to answer PING")
+        except TimedOut:
+            self.stop()
+            raise RuntimeError("redis-server did not answer PING in time") from None
+        return self
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.process and self.process.poll() is None:

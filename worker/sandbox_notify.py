@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import json
 import logging
 import threading
 import time
@@ -26,7 +25,7 @@ import requests
 
 from worker import signing
 
-__all__ = ["Notifier", "Delivery", "callback_body", "japan_time", "JST", "PAID_STATUSES",
+__all__ = ["Notifier", "Delivery", "callback_fields", "japan_time", "JST", "PAID_STATUSES",
            "RETRY_DELAYS"]
 
 logger = logging.getLogger(__name__)
@@ -57,16 +56,6 @@ def callback_fields(order: Mapping, now_ms: int) -> dict[str, str]:
               "successTime": japan_time(order["paidAt"]) if paid and order.get("paidAt") else "",
               "remark": order.get("remark") or ""}
     return {key: value for key, value in fields.items() if value != ""}  # never send empties
-
-
-def callback_body(order: Mapping, secret: str, now_ms: int) -> bytes:
-    """The signed JSON text; ``amount`` travels as a number with two decimals, e.g. ``300.00``."""
-    fields = callback_fields(order, now_ms)
-    fields["sign"] = signing.sign(fields, secret)
-    # written by hand: json.dumps cannot keep 300.00, and the signature covers exactly that text
-    members = (f"{json.dumps(key)}:{value if key == 'amount' else json.dumps(value, ensure_ascii=False)}"
-               for key, value in fields.items())
-    return ("{" + ",".join(members) + "}").encode()
 
 
 @dataclass(eq=False)
@@ -164,7 +153,7 @@ class Notifier:
         It is dropped when ``lost`` or when a drop asked for (``drop``) matches. A ``lost`` one
         leaves a pending drop count alone: that count is about callbacks nobody chose to lose.
         """
-        body = callback_body(order, self._secret, int(time.time() * 1000))
+        body = signing.callback_body(callback_fields(order, int(time.time() * 1000)), self._secret)
         with self._cond:
             delivery = Delivery(next(self._ids), order["tradeNo"], order["status"],
                                 order["notifyUrl"], body, self._epoch)

@@ -5,6 +5,8 @@ ASCII order, joined as ``key1=value1key2=value2``, the app secret appended, MD5 
 lowercase hex. Values are signed as the text that travels: strings as they are, booleans as
 ``true``/``false``, and numbers from a callback as their original JSON text (parse callbacks with
 ``parse_json_keeping_numbers`` so ``30000.00`` is not re-formatted by a float parser).
+``callback_body`` writes a signed callback the way the gateway sends it: the one builder of
+callback bodies (the sandbox's notifier, the tests' and the benchmarks' callbacks).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import hmac
 import json
 from collections.abc import Mapping
 
-__all__ = ["sign", "verify", "signing_string", "parse_json_keeping_numbers", "RawNumber"]
+__all__ = ["sign", "verify", "signing_string", "parse_json_keeping_numbers", "RawNumber",
+           "callback_body"]
 
 
 class RawNumber(str):
@@ -58,6 +61,20 @@ def verify(params: Mapping[str, object], secret: str) -> bool:
     except RecursionError:  # a value nested too deep to render: it cannot carry a valid sign
         return False
     return hmac.compare_digest(expected.encode("ascii"), given.lower().encode("ascii", "replace"))
+
+
+def callback_body(fields: Mapping[str, str], secret: str) -> bytes:
+    """A gateway callback as it travels (docs/gateway.md §Callbacks (notify)): ``fields`` and
+    their ``sign``, as UTF-8 JSON text in which ``amount`` is a bare number (e.g. ``300.00``).
+
+    ``amount`` must be a decimal number's text; every other value travels as a JSON string.
+    """
+    body = dict(fields)
+    body["sign"] = sign(body, secret)
+    # written by hand: json.dumps cannot keep 300.00, and the signature covers exactly that text
+    members = (f"{json.dumps(key)}:{value if key == 'amount' else json.dumps(value, ensure_ascii=False)}"
+               for key, value in body.items())
+    return ("{" + ",".join(members) + "}").encode()
 
 
 def parse_json_keeping_numbers(raw: bytes | str) -> object:

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.integration
 if CHROMIUM is None:
     pytest.skip("Debian's chromium is not installed (scripts/test installs it when run as root)",
                 allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (the dev extra) is not installed")
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (the dev dependency group) is not installed")
 
 
 @pytest.fixture(scope="module")

@@ -45,7 +45,7 @@ def queue(stack):
 def browser():
     if CHROMIUM is None:
         pytest.skip("Debian's chromium is not installed (scripts/test installs it when run as root)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (the dev extra) is not installed")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (the dev dependency group) is not installed")
     with chromium_context(sync_api, http_credentials={"username": USER, "password": TOKEN},
                           viewport={"width": 1200, "height": 800}) as context:
         yield context

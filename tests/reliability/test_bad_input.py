@@ -226,6 +226,9 @@ class Num:
         return f"Num({self.text})"
 
 
+# Callbacks are built here, not with worker.signing.callback_body: this suite checks the server
+# against its own reading of docs/gateway.md (render, gateway_sign), an oracle independent of the
+# code under test, and varies the wire form that builder fixes (escapes, separators, numbers).
 def render(fields: dict, *, ensure_ascii: bool = False, sep: str = ",", colon: str = ":") -> bytes:
     """A callback body with numbers written as their text, as the gateway sends it."""
     def one(value) -> str:

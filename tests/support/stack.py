@@ -6,7 +6,6 @@ clean. Payer and secret values here are markers that the tests look for in every
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import time
@@ -19,7 +18,7 @@ import requests
 from worker.redis_server import free_port
 from worker.runtime import Runtime
 from worker.settings import Settings
-from worker.signing import sign
+from worker.signing import callback_body
 from worker.waiting import wait_until
 
 from tests.support.processes import Process, python_cmd
@@ -189,17 +188,18 @@ class Stack:
         empty = {"received": 0, "created": 0, "duplicates": 0, "faults": 0}
         return {**empty, **self.stats()["checkout"].get(trade_no, {})}
 
+    @staticmethod
+    def callback_fields(trade_no: str, status: str = "0000", amount: str = "300.00", **extra: str) -> dict:
+        """The fields of a callback as the gateway sends them, unsigned (``amount`` verbatim)."""
+        return {"platFormTradeNo": "p-" + trade_no[-8:], "tradeNo": trade_no, "amount": amount,
+                "status": status, "message": {"0000": "Success", "0001": "Partially paid",
+                                              "0015": "Paying"}.get(status, "Failed"),
+                "timestamp": str(int(time.time() * 1000)), **extra}
+
     def callback(self, trade_no: str, status: str = "0000", amount: str = "300.00", *,
                  secret: str = APP_SECRET, **extra: str) -> bytes:
         """A callback body as the gateway sends it: signed, ``amount`` a raw JSON number."""
-        fields = {"platFormTradeNo": "p-" + trade_no[-8:], "tradeNo": trade_no, "amount": amount,
-                  "status": status, "message": {"0000": "Success", "0001": "Partially paid",
-                                                "0015": "Paying"}.get(status, "Failed"),
-                  "timestamp": str(int(time.time() * 1000)), **extra}
-        fields["sign"] = sign(fields, secret)
-        parts = [f'"{k}":{v}' if k == "amount" else f'"{k}":{json.dumps(v, ensure_ascii=False)}'
-                 for k, v in fields.items()]
-        return ("{" + ",".join(parts) + "}").encode("utf-8")
+        return callback_body(self.callback_fields(trade_no, status, amount, **extra), secret)
 
     def notify(self, body: bytes) -> requests.Response:
         """POST a callback body to the web app, as the gateway would."""

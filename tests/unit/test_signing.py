@@ -1,6 +1,6 @@
 """Signing vectors computed by hand (the digests with coreutils' md5sum, independently)."""
 
-from worker.signing import RawNumber, parse_json_keeping_numbers, sign, signing_string, verify
+from worker.signing import RawNumber, callback_body, parse_json_keeping_numbers, sign, signing_string, verify
 
 
 def test_katakana_values_and_ascii_key_order():
@@ -52,3 +52,12 @@ def test_an_empty_secret_verifies_nothing():
     forged = {**params, "sign": sign(params, "")}
     assert not verify(forged, "")
     assert verify({**params, "sign": sign(params, "k")}, "k")
+
+
+def test_callback_body_is_signed_utf8_json_with_the_amount_a_bare_number():
+    body = callback_body({"tradeNo": "T1", "amount": "300.00", "status": "0000", "message": "支払い済み"}, "S")
+    # printf '%s' 'amount=300.00message=支払い済みstatus=0000tradeNo=T1S' | md5sum
+    assert body == ('{"tradeNo":"T1","amount":300.00,"status":"0000","message":"支払い済み",'
+                    '"sign":"88d761107041b0475eedf1c495da3bc8"}').encode()
+    fields = parse_json_keeping_numbers(body)
+    assert isinstance(fields["amount"], RawNumber) and verify(fields, "S")
