@@ -33,6 +33,13 @@ def _tuple(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
+def _log_format(text: str) -> str:
+    value = text.strip().lower()
+    if value not in {"logfmt", "json"}:
+        raise ValueError("logfmt or json")
+    return value
+
+
 def _seconds(text: str) -> tuple[float, ...]:
     values = tuple(float(part) for part in _tuple(text))
     if not values or any(v < 0 for v in values):
@@ -105,6 +112,8 @@ class Settings:
     reconcile_backoff_max: float = 3600.0
     reconcile_horizon: float = 24 * 3600.0
 
+    log_format: str = "logfmt"  # one event per line: logfmt, or json (worker.logs)
+
     ENV = {
         "redis_url": ("REDIS_URL", str),
         "broker_url": ("VEXORA_BROKER_URL", str),
@@ -158,6 +167,7 @@ class Settings:
         "reconcile_backoff_base": ("VEXORA_RECONCILE_BACKOFF_BASE", float),
         "reconcile_backoff_max": ("VEXORA_RECONCILE_BACKOFF_MAX", float),
         "reconcile_horizon": ("VEXORA_RECONCILE_HORIZON", float),
+        "log_format": ("VEXORA_LOG_FORMAT", _log_format),
     }
 
     @classmethod
