@@ -8,6 +8,7 @@ Exit codes: 0 done; 1 a failure the message explains (e.g. Redis unreachable); 2
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -23,10 +24,14 @@ EXIT_FAILED, EXIT_INVALID, EXIT_NOT_PAYING = 1, 3, 4
 _REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 _LINK_STATES = {"paying", "succeeded", "partially_paid", "failed"}
 _FINAL_WITHOUT_LINK = {"rejected", "declined", "unknown"}
+# Commands that serve log at INFO (their log is what they show); the others warnings and errors
+# only, so that their own output (a progress bar, tradeNos, JSON) is not buried under a line a job.
+_SERVING = {"sandbox"}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Vexora checkout worker: enqueue checkouts, follow them, run the services.
 
     \b
@@ -39,7 +44,16 @@ def main() -> None:
 
     Configuration is by environment: REDIS_URL, VEXORA_BASE_URL, VEXORA_MERCHANT_NO,
     VEXORA_APP_SECRET (or VEXORA_APP_SECRET_FILE), VEXORA_NOTIFY_URL, VEXORA_API_TOKEN.
+    Logs: one line an event on stderr, logfmt (VEXORA_LOG_FORMAT=json for JSON).
     """
+    from worker import logs
+    from worker.errors import ConfigurationError
+
+    try:
+        fmt = Settings.from_env().log_format
+    except ConfigurationError:
+        fmt = "logfmt"  # the command that needs the settings says what is wrong with them
+    logs.configure(fmt, logging.INFO if ctx.invoked_subcommand in _SERVING else logging.WARNING)
 
 
 @main.command()
