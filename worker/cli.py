@@ -12,13 +12,14 @@ import logging
 import os
 import sys
 import time
+from pathlib import Path
 
 import click
 import redis
 
 from worker.settings import Settings
 
-__all__ = ["main"]
+__all__ = ["main", "web_argv"]
 
 EXIT_FAILED, EXIT_INVALID, EXIT_NOT_PAYING = 1, 3, 4
 _REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
@@ -418,13 +419,32 @@ def sandbox(host: str, port: int, public_url: str | None, time_factor: float, au
 
 
 @main.command()
-@click.option("--bind", default="127.0.0.1:8000", show_default=True, help="Address for gunicorn.")
-@click.option("--workers", default=2, show_default=True, type=int, help="gunicorn worker processes.")
-@click.option("--threads", default=8, show_default=True, type=int, help="Threads per worker process.")
-def web(bind: str, workers: int, threads: int) -> None:
-    """Run the web app under gunicorn: callbacks, the producer API, health."""
-    _exec("gunicorn", "worker.web:app", "--bind", bind, "--worker-class", "gthread",
-          "--workers", str(workers), "--threads", str(threads), "--no-control-socket")
+@click.option("--bind", default=None, help="Address for gunicorn  [default: 0.0.0.0:$PORT when PORT is set, "
+                                           "else 127.0.0.1:8000]")
+@click.option("--workers", default=None, type=int, help="gunicorn worker processes  [default: "
+                                                        "$WEB_CONCURRENCY, else 2]")
+@click.option("--threads", default=None, type=int, help="Threads per worker process  [default: "
+                                                        "$GUNICORN_THREADS, else 8]")
+def web(bind: str | None, workers: int | None, threads: int | None) -> None:
+    """Run the web app under gunicorn, with gunicorn.conf.py: callbacks, the producer API, health."""
+    given = {"--bind": bind, "--workers": workers, "--threads": threads}
+    _exec(*web_argv(*(part for flag, value in given.items() if value is not None for part in (flag, str(value)))))
+
+
+def gunicorn_conf() -> Path:
+    """gunicorn.conf.py: the repository's (next to this package), else the working directory's
+    (the Docker image's /app) — where gunicorn itself would look."""
+    for candidate in (Path(__file__).resolve().parents[1] / "gunicorn.conf.py", Path.cwd() / "gunicorn.conf.py"):
+        if candidate.is_file():
+            return candidate
+    raise click.ClickException("gunicorn.conf.py not found: run from the repository, or give gunicorn "
+                               "-c with its path")
+
+
+def web_argv(*flags: str) -> list[str]:
+    """``-m gunicorn worker.web:app -c <gunicorn.conf.py> FLAGS``, for a Python interpreter; the
+    flags win over the file (the tests and the demo bind a port of their own)."""
+    return ["-m", "gunicorn", "worker.web:app", "-c", str(gunicorn_conf()), *flags]
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
@@ -439,7 +459,7 @@ def worker(concurrency: int | None, webhooks_only: bool, celery_args: tuple[str,
         queues, threads = ["-Q", "webhooks", "-n", "webhooks@%h"], concurrency or 8
     else:
         queues, threads = ["-Q", "checkout,callbacks,reconcile"], concurrency or 16
-    _exec("celery", "-A", "worker", "worker", *queues, "--pool", "threads",
+    _exec("-m", "celery", "-A", "worker", "worker", *queues, "--pool", "threads",
           "--concurrency", str(threads), "--loglevel", "INFO", *celery_args)
 
 
@@ -447,11 +467,12 @@ def worker(concurrency: int | None, webhooks_only: bool, celery_args: tuple[str,
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def beat(celery_args: tuple[str, ...]) -> None:
     """Run Celery beat, which schedules the reconciler. Run exactly one."""
-    _exec("celery", "-A", "worker", "beat", "--loglevel", "INFO", *celery_args)
+    # --quiet: no banner printed between the log lines ("beat: Starting..." is logged anyway)
+    _exec("-m", "celery", "-A", "worker", "--quiet", "beat", "--loglevel", "INFO", *celery_args)
 
 
-def _exec(module: str, *args: str) -> None:
-    os.execv(sys.executable, [sys.executable, "-m", module, *args])
+def _exec(*args: str) -> None:
+    os.execv(sys.executable, [sys.executable, *args])
 
 
 if __name__ == "__main__":
