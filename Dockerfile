@@ -5,13 +5,15 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PORT=8000
 
 WORKDIR /app
 
 COPY pyproject.toml README.md ./
 COPY worker ./worker
 COPY schemas ./schemas
+COPY gunicorn.conf.py ./
 RUN pip install --no-cache-dir '.[flower]' \
     && rm -rf build ./*.egg-info \
     && useradd --system --create-home --uid 10001 --user-group vexora
@@ -21,4 +23,5 @@ USER vexora
 
 EXPOSE 8000 5555 8900
 
-CMD ["gunicorn", "worker.web:app", "--bind", "0.0.0.0:8000", "--worker-class", "gthread", "--workers", "2", "--threads", "8", "--no-control-socket"]
+# gunicorn.conf.py binds 0.0.0.0:$PORT (8000 above; a platform may set its own)
+CMD ["gunicorn", "worker.web:app", "-c", "/app/gunicorn.conf.py"]

@@ -19,6 +19,7 @@ import psutil
 import redis
 import requests
 
+from worker.cli import web_argv
 from worker.redis_server import RedisServer, free_port
 from worker.runtime import Runtime
 from worker.services import Service, Services, http_ok
@@ -114,9 +115,9 @@ class Bench:
 
     def start_web(self, workers: int = 2, threads: int = 8) -> Service:
         self.web = self.services.start(
-            "web", "-m", "gunicorn", "worker.web:app", "--bind", f"127.0.0.1:{self.web_port}",
-            "--workers", str(workers), "--worker-class", "gthread", "--threads", str(threads),
-            "--backlog", "2048", "--no-control-socket",
+            # gunicorn.conf.py, with the shape under test: flags on the command line win
+            "web", *web_argv("--bind", f"127.0.0.1:{self.web_port}", "--workers", str(workers),
+                             "--threads", str(threads), "--backlog", "2048"),
             ready=http_ok(self.web_url + "/healthz"), timeout=60)
         self.web_shape = (workers, threads)
         return self.web

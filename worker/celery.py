@@ -7,8 +7,13 @@ the queue, one message prefetched per worker thread, task events on for Flower. 
 
 from __future__ import annotations
 
-from celery import Celery
+import logging
 
+import celery
+from celery import Celery, signals
+from celery.utils.log import mlevel
+
+from worker import logs
 from worker.errors import ConfigurationError
 from worker.settings import Settings
 from worker.startup import at_import
@@ -98,6 +103,35 @@ def _refuse_other_redis(celery_app: Celery, settings: Settings) -> None:
             "invalid configuration:\n  Celery's " + ", ".join(other) + " would differ from the settings' "
             "(set by a CELERY_* environment variable or config module): set VEXORA_BROKER_URL or "
             "REDIS_URL instead", problems={"CELERY_*": [f"{key} differs from the settings'" for key in other]})
+
+
+# -- logs: Celery's own format never installed (worker.logs) ------------------------------------
+@signals.setup_logging.connect
+def _log_lines(loglevel=None, **_kwargs) -> None:
+    """Worker and beat: any receiver of this signal stops Celery configuring logging itself (root,
+    task loggers, stdout redirection); the lines come from worker.logs instead."""
+    logs.configure(Settings.from_env().log_format, loglevel or logging.INFO)
+
+
+@signals.celeryd_init.connect
+def _worker_lines_from_the_start(instance=None, options=None, **_kwargs) -> None:
+    """A worker's first lines: configured here already, because Celery checks its privileges (and
+    warns, as root) right after this signal, before ``setup_logging``; warnings become log lines.
+    And no banner: the worker prints it straight to stdout, many lines between the log's; the same
+    facts go out as one event once the worker is set up (below). Celery reads ``quiet`` later."""
+    logs.configure(Settings.from_env().log_format, mlevel((options or {}).get("loglevel") or logging.INFO))
+    logging.captureWarnings(True)
+    if instance is not None:
+        instance.quiet = True
+
+
+@signals.celeryd_after_setup.connect
+def _starting(sender=None, instance=None, **_kwargs) -> None:
+    queues = sorted(instance.app.amqp.queues.consume_from) if instance is not None else []
+    pool = getattr(instance, "pool_cls", None)  # a class by now: celery.concurrency.thread.TaskPool
+    logs.event(logging.getLogger("vexora.worker"), logging.INFO, "worker_starting", hostname=sender,
+               queues=",".join(queues), pool=getattr(pool, "__module__", str(pool)).rsplit(".", 1)[-1],
+               concurrency=getattr(instance, "concurrency", None), celery=celery.__version__)
 
 
 app = at_import(create_app)

@@ -31,6 +31,7 @@ from worker import outcomes, states
 from worker.errors import AmbiguousError, CheckoutError, DeclinedError, LeaseLostError, OutcomeUnknownError
 from worker.gateway import GatewayClient
 from worker.limits import IpLimits, ip_hash
+from worker.logs import event
 from worker.outcomes import Outcome
 from worker.retry import build_retrying
 from worker.settings import Settings
@@ -69,10 +70,10 @@ class Submitter:
                                 detail_from={states.SUBMITTING: {"reason": "lease taken over after expiry"}})
         if not claim.applied:
             if claim.previous is None:
-                log.warning("job %s: not found; nothing to submit", trade_no)
+                event(log, logging.WARNING, "submit_not_found", tradeNo=trade_no)
             else:
-                log.info("job %s: not claimed (it is %s, its lease is held, or its payload is gone)",
-                         trade_no, claim.previous)
+                # it is in that state, its lease is held, or its payload is gone
+                event(log, logging.INFO, "submit_not_claimed", tradeNo=trade_no, state=claim.previous)
             return claim.previous
         token = claim.lease_token
         with self.leases.hold(trade_no, token):
@@ -102,7 +103,7 @@ class Submitter:
 
     def _lease_lost(self, trade_no: str, when: str) -> str | None:
         """Another process took the job over: record nothing of ours, say so, leave it to them."""
-        log.warning("job %s: lease lost %s; this worker records nothing", trade_no, when)
+        event(log, logging.WARNING, "lease_lost", tradeNo=trade_no, when=when)  # and records nothing
         self.store.note(trade_no, "lease_lost", {"reason": f"lease lost {when}; nothing recorded by the late holder"})
         job = self.store.load(trade_no)
         return job.state if job else None
@@ -156,7 +157,7 @@ class Submitter:
     def _query(self, trade_no: str) -> Report | None:
         reply = self.gateway.query(trade_no)
         known = outcomes.from_query(reply.code, reply.msg, reply.data)
-        log.info("job %s: gateway query says %s", trade_no, known.status if known else "not known")
+        event(log, logging.INFO, "gateway_query", tradeNo=trade_no, status=known.status if known else "not known")
         return known
 
     def record(self, trade_no: str, outcome: Outcome | Report, *, held: Job | None = None,
@@ -185,8 +186,8 @@ class Submitter:
             return outcome.state
         if moved.lease_lost:
             return self._lease_lost(trade_no, f"before recording {outcome.state}")
-        log.info("job %s: outcome %s not recorded, the job is already %s", trade_no, outcome.state,
-                 moved.previous)
+        event(log, logging.INFO, "outcome_not_recorded", tradeNo=trade_no, outcome=outcome.state,
+              state=moved.previous)
         return moved.previous or outcome.state
 
 

@@ -10,9 +10,11 @@ usage or bad settings (each ``VAR: problem`` printed); 3 invalid input rows (not
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
+from pathlib import Path
 
 import click
 import redis
@@ -22,12 +24,15 @@ from worker.errors import ConfigurationError
 from worker.settings import Settings
 from worker.startup import refuse
 
-__all__ = ["main"]
+__all__ = ["main", "web_argv"]
 
 EXIT_FAILED, EXIT_INVALID, EXIT_NOT_PAYING = 1, 3, 4
 _REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 _LINK_STATES = {"paying", "succeeded", "partially_paid", "failed"}
 _FINAL_WITHOUT_LINK = {"rejected", "declined", "unknown"}
+# Commands that serve log at INFO (their log is what they show); the others warnings and errors
+# only, so that their own output (a progress bar, tradeNos, JSON) is not buried under a line a job.
+_SERVING = {"sandbox"}
 
 
 class _Checked(click.Group):
@@ -51,7 +56,8 @@ class _Checked(click.Group):
 @click.group(cls=_Checked, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 # the version given, not looked up in the installed metadata by click: the same under `python -m`
 @click.version_option(__version__, "-V", "--version", prog_name="vexora-checkout")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Vexora checkout worker: enqueue checkouts, follow them, run the services.
 
     \b
@@ -65,7 +71,16 @@ def main() -> None:
     Configuration is by environment: REDIS_URL, VEXORA_BASE_URL, VEXORA_MERCHANT_NO,
     VEXORA_APP_SECRET (or VEXORA_APP_SECRET_FILE), VEXORA_NOTIFY_URL, VEXORA_API_TOKEN; every
     variable is checked before a command runs (bad settings: their lines, exit 2).
+    Logs: one line an event on stderr, logfmt (VEXORA_LOG_FORMAT=json for JSON).
     """
+    from worker import logs
+    from worker.errors import ConfigurationError
+
+    try:
+        fmt = Settings.from_env().log_format
+    except ConfigurationError:
+        fmt = "logfmt"  # the command that needs the settings says what is wrong with them
+    logs.configure(fmt, logging.INFO if ctx.invoked_subcommand in _SERVING else logging.WARNING)
 
 
 @main.command()
@@ -436,13 +451,32 @@ def sandbox(host: str, port: int, public_url: str | None, time_factor: float, au
 
 
 @main.command()
-@click.option("--bind", default="127.0.0.1:8000", show_default=True, help="Address for gunicorn.")
-@click.option("--workers", default=2, show_default=True, type=int, help="gunicorn worker processes.")
-@click.option("--threads", default=8, show_default=True, type=int, help="Threads per worker process.")
-def web(bind: str, workers: int, threads: int) -> None:
-    """Run the web app under gunicorn: callbacks, the producer API, health."""
-    _exec("gunicorn", "worker.web:app", "--bind", bind, "--worker-class", "gthread",
-          "--workers", str(workers), "--threads", str(threads), "--no-control-socket")
+@click.option("--bind", default=None, help="Address for gunicorn  [default: 0.0.0.0:$PORT when PORT is set, "
+                                           "else 127.0.0.1:8000]")
+@click.option("--workers", default=None, type=int, help="gunicorn worker processes  [default: "
+                                                        "$WEB_CONCURRENCY, else 2]")
+@click.option("--threads", default=None, type=int, help="Threads per worker process  [default: "
+                                                        "$GUNICORN_THREADS, else 8]")
+def web(bind: str | None, workers: int | None, threads: int | None) -> None:
+    """Run the web app under gunicorn, with gunicorn.conf.py: callbacks, the producer API, health."""
+    given = {"--bind": bind, "--workers": workers, "--threads": threads}
+    _exec(*web_argv(*(part for flag, value in given.items() if value is not None for part in (flag, str(value)))))
+
+
+def gunicorn_conf() -> Path:
+    """gunicorn.conf.py: the repository's (next to this package), else the working directory's
+    (the Docker image's /app) — where gunicorn itself would look."""
+    for candidate in (Path(__file__).resolve().parents[1] / "gunicorn.conf.py", Path.cwd() / "gunicorn.conf.py"):
+        if candidate.is_file():
+            return candidate
+    raise click.ClickException("gunicorn.conf.py not found: run from the repository, or give gunicorn "
+                               "-c with its path")
+
+
+def web_argv(*flags: str) -> list[str]:
+    """``-m gunicorn worker.web:app -c <gunicorn.conf.py> FLAGS``, for a Python interpreter; the
+    flags win over the file (the tests and the demo bind a port of their own)."""
+    return ["-m", "gunicorn", "worker.web:app", "-c", str(gunicorn_conf()), *flags]
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
@@ -457,7 +491,7 @@ def worker(concurrency: int | None, webhooks_only: bool, celery_args: tuple[str,
         queues, threads = ["-Q", "webhooks", "-n", "webhooks@%h"], concurrency or 8
     else:
         queues, threads = ["-Q", "checkout,callbacks,reconcile"], concurrency or 16
-    _exec("celery", "-A", "worker", "worker", *queues, "--pool", "threads",
+    _exec("-m", "celery", "-A", "worker", "worker", *queues, "--pool", "threads",
           "--concurrency", str(threads), "--loglevel", "INFO", *celery_args)
 
 
@@ -465,11 +499,12 @@ def worker(concurrency: int | None, webhooks_only: bool, celery_args: tuple[str,
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def beat(celery_args: tuple[str, ...]) -> None:
     """Run Celery beat, which schedules the reconciler. Run exactly one."""
-    _exec("celery", "-A", "worker", "beat", "--loglevel", "INFO", *celery_args)
+    # --quiet: no banner printed between the log lines ("beat: Starting..." is logged anyway)
+    _exec("-m", "celery", "-A", "worker", "--quiet", "beat", "--loglevel", "INFO", *celery_args)
 
 
-def _exec(module: str, *args: str) -> None:
-    os.execv(sys.executable, [sys.executable, "-m", module, *args])
+def _exec(*args: str) -> None:
+    os.execv(sys.executable, [sys.executable, *args])
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from rich.live import Live
 from rich.table import Table
 
 from worker import states
+from worker.cli import web_argv
 from worker.client import enqueue_checkout
 from worker.redis_server import RedisServer, free_port
 from worker.runtime import Runtime
@@ -214,9 +215,8 @@ def _start_everything(cleanup: ExitStack, log_dir: Path, console: Console):
                        "--time-factor", "0.05", ready=http_ok(urls["sandbox"] + "/_sandbox/stats"))
         services.start("receiver", "-m", "worker.webhook_receiver", "--port", str(ports["receiver"]),
                        ready=http_ok(urls["receiver"] + "/_receiver/stats"))
-        services.start("web", "-m", "gunicorn", "worker.web:app", "--bind", f"127.0.0.1:{ports['web']}",
-                       "--worker-class", "gthread", "--workers", "2", "--threads", "8",
-                       "--no-control-socket", ready=http_ok(urls["web"] + "/healthz"))
+        services.start("web", *web_argv("--bind", f"127.0.0.1:{ports['web']}"),
+                       ready=http_ok(urls["web"] + "/healthz"))
         # the Procfile's shape: checkout workers, and a webhook worker of its own
         workers = [services.start(name, "-m", "celery", "-A", "worker", "worker", "-Q", queues,
                                   "--pool", "threads", "-c", threads, "-n", f"{name}@%h", "--loglevel", "INFO",
@@ -225,7 +225,7 @@ def _start_everything(cleanup: ExitStack, log_dir: Path, console: Console):
                                                  ("webhooks", "webhooks", "4"))]
         for worker in workers:
             worker.wait_ready(_log_says(worker, "ready."), timeout=60)
-        beat = services.start("beat", "-m", "celery", "-A", "worker", "beat", "--loglevel", "INFO",
+        beat = services.start("beat", "-m", "celery", "-A", "worker", "--quiet", "beat", "--loglevel", "INFO",
                               "--schedule", str(log_dir / "beat-schedule"))
         beat.wait_ready(_log_says(beat, "beat: Starting"), timeout=60)
         if _flower_installed():

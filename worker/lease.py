@@ -19,6 +19,7 @@ from contextlib import contextmanager
 
 import redis
 
+from worker.logs import event
 from worker.store import JobStore
 
 __all__ = ["LeaseKeeper"]
@@ -64,7 +65,8 @@ class LeaseKeeper:
         held = self.held()
         lost = self.store.renew_leases(held, self.lease_seconds)
         for trade_no in lost:
-            log.warning("job %s: lease no longer held by this worker (taken over or moved on)", trade_no)
+            # taken over, or the job moved on
+            event(log, logging.WARNING, "lease_not_held", tradeNo=trade_no)
         return lost
 
     def stop(self) -> None:
@@ -76,4 +78,4 @@ class LeaseKeeper:
                 self.renew_now()
             except _REDIS_DOWN as exc:
                 # the next beat tries again; if Redis stays away the lease runs out, as it must
-                log.warning("lease heartbeat failed: %s", exc)
+                event(log, logging.WARNING, "lease_heartbeat_failed", error=type(exc).__name__, detail=str(exc))

@@ -27,6 +27,7 @@ import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from worker import states
+from worker.logs import event
 
 __all__ = ["Meter", "StoreCollector", "BUCKETS", "FLUSH_SECONDS"]
 
@@ -115,7 +116,7 @@ class Meter:
         except _REDIS_DOWN as exc:
             with self._lock:
                 self._counts.update(counts)  # kept for the next flush
-            log.warning("metrics not flushed: %s", exc)
+            event(log, logging.WARNING, "metrics_not_flushed", error=type(exc).__name__, detail=str(exc))
 
     def _run(self) -> None:
         while True:

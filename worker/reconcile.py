@@ -28,6 +28,7 @@ from collections.abc import Callable
 from worker import outcomes, states
 from worker.errors import CheckoutError
 from worker.gateway import GatewayClient
+from worker.logs import event
 from worker.settings import Settings
 from worker.settlement import Report
 from worker.settler import Settler
@@ -110,11 +111,11 @@ class Reconciler:
                 try:
                     done[check(job)] += 1
                 except CheckoutError as exc:
-                    log.info("job %s: reconcile check failed (%s); will retry", trade_no, exc)
+                    event(log, logging.INFO, "reconcile_check_failed", tradeNo=trade_no, error=str(exc))  # retried
                     done["check_failed"] += 1
                 self._schedule_next(job, older_than)
         if done:
-            log.info("reconcile pass: %s", dict(done))
+            event(log, logging.INFO, "reconcile_pass", dict(done))
         return done
 
     # -- per state ------------------------------------------------------------------------

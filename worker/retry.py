@@ -16,6 +16,7 @@ import tenacity
 from tenacity.wait import wait_base
 
 from worker.errors import CheckoutError
+from worker.logs import event
 from worker.settings import Settings
 
 __all__ = ["should_retry", "WaitRetryAfterOrBackoff", "build_retrying"]
@@ -46,9 +47,9 @@ class WaitRetryAfterOrBackoff(wait_base):
 
 def _log_retry(retry_state: tenacity.RetryCallState) -> None:
     exc = retry_state.outcome.exception() if retry_state.outcome else None
-    log.info("gateway attempt %d failed (%s: %s); retrying in %.2fs",
-             retry_state.attempt_number, type(exc).__name__, exc,
-             retry_state.next_action.sleep if retry_state.next_action else 0.0)
+    event(log, logging.INFO, "gateway_attempt_failed", attempt=retry_state.attempt_number,
+          error=type(exc).__name__, detail=str(exc),
+          retry_in_s=round(retry_state.next_action.sleep if retry_state.next_action else 0.0, 2))
 
 
 def build_retrying(settings: Settings, *, sleep: Callable[[float], None] = time.sleep) -> tenacity.Retrying:

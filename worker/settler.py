@@ -16,6 +16,7 @@ from collections.abc import Mapping
 
 from worker import settlement
 from worker.limits import IpLimits
+from worker.logs import event
 from worker.settlement import Report
 from worker.store import Job, JobStore
 
@@ -96,5 +97,5 @@ class Settler:
             self.store.annotate(trade_no, **decision.annotate)
         if decision.review:
             self.store.flag(trade_no, decision.review, {"source": report.source, "state": job.state})
-        log.info("job %s: %s %s changes nothing (%s; job is %s)", trade_no, report.source,
-                 report.status, decision.reason, job.state)
+        event(log, logging.INFO, "report_changes_nothing", tradeNo=trade_no, source=report.source,
+              status=report.status, reason=decision.reason, state=job.state)

@@ -36,6 +36,7 @@ import redis
 from worker import states
 from schemas import trade_no_errors
 from worker.errors import DuplicateTradeNoError, InvalidError, LeaseLostError
+from worker.logs import event
 
 __all__ = ["JobStore", "Job", "Moved", "fingerprint", "public_fields", "WEBHOOK_STATES"]
 
@@ -358,7 +359,8 @@ class JobStore:
                 "tradeNo is already used by a job with a different payload",
                 errors={"tradeNo": ["already used by another job with a different payload"]})
         if outcome == "created":
-            log.info("state_change tradeNo=%s from=new to=queued attempt=0", trade_no)
+            event(log, logging.INFO, "state_change", {"tradeNo": trade_no, "from": "new", "to": states.QUEUED,
+                                                     "attempt": 0})
         return outcome, _text(state)
 
     def move(self, trade_no: str, target: str, *, fields: Mapping[str, object] | None = None,
@@ -403,8 +405,8 @@ class JobStore:
                       bool(lost and lost[0]))
         if moved.applied:
             detail = (detail_from or {}).get(moved.previous, detail)
-            log.info("state_change tradeNo=%s from=%s to=%s attempt=%s%s", trade_no, moved.previous,
-                     target, moved.attempts, _log_detail(detail))
+            event(log, logging.INFO, "state_change", {"tradeNo": trade_no, "from": moved.previous, "to": target,
+                                                     "attempt": moved.attempts, **_log_detail(detail)})
         return moved
 
     def note(self, trade_no: str, kind: str, detail: Mapping[str, object] | None = None) -> None:
@@ -418,7 +420,7 @@ class JobStore:
         pipe.xadd(self.events_key, {"tradeNo": trade_no, "from": "", "to": "", "at": now,
                                     "detail": detail_json}, maxlen=self.events_maxlen, approximate=True)
         pipe.execute()
-        log.info("event tradeNo=%s kind=%s%s", trade_no, kind, _log_detail(detail))
+        event(log, logging.INFO, "job_event", {"tradeNo": trade_no, "kind": kind, **_log_detail(detail)})
 
     def flag(self, trade_no: str, reason: str, detail: Mapping[str, object] | None = None) -> bool:
         """Put a job in front of a person: ``needsReview`` with its reason and a ``needs_review``
@@ -430,7 +432,7 @@ class JobStore:
                                         self.review_key],
                                   args=[trade_no, reason, now, detail_json, self.events_maxlen, f"{self.prefix}:"]))
         if flagged:
-            log.warning("needs_review tradeNo=%s reason=%s", trade_no, json.dumps(reason, ensure_ascii=False))
+            event(log, logging.WARNING, "needs_review", tradeNo=trade_no, reason=reason)
         return flagged
 
     def unflag(self, trade_no: str, detail: Mapping[str, object]) -> None:
@@ -586,13 +588,8 @@ def _decode(key: str, value: str) -> object:
 _LOGGED = ("latencyMs", "code", "status", "reason")
 
 
-def _log_detail(detail: Mapping[str, object] | None) -> str:
-    """logfmt pairs of the detail fields that are safe and useful in a log line."""
+def _log_detail(detail: Mapping[str, object] | None) -> dict[str, object]:
+    """The detail fields that are safe and useful in a log line (only these: a detail may carry
+    anything, e.g. a record's field errors)."""
     detail = detail or {}
-    pairs = []
-    for key in _LOGGED:
-        if key in detail:
-            value = detail[key]
-            quoted = isinstance(value, str) and " " in value
-            pairs.append(f" {key}={json.dumps(value, ensure_ascii=False) if quoted else value}")
-    return "".join(pairs)
+    return {key: detail[key] for key in _LOGGED if key in detail}

@@ -14,6 +14,7 @@ from celery.worker.request import Request
 from worker import client
 from worker.celery import app
 from worker.errors import InvalidError
+from worker.logs import event
 from worker.runtime import get_runtime
 
 log = logging.getLogger("vexora.tasks")
@@ -80,7 +81,7 @@ def enqueue(**payload) -> dict:
     try:
         trade_no = client.enqueue_checkout(payload, runtime=get_runtime())
     except InvalidError as exc:
-        log.warning("enqueue refused: %s", exc.message)
+        event(log, logging.WARNING, "enqueue_refused", reason=exc.message)  # the rule, never the values
         return {"tradeNo": None, "error": exc.message, "errors": exc.errors}
     return {"tradeNo": trade_no}
 

@@ -29,6 +29,7 @@ from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 from schemas import CallbackSchema
 from worker.api import bearer_guard, producer_api
 from worker.bodies import read_limited
+from worker.logs import event
 from worker.celery import CALLBACK_QUEUE
 from worker.metrics import StoreCollector
 from worker.ops import ops_pages
@@ -100,7 +101,7 @@ def create_app(settings: Settings | None = None, runtime=None) -> Flask:
             counted("invalid")
             return _text("malformed callback: body is not a JSON object", 400)
         if not verify(body, settings.app_secret):
-            log.warning("callback refused: invalid signature")
+            event(log, logging.WARNING, "callback_refused", reason="invalid signature")
             counted("bad_signature")
             return _text("invalid signature", 401)
         errors = callback_schema.validate(body)
@@ -111,8 +112,8 @@ def create_app(settings: Settings | None = None, runtime=None) -> Flask:
             rt().send("vexora.callback.process", _wire_fields(body), queue=CALLBACK_QUEUE,
                       retry=True, retry_policy=_PUBLISH_RETRY)
         except _BROKER_DOWN as exc:
-            log.error("callback for %s not queued: broker unavailable (%s)", body.get("tradeNo"),
-                      type(exc).__name__)
+            event(log, logging.ERROR, "callback_not_queued", tradeNo=body.get("tradeNo"),
+                  reason="broker unavailable", error=type(exc).__name__)
             counted("unavailable")
             return _text("temporarily unavailable", 503)
         counted("accepted")

@@ -453,7 +453,10 @@ def _main(argv: list[str] | None = None) -> None:
     secrets = args.secret or os.environ.get("VEXORA_WEBHOOK_SECRET", "").split()
     if not secrets:
         parser.error("give --secret whsec_... or set VEXORA_WEBHOOK_SECRET")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from worker import logs
+    from worker.settings import Settings
+
+    logs.configure(Settings.from_env().log_format)  # the same lines as every other process
     try:
         run(args.host, args.port, secrets=secrets, path=args.path)
     except ValueError as exc:  # a bad secret or path; the message never carries the secret

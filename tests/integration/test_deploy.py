@@ -95,6 +95,31 @@ def test_compose_services(compose):
         "sandbox": ["dev"], "prometheus": ["monitoring"], "grafana": ["monitoring"]}
 
 
+# what gunicorn.conf.py sets: never repeated where the web is started
+CONF_FLAGS = ("--worker-class", "--threads", "--workers", "--no-control-socket", "--log-config")
+
+
+def test_the_web_is_started_with_gunicorn_conf_everywhere(compose):
+    procfile_web = next(line.split(":", 1)[1].strip() for line in PROCFILE.read_text().splitlines()
+                        if line.startswith("web:"))
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    cmd = json.loads(next(line for line in dockerfile.splitlines() if line.startswith("CMD "))[4:])
+    commands = {
+        "Procfile": procfile_web.split(),  # honcho runs it from the repository: a relative path
+        "compose": compose["services"]["web"]["command"].split(),
+        "Dockerfile CMD": cmd,
+    }
+    for where, argv in commands.items():
+        assert argv[:2] == ["gunicorn", "worker.web:app"], where
+        assert "-c" in argv and argv[argv.index("-c") + 1].endswith("gunicorn.conf.py"), where
+        assert not [flag for flag in argv if flag.split("=")[0] in CONF_FLAGS], where
+        assert "--bind" not in argv, f"{where}: the file binds 0.0.0.0:$PORT"
+    # the image has the file where compose and CMD point, and the PORT it binds
+    assert "WORKDIR /app" in dockerfile and "COPY gunicorn.conf.py ./" in dockerfile
+    assert commands["compose"][commands["compose"].index("-c") + 1] == "/app/gunicorn.conf.py"
+    assert "PORT=8000" in dockerfile and "8000:8000" in compose["services"]["web"]["ports"]
+
+
 BREAKAGES = {
     "unknown top-level key": lambda doc: doc.update(servics=doc["services"]),
     "misspelled service key": lambda doc: doc["services"]["worker"].update(depends_onn=["redis"]),

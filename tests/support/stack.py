@@ -16,6 +16,7 @@ import redis
 import requests
 
 from worker.redis_server import free_port
+from worker.cli import web_argv
 from worker.runtime import Runtime
 from worker.settings import Settings
 from worker.signing import callback_body
@@ -119,16 +120,15 @@ class Stack:
         return proc
 
     def start_web(self) -> Process:
-        proc = self._spawn("web", python_cmd("-m", "gunicorn", "worker.web:app", "--bind",
-                                             f"127.0.0.1:{self.web_port}", "--workers", "2",
-                                             "--worker-class", "gthread", "--threads", "4",
-                                             "--access-logfile", "-", "--no-control-socket"))
+        # gunicorn.conf.py as deployed (its access log included), on a port of its own
+        proc = self._spawn("web", python_cmd(*web_argv("--bind", f"127.0.0.1:{self.web_port}",
+                                                       "--workers", "2", "--threads", "4")))
         wait_until(lambda: self._up(self.web_url + "/healthz") or _dead(proc), timeout=30, what="web app")
         assert proc.alive, proc.log()
         return proc
 
     def start_beat(self) -> Process:
-        proc = self._spawn("beat", python_cmd("-m", "celery", "-A", "worker", "beat", "--loglevel", "INFO",
+        proc = self._spawn("beat", python_cmd("-m", "celery", "-A", "worker", "--quiet", "beat", "--loglevel", "INFO",
                                               "--schedule", str(self.log_dir / "beat-schedule")))
         wait_until(lambda: "beat: Starting" in proc.log() or _dead(proc), timeout=30, what="beat")
         assert proc.alive, proc.log()

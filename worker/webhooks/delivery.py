@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from worker.logs import event
 from worker.webhooks.endpoints import Endpoints, check_url
 from worker.webhooks.outbox import Dispatcher
 from worker.webhooks.poster import PostFailed, Poster
@@ -195,7 +196,7 @@ class Deliverer:
         if not endpoint.get("enabled", True):
             return
         self.endpoints.set_enabled(endpoint["id"], False, reason)
-        log.warning("webhook endpoint %s disabled: %s", endpoint["id"], reason)
+        event(log, logging.WARNING, "webhook_endpoint_disabled", endpoint=endpoint["id"], reason=reason)
         self.dispatcher.emit("webhook.endpoint_disabled", {"endpointId": endpoint["id"], "url": endpoint["url"],
                                                            "reason": reason})
 
