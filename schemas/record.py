@@ -220,11 +220,12 @@ class CheckoutEventDataSchema(CheckoutRecordSchema):
 
 
 class ReviewItemSchema(CheckoutRecordSchema):
-    """One job of the review queue: the public record without its history, and its age."""
+    """One job of the review queue: the public record without its history and without even the
+    masked contact (a person decides on amounts and answers, not on who paid), and its age."""
 
     class Meta:
         unknown = RAISE
-        exclude = ("history",)
+        exclude = ("history", "contact")
 
     ageSeconds = _Int(required=True, strict=True, validate=validate.Range(min=0), metadata={
         "description": "Seconds since the job was enqueued."})

@@ -154,6 +154,7 @@ def test_a_webhooks_data_is_the_record_without_history_with_its_sequence():
 def test_a_review_item_is_the_record_without_history_with_its_age():
     item = ReviewItemSchema().dump({**stored(), "ageSeconds": 12})
     assert "history" not in item and item["ageSeconds"] == 12 and item["paidAmount"] == "1500"
+    assert "contact" not in item  # no payer data at all, not even masked
 
 
 def test_states_and_event_types_are_the_workers():
