@@ -172,3 +172,16 @@ def test_a_dumped_record_is_what_the_document_describes():
     wrong = {**dumped(), "attempts": "2"}
     schema = {"$ref": "#/components/schemas/CheckoutRecord", "components": document["components"]}
     assert list(Draft202012Validator(schema).iter_errors(wrong))  # the document would notice a string
+
+
+def test_the_readme_shows_a_valid_record_and_lists_every_field():
+    from pathlib import Path
+    import re
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## The record\n", 1)[1].split("\n## ", 1)[0]
+    example = json.loads(re.search(r"```json\n(.*?)```", section, flags=re.S).group(1))
+    assert RECORD.load(example) == example
+    listed = set(re.findall(r"^\| (.+?) \|", section, flags=re.M)) - {"field", "---"}
+    names = {name for cell in listed for name in re.findall(r"`(\w+)`", cell)}
+    assert names == {f.data_key or n for n, f in RECORD.fields.items()}
