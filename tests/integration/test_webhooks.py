@@ -179,12 +179,20 @@ def test_the_api_get_checkout_the_cli_and_a_webhook_give_the_same_typed_record(s
     CheckoutRecordSchema().load(api)  # unknown = RAISE: nothing undeclared
     CheckoutEventDataSchema().load(data)
 
-    # and the document the web app serves describes each
+    # and the document the web app serves describes each, and the other answers of this API
     document = stack.http.get(f"{stack.web_url}/v1/openapi.json", timeout=10).json()
-    for component, instance in (("CheckoutRecord", api), ("CheckoutEventData", data), ("CheckoutEvent", sent)):
+    served = {path: stack.http.get(stack.web_url + path, headers=headers, timeout=10).json()
+              for path in ("/v1/webhooks/endpoints", f"/v1/checkouts/{trade_no}/webhooks", "/v1/review")}
+    for component, instance in (("CheckoutRecord", api), ("CheckoutEventData", data), ("CheckoutEvent", sent),
+                                ("WebhookAttempts", served[f"/v1/checkouts/{trade_no}/webhooks"]),
+                                ("ReviewQueue", served["/v1/review"])):
         schema = {"$ref": f"#/components/schemas/{component}", "components": document["components"]}
         errors = [e.message for e in Draft202012Validator(schema).iter_errors(instance)]
         assert errors == [], (component, errors)
+    endpoints = {"type": "array", "items": {"$ref": "#/components/schemas/WebhookEndpoint"},
+                 "components": document["components"]}
+    assert served["/v1/webhooks/endpoints"] and not list(
+        Draft202012Validator(endpoints).iter_errors(served["/v1/webhooks/endpoints"]))
 
 
 def test_replay_resends_exactly_the_window(stack, receiver):
