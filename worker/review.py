@@ -49,7 +49,7 @@ class ReviewQueue:
 
     def items(self, limit: int = 500) -> list[dict]:
         """The queue, oldest flag first: each job's public record without its history
-        (``ReviewItemSchema``: payer data masked) and its age."""
+        and contact (``ReviewItemSchema``: no payer data) and its age."""
         out = []
         for raw in self.store.redis.smembers(self.store.review_key):
             trade_no = raw.decode() if isinstance(raw, bytes) else raw
