@@ -8,9 +8,9 @@ because they are part of the signed string, but must be scalars so they sign una
 
 from __future__ import annotations
 
-import re
-
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
+
+from schemas._rules import FullMatch
 
 __all__ = ["CallbackSchema"]
 
@@ -24,11 +24,6 @@ class _Str(fields.String):
         if not isinstance(value, str):
             raise self.make_error("invalid")
         return value
-
-
-def _matches(pattern: str, message: str) -> validate.Regexp:
-    # \Z rather than $: "$" also matches before a trailing newline
-    return validate.Regexp(re.compile(pattern + r"\Z"), error=message)
 
 
 def _non_empty(limit: int) -> validate.Length:
@@ -45,11 +40,11 @@ class CallbackSchema(Schema):
     platFormTradeNo = _Str(required=True, validate=_non_empty(64))
     amount = _Str(
         required=True,
-        validate=_matches(r"[0-9]+(\.[0-9]+)?", "must be a decimal number (e.g. 300.00)"),
+        validate=FullMatch(r"^[0-9]+(\.[0-9]+)?$", "must be a decimal number (e.g. 300.00)"),
     )
     status = _Str(required=True, validate=_non_empty(16))
-    timestamp = _Str(required=True, validate=_matches("[0-9]+", "must be ASCII digits"))
-    sign = _Str(required=True, validate=_matches("[0-9A-Fa-f]{32}", "must be 32 hex characters"))
+    timestamp = _Str(required=True, validate=FullMatch("^[0-9]+$", "must be ASCII digits"))
+    sign = _Str(required=True, validate=FullMatch("^[0-9A-Fa-f]{32}$", "must be 32 hex characters"))
     message = _Str(allow_none=True)
     successTime = _Str(allow_none=True)
     remark = _Str(allow_none=True)

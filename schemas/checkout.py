@@ -9,7 +9,6 @@ data stays out of logs.
 from __future__ import annotations
 
 import ipaddress
-import re
 import secrets
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
@@ -17,7 +16,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate, validates
 
-__all__ = ["CheckoutRequestSchema", "generate_trade_no", "trade_no_errors"]
+from schemas._rules import FullMatch
+
+__all__ = ["CheckoutRequestSchema", "generate_trade_no", "trade_no_errors", "TRADE_NO_RULES"]
 
 try:
     _TOKYO = ZoneInfo("Asia/Tokyo")
@@ -36,7 +37,10 @@ def generate_trade_no() -> str:
 
 
 class _Text(fields.String):
-    """A non-empty ``str``, returned as plain ``str`` (``fields.String`` would decode bytes)."""
+    """A non-empty ``str``, returned as plain ``str`` (``fields.String`` would decode bytes).
+
+    The rule "not empty" is in the field's metadata as ``minLength: 1`` for the OpenAPI document.
+    """
 
     default_error_messages = {
         "invalid": "must be a string",
@@ -44,6 +48,10 @@ class _Text(fields.String):
         "empty": "must not be empty",
         "unicode": "must be valid Unicode text (no lone surrogates)",
     }
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.metadata = {"minLength": 1, **self.metadata}
 
     def _deserialize(self, value, attr, data, **kwargs) -> str:
         if not isinstance(value, str):
@@ -57,24 +65,24 @@ class _Text(fields.String):
         return str(value)
 
 
-def _matches(pattern: str, message: str):
-    # fullmatch, never match + "$": "$" also matches before a trailing newline
-    regex = re.compile(pattern)
-
-    def check(value: str) -> None:
-        if regex.fullmatch(value) is None:
-            raise ValidationError(message)
-
-    return check
-
-
-def _max_length(limit: int):
+def _max_length(limit: int) -> validate.Length:
     return validate.Length(max=limit, error="must be at most {max} characters")
 
 
-def _no_control_chars(value: str) -> None:
-    if any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in value):
-        raise ValidationError("must not contain control characters")
+class _DigitsAtMost(validate.Range):
+    """``validate.Range`` on the number a string of ASCII digits spells (``Range`` itself would
+    compare text with a number); other text is left to the field's pattern to refuse."""
+
+    def __init__(self, maximum: int, error: str):
+        super().__init__(max=maximum, error=error)
+
+    def __call__(self, value: str) -> str:
+        if value.isascii() and value.isdigit():
+            digits = value.lstrip("0")
+            # length first: int() of a huge digit string is slow (and refused past 4300 digits)
+            if len(digits) > len(str(self.max)) or int(digits or "0") > self.max:
+                raise ValidationError(self._format_error(value, self.message_max))
+        return value
 
 
 _URL_RULE = "must be an absolute http(s) URL with a host (e.g. https://merchant.example/path)"
@@ -84,12 +92,12 @@ _url = [
 ]
 _KATAKANA_RULE = "must be full-width Katakana (ァ-ヺ, ー and ・ only, e.g. タロウ)"
 # U+30FB (・) and U+30FC (ー) directly follow U+30FA, so one range covers the set.
-_katakana = [_max_length(64), _matches("[\u30a1-\u30fc]+", _KATAKANA_RULE)]
+_katakana = [_max_length(64), FullMatch(r"^[\u30a1-\u30fc]+$", _KATAKANA_RULE)]
 
 
-_TRADE_NO_RULES = [
+TRADE_NO_RULES = [
     _max_length(TRADE_NO_MAX),
-    _matches("[A-Za-z0-9_-]+", "may contain only letters A-Z a-z, digits, _ and -"),
+    FullMatch("^[A-Za-z0-9_-]+$", "may contain only letters A-Z a-z, digits, _ and -"),
 ]
 
 
@@ -97,7 +105,7 @@ def trade_no_errors(value: object) -> list[str]:
     """The schema's tradeNo rule on its own, for every place a tradeNo becomes a key: ``[]`` when
     ``value`` may identify a job, else the messages (never the value)."""
     try:
-        _Text(validate=_TRADE_NO_RULES).deserialize(value)
+        _Text(validate=TRADE_NO_RULES).deserialize(value)
     except ValidationError as err:
         return list(err.messages)
     return []
@@ -110,37 +118,53 @@ class CheckoutRequestSchema(Schema):
         unknown = RAISE  # sign and timestamp included: the worker adds them
 
     # Attribute names are the gateway's wire names: the loaded dict is signed and sent as-is.
-    tradeNo = _Text(load_default=generate_trade_no, validate=_TRADE_NO_RULES)
-    userId = _Text(required=True, validate=[_max_length(64), _no_control_chars])
+    # Every rule is a marshmallow validator apispec can read (worker/openapi.py), so the OpenAPI
+    # document carries it; the rules that depend on the settings are added in __init__.
+    tradeNo = _Text(load_default=generate_trade_no, validate=TRADE_NO_RULES, metadata={
+        "description": "Your unique order number (idempotency key); generated when absent."})
+    userId = _Text(required=True, validate=[
+        _max_length(64),
+        FullMatch(r"^[^\x00-\x1f\x7f-\x9f]*$", "must not contain control characters"),
+    ], metadata={"description": "Your user's id."})
     amount = _Text(
         required=True,
-        validate=_matches(
-            "[1-9][0-9]*",
+        validate=FullMatch(
+            "^[1-9][0-9]*$",
             "must be a whole number of yen in ASCII digits, without sign, decimals, spaces "
             "or leading zeros (e.g. 300)",
         ),
+        metadata={"description": "Whole yen as a string of ASCII digits, e.g. \"300\"; at most the "
+                                 "configured maximum (x-maximum)."},
     )
     mobile = _Text(
         required=True,
-        validate=_matches(
-            "0[0-9]{10}",
+        validate=FullMatch(
+            "^0[0-9]{10}$",
             "must be 11 digits starting with 0, without country code (e.g. 09012345678)",
         ),
+        metadata={"description": "The payer's mobile: 11 digits starting with 0, no country code."},
     )
-    firstname = _Text(required=True, validate=_katakana)
-    lastname = _Text(required=True, validate=_katakana)
+    firstname = _Text(required=True, validate=_katakana, metadata={
+        "description": "The payer's legal first name in full-width Katakana."})
+    lastname = _Text(required=True, validate=_katakana, metadata={
+        "description": "The payer's legal last name in full-width Katakana."})
     email = _Text(
         required=True,
         validate=[_max_length(254), validate.Email(error="must be a valid email address")],
+        metadata={"description": "The payer's email address."},
     )
-    channelCode = _Text(required=True)
-    wayCode = _Text(required=True)
-    ipAddress = _Text(required=True)
+    channelCode = _Text(required=True, metadata={"description": "Payment channel, e.g. EWALLET."})
+    wayCode = _Text(required=True, metadata={"description": "Payment method, e.g. PAYPAY."})
+    ipAddress = _Text(required=True, metadata={
+        "description": "The payer's real public IPv4 or IPv6 address (private, loopback, link-local, "
+                       "reserved and multicast addresses are refused unless VEXORA_ALLOW_PRIVATE_IP)."})
     notifyUrl = _Text(
-        required=True, validate=_url, error_messages={"required": NOTIFY_URL_REQUIRED}
+        required=True, validate=_url, error_messages={"required": NOTIFY_URL_REQUIRED},
+        metadata={"description": "Where the gateway posts outcomes; defaults to VEXORA_NOTIFY_URL."},
     )
-    returnUrl = _Text(required=True, validate=_url)
-    remark = _Text()
+    returnUrl = _Text(required=True, validate=_url, metadata={
+        "description": "Where the payer returns after paying."})
+    remark = _Text(metadata={"description": "Free text echoed back by the gateway."})
 
     def __init__(
         self,
@@ -169,9 +193,19 @@ class CheckoutRequestSchema(Schema):
         self.allow_private_ip = allow_private_ip
         self.remark_max_length = remark_max_length
         self.notify_url_default = notify_url_default
-        self._channel_code = validate.OneOf(self.channel_codes, error="must be one of: {choices}")
-        self._way_code = validate.OneOf(self.way_codes, error="must be one of: {choices}")
-        self._remark = _max_length(remark_max_length)
+        # The settings' rules, on this instance's own copies of the fields, where both load() and
+        # apispec see them.
+        self._add_rule("amount", _DigitsAtMost(amount_max, error="must be at most {max} yen"))
+        self._add_rule("channelCode", validate.OneOf(self.channel_codes, error="must be one of: {choices}"))
+        self._add_rule("wayCode", validate.OneOf(self.way_codes, error="must be one of: {choices}"))
+        self._add_rule("remark", _max_length(remark_max_length))
+        if notify_url_default:
+            self.fields["notifyUrl"].required = False  # pre_load fills it in
+
+    def _add_rule(self, name: str, validator: validate.Validator) -> None:
+        # a new list: marshmallow's per-instance field copies are shallow and share the old one
+        field = self.fields[name]
+        field.validators = [*field.validators, validator]
 
     def field_errors(self, payload: object) -> dict:
         """``{}`` when ``payload`` loads, else the field-name → messages dict."""
@@ -196,21 +230,8 @@ class CheckoutRequestSchema(Schema):
                 data["notifyUrl"] = self.notify_url_default
         return data
 
-    # Field hooks take **_kwargs: marshmallow 4 passes data_key, 3.x passes nothing.
-    @validates("amount")
-    def _amount_at_most_max(self, value: str, **_kwargs) -> None:
-        # length first: int() of a huge digit string is slow (and refused past 4300 digits)
-        if len(value) > len(str(self.amount_max)) or int(value) > self.amount_max:
-            raise ValidationError(f"must be at most {self.amount_max} yen")
-
-    @validates("channelCode")
-    def _channel_code_allowed(self, value: str, **_kwargs) -> None:
-        self._channel_code(value)
-
-    @validates("wayCode")
-    def _way_code_allowed(self, value: str, **_kwargs) -> None:
-        self._way_code(value)
-
+    # Field hooks take **_kwargs: marshmallow 4 passes data_key, 3.x passes nothing. The one rule
+    # no standard validator can state: what an address is and whether it is public.
     @validates("ipAddress")
     def _ip_address_usable(self, value: str, **_kwargs) -> None:
         address = None
@@ -228,10 +249,6 @@ class CheckoutRequestSchema(Schema):
                 "must be the payer's public IP address (private, loopback, link-local, reserved, "
                 "unspecified and multicast addresses are refused)"
             )
-
-    @validates("remark")
-    def _remark_length(self, value: str, **_kwargs) -> None:
-        self._remark(value)
 
 
 def _blank(value: object) -> bool:

@@ -39,7 +39,9 @@ def enqueue_checkout(payload: Mapping[str, object], *, runtime: Runtime | None =
 
 
 def get_checkout(trade_no: str, *, runtime: Runtime | None = None) -> dict | None:
-    """The job's public record (payer data masked), or ``None`` if there is no such job."""
+    """The job's public record, or ``None`` if there is no such job: ``CheckoutRecordSchema``
+    (schemas/record.py) — typed, times in epoch ms, amounts as yen strings, payer data masked,
+    internal fields hidden — the same record the HTTP API and the webhooks show."""
     if trade_no_errors(trade_no):
         return None  # no job can have that tradeNo; never read a key it would name
     return (runtime or get_runtime()).store.get(trade_no)

@@ -1,169 +1,317 @@
 """The OpenAPI 3.1 document of the web app, served at ``GET /v1/openapi.json``.
 
-The checkout request's properties and required list are read from ``CheckoutRequestSchema``
-itself, so the document cannot drift from the validation; a test pins the paths to the app's
-routes.
+Generated with apispec's ``MarshmallowPlugin`` from the schemas the code validates and shows
+with (``schemas/``): every constraint in the document — lengths, patterns, enums, formats, the
+settings' allowed codes and maximum amount — is read from a marshmallow validator, so the
+document cannot drift from the validation. ``validate.Email`` and ``validate.URL``, which apispec
+does not read, become ``format: email`` and ``format: uri`` here. The checkout request is
+the schema instance built from the settings (``worker.runtime.checkout_schema``). The paths are
+the app's routes (a test pins them); ``webhooks`` describes the events sent to merchants.
 """
 
 from __future__ import annotations
 
-from schemas import CheckoutRequestSchema
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from marshmallow import Schema, fields, validate
 
-__all__ = ["build_openapi", "FIELD_DOCS"]
+from schemas import (
+    CallbackSchema,
+    CheckoutEventDataSchema,
+    CheckoutRecordSchema,
+    CheckoutRequestSchema,
+    ContactSchema,
+    HistoryEntrySchema,
+    ReviewItemSchema,
+)
+from schemas.api import (
+    AcceptedSchema,
+    CheckoutEventSchema,
+    EndpointDisabledEventSchema,
+    ErrorSchema,
+    OpsFormSchema,
+    OpsResolveFormSchema,
+    QueryAnswerSchema,
+    ReplayRequestSchema,
+    ReplayResultSchema,
+    ResolveRequestSchema,
+    ReviewQueueSchema,
+    WebhookAttemptSchema,
+    WebhookAttemptsSchema,
+    WebhookEndpointCreatedSchema,
+    WebhookEndpointRequestSchema,
+    WebhookEndpointSchema,
+    WebhookSecretTailSchema,
+)
+from schemas.checkout import TRADE_NO_RULES
 
-FIELD_DOCS = {
-    "tradeNo": "Your unique order number (idempotency key), at most 32 of [A-Za-z0-9_-]; generated when absent.",
-    "userId": "Your user's id.",
-    "amount": "Whole yen as a string of ASCII digits, e.g. \"300\".",
-    "mobile": "The payer's mobile: 11 digits starting with 0, no country code.",
-    "firstname": "The payer's legal first name in full-width Katakana.",
-    "lastname": "The payer's legal last name in full-width Katakana.",
-    "email": "The payer's email address.",
-    "channelCode": "Payment channel, e.g. EWALLET.",
-    "wayCode": "Payment method, e.g. PAYPAY.",
-    "ipAddress": "The payer's real public IP address.",
-    "notifyUrl": "Where the gateway posts outcomes; defaults to VEXORA_NOTIFY_URL.",
-    "returnUrl": "Where the payer returns after paying.",
-    "remark": "Free text echoed back by the gateway.",
+__all__ = ["build_openapi", "COMPONENTS"]
+
+# component name -> schema; CheckoutRequest is the settings' instance, given to build_openapi
+COMPONENTS: dict[str, type[Schema]] = {
+    "Contact": ContactSchema,
+    "HistoryEntry": HistoryEntrySchema,
+    "CheckoutRecord": CheckoutRecordSchema,
+    "CheckoutEventData": CheckoutEventDataSchema,
+    "ReviewItem": ReviewItemSchema,
+    "Accepted": AcceptedSchema,
+    "Error": ErrorSchema,
+    "ReviewQueue": ReviewQueueSchema,
+    "QueryAnswer": QueryAnswerSchema,
+    "ResolveRequest": ResolveRequestSchema,
+    "WebhookSecretTail": WebhookSecretTailSchema,
+    "WebhookEndpointRequest": WebhookEndpointRequestSchema,
+    "WebhookEndpoint": WebhookEndpointSchema,
+    "WebhookEndpointCreated": WebhookEndpointCreatedSchema,
+    "ReplayRequest": ReplayRequestSchema,
+    "ReplayResult": ReplayResultSchema,
+    "WebhookAttempt": WebhookAttemptSchema,
+    "WebhookAttempts": WebhookAttemptsSchema,
+    "CheckoutEvent": CheckoutEventSchema,
+    "EndpointDisabledEvent": EndpointDisabledEventSchema,
+    "Callback": CallbackSchema,
+    "OpsForm": OpsFormSchema,
+    "OpsResolveForm": OpsResolveFormSchema,
 }
 
-_ERROR = {"type": "object", "properties": {"error": {"type": "string"},
-                                            "errors": {"type": "object", "additionalProperties": {
-                                                "type": "array", "items": {"type": "string"}}}}}
+DESCRIPTION = """Enqueue Vexora checkouts and follow them; gateway callbacks in; signed webhooks out.
+
+Records: every time is an integer of milliseconds since the Unix epoch (UTC); every amount is yen
+as the gateway's integer string ("1500"; the gateway's own text of a paid amount is
+gatewayPaidAmount); payer data only masked, in contact; a field a job does not have is absent.
+
+Errors are JSON {error, errors?, tradeNo?}: 422 lists the fields and their rules (never the
+values sent) and stores nothing."""
+
+BEARER = [{"bearer": []}]
+OPS_AUTH = [{"opsBasic": []}]
 
 
-def _request_schema(schema: CheckoutRequestSchema) -> dict:
-    return {
-        "type": "object",
-        "additionalProperties": False,
-        "required": sorted(name for name, field in schema.fields.items() if field.required),
-        "properties": {name: {"type": "string", "description": FIELD_DOCS.get(name, "")}
-                       for name in schema.fields},
-    }
+def _formats(self, field, ret, **_kwargs) -> dict:
+    """Standard validators apispec does not read: ``validate.Email``, ``validate.URL``."""
+    out = {}
+    for validator in field.validators:
+        if isinstance(validator, validate.Email):
+            out["format"] = "email"
+        elif isinstance(validator, validate.URL):
+            out["format"] = "uri"
+    return out
 
 
-def _json(ref: str) -> dict:
-    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(name: str) -> dict:
+    return {"application/json": {"schema": _ref(name)}}
+
+
+def _error(description: str) -> dict:
+    return {"description": description, "content": _json("Error")}
+
+
+def _text(description: str, example: str | None = None) -> dict:
+    schema = {"type": "string"} if example is None else {"type": "string", "example": example}
+    return {"description": description, "content": {"text/plain": {"schema": schema}}}
+
+
+def _html(description: str) -> dict:
+    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
+
+
+UNAUTHORIZED = _error("Missing or wrong bearer token (or VEXORA_API_TOKEN unset): WWW-Authenticate: Bearer")
+UNAVAILABLE = _error("Redis unavailable; retry")
 
 
 def build_openapi(schema: CheckoutRequestSchema) -> dict:
-    error = {"content": _json("Error")}
+    """The document, with ``schema`` (the settings' checkout schema) as the checkout request."""
+    plugin = MarshmallowPlugin()
+    spec = APISpec(title="vexora-checkout", version="1", openapi_version="3.1.0", plugins=[plugin],
+                   info={"description": DESCRIPTION})
+    plugin.converter.add_attribute_function(_formats)
+    spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer",
+                                               "description": "VEXORA_API_TOKEN"})
+    spec.components.security_scheme("opsBasic", {"type": "http", "scheme": "basic",
+                                                 "description": "Any user name; the API token as password."})
+    spec.components.schema("CheckoutRequest", schema=schema)
+    for name, component in COMPONENTS.items():
+        spec.components.schema(name, schema=component)
+
+    trade_no = {"name": "tradeNo", "in": "path", "required": True,
+                "schema": plugin.converter.field2property(fields.String(validate=TRADE_NO_RULES))}
+    for path, operations in _paths(trade_no).items():
+        spec.path(path=path, operations=operations)
+    document = spec.to_dict()
+    document["webhooks"] = _webhooks()
+    return document
+
+
+def _paths(trade_no: dict) -> dict[str, dict]:
+    endpoint_id = {"name": "endpointId", "in": "path", "required": True, "schema": {"type": "string"}}
+    action = {"name": "action", "in": "path", "required": True,
+              "schema": {"type": "string", "enum": ["disable", "enable", "rotate"]}}
+    not_found = _error("No such checkout")
     return {
-        "openapi": "3.1.0",
-        "info": {"title": "vexora-checkout", "version": "1",
-                 "description": "Enqueue Vexora checkouts and follow them; gateway callbacks in."},
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {
-                "CheckoutRequest": _request_schema(schema),
-                "Accepted": {"type": "object", "required": ["tradeNo", "state", "statusUrl"],
-                             "properties": {"tradeNo": {"type": "string"}, "state": {"type": "string"},
-                                            "statusUrl": {"type": "string", "format": "uri"}}},
-                "Checkout": {"type": "object", "required": ["tradeNo", "state", "history"],
-                             "properties": {"tradeNo": {"type": "string"}, "state": {"type": "string", "enum": [
-                                 "queued", "submitting", "paying", "succeeded", "partially_paid", "failed",
-                                 "rejected", "declined", "unknown"]},
-                                 "paymentLink": {"type": "string"}, "history": {"type": "array"}},
-                             "additionalProperties": True},
-                "Error": _ERROR,
-            },
-        },
-        "paths": {
-            "/v1/checkouts": {"post": {
-                "summary": "Enqueue a checkout", "security": [{"bearer": []}],
-                "requestBody": {"required": True, "content": _json("CheckoutRequest")},
-                "responses": {"202": {"description": "Stored and queued", "content": _json("Accepted")},
-                              "400": {"description": "Not a JSON object", **error},
-                              "401": {"description": "Missing or wrong bearer token", **error},
-                              "409": {"description": "tradeNo used by another payload", **error},
-                              "422": {"description": "Invalid fields", **error},
-                              "503": {"description": "Redis unavailable; retry", **error}}}},
-            "/v1/checkouts/{tradeNo}": {"get": {
-                "summary": "A checkout's record (payer data masked)", "security": [{"bearer": []}],
-                "parameters": [{"name": "tradeNo", "in": "path", "required": True, "schema": {"type": "string"}}],
-                "responses": {"200": {"description": "The record", "content": _json("Checkout")},
-                              "401": {"description": "Missing or wrong bearer token", **error},
-                              "404": {"description": "No such checkout", **error}}}},
-            "/v1/review": {"get": {
-                "summary": "The review queue: jobs flagged for a person", "security": [{"bearer": []}],
-                "responses": {"200": {"description": "{count, items: [{tradeNo, state, amount, paidAmount, "
-                                                     "reviewReason, gatewayStatus, reconcileChecks, ageSeconds...}]}"},
-                              "401": {"description": "Missing or wrong bearer token", **error}}}},
-            "/v1/checkouts/{tradeNo}/query": {"post": {
-                "summary": "Ask the gateway now; its answer is applied by the normal rules",
-                "security": [{"bearer": []}],
-                "parameters": [{"name": "tradeNo", "in": "path", "required": True, "schema": {"type": "string"}}],
-                "responses": {"200": {"description": "{gateway, result, record}"},
-                              "401": {"description": "Missing or wrong bearer token", **error},
-                              "404": {"description": "No such checkout", **error},
-                              "502": {"description": "The gateway gave no usable answer", **error}}}},
-            "/v1/checkouts/{tradeNo}/resolve": {"post": {
-                "summary": "Settle a job in review as succeeded or failed", "security": [{"bearer": []}],
-                "parameters": [{"name": "tradeNo", "in": "path", "required": True, "schema": {"type": "string"}}],
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["state", "reason", "operator"],
-                    "properties": {"state": {"type": "string", "enum": ["succeeded", "failed"]},
-                                   "reason": {"type": "string", "minLength": 1, "maxLength": 500},
-                                   "operator": {"type": "string", "minLength": 1, "maxLength": 100}}}}}},
-                "responses": {"200": {"description": "The record", "content": _json("Checkout")},
-                              "401": {"description": "Missing or wrong bearer token", **error},
-                              "404": {"description": "No such checkout", **error},
-                              "409": {"description": "The job is not in review", **error},
-                              "422": {"description": "No state, reason or operator", **error}}}},
-            "/v1/webhooks/endpoints": {
-                "get": {"summary": "Webhook endpoints (secrets shown by their last 4 characters)",
-                        "security": [{"bearer": []}],
-                        "responses": {"200": {"description": "The endpoints"},
-                                      "401": {"description": "Missing or wrong bearer token", **error}}},
-                "post": {"summary": "Add a webhook endpoint; the answer shows its secret once",
-                         "security": [{"bearer": []}],
-                         "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                             "type": "object", "required": ["url"],
-                             "properties": {"url": {"type": "string", "format": "uri"},
-                                            "types": {"type": "array", "items": {"type": "string"}},
-                                            "secret": {"type": "string", "pattern": "^whsec_"}}}}}},
-                         "responses": {"201": {"description": "Added"},
-                                       "401": {"description": "Missing or wrong bearer token", **error},
-                                       "422": {"description": "A private URL, an unknown type, a bad secret", **error}}}},
-            "/v1/webhooks/endpoints/{endpointId}/{action}": {"post": {
-                "summary": "disable, enable or rotate (a new secret; the old one signs for a grace period)",
-                "security": [{"bearer": []}],
-                "parameters": [{"name": "endpointId", "in": "path", "required": True, "schema": {"type": "string"}},
-                               {"name": "action", "in": "path", "required": True,
-                                "schema": {"type": "string", "enum": ["disable", "enable", "rotate"]}}],
-                "responses": {"200": {"description": "The endpoint"},
-                              "401": {"description": "Missing or wrong bearer token", **error},
-                              "404": {"description": "No such endpoint or action", **error}}}},
-            "/v1/webhooks/replay": {"post": {
-                "summary": "Deliver again the events of a window: failed ones, or all",
-                "security": [{"bearer": []}],
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["since"],
-                    "properties": {"since": {"type": ["string", "number"]}, "until": {"type": ["string", "number"]},
-                                   "endpoint": {"type": "string"}, "all": {"type": "boolean"}}}}}},
-                "responses": {"200": {"description": "{scheduled: n}"},
-                              "401": {"description": "Missing or wrong bearer token", **error},
-                              "404": {"description": "No such enabled endpoint", **error}}}},
-            "/v1/checkouts/{tradeNo}/webhooks": {"get": {
-                "summary": "Every delivery attempt of the job's webhook events", "security": [{"bearer": []}],
-                "parameters": [{"name": "tradeNo", "in": "path", "required": True, "schema": {"type": "string"}}],
-                "responses": {"200": {"description": "{tradeNo, attempts: [...]}"},
-                              "401": {"description": "Missing or wrong bearer token", **error}}}},
-            "/metrics": {"get": {"summary": "Prometheus metrics of the whole deployment",
-                                 "responses": {"200": {"description": "text/plain; version=0.0.4"},
-                                               "401": {"description": "VEXORA_METRICS_TOKEN is set"},
-                                               "404": {"description": "VEXORA_METRICS=off"}}}},
-            "/v1/openapi.json": {"get": {"summary": "This document",
-                                         "responses": {"200": {"description": "OpenAPI 3.1"}}}},
-            "/vexora/notify": {"post": {
-                "summary": "Gateway callback (signed per the gateway's rules)",
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
-                "responses": {"200": {"description": "Queued: plain text OK",
-                                      "content": {"text/plain": {"schema": {"const": "OK"}}}},
-                              "400": {"description": "Malformed"}, "401": {"description": "Bad signature"},
-                              "403": {"description": "Source not allowed"}, "413": {"description": "Too large"},
-                              "503": {"description": "Not queued; the gateway will resend"}}}},
-            "/healthz": {"get": {"summary": "200 when Redis answers",
-                                 "responses": {"200": {"description": "ok"}, "503": {"description": "down"}}}},
-        },
+        "/v1/checkouts": {"post": {
+            "tags": ["checkouts"], "summary": "Enqueue a checkout", "security": BEARER,
+            "description": "Validated at once (422, nothing stored), stored and queued; idempotent on "
+                           "tradeNo: the same payload again answers the same job.",
+            "requestBody": {"required": True, "content": _json("CheckoutRequest")},
+            "responses": {
+                "202": {"description": "Stored and queued; Location is the statusUrl", "content": _json("Accepted")},
+                "400": _error("Not a JSON object"),
+                "401": UNAUTHORIZED,
+                "409": _error("tradeNo used by another payload"),
+                "413": _text("Body larger than VEXORA_CALLBACK_MAX_BYTES"),
+                "422": _error("Invalid fields: errors maps each field to its rules; nothing stored"),
+                "503": _error("Redis or the broker refused; retry with the tradeNo"),
+            }}},
+        "/v1/checkouts/{tradeNo}": {"get": {
+            "tags": ["checkouts"], "summary": "A checkout's public record (payer data masked)",
+            "security": BEARER, "parameters": [trade_no],
+            "responses": {"200": {"description": "The record", "content": _json("CheckoutRecord")},
+                          "401": UNAUTHORIZED, "404": not_found, "503": UNAVAILABLE}}},
+        "/v1/review": {"get": {
+            "tags": ["review"], "summary": "The review queue: jobs flagged for a person, oldest flag first",
+            "security": BEARER,
+            "responses": {"200": {"description": "The queue", "content": _json("ReviewQueue")},
+                          "401": UNAUTHORIZED, "503": UNAVAILABLE}}},
+        "/v1/checkouts/{tradeNo}/query": {"post": {
+            "tags": ["review"], "summary": "Ask the gateway now; its answer is applied by the normal rules",
+            "security": BEARER, "parameters": [trade_no],
+            "responses": {"200": {"description": "What the gateway said and the record after it",
+                                  "content": _json("QueryAnswer")},
+                          "401": UNAUTHORIZED, "404": not_found,
+                          "502": _error("The gateway gave no usable answer"), "503": UNAVAILABLE}}},
+        "/v1/checkouts/{tradeNo}/resolve": {"post": {
+            "tags": ["review"], "summary": "Settle a job in review as succeeded or failed",
+            "security": BEARER, "parameters": [trade_no],
+            "requestBody": {"required": True, "content": _json("ResolveRequest")},
+            "responses": {"200": {"description": "The record", "content": _json("CheckoutRecord")},
+                          "400": _error("Not a JSON object"), "401": UNAUTHORIZED, "404": not_found,
+                          "409": _error("The job is not in review"),
+                          "422": _error("No valid state, reason or operator"), "503": UNAVAILABLE}}},
+        "/v1/checkouts/{tradeNo}/webhooks": {"get": {
+            "tags": ["webhooks"], "summary": "Every delivery attempt of the job's webhook events",
+            "security": BEARER, "parameters": [trade_no],
+            "responses": {"200": {"description": "The attempts, oldest first", "content": _json("WebhookAttempts")},
+                          "401": UNAUTHORIZED, "503": UNAVAILABLE}}},
+        "/v1/webhooks/endpoints": {
+            "get": {"tags": ["webhooks"], "summary": "Webhook endpoints (secrets by their last 4 characters)",
+                    "security": BEARER,
+                    "responses": {"200": {"description": "The endpoints", "content": {"application/json": {
+                        "schema": {"type": "array", "items": _ref("WebhookEndpoint")}}}},
+                                  "401": UNAUTHORIZED, "503": UNAVAILABLE}},
+            "post": {"tags": ["webhooks"], "summary": "Add a webhook endpoint; the answer shows its secret once",
+                     "security": BEARER,
+                     "requestBody": {"required": True, "content": _json("WebhookEndpointRequest")},
+                     "responses": {"201": {"description": "Added", "content": _json("WebhookEndpointCreated")},
+                                   "400": _error("Not a JSON object"), "401": UNAUTHORIZED,
+                                   "422": _error("A private URL, an unknown type, a bad secret"),
+                                   "503": UNAVAILABLE}}},
+        "/v1/webhooks/endpoints/{endpointId}/{action}": {"post": {
+            "tags": ["webhooks"],
+            "summary": "disable, enable or rotate (a new secret; the old one signs for a grace period)",
+            "security": BEARER, "parameters": [endpoint_id, action],
+            "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"secret": {"type": "string", "pattern": "^whsec_"}},
+                "description": "rotate only: the new secret; generated when absent"}}}},
+            "responses": {"200": {"description": "The endpoint (rotate: with its new secret, once)",
+                                  "content": {"application/json": {"schema": {"oneOf": [
+                                      _ref("WebhookEndpoint"), _ref("WebhookEndpointCreated")]}}}},
+                          "401": UNAUTHORIZED, "404": _error("No such endpoint or action"),
+                          "422": _error("A bad secret"), "503": UNAVAILABLE}}},
+        "/v1/webhooks/replay": {"post": {
+            "tags": ["webhooks"], "summary": "Deliver again the events of a window: failed ones, or all",
+            "security": BEARER, "requestBody": {"required": True, "content": _json("ReplayRequest")},
+            "responses": {"200": {"description": "How many deliveries were scheduled", "content": _json("ReplayResult")},
+                          "400": _error("Not a JSON object with since"), "401": UNAUTHORIZED,
+                          "404": _error("No such enabled endpoint"), "422": _error("A time that is not one"),
+                          "503": UNAVAILABLE}}},
+        "/v1/openapi.json": {"get": {
+            "tags": ["meta"], "summary": "This document",
+            "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {
+                "schema": {"type": "object"}}}}}}},
+        "/vexora/notify": {"post": {
+            "tags": ["gateway"], "summary": "Gateway callback (signed per the gateway's rules)",
+            "description": "The raw body is parsed keeping numbers as their JSON text, the signature "
+                           "verified on those values, the schema checked, the fields queued; OK only "
+                           "once queued. VEXORA_CALLBACK_ALLOWED_IPS may restrict the sources.",
+            "requestBody": {"required": True, "content": _json("Callback")},
+            "responses": {"200": _text("Queued", "OK"),
+                          "400": {"description": "Malformed: not JSON, not an object, or fields the schema "
+                                                 "refuses (JSON: {error, fields})"},
+                          "401": _text("Bad signature", "invalid signature"),
+                          "403": _text("Source not allowed", "forbidden"),
+                          "413": _text("Larger than VEXORA_CALLBACK_MAX_BYTES"),
+                          "503": _text("Not queued; the gateway will resend")}}},
+        "/metrics": {"get": {
+            "tags": ["monitoring"], "summary": "Prometheus metrics of the whole deployment",
+            "security": [{}, {"bearer": []}],
+            "responses": {"200": _text("Prometheus text format, version 0.0.4"),
+                          "401": _text("VEXORA_METRICS_TOKEN is set and not given"),
+                          "404": _text("VEXORA_METRICS=off"), "503": _text("Redis unavailable")}}},
+        "/healthz": {"get": {
+            "tags": ["monitoring"], "summary": "200 when Redis answers",
+            "responses": {"200": _text("Redis answers", "ok"), "503": _text("Redis unavailable")}}},
+        "/ops": {"get": {
+            "tags": ["operations page"], "summary": "Open-state counts and the review queue (HTML)",
+            "security": OPS_AUTH,
+            "responses": {"200": _html("The page"), "401": _html("Sign in"),
+                          "403": _html("VEXORA_API_TOKEN is not set")}}},
+        "/ops/jobs/{tradeNo}": {"get": {
+            "tags": ["operations page"], "summary": "One job: its record and full history (HTML)",
+            "security": OPS_AUTH, "parameters": [trade_no],
+            "responses": {"200": _html("The page"), "401": _html("Sign in"), "404": _html("No such job")}}},
+        "/ops/jobs/{tradeNo}/resolve": {
+            "get": {"tags": ["operations page"], "summary": "The resolve form (HTML)", "security": OPS_AUTH,
+                    "parameters": [trade_no],
+                    "responses": {"200": _html("The form"), "401": _html("Sign in"), "404": _html("No such job"),
+                                  "409": _html("Not in review")}},
+            "post": {"tags": ["operations page"], "summary": "Resolve, then 303 to /ops", "security": OPS_AUTH,
+                     "parameters": [trade_no],
+                     "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {
+                         "schema": _ref("OpsResolveForm")}}},
+                     "responses": {"303": {"description": "Resolved: see /ops"}, "401": _html("Sign in"),
+                                   "403": _html("No or wrong CSRF token"), "404": _html("No such job"),
+                                   "409": _html("Not in review"), "422": _html("The form, with its errors")}}},
+        "/ops/jobs/{tradeNo}/resolve/confirm": {"post": {
+            "tags": ["operations page"], "summary": "\"Resolve as …?\": the confirmation step (HTML)",
+            "security": OPS_AUTH, "parameters": [trade_no],
+            "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {
+                "schema": _ref("OpsResolveForm")}}},
+            "responses": {"200": _html("Confirm or cancel"), "401": _html("Sign in"),
+                          "403": _html("No or wrong CSRF token"), "404": _html("No such job"),
+                          "409": _html("Not in review"), "422": _html("The form, with its errors")}}},
+        "/ops/jobs/{tradeNo}/query": {"post": {
+            "tags": ["operations page"], "summary": "Ask the gateway now; what it said and what changed (HTML)",
+            "security": OPS_AUTH, "parameters": [trade_no],
+            "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {
+                "schema": _ref("OpsForm")}}},
+            "responses": {"200": _html("The answer"), "401": _html("Sign in"),
+                          "403": _html("No or wrong CSRF token"), "404": _html("No such job"),
+                          "502": _html("The gateway gave no usable answer")}}},
+    }
+
+
+def _webhooks() -> dict:
+    """What the webhook endpoints receive (Standard Webhooks: webhook-id, webhook-timestamp,
+    webhook-signature headers)."""
+    headers = [{"name": name, "in": "header", "required": True, "schema": {"type": "string"},
+                "description": text} for name, text in (
+        ("webhook-id", "The event's id: a repeat has the same one"),
+        ("webhook-timestamp", "Unix seconds of the attempt"),
+        ("webhook-signature", "v1,<base64 HMAC-SHA256> per secret, space-separated"))]
+    answers = {"2XX": {"description": "Received (answer quickly)"},
+               "410": {"description": "Gone: the endpoint is disabled"},
+               "default": {"description": "Retried on 429 and 5xx, on the retry schedule; any other "
+                                          "answer fails the delivery"}}
+    return {
+        "checkoutEvent": {"post": {
+            "summary": "A job's change: checkout.paying, succeeded, partially_paid, failed, declined, rejected, "
+                       "unknown, needs_review", "parameters": headers,
+            "requestBody": {"required": True, "content": _json("CheckoutEvent")}, "responses": answers}},
+        "endpointDisabled": {"post": {
+            "summary": "webhook.endpoint_disabled, to the other endpoints", "parameters": headers,
+            "requestBody": {"required": True, "content": _json("EndpointDisabledEvent")}, "responses": answers}},
     }

@@ -31,7 +31,11 @@ from urllib.parse import quote
 import redis
 from flask import Blueprint, g, redirect, render_template, request, url_for
 
-from schemas import trade_no_errors
+from marshmallow import ValidationError
+
+from schemas import CheckoutRecordSchema, trade_no_errors
+from schemas.api import OPERATOR_MAX, ResolveRequestSchema
+from schemas.record import EpochMillis
 from worker import states
 from worker.errors import CheckoutError, InvalidError
 from worker.review import REASON_MAX, NoSuchJob, NotInReview
@@ -41,12 +45,12 @@ from worker.settings import Settings
 __all__ = ["ops_pages"]
 
 REALM = "vexora-checkout ops"
-OPERATOR_MAX = 100  # ReviewQueue.resolve's limit; it stays the one that decides
 CHOICES = (states.SUCCEEDED, states.FAILED)
 # What "Query gateway now" reports as changed, in this order.
 _WATCHED = ("state", "paidAmount", "needsReview", "reviewReason", "gatewayStatus", "gatewayCode", "message")
-# Record fields that hold a store time (Unix milliseconds).
-_TIMES = frozenset({"createdAt", "updatedAt", "reviewAt", "resolvedAt", "leaseUntil", "nextCheckAt"})
+# Record fields that hold a time (Unix milliseconds), shown as UTC text.
+_TIMES = frozenset(name for name, field in CheckoutRecordSchema().fields.items() if isinstance(field, EpochMillis))
+_RESOLUTION = ResolveRequestSchema()
 _HEADERS = {
     "Cache-Control": "no-store",
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
@@ -214,15 +218,13 @@ def ops_pages(settings: Settings, runtime: Callable[[], Runtime], flower_url: st
 
 
 def _form_errors(fields: dict) -> dict:
-    """The resolve form's rules, checked before the confirmation step (``resolve`` checks again)."""
-    errors = {}
-    if fields["state"] not in CHOICES:
-        errors["state"] = ["must be succeeded or failed"]
-    if not fields["reason"].strip() or len(fields["reason"]) > REASON_MAX:
-        errors["reason"] = [f"required: why, in 1 to {REASON_MAX} characters"]
-    if not fields["operator"].strip() or len(fields["operator"]) > OPERATOR_MAX:
-        errors["operator"] = [f"required: who decides, in 1 to {OPERATOR_MAX} characters"]
-    return errors
+    """The resolve form's rules (``ResolveRequestSchema``, what ``resolve`` checks again), before
+    the confirmation step."""
+    try:
+        _RESOLUTION.load(fields)
+    except ValidationError as exc:
+        return {k: list(dict.fromkeys(v)) for k, v in exc.messages.items()}
+    return {}
 
 
 def _age(seconds: object) -> str:

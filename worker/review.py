@@ -13,17 +13,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from worker import outcomes, settlement, states
+from marshmallow import ValidationError
+
+from schemas.api import REASON_MAX, QueryAnswerSchema, ResolveRequestSchema
+from schemas.record import ReviewItemSchema
+from worker import outcomes, settlement
 from worker.errors import InvalidError
 from worker.settler import Settler
 from worker.store import JobStore
 
 __all__ = ["ReviewQueue", "NotInReview", "NoSuchJob", "REASON_MAX"]
 
-REASON_MAX = 500
-_SHOWN = ("tradeNo", "state", "amount", "paidAmount", "reviewReason", "reviewAt", "gatewayCode",
-          "gatewayStatus", "message", "httpStatus", "reconcileChecks", "attempts", "createdAt",
-          "updatedAt", "platFormTradeNo")
+_ITEM = ReviewItemSchema()
+_ANSWER = QueryAnswerSchema()
+_RESOLUTION = ResolveRequestSchema()
 
 
 class NoSuchJob(LookupError):
@@ -45,7 +48,8 @@ class ReviewQueue:
         self.clock = clock
 
     def items(self, limit: int = 500) -> list[dict]:
-        """The queue, oldest flag first: what a person needs to decide, no payer data."""
+        """The queue, oldest flag first: each job's public record without its history
+        and contact (``ReviewItemSchema``: no payer data) and its age."""
         out = []
         for raw in self.store.redis.smembers(self.store.review_key):
             trade_no = raw.decode() if isinstance(raw, bytes) else raw
@@ -53,10 +57,9 @@ class ReviewQueue:
             if job is None or not job.fields.get("needsReview"):
                 self.store.redis.srem(self.store.review_key, trade_no)  # expired, or resolved
                 continue
-            item = {k: job.fields[k] for k in _SHOWN if job.fields.get(k) not in (None, "")}
-            item["ageSeconds"] = max(0, int(self.clock() - int(job.fields.get("createdAt") or 0) / 1000))
-            out.append(item)
-        out.sort(key=lambda item: str(item.get("reviewAt", "")))
+            age = max(0, int(self.clock() - int(job.fields.get("createdAt") or 0) / 1000))
+            out.append(_ITEM.dump({**job.fields, "ageSeconds": age}))
+        out.sort(key=lambda item: item.get("reviewAt", 0))
         return out[:limit]
 
     def query(self, trade_no: str) -> dict:
@@ -66,22 +69,21 @@ class ReviewQueue:
         reply = self.gateway_factory().query(trade_no)
         known = outcomes.from_query(reply.code, reply.msg, reply.data)
         if known is None:
-            return {"gateway": "not known", "result": "unchanged", "record": self.store.get(trade_no)}
+            return _ANSWER.dump({"gateway": "not known", "result": "unchanged",
+                                 "record": self.store.get(trade_no)})
         result = self.settler.apply(trade_no, known, via="operator query")
-        return {"gateway": known.status, "paidAmount": known.paid_amount, "result": result,
-                "record": self.store.get(trade_no)}
+        return _ANSWER.dump({"gateway": known.status, "paidAmount": known.paid_amount, "result": result,
+                             "record": self.store.get(trade_no)})
 
     def resolve(self, trade_no: str, state: object, reason: object, operator: object) -> dict:
         """Settle a job in review as ``succeeded`` or ``failed``; keeps who, when and why."""
-        errors = {}
-        if state not in (states.SUCCEEDED, states.FAILED):
-            errors["state"] = ["must be succeeded or failed"]
-        if not isinstance(reason, str) or not reason.strip() or len(reason) > REASON_MAX:
-            errors["reason"] = [f"required: why, in 1 to {REASON_MAX} characters"]
-        if not isinstance(operator, str) or not operator.strip() or len(operator) > 100:
-            errors["operator"] = ["required: who decides, in 1 to 100 characters"]
-        if errors:
-            raise InvalidError("a resolution needs a state, a reason and an operator", errors=errors)
+        try:
+            _RESOLUTION.load({k: v for k, v in (("state", state), ("reason", reason), ("operator", operator))
+                              if v is not None})
+        except ValidationError as exc:
+            # one message per field (a value may break both of a field's rules)
+            errors = {k: list(dict.fromkeys(v)) for k, v in exc.messages.items()}
+            raise InvalidError("a resolution needs a state, a reason and an operator", errors=errors) from None
         for _ in range(3):
             job = self.store.load(trade_no)
             if job is None:

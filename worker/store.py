@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import redis
 
 from worker import states
-from schemas import trade_no_errors
+from schemas import CheckoutRecordSchema, trade_no_errors
 from worker.errors import DuplicateTradeNoError, InvalidError, LeaseLostError
 from worker.logs import event
 
@@ -223,8 +223,9 @@ if not purge then redis.call('EXPIRE', KEYS[4], ARGV[4]) end
 return {1, current, tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0'), payload}
 """
 
-# Fields a record may hold that get_checkout never shows.
-_PRIVATE = {"payload", "fingerprint", "leaseToken", "webhookSeq", "flaggedReason"}
+# Every reader shows a record through these (schemas/record.py): typed, internal fields hidden.
+_RECORD = CheckoutRecordSchema()
+_RECORD_FIELDS = CheckoutRecordSchema(exclude=("history",))
 # States a merchant acts on: each move into one is a webhook event (``checkout.<state>``).
 WEBHOOK_STATES = frozenset({states.PAYING, states.SUCCEEDED, states.PARTIALLY_PAID, states.FAILED,
                             states.DECLINED, states.REJECTED, states.UNKNOWN})
@@ -267,9 +268,8 @@ class Job:
     fields: dict
 
     def public(self, history: list[dict]) -> dict:
-        out = {k: v for k, v in self.fields.items() if k not in _PRIVATE}
-        out["history"] = history
-        return out
+        """The public record (``CheckoutRecordSchema``), with ``history``."""
+        return _RECORD.dump({**self.fields, "history": history})
 
 
 class JobStore:
@@ -527,7 +527,8 @@ class JobStore:
         return [json.loads(_text(item)) for item in self.redis.lrange(self.history_key(trade_no), 0, -1)]
 
     def get(self, trade_no: str) -> dict | None:
-        """The public record: no payload, no fingerprint, no lease token; with the history."""
+        """The public record (``CheckoutRecordSchema``: typed, payer data masked, no payload,
+        fingerprint, lease or other internal field), with the history."""
         job = self.load(trade_no)
         return None if job is None else job.public(self.history(trade_no))
 
@@ -554,9 +555,9 @@ class JobStore:
 
 
 def public_fields(raw: Mapping[object, object]) -> dict:
-    """A record's fields as ``get_checkout`` shows them (decoded, private ones left out)."""
-    fields = {_text(k): _text(v) for k, v in raw.items()}
-    return {k: _decode(k, v) for k, v in fields.items() if k not in _PRIVATE}
+    """A stored record's fields (the hash, text or bytes) as ``get_checkout`` shows them, without
+    the history."""
+    return _RECORD_FIELDS.dump(raw)
 
 
 def _compact(value: Mapping[str, object]) -> str:

@@ -145,7 +145,7 @@ def test_gateway_down_longer_than_the_retry_budget_ends_unknown_not_lost(stack):
     stack.faults({"kind": "http_error", "status": 503, "times": -1, "tradeNo": job["tradeNo"]})
     trade_no = stack.enqueue(job)
     record = stack.wait_state(trade_no, states.UNKNOWN)
-    assert record["attempts"] == 4 and record["httpStatus"] == "503"
+    assert record["attempts"] == 4 and record["httpStatus"] == 503
     assert stack.sent(trade_no) == {"received": 4, "created": 0, "duplicates": 0, "faults": 4}
 
 

@@ -136,6 +136,65 @@ def test_attempts_are_listed_by_the_cli_and_the_api(stack, receiver):
     assert "checkout.paying" in out.stdout and "attempt=1" in out.stdout, out.stderr
 
 
+def test_the_api_get_checkout_the_cli_and_a_webhook_give_the_same_typed_record(stack, receiver):
+    """One job, read four ways: GET /v1/checkouts/<tradeNo>, get_checkout, `vexora-checkout status`
+    and the body its checkout.succeeded webhook was sent with (the record as it was at the change,
+    without history, with the sequence). Each is the schema's typed record and the document's."""
+    from jsonschema import Draft202012Validator
+
+    from schemas import CheckoutEventDataSchema, CheckoutRecordSchema
+    from schemas.record import HIDDEN
+    from worker.client import get_checkout
+
+    stack.http.post(stack.sandbox_url + "/_sandbox/autopay", json={"mix": {"paid": 1.0}, "delay": 0.1},
+                    timeout=5).raise_for_status()
+    trade_no = stack.enqueue(payload(amount="300"))
+    stack.wait_state(trade_no, states.SUCCEEDED)
+    attempts = stack.runtime.webhook_dispatcher.attempts
+    wait_until(lambda: any(a["type"] == "checkout.succeeded" for a in attempts(trade_no)), timeout=30,
+               what="the checkout.succeeded webhook")
+    event_id = next(a["webhookId"] for a in attempts(trade_no) if a["type"] == "checkout.succeeded")
+    sent = json.loads(stack.runtime.redis.get(stack.runtime.webhook_dispatcher.body_key(event_id[len("msg_"):])))
+
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    api = stack.http.get(f"{stack.web_url}/v1/checkouts/{trade_no}", headers=headers, timeout=10).json()
+    python = get_checkout(trade_no, runtime=stack.runtime)
+    cli = subprocess.run([sys.executable, "-m", "worker.cli", "status", trade_no], env=stack.env,
+                         capture_output=True, text=True, timeout=60)
+    assert api == python == json.loads(cli.stdout), cli.stderr
+    data = sent["data"]
+    assert data["sequence"] >= 2  # paying came first
+    assert {k: v for k, v in data.items() if k != "sequence"} == {k: v for k, v in api.items() if k != "history"}
+
+    # typed: numbers are numbers, times epoch ms, amounts yen text beside the gateway's own text
+    assert api["state"] == "succeeded" and api["needsReview"] is False
+    assert api["amount"] == "300" and api["paidAmount"] == "300" and api["gatewayPaidAmount"] == "300.00"
+    for name in ("createdAt", "updatedAt", "callbackAt", "attempts", "latencyMs"):
+        assert type(api[name]) is int, name
+    assert api["createdAt"] <= api["updatedAt"] and 0 < api["updatedAt"] - api["createdAt"] < 60_000
+    assert all(type(entry["at"]) is int for entry in api["history"])
+    assert [e["to"] for e in api["history"] if e["to"]][-1] == "succeeded"
+    assert not set(api) & HIDDEN and not set(data) & HIDDEN
+    assert api["contact"]["mobile"] == "090****4321" and MARKERS["email"] not in json.dumps(api)
+    CheckoutRecordSchema().load(api)  # unknown = RAISE: nothing undeclared
+    CheckoutEventDataSchema().load(data)
+
+    # and the document the web app serves describes each, and the other answers of this API
+    document = stack.http.get(f"{stack.web_url}/v1/openapi.json", timeout=10).json()
+    served = {path: stack.http.get(stack.web_url + path, headers=headers, timeout=10).json()
+              for path in ("/v1/webhooks/endpoints", f"/v1/checkouts/{trade_no}/webhooks", "/v1/review")}
+    for component, instance in (("CheckoutRecord", api), ("CheckoutEventData", data), ("CheckoutEvent", sent),
+                                ("WebhookAttempts", served[f"/v1/checkouts/{trade_no}/webhooks"]),
+                                ("ReviewQueue", served["/v1/review"])):
+        schema = {"$ref": f"#/components/schemas/{component}", "components": document["components"]}
+        errors = [e.message for e in Draft202012Validator(schema).iter_errors(instance)]
+        assert errors == [], (component, errors)
+    endpoints = {"type": "array", "items": {"$ref": "#/components/schemas/WebhookEndpoint"},
+                 "components": document["components"]}
+    assert served["/v1/webhooks/endpoints"] and not list(
+        Draft202012Validator(endpoints).iter_errors(served["/v1/webhooks/endpoints"]))
+
+
 def test_replay_resends_exactly_the_window(stack, receiver):
     before = [stack.enqueue(payload()) for _ in range(2)]
     for t in before:

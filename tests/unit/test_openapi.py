@@ -1,42 +1,196 @@
-"""The OpenAPI document stays in step with the code: its paths are the app's routes, and the
-checkout request is the schema the API validates with."""
+"""The OpenAPI document stays in step with the code: it is a valid OpenAPI 3.1 document, its paths
+are the app's routes, every constraint in it is the one a schema validates with (read from the
+document and compared with the schema's own validators, for the default settings and others),
+and the web app serves exactly the generated document."""
 
+from __future__ import annotations
+
+import json
 import re
 
-from schemas import CheckoutRequestSchema
-from worker.openapi import FIELD_DOCS, build_openapi
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from marshmallow import validate
+from openapi_spec_validator import validate as validate_spec
+
+from schemas import CheckoutRecordSchema, CheckoutRequestSchema
+from schemas._rules import FullMatch
+from schemas.record import HIDDEN
+from worker.openapi import COMPONENTS, build_openapi
+from worker.runtime import checkout_schema
 from worker.settings import Settings
 from worker.web import create_app
 
+DEFAULT = CheckoutRequestSchema()
+DOCUMENT = build_openapi(DEFAULT)
+OTHER_SETTINGS = Settings(app_secret="s", api_token="t", metrics=False, amount_max=50_000,
+                          channel_codes=("EWALLET", "BANK"), way_codes=("PAYPAY", "LINEPAY"),
+                          remark_max_length=40, notify_url="https://merchant.example/notify")
 
-def routes() -> dict[str, set[str]]:
-    app = create_app(Settings(app_secret="s", api_token="t", metrics=False))
+
+def routes(app) -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
     for rule in app.url_map.iter_rules():
-        if rule.rule == "/ops" or rule.rule.startswith("/ops/"):
-            continue  # the operations pages are HTML for people, not API
         path = re.sub(r"<(?:[^:>]+:)?trade_no>", "{tradeNo}", rule.rule)
         path = path.replace("<endpoint_id>", "{endpointId}").replace("<action>", "{action}")
         found.setdefault(path, set()).update(m.lower() for m in rule.methods - {"HEAD", "OPTIONS"})
     return found
 
 
+def request_property(document: dict, name: str) -> dict:
+    return document["components"]["schemas"]["CheckoutRequest"]["properties"][name]
+
+
+def expected_from_validators(field) -> dict:
+    """What the document must say of a field, computed from its marshmallow validators."""
+    expected = {}
+    for v in field.validators:
+        if isinstance(v, validate.Length):
+            expected.update({k: n for k, n in (("minLength", v.min), ("maxLength", v.max)) if n is not None})
+        elif isinstance(v, FullMatch):
+            expected["pattern"] = v.regex.pattern
+        elif isinstance(v, validate.OneOf):
+            expected["enum"] = list(v.choices)
+        elif isinstance(v, validate.Email):
+            expected["format"] = "email"
+        elif isinstance(v, validate.URL):
+            expected["format"] = "uri"
+        elif isinstance(v, validate.Range):
+            expected["x-maximum"] = str(v.max)
+        else:
+            raise AssertionError(f"a validator the document cannot carry: {v!r}")
+    return expected
+
+
+# --- the document ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("schema", [DEFAULT, checkout_schema(OTHER_SETTINGS)], ids=["default", "other"])
+def test_the_document_is_valid_openapi_3_1(schema):
+    document = build_openapi(schema)
+    validate_spec(document)
+    assert document["openapi"] == "3.1.0"
+    json.dumps(document)  # plain JSON, as served
+
+
 def test_paths_and_methods_are_exactly_the_routes():
-    document = build_openapi(CheckoutRequestSchema())
-    assert {path: set(ops) for path, ops in document["paths"].items()} == routes()
+    app = create_app(Settings(app_secret="s", api_token="t", metrics=False))
+    assert {path: set(ops) for path, ops in DOCUMENT["paths"].items()} == routes(app)
 
 
-def test_the_request_schema_is_the_validation_schema():
-    schema = CheckoutRequestSchema()
-    request = build_openapi(schema)["components"]["schemas"]["CheckoutRequest"]
-    assert set(request["properties"]) == set(schema.fields)
-    assert set(request["required"]) == {n for n, f in schema.fields.items() if f.required}
-    assert "tradeNo" not in request["required"] and "email" in request["required"]
-    assert all(FIELD_DOCS.get(name) for name in schema.fields), "every field needs a description"
+def test_every_api_route_but_the_public_ones_needs_the_bearer_token():
+    public = {"/v1/openapi.json", "/vexora/notify", "/healthz", "/metrics"}
+    assert DOCUMENT["components"]["securitySchemes"]["bearer"] == {
+        "type": "http", "scheme": "bearer", "description": "VEXORA_API_TOKEN"}
+    for path, operations in DOCUMENT["paths"].items():
+        for method, operation in operations.items():
+            if path in public:
+                assert {"bearer": []} not in operation.get("security", []) or path == "/metrics"
+            elif path.startswith("/ops"):
+                assert operation["security"] == [{"opsBasic": []}], (method, path)
+            else:
+                assert operation["security"] == [{"bearer": []}], (method, path)
+                assert operation["responses"]["401"]["content"]["application/json"]["schema"] == {
+                    "$ref": "#/components/schemas/Error"}
 
 
 def test_every_ref_resolves():
-    document = build_openapi(CheckoutRequestSchema())
-    text = repr(document)
-    for ref in re.findall(r"#/components/schemas/(\w+)", text):
-        assert ref in document["components"]["schemas"]
+    text = json.dumps(DOCUMENT)
+    refs = re.findall(r'"#/components/schemas/([^"]+)"', text)
+    assert refs and set(refs) <= set(DOCUMENT["components"]["schemas"])
+
+
+# --- the checkout request: the schema the API validates with ---------------------------------
+
+@pytest.mark.parametrize("schema", [DEFAULT, checkout_schema(OTHER_SETTINGS)], ids=["default", "other"])
+def test_every_constraint_is_the_schemas_own(schema):
+    document = build_openapi(schema)
+    request = document["components"]["schemas"]["CheckoutRequest"]
+    assert set(request["properties"]) == set(schema.fields)
+    assert set(request.get("required", [])) == {n for n, f in schema.fields.items() if f.required}
+    assert request["additionalProperties"] is False  # unknown = RAISE
+    for name, field in schema.fields.items():
+        prop = request_property(document, name)
+        assert prop["type"] == "string" and prop["minLength"] == 1, name
+        assert prop.get("description"), f"{name} needs a description"
+        expected = expected_from_validators(field)
+        assert {k: prop.get(k) for k in expected} == expected, name
+
+
+def test_the_named_constraints_are_in_the_document():
+    trade_no, mobile, amount = (request_property(DOCUMENT, n) for n in ("tradeNo", "mobile", "amount"))
+    assert trade_no["maxLength"] == 32 and trade_no["pattern"] == "^[A-Za-z0-9_-]+$"
+    assert mobile["pattern"] == "^0[0-9]{10}$"
+    assert amount["pattern"] == "^[1-9][0-9]*$" and amount["x-maximum"] == "1000000"
+    assert request_property(DOCUMENT, "email")["format"] == "email"
+    assert request_property(DOCUMENT, "returnUrl")["format"] == "uri"
+    assert request_property(DOCUMENT, "channelCode")["enum"] == ["EWALLET"]
+    assert request_property(DOCUMENT, "wayCode")["enum"] == ["PAYPAY"]
+    assert request_property(DOCUMENT, "remark")["maxLength"] == 256
+    assert "tradeNo" not in DOCUMENT["components"]["schemas"]["CheckoutRequest"]["required"]
+
+
+def test_the_settings_rules_follow_the_settings():
+    document = build_openapi(checkout_schema(OTHER_SETTINGS))
+    assert request_property(document, "channelCode")["enum"] == ["EWALLET", "BANK"]
+    assert request_property(document, "wayCode")["enum"] == ["PAYPAY", "LINEPAY"]
+    assert request_property(document, "amount")["x-maximum"] == "50000"
+    assert request_property(document, "remark")["maxLength"] == 40
+    # a default notifyUrl makes it optional on the wire
+    assert "notifyUrl" not in document["components"]["schemas"]["CheckoutRequest"]["required"]
+    # and one schema's settings never leak into another's (fields are shared between instances)
+    assert build_openapi(CheckoutRequestSchema()) == DOCUMENT
+    assert DEFAULT.field_errors({"channelCode": "BANK"})["channelCode"] == ["must be one of: EWALLET"]
+
+
+@pytest.mark.parametrize("name", ["tradeNo", "userId", "amount", "mobile", "firstname"])
+@given(text=st.text(max_size=40))
+def test_a_pattern_means_the_same_in_the_document(name, text):
+    """JSON Schema searches with the document's pattern; the schema full-matches with the same
+    text. (A final newline is left out: the JSON Schema validators written in Python give "$"
+    Python's meaning there, ECMA-262 and the schema refuse it.)"""
+    pattern = request_property(DOCUMENT, name)["pattern"]
+    (rule,) = [v for v in DEFAULT.fields[name].validators if isinstance(v, FullMatch)]
+    text = text.rstrip("\n")
+    assert (re.search(pattern, text) is not None) == (rule.regex.fullmatch(text) is not None)
+
+
+def test_the_422_error_shape_is_described():
+    error = DOCUMENT["components"]["schemas"]["Error"]
+    assert error["required"] == ["error"]
+    assert error["properties"]["errors"]["additionalProperties"] == {"type": "array", "items": {"type": "string"}}
+    answer = DOCUMENT["paths"]["/v1/checkouts"]["post"]["responses"]["422"]
+    assert answer["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+
+
+# --- the record -----------------------------------------------------------------------------
+
+def test_the_record_is_described_by_its_schema():
+    record = DOCUMENT["components"]["schemas"]["CheckoutRecord"]
+    schema = CheckoutRecordSchema()
+    assert set(record["properties"]) == {f.data_key or n for n, f in schema.fields.items()}
+    assert not set(record["properties"]) & HIDDEN
+    assert {"tradeNo", "state", "createdAt", "updatedAt", "needsReview", "history"} <= set(record["required"])
+    assert record["properties"]["createdAt"]["type"] == "integer"
+    assert record["properties"]["paidAmount"]["type"] == "string"
+    get = DOCUMENT["paths"]["/v1/checkouts/{tradeNo}"]["get"]["responses"]["200"]
+    assert get["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/CheckoutRecord"}
+    event = DOCUMENT["components"]["schemas"]["CheckoutEvent"]["properties"]["data"]
+    assert event == {"$ref": "#/components/schemas/CheckoutEventData"}
+    assert DOCUMENT["webhooks"]["checkoutEvent"]["post"]["requestBody"]["content"]["application/json"][
+        "schema"] == {"$ref": "#/components/schemas/CheckoutEvent"}
+
+
+def test_every_component_is_a_schema_of_schemas_package():
+    assert all(cls.__module__.startswith("schemas.") for cls in COMPONENTS.values())
+
+
+# --- served ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("settings", [Settings(app_secret="s", api_token="t", metrics=False), OTHER_SETTINGS],
+                         ids=["default", "other"])
+def test_the_served_document_is_the_generated_one(settings):
+    client = create_app(settings).test_client()
+    answer = client.get("/v1/openapi.json")  # no token needed
+    assert answer.status_code == 200 and answer.mimetype == "application/json"
+    assert answer.get_json() == json.loads(json.dumps(build_openapi(checkout_schema(settings))))

@@ -60,7 +60,8 @@ def refused(field, value, schema=SCHEMA) -> list[str]:
 def test_public_surface_is_pinned():
     assert sorted(schemas.__all__) == sorted([
         "CheckoutRequestSchema", "CheckoutResponseSchema", "QueryResponseSchema",
-        "CallbackSchema", "generate_trade_no", "trade_no_errors",
+        "CallbackSchema", "CheckoutRecordSchema", "CheckoutEventDataSchema", "HistoryEntrySchema",
+        "ContactSchema", "ReviewItemSchema", "generate_trade_no", "trade_no_errors",
     ])
     for name in schemas.__all__:
         assert getattr(schemas, name)

@@ -55,11 +55,16 @@ def test_endpoint_urls_must_reach_public_addresses(url, private, resolves, ok):
 
 
 def test_the_body_is_the_public_record_with_a_sequence_and_no_internal_fields():
-    record = ["tradeNo", "T1", "state", "succeeded", "attempts", "1", "ipHash", "abc", "leaseToken", "t",
-              "fingerprint", "f", "paidAmount", "300", "contact", '{"mobile": "090****4321"}', "needsReview", "false"]
+    record = ["tradeNo", "T1", "state", "succeeded", "attempts", "1", "ipHash", "abc", "ipCounted", "1",
+              "leaseToken", "t", "leaseUntil", "1700000020000", "nextCheckAt", "1700000010000",
+              "webhookSeq", "3", "fingerprint", "f", "amount", "300", "paidAmount", "300.00",
+              "createdAt", "1699999999000", "updatedAt", "1700000000000", "latencyMs", "212",
+              "contact", '{"mobile": "090****4321"}', "needsReview", "false"]
     import json
     body = json.loads(build_body({"type": "checkout.succeeded", "at": "1700000000000", "sequence": "3",
                                   "record": json.dumps(record)}))
     assert body["type"] == "checkout.succeeded" and body["timestamp"] == "2023-11-14T22:13:20.000Z"
-    assert body["data"] == {"tradeNo": "T1", "state": "succeeded", "attempts": 1, "paidAmount": "300",
+    assert body["data"] == {"tradeNo": "T1", "state": "succeeded", "attempts": 1, "amount": "300",
+                            "paidAmount": "300", "gatewayPaidAmount": "300.00", "createdAt": 1699999999000,
+                            "updatedAt": 1700000000000, "latencyMs": 212,
                             "contact": {"mobile": "090****4321"}, "needsReview": False, "sequence": 3}

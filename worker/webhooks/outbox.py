@@ -26,7 +26,8 @@ from datetime import datetime, timezone
 
 import redis
 
-from worker.store import public_fields
+from schemas import CheckoutEventDataSchema
+from schemas.record import HIDDEN
 from worker.webhooks.endpoints import Endpoints
 
 __all__ = ["Dispatcher", "build_body", "WEBHOOK_HIDDEN"]
@@ -37,8 +38,10 @@ GROUP = "dispatch"
 CLAIM_MS = 60_000  # an event read but not acknowledged (its dispatcher died) is read again after this
 BATCH = 20  # deliveries per deliver task (same endpoint, one connection)
 KEEP_S = 7 * 24 * 3600  # bodies and delivery records: longer than the whole retry schedule
-# internal bookkeeping a merchant has no use for
-WEBHOOK_HIDDEN = frozenset({"ipHash", "ipCounted", "leaseUntil", "nextCheckAt"})
+# internal bookkeeping a merchant has no use for: no reader shows it (CheckoutEventDataSchema
+# declares none of it); left out again here, so that declaring one by mistake still shows nothing
+WEBHOOK_HIDDEN = HIDDEN
+_EVENT_DATA = CheckoutEventDataSchema()
 
 _CLAIM_DUE = """
 local items = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
@@ -52,13 +55,15 @@ def _iso(ms: int) -> str:
 
 
 def build_body(fields: dict) -> str:
-    """The JSON body of an outbox entry: ``{type, timestamp, data}`` (Standard Webhooks)."""
+    """The JSON body of an outbox entry: ``{type, timestamp, data}`` (Standard Webhooks); a
+    ``checkout.*`` event's ``data`` is the record as stored with the change, shown by
+    ``CheckoutEventDataSchema`` (the public record, no history, and the ``sequence``)."""
     kind, at = fields["type"], int(fields.get("at") or 0)
     raw = json.loads(fields.get("record") or "[]")
     if kind.startswith("checkout."):
         pairs = dict(zip(raw[::2], raw[1::2])) if isinstance(raw, list) else raw
-        data = {k: v for k, v in public_fields(pairs).items() if k not in WEBHOOK_HIDDEN}
-        data["sequence"] = int(fields.get("sequence") or 0)
+        data = _EVENT_DATA.dump({**pairs, "sequence": int(fields.get("sequence") or 0)})
+        data = {k: v for k, v in data.items() if k not in WEBHOOK_HIDDEN}
     else:
         data = raw
     return json.dumps({"type": kind, "timestamp": _iso(at), "data": data}, ensure_ascii=False,

@@ -1,0 +1,253 @@
+"""The HTTP API's other bodies (``worker/api.py``, ``worker/webhooks/http.py``): answers, errors,
+the review and webhook requests, and the webhooks sent to merchants; the OpenAPI document
+(``worker/openapi.py``) is generated from them.
+
+``ResolveRequestSchema`` is what ``worker.review`` validates a resolution with. The webhook
+endpoint and replay requests are checked by ``worker.webhooks`` (a URL is resolved and its
+addresses judged, a time may be ISO-8601 or unix seconds): their schemas here describe them.
+"""
+
+from __future__ import annotations
+
+from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
+
+from schemas._rules import FullMatch
+from schemas.record import (
+    STATES,
+    CheckoutEventDataSchema,
+    CheckoutRecordSchema,
+    EpochMillis,
+    ReviewItemSchema,
+    Yen,
+)
+
+__all__ = ["AcceptedSchema", "ErrorSchema", "ReviewQueueSchema", "QueryAnswerSchema",
+           "ResolveRequestSchema", "WebhookEndpointRequestSchema", "WebhookEndpointSchema",
+           "WebhookEndpointCreatedSchema", "WebhookSecretTailSchema", "ReplayRequestSchema", "ReplayResultSchema",
+           "WebhookAttemptSchema", "WebhookAttemptsSchema", "CheckoutEventSchema",
+           "EndpointDisabledEventSchema", "OpsFormSchema", "OpsResolveFormSchema", "EVENT_TYPES", "REASON_MAX", "OPERATOR_MAX"]
+
+# worker.webhooks.endpoints.EVENT_TYPES (a unit test keeps the two equal)
+EVENT_TYPES = tuple(f"checkout.{s}" for s in ("paying", "succeeded", "partially_paid", "failed", "declined",
+                                               "rejected", "unknown", "needs_review")) + (
+    "webhook.endpoint_disabled",)
+REASON_MAX = 500
+OPERATOR_MAX = 100
+
+
+class AcceptedSchema(Schema):
+    """The answer to ``POST /v1/checkouts`` (202)."""
+
+    class Meta:
+        unknown = RAISE
+
+    tradeNo = fields.String(required=True)
+    state = fields.String(required=True, validate=validate.OneOf(STATES),
+                          metadata={"description": "queued, or further along for a repeated request."})
+    statusUrl = fields.String(required=True, metadata={"format": "uri",
+                                                       "description": "GET it for the record."})
+
+
+class ErrorSchema(Schema):
+    """Every error answer of the API: ``error`` says what, ``errors`` which fields and why."""
+
+    class Meta:
+        unknown = RAISE
+
+    error = fields.String(required=True, metadata={"description": "What went wrong, for a person."})
+    errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()), metadata={
+        "description": "422 (and 409): field name -> messages; a message states the rule, never the "
+                       "value sent."})
+    tradeNo = fields.String(metadata={"description": "503 on POST /v1/checkouts: retry with this tradeNo."})
+
+
+class ReviewQueueSchema(Schema):
+    """``GET /v1/review``: the jobs flagged for a person, oldest flag first."""
+
+    class Meta:
+        unknown = RAISE
+
+    count = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
+    items = fields.List(fields.Nested(ReviewItemSchema), required=True)
+
+
+class QueryAnswerSchema(Schema):
+    """``POST /v1/checkouts/<tradeNo>/query``: what the gateway said and what it changed."""
+
+    class Meta:
+        unknown = RAISE
+
+    gateway = fields.String(required=True, metadata={
+        "description": "The transaction status the gateway reported, or \"not known\"."})
+    result = fields.String(required=True, metadata={
+        "description": "The state the job moved to, or unchanged, orphan."})
+    paidAmount = Yen(metadata={"description": "The amount the gateway reported paid, in yen."})
+    record = fields.Nested(CheckoutRecordSchema, required=True)
+
+
+def _text_error(message: str) -> dict:
+    return {"required": message, "null": message, "invalid": message}
+
+
+_NOT_BLANK = r"^[\s\S]*\S[\s\S]*$"  # something besides white space
+
+
+def _said(limit: int, message: str) -> list:
+    return [validate.Length(max=limit, error=message), FullMatch(_NOT_BLANK, message)]
+
+
+class ResolveRequestSchema(Schema):
+    """``POST /v1/checkouts/<tradeNo>/resolve``: who settles a job in review, how and why."""
+
+    class Meta:
+        unknown = EXCLUDE  # a form or a body may carry more (the ops page's CSRF token)
+
+    state = fields.String(required=True, validate=validate.OneOf(("succeeded", "failed"),
+                                                                 error="must be succeeded or failed"),
+                          error_messages=_text_error("must be succeeded or failed"))
+    reason = fields.String(required=True, validate=_said(REASON_MAX, f"required: why, in 1 to {REASON_MAX} "
+                                                                     "characters"),
+                           error_messages=_text_error(f"required: why, in 1 to {REASON_MAX} characters"),
+                           metadata={"description": "Why (kept in the job's history)."})
+    operator = fields.String(required=True, validate=_said(OPERATOR_MAX, "required: who decides, in 1 to "
+                                                                         f"{OPERATOR_MAX} characters"),
+                             error_messages=_text_error(f"required: who decides, in 1 to {OPERATOR_MAX} "
+                                                        "characters"),
+                             metadata={"description": "Who decides (kept in the job's history)."})
+
+
+class WebhookEndpointRequestSchema(Schema):
+    """``POST /v1/webhooks/endpoints``."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    url = fields.String(required=True, validate=validate.Length(max=2048), metadata={
+        "format": "uri", "description": "http(s); refused when its host resolves to a loopback, private "
+                                        "or link-local address (unless VEXORA_WEBHOOK_ALLOW_PRIVATE)."})
+    types = fields.List(fields.String(validate=validate.OneOf(EVENT_TYPES)), metadata={
+        "description": "The event types it receives; none or empty: all."})
+    secret = fields.String(validate=FullMatch(r"^whsec_[\s\S]+$", "a webhook secret starts with whsec_"),
+                           metadata={"description": "Its signing secret; generated when absent."})
+
+
+class WebhookSecretTailSchema(Schema):
+    """One of an endpoint's signing secrets, by its tail."""
+
+    class Meta:
+        unknown = RAISE
+
+    secretEnd = fields.String(required=True, metadata={"description": "The secret's last 4 characters."})
+    expiresAt = EpochMillis(required=True, allow_none=True, metadata={
+        "description": "null: current; else it also signs until then (a rotation's grace period)."})
+
+
+class WebhookEndpointSchema(Schema):
+    """A webhook endpoint as listed: its secrets by their last 4 characters."""
+
+    class Meta:
+        unknown = RAISE
+
+    id = fields.String(required=True)
+    url = fields.String(required=True, metadata={"format": "uri"})
+    types = fields.List(fields.String(validate=validate.OneOf(EVENT_TYPES)), required=True)
+    enabled = fields.Boolean(required=True)
+    disabledReason = fields.String(required=True, allow_none=True)
+    failingSince = EpochMillis(required=True, allow_none=True)
+    createdAt = EpochMillis(required=True)
+    secrets = fields.List(fields.Nested(WebhookSecretTailSchema), required=True)
+
+
+class WebhookEndpointCreatedSchema(WebhookEndpointSchema):
+    """A new (or rotated) endpoint: the only answer that shows its secret."""
+
+    secret = fields.String(required=True, metadata={"description": "The new signing secret, shown once."})
+
+
+class ReplayRequestSchema(Schema):
+    """``POST /v1/webhooks/replay``."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    since = fields.Raw(required=True, metadata={"type": ["string", "number"],
+                                                "description": "ISO-8601 time or unix seconds."})
+    until = fields.Raw(metadata={"type": ["string", "number"], "description": "ISO-8601 time or unix seconds."})
+    endpoint = fields.String(metadata={"description": "One endpoint's id; default: every enabled one."})
+    all = fields.Boolean(metadata={"description": "Delivered events too, not only failed ones."})
+
+
+class ReplayResultSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    scheduled = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
+
+
+class WebhookAttemptSchema(Schema):
+    """One delivery attempt."""
+
+    class Meta:
+        unknown = RAISE
+
+    at = EpochMillis(required=True)
+    endpoint = fields.String(required=True)
+    webhookId = fields.String(required=True)
+    type = fields.String(required=True, validate=validate.OneOf(EVENT_TYPES))
+    sequence = fields.Integer(required=True, strict=True)
+    attempt = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    status = fields.Raw(required=True, metadata={"type": ["integer", "string"],
+                                                 "description": "The HTTP status, or what failed "
+                                                                "(timeout, connection...)."})
+    latencyMs = fields.Integer(required=True, strict=True)
+    response = fields.String(required=True, metadata={"description": "The answer's first 200 characters."})
+
+
+class WebhookAttemptsSchema(Schema):
+    """``GET /v1/checkouts/<tradeNo>/webhooks``."""
+
+    class Meta:
+        unknown = RAISE
+
+    tradeNo = fields.String(required=True)
+    attempts = fields.List(fields.Nested(WebhookAttemptSchema), required=True)
+
+
+class CheckoutEventSchema(Schema):
+    """A ``checkout.*`` webhook's body (Standard Webhooks)."""
+
+    class Meta:
+        unknown = RAISE
+
+    type = fields.String(required=True, validate=validate.OneOf(EVENT_TYPES[:-1]))
+    timestamp = fields.String(required=True, metadata={"format": "date-time", "description":
+                                                       "When the change was made (UTC, ms)."})
+    data = fields.Nested(CheckoutEventDataSchema, required=True)
+
+
+class EndpointDisabledEventSchema(Schema):
+    """``webhook.endpoint_disabled``, sent to the other endpoints."""
+
+    class Meta:
+        unknown = RAISE
+
+    type = fields.String(required=True, validate=validate.OneOf(EVENT_TYPES[-1:]))
+    timestamp = fields.String(required=True, metadata={"format": "date-time"})
+    data = fields.Dict(required=True, metadata={"description": "{endpointId, url, reason}"})
+
+
+
+class OpsFormSchema(Schema):
+    """A POST of the operations page: its CSRF token (HMAC of the user name under the API token)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    csrf = fields.String(required=True, metadata={"description": "The token the page's form carries."})
+
+
+class OpsResolveFormSchema(ResolveRequestSchema, OpsFormSchema):
+    """The operations page's resolve form and its confirmation."""
+
+    class Meta:
+        unknown = EXCLUDE
