@@ -78,6 +78,7 @@ class Settings:
 
     callback_max_bytes: int = 64 * 1024
     callback_allowed_ips: tuple[str, ...] = ()  # CIDRs; empty: any source may post callbacks
+    trusted_proxies: int = 0  # proxies in front of the web app whose X-Forwarded-* count; 0: none
 
     ip_limits_enabled: bool = True
     ip_daily_limit: int = 10
@@ -136,6 +137,7 @@ class Settings:
         "remark_max_length": ("VEXORA_REMARK_MAX_LENGTH", int),
         "callback_max_bytes": ("VEXORA_CALLBACK_MAX_BYTES", int),
         "callback_allowed_ips": ("VEXORA_CALLBACK_ALLOWED_IPS", _tuple),
+        "trusted_proxies": ("VEXORA_TRUSTED_PROXIES", int),
         "ip_limits_enabled": ("VEXORA_IP_LIMITS", _bool),
         "ip_daily_limit": ("VEXORA_IP_DAILY_LIMIT", int),
         "ip_daily_success_limit": ("VEXORA_IP_DAILY_SUCCESS_LIMIT", int),

@@ -12,6 +12,12 @@ sends it again — never ``OK`` for a callback that was not queued.
 
 ``GET /metrics`` (Prometheus) answers for the whole deployment from Redis (``worker.metrics``);
 open unless ``VEXORA_METRICS_TOKEN`` is set, off with ``VEXORA_METRICS=off``.
+
+Behind proxies: with ``VEXORA_TRUSTED_PROXIES=N`` (default 0) werkzeug's ``ProxyFix`` takes the
+client's address, the scheme and the host from the last N hops of ``X-Forwarded-For``,
+``-Proto`` and ``-Host``: the callback allow-list checks the real client, and the URLs the API
+builds (``statusUrl``, ``Location``) carry the public scheme and host. With 0 those headers are
+ignored, so a client cannot forge its way past the allow-list.
 """
 
 from __future__ import annotations
@@ -25,11 +31,13 @@ import redis
 from flask import Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from schemas import CallbackSchema
 from worker.api import bearer_guard, producer_api
 from worker.bodies import read_limited
 from worker.celery import CALLBACK_QUEUE
+from worker.errors import ConfigurationError
 from worker.metrics import StoreCollector
 from worker.ops import ops_pages
 from worker.webhooks.http import webhooks_api
@@ -64,6 +72,11 @@ def _wire_fields(body: dict) -> dict:
 def create_app(settings: Settings | None = None, runtime=None) -> Flask:
     settings = settings or Settings.from_env()
     web = Flask("vexora", static_folder=None)
+    if settings.trusted_proxies < 0:
+        raise ConfigurationError("VEXORA_TRUSTED_PROXIES: a number of proxies, 0 or more")
+    if settings.trusted_proxies:
+        hops = settings.trusted_proxies
+        web.wsgi_app = ProxyFix(web.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     allowed_sources = [ipaddress.ip_network(cidr, strict=False) for cidr in settings.callback_allowed_ips]
     callback_schema = CallbackSchema()
 
