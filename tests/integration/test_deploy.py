@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -87,7 +88,11 @@ def test_compose_services(compose):
     assert services["beat"]["deploy"]["replicas"] == 1
     assert services["web"]["command"].startswith("gunicorn worker.web:app")
     assert "/healthz" in " ".join(services["web"]["healthcheck"]["test"])
-    assert "--basic-auth=" in services["flower"]["command"]
+    # Flower's login: in its environment (Flower reads FLOWER_BASIC_AUTH itself), never on its
+    # command line, and compose refuses to start without it
+    flower = services["flower"]
+    assert "basic-auth" not in flower["command"] and "FLOWER_BASIC_AUTH" not in flower["command"]
+    assert flower["environment"]["FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH:?")
 
     assert services["sandbox"]["profiles"] == ["dev"]
     # everything else runs on a plain `up`; the monitoring services only with their profile
@@ -162,6 +167,28 @@ def test_procfile_process_types():
     assert types == PROCESS_TYPES
 
 
+def test_procfile_flower_has_no_password_on_its_command_line():
+    flower = next(line.split(":", 1)[1] for line in PROCFILE.read_text().splitlines() if line.startswith("flower:"))
+    assert "basic-auth" not in flower
+    # named once, in the shell's check that it is set; the value never reaches an argument
+    check, _, command = flower.partition("&&")
+    assert check.strip().startswith(': "${FLOWER_BASIC_AUTH:?') and "FLOWER_BASIC_AUTH" not in command
+    assert command.strip().startswith("exec celery -A worker flower")
+
+
+@pytest.mark.parametrize("auth,starts", [("", False), ("ops:pw", True)])
+def test_procfile_flower_refuses_to_start_without_its_login(auth, starts, tmp_path):
+    """The Procfile's check, run as honcho runs it (sh -c), with `exec` swapped for `echo`."""
+    flower = next(line.split(":", 1)[1] for line in PROCFILE.read_text().splitlines() if line.startswith("flower:"))
+    env = {**os.environ, "FLOWER_BASIC_AUTH": auth}
+    result = subprocess.run(["sh", "-c", flower.replace("exec celery", "echo celery")], env=env,
+                            capture_output=True, text=True, timeout=10)
+    assert (result.returncode == 0) == starts, result
+    assert ("celery -A worker flower" in result.stdout) == starts
+    if not starts:
+        assert "set FLOWER_BASIC_AUTH=user:password" in result.stderr
+
+
 def _marked(marker: bytes) -> list[int]:
     """Pids of live processes whose environment carries ``marker``."""
     pids = []
@@ -175,6 +202,14 @@ def _marked(marker: bytes) -> list[int]:
         except OSError:
             continue
     return pids
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read()
+    except OSError:
+        return b""
 
 
 def _up(url: str, **kwargs) -> int | None:
@@ -191,6 +226,7 @@ def test_procfile_runs_the_whole_product_under_honcho(redis_url, tmp_path):
     web_port, sandbox_port, flower_port = free_port(), free_port(), free_port()
     web_url, sandbox_url = f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{sandbox_port}"
     flower_url = f"http://127.0.0.1:{flower_port}"
+    flower_password = secrets.token_urlsafe(12)
     app_env = {
         "REDIS_URL": db_url,
         "VEXORA_BASE_URL": sandbox_url,
@@ -199,7 +235,7 @@ def test_procfile_runs_the_whole_product_under_honcho(redis_url, tmp_path):
         "VEXORA_NOTIFY_URL": f"{web_url}/vexora/notify",
         "SANDBOX_PORT": str(sandbox_port),
         "FLOWER_PORT": str(flower_port),
-        "FLOWER_BASIC_AUTH": "u:p",
+        "FLOWER_BASIC_AUTH": f"u:{flower_password}",
         "BEAT_SCHEDULE_FILE": str(tmp_path / "beat-schedule"),
         "WORKER_CONCURRENCY": "4",
         "WEBHOOK_CONCURRENCY": "2",
@@ -222,10 +258,13 @@ def test_procfile_runs_the_whole_product_under_honcho(redis_url, tmp_path):
 
         wait_until(ready(lambda: _up(web_url + "/healthz") == 200), timeout=30, what="web /healthz")
         wait_until(ready(lambda: _up(sandbox_url + "/_sandbox/stats") == 200), timeout=30, what="sandbox")
-        wait_until(ready(lambda: _up(flower_url + "/", auth=("u", "p")) == 200), timeout=30, what="flower")
+        wait_until(ready(lambda: _up(flower_url + "/", auth=("u", flower_password)) == 200), timeout=30,
+                   what="flower")
         wait_until(ready(lambda: "beat: Starting" in honcho.log()), timeout=30, what="beat")
         assert honcho.alive, honcho.log()
         assert _up(flower_url + "/") == 401, "flower must require its basic auth"
+        shown = [pid for pid in _marked(marker.encode()) if flower_password.encode() in _cmdline(pid)]
+        assert not shown, f"Flower's password on the command line of {shown}"
 
         runtime = Runtime(Settings.from_env(app_env))
         trade_no = enqueue_checkout(payload(), runtime=runtime)
