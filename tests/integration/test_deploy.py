@@ -1,14 +1,20 @@
-"""Deployment files: docker-compose.yml against the Compose spec, .env.example against the
-settings, and the Procfile run for real under honcho (no Docker engine needed)."""
+"""Deployment files: docker-compose.yml against the Compose spec and its healthchecks run
+against the real processes, the Dockerfile read for its layers, health check and init,
+.env.example against the settings, and the Procfile run for real under honcho (no Docker engine
+needed)."""
 
 from __future__ import annotations
 
 import os
 import re
 import secrets
+import shlex
 import signal
+import socket
 import subprocess
 import sys
+import time
+import tomllib
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -33,6 +39,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent  # the venv's bin: honcho, check-jsonschema, celery, gunicorn
 COMPOSE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
 ENV_EXAMPLE = ROOT / ".env.example"
 PROCFILE = ROOT / "Procfile"
 PROCESS_TYPES = ["web", "worker", "webhooks", "beat", "flower", "sandbox"]
@@ -100,6 +107,164 @@ def test_compose_services(compose):
         "sandbox": ["dev"], "prometheus": ["monitoring"], "grafana": ["monitoring"]}
 
 
+HEALTHCHECKED = ["worker", "webhooks", "beat", "web", "flower", "sandbox"]
+
+
+def node_name(command: str) -> str:
+    """The Celery node name a worker command gives itself (``-n``; default ``celery@%h``)."""
+    args = shlex.split(command)
+    for flag in ("-n", "--hostname"):
+        if flag in args:
+            return args[args.index(flag) + 1]
+    named = [a.split("=", 1)[1] for a in args if a.startswith("--hostname=")]
+    return named[0] if named else "celery@%h"
+
+
+def test_compose_healthchecks(compose):
+    services = compose["services"]
+    for name in HEALTHCHECKED:
+        check = services[name].get("healthcheck")
+        assert check and check["test"][0] in ("CMD", "CMD-SHELL") and not check.get("disable"), name
+        assert all(check.get(k) for k in ("interval", "timeout", "retries")), name
+    for name in ("worker", "webhooks"):
+        test = services[name]["healthcheck"]["test"]
+        # the node the command names, with Celery's %h as the container's $HOSTNAME
+        wanted = node_name(services[name]["command"]).replace("%h", "$${HOSTNAME}")
+        assert test[0] == "CMD-SHELL" and f"celery -A worker inspect ping -d {wanted} " in test[1], (name, test)
+    assert node_name(services["webhooks"]["command"]) == "webhooks@%h"
+    beat = services["beat"]
+    schedule = shlex.split(beat["command"])[shlex.split(beat["command"]).index("--schedule") + 1]
+    assert beat["healthcheck"]["test"][1:5] == ["python", "-m", "worker.healthcheck", "beat"]
+    assert beat["healthcheck"]["test"][5] == schedule
+    flower = services["flower"]
+    port = re.search(r"--port=(\d+)", flower["command"]).group(1)
+    assert flower["healthcheck"]["test"][-1] == f"http://127.0.0.1:{port}/healthcheck"
+    assert services["sandbox"]["healthcheck"]["test"][-1].startswith("http://127.0.0.1:8900/")
+
+
+def interpolated(text: str) -> str:
+    """What Compose makes of a string: ``$$`` is ``$``, ``${VAR:-default}`` its default."""
+    text = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", text.replace("$$", "\0"))
+    return text.replace("\0", "$")
+
+
+def run_check(test: list[str], env: dict, wait: bool = True):
+    argv = ["sh", "-c", test[1]] if test[0] == "CMD-SHELL" else test[1:]
+    proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if not wait:
+        return proc
+    out, _ = proc.communicate(timeout=60)
+    return proc.returncode, out
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc")
+def test_compose_healthchecks_pass_on_the_real_processes_and_fail_without_them(compose, redis_url, tmp_path):
+    """Each app service's command and healthcheck as compose has them (ports and the schedule
+    file moved to free ones), $HOSTNAME set as Docker sets it: healthy while the process runs,
+    unhealthy for another node name or once the process is gone."""
+    db_url = urlsplit(redis_url)._replace(path="/4").geturl()
+    redis.Redis.from_url(db_url).flushdb()
+    services = compose["services"]
+    port, schedule = str(free_port()), str(tmp_path / "celerybeat-schedule")
+
+    def moved(text: str) -> str:
+        return interpolated(text).replace("5555", port).replace("/tmp/celerybeat-schedule", schedule)
+
+    password = secrets.token_urlsafe(12)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VEXORA_") and k != "REDIS_URL"}
+    env.update({"PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONUNBUFFERED": "1",
+                "REDIS_URL": db_url, "VEXORA_BASE_URL": "http://127.0.0.1:9", "VEXORA_MERCHANT_NO": MERCHANT_NO,
+                "VEXORA_APP_SECRET": APP_SECRET, "VEXORA_NOTIFY_URL": "http://127.0.0.1:9/vexora/notify",
+                "HOSTNAME": socket.gethostname(), "FLOWER_BASIC_AUTH": f"ops:{password}"})
+    names = ["worker", "webhooks", "beat", "flower"]
+    checks = {name: [moved(part) for part in services[name]["healthcheck"]["test"]] for name in names}
+    procs = {name: Process(name, shlex.split(moved(services[name]["command"])), env, tmp_path / f"{name}.log")
+             for name in names}
+    try:
+        for proc in procs.values():
+            proc.start()
+
+        def healthy(name):
+            if not procs[name].alive:
+                return "dead"
+            return run_check(checks[name], env)[0] == 0
+        for name in names:
+            wait_until(lambda: healthy(name), timeout=60, interval=1, what=f"{name} healthy")
+            assert procs[name].alive, procs[name].log()
+        # Flower is up with its login from the environment only
+        assert requests.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 401
+        assert password not in Path(f"/proc/{procs['flower'].popen.pid}/cmdline").read_text()
+
+        # the node name matters: a check that pings another node fails
+        wrong = {**env, "HOSTNAME": "not-" + socket.gethostname()}
+        pending = {name: run_check(checks[name], wrong, wait=False) for name in ("worker", "webhooks")}
+        for name, proc in pending.items():
+            out, _ = proc.communicate(timeout=60)
+            assert proc.returncode != 0, (name, out)
+
+        procs["flower"].stop()
+        code, out = run_check(checks["flower"], env)
+        assert code == 1 and "unhealthy" in out, out
+        procs["beat"].stop()  # it writes the file once more as it stops: then make it old
+        old = time.time() - 3600
+        for suffix in ("", ".db", ".dat", ".bak", ".dir"):
+            if os.path.exists(schedule + suffix):
+                os.utime(schedule + suffix, (old, old))
+        code, out = run_check(checks["beat"], env)
+        assert code == 1 and "unhealthy" in out, out
+    finally:
+        for proc in procs.values():
+            proc.stop()
+        redis.Redis.from_url(db_url).flushdb()
+
+
+# -- Dockerfile (no engine here: read, instruction by instruction) -------------------------------
+def dockerfile() -> list[tuple[str, str]]:
+    """``(INSTRUCTION, arguments)`` in order; continuation lines joined, comments dropped."""
+    lines = [line for line in DOCKERFILE.read_text().splitlines() if not line.lstrip().startswith("#")]
+    joined = re.sub(r"\\\n", "", "\n".join(lines))
+    return [(m.group(1).upper(), m.group(2).strip())
+            for m in re.finditer(r"^\s*([A-Za-z]+)\s+(.*)$", joined, re.MULTILINE)]
+
+
+def test_dockerfile_installs_dependencies_in_a_layer_before_the_source():
+    steps = dockerfile()
+    index = {i: step for i, step in enumerate(steps)}
+    copies = [(i, args) for i, (op, args) in index.items() if op in ("COPY", "ADD")]
+    first_copy = copies[0]
+    assert first_copy[1].split() == ["pyproject.toml", "./"], "only pyproject.toml before the dependencies"
+    deps = next(i for i, (op, args) in index.items() if op == "RUN" and "pip install" in args)
+    assert first_copy[0] < deps < copies[1][0], "the dependency layer sits between pyproject.toml and the code"
+    source = [args.split()[0] for i, args in copies[1:]]
+    assert {"worker", "schemas"} <= set(source) and "." not in source
+    package = next(args for i, (op, args) in index.items() if op == "RUN" and i > copies[-1][0]
+                   and "pip install" in args)
+    assert "--no-deps" in package, "the code layer installs the package alone"
+
+    # the dependency layer installs exactly what pyproject.toml asks for: run its listing here
+    script = re.search(r'python -c "(.*?)"\s*>', steps[deps][1]).group(1)  # sh keeps its \\n
+    listed = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
+                            check=True).stdout.split()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert set(listed) == set(project["build-system"]["requires"] + project["project"]["dependencies"]
+                              + project["project"]["optional-dependencies"]["flower"])
+
+
+def test_dockerfile_runs_under_tini_as_a_user_with_a_healthcheck():
+    steps = dockerfile()
+    ops = [op for op, _ in steps]
+    assert ops[0] == "FROM"
+    assert any(op == "RUN" and "apt-get install" in args and " tini" in args for op, args in steps)
+    entrypoint = json.loads(next(args for op, args in steps if op == "ENTRYPOINT"))
+    assert entrypoint == ["tini", "--"]
+    users = [args for op, args in steps if op == "USER"]
+    assert users and users[-1] not in ("root", "0") and ops.index("USER") > max(
+        i for i, op in enumerate(ops) if op == "RUN"), "nothing after the last USER runs as root"
+    check = next(args for op, args in steps if op == "HEALTHCHECK")
+    assert " CMD " in f" {check} " and "worker.healthcheck http" in check and "/healthz" in check
+    assert "--interval=" in check and "--timeout=" in check
+
+
 BREAKAGES = {
     "unknown top-level key": lambda doc: doc.update(servics=doc["services"]),
     "misspelled service key": lambda doc: doc["services"]["worker"].update(depends_onn=["redis"]),
@@ -154,7 +319,8 @@ def test_env_example_shows_the_real_defaults():
 
 
 def test_env_example_names_every_interpolated_variable():
-    used = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", COMPOSE.read_text() + PROCFILE.read_text()))
+    # ``$${NAME}`` is Compose's escape: the container's shell expands it, Compose does not
+    used = set(re.findall(r"(?<!\$)\$\{([A-Z][A-Z0-9_]*)", COMPOSE.read_text() + PROCFILE.read_text()))
     assert used, "expected ${...} in docker-compose.yml and the Procfile"
     missing = sorted(used - set(example_lines()) - {"PORT"})  # honcho sets PORT itself
     assert not missing, f".env.example lacks {missing}"
