@@ -26,6 +26,10 @@ threads = int(os.environ.get("GUNICORN_THREADS") or 8)
 # run side by side for one user (the tests, the demo, the benchmarks) and would contend for it.
 control_socket_disable = True
 
+# gunicorn would believe X-Forwarded-Proto from 127.0.0.1 on its own; which proxies are believed is
+# VEXORA_TRUSTED_PROXIES's call alone (werkzeug's ProxyFix in worker/web.py)
+forwarded_allow_ips = ""
+
 # One event per line, logfmt or JSON (VEXORA_LOG_FORMAT): gunicorn's error and access logs and the
 # app's own lines (INFO), through worker.logs. An access line is on by this alone.
 # Bad settings end gunicorn here, in the arbiter, before any worker is forked: their lines, exit 2.

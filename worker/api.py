@@ -28,6 +28,7 @@ from worker.client import enqueue_checkout, get_checkout
 from worker.errors import CheckoutError, DuplicateTradeNoError, InvalidError
 from worker.review import NoSuchJob, NotInReview
 from worker.openapi import build_openapi
+from worker.problems import problem
 from worker.runtime import Runtime, checkout_schema
 from worker.settings import Settings
 
@@ -37,7 +38,9 @@ _REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
 def _problem(status: int, error: str, **extra):
-    return jsonify({"error": error, **extra}), status
+    """An RFC 9457 problem document (``worker.problems``); ``extra`` members (``errors``,
+    ``tradeNo``) stay at the top level, where clients read them before."""
+    return problem(status, error, **extra)
 
 
 def bearer_guard(settings: Settings) -> Callable[[], object]:
@@ -48,10 +51,10 @@ def bearer_guard(settings: Settings) -> Callable[[], object]:
         given = request.headers.get("Authorization", "")
         scheme, _, credential = given.partition(" ")
         if not token or scheme.lower() != "bearer" or not hmac.compare_digest(credential.encode("utf-8"), token):
-            response, status = _problem(401, "a valid bearer token is required"
-                                        if token else "the producer API is disabled: VEXORA_API_TOKEN is not set")
+            response = _problem(401, "a valid bearer token is required"
+                                if token else "the producer API is disabled: VEXORA_API_TOKEN is not set")
             response.headers["WWW-Authenticate"] = 'Bearer realm="vexora-checkout"'
-            return response, status
+            return response
         return None
     return authenticate
 

@@ -230,8 +230,9 @@ def _start_everything(cleanup: ExitStack, log_dir: Path, console: Console):
         beat.wait_ready(_log_says(beat, "beat: Starting"), timeout=60)
         if _flower_installed():
             urls["flower_auth"] = f"demo:{secrets.token_urlsafe(9)}"
+            # Flower reads FLOWER_BASIC_AUTH itself: the password is on no command line (`ps`)
             services.start("flower", "-m", "celery", "-A", "worker", "flower", "--address=127.0.0.1",
-                           f"--port={ports['flower']}", f"--basic-auth={urls['flower_auth']}",
+                           f"--port={ports['flower']}", env={"FLOWER_BASIC_AUTH": urls["flower_auth"]},
                            ready=lambda: _port_open(ports["flower"]))
             urls["flower"] = f"http://127.0.0.1:{ports['flower']}"
     console.print(f"[green]✓[/green] Redis {redis_url} · sandbox {urls['sandbox']} · webhook receiver "

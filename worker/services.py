@@ -83,8 +83,9 @@ class Services:
         self.started: list[Service] = []
 
     def start(self, name: str, *args: str, ready: Callable[[], bool] | None = None,
-              timeout: float = 60) -> Service:
-        service = Service(name, [sys.executable, *args], self.env, self.log_dir).start()
+              timeout: float = 60, env: Mapping[str, str] | None = None) -> Service:
+        """``env``: variables for this process only (a credential it reads, never an argument)."""
+        service = Service(name, [sys.executable, *args], {**self.env, **(env or {})}, self.log_dir).start()
         self.started.append(service)
         if ready is not None:
             service.wait_ready(ready, timeout)

@@ -12,6 +12,15 @@ sends it again — never ``OK`` for a callback that was not queued.
 
 ``GET /metrics`` (Prometheus) answers for the whole deployment from Redis (``worker.metrics``);
 open unless ``VEXORA_METRICS_TOKEN`` is set, off with ``VEXORA_METRICS=off``.
+
+Errors are RFC 9457 problem documents (``worker.problems``), except on ``/vexora/notify``, which
+answers the gateway in plain text whatever happens, and on the ``/ops`` pages (HTML).
+
+Behind proxies: with ``VEXORA_TRUSTED_PROXIES=N`` (default 0) werkzeug's ``ProxyFix`` takes the
+client's address, the scheme and the host from the last N hops of ``X-Forwarded-For``,
+``-Proto`` and ``-Host``: the callback allow-list checks the real client, and the URLs the API
+builds (``statusUrl``, ``Location``) carry the public scheme and host. With 0 those headers are
+ignored, so a client cannot forge its way past the allow-list.
 """
 
 from __future__ import annotations
@@ -24,15 +33,18 @@ import kombu.exceptions
 import redis
 from flask import Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from schemas import CallbackSchema
 from worker.api import bearer_guard, producer_api
 from worker.bodies import read_limited
 from worker.logs import event
 from worker.celery import CALLBACK_QUEUE
+from worker.errors import ConfigurationError
 from worker.metrics import StoreCollector
 from worker.ops import ops_pages
+from worker.problems import problem, title_of
 from worker.webhooks.http import webhooks_api
 from worker.runtime import get_runtime
 from worker.settings import Settings
@@ -42,6 +54,8 @@ from worker.startup import at_import
 __all__ = ["app", "create_app"]
 
 log = logging.getLogger("vexora.web")
+
+NOTIFY_PATH = "/vexora/notify"
 
 # Publishing must give up well inside the gateway's ~10 s wait, so it can answer 503 in time.
 _PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
@@ -66,6 +80,11 @@ def _wire_fields(body: dict) -> dict:
 def create_app(settings: Settings | None = None, runtime=None) -> Flask:
     settings = settings or Settings.from_env()
     web = Flask("vexora", static_folder=None)
+    if settings.trusted_proxies < 0:
+        raise ConfigurationError("VEXORA_TRUSTED_PROXIES: a number of proxies, 0 or more")
+    if settings.trusted_proxies:
+        hops = settings.trusted_proxies
+        web.wsgi_app = ProxyFix(web.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     allowed_sources = [ipaddress.ip_network(cidr, strict=False) for cidr in settings.callback_allowed_ips]
     callback_schema = CallbackSchema()
 
@@ -76,17 +95,28 @@ def create_app(settings: Settings | None = None, runtime=None) -> Flask:
         if settings.metrics:
             rt().meter.inc("callbacks_total", result=result)
 
-    @web.errorhandler(RequestEntityTooLarge)
-    def too_large(_exc):
-        if request.path == "/vexora/notify":
-            counted("too_large")
-        return _text("request body too large", 413)
+    @web.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        """Every error werkzeug or a view raises (400, 404, 405, 413, 415, 429, 500, ...); an
+        unhandled exception arrives here as a 500 whose text is never shown."""
+        if exc.code is None or exc.code < 400:
+            return exc  # a routing redirect, not an error
+        too_large = isinstance(exc, RequestEntityTooLarge)
+        if request.path == NOTIFY_PATH:  # the gateway reads plain text
+            if too_large:
+                counted("too_large")
+            answer = _text(_notify_text(exc), exc.code)
+            answer.headers.extend((k, v) for k, v in exc.get_headers() if k.lower() != "content-type")
+            return answer
+        if too_large:
+            detail = "request body too large"
+        elif exc.code == 500:
+            detail = "internal error"  # never the exception's text: it may hold a secret
+        else:
+            detail = exc.description
+        return problem(exc.code, detail, headers=exc.get_headers())
 
-    @web.errorhandler(BadRequest)
-    def bad_request(exc):
-        return _text(exc.description or "bad request", 400)
-
-    @web.post("/vexora/notify")
+    @web.post(NOTIFY_PATH)
     def notify():
         if allowed_sources and not _source_allowed(request.remote_addr, allowed_sources):
             counted("refused_source")
@@ -126,15 +156,16 @@ def create_app(settings: Settings | None = None, runtime=None) -> Flask:
     @web.get("/metrics")
     def metrics():
         if not settings.metrics:
-            return _text("metrics are off (VEXORA_METRICS)", 404)
+            return problem(404, "metrics are off (VEXORA_METRICS)")
         if settings.metrics_token:
             scheme, _, given = request.headers.get("Authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), settings.metrics_token.encode()):
-                return _text("a valid bearer token is required", 401)
+                return problem(401, "a valid bearer token is required",
+                               headers={"WWW-Authenticate": 'Bearer realm="vexora-checkout metrics"'})
         try:
             body = generate_latest(_registry(rt()))
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-            return _text("redis unavailable", 503)
+            return problem(503, "redis unavailable")
         return Response(body, status=200, mimetype=CONTENT_TYPE_LATEST.split(";")[0],
                         headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -143,7 +174,7 @@ def create_app(settings: Settings | None = None, runtime=None) -> Flask:
         try:
             rt().redis.ping()
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-            return _text("redis unavailable", 503)
+            return problem(503, "redis unavailable")
         return _text("ok", 200)
 
     return web
@@ -158,6 +189,17 @@ def _registry(runtime) -> CollectorRegistry:
         registry.register(StoreCollector(runtime.store))
         runtime._metrics_registry = registry
     return registry
+
+
+def _notify_text(exc: HTTPException) -> str:
+    """What ``/vexora/notify`` answers for an error werkzeug raised, as before: plain text."""
+    if isinstance(exc, RequestEntityTooLarge):
+        return "request body too large"
+    if exc.code == 400:
+        return exc.description or "bad request"
+    if exc.code == 500:
+        return "internal error"
+    return title_of(exc.code).lower()
 
 
 def _source_allowed(remote: str | None, networks: list) -> bool:

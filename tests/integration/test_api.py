@@ -35,6 +35,17 @@ def get(stack, trade_no, token=TOKEN):
                           headers={"Authorization": f"Bearer {token}"}, timeout=15)
 
 
+def assert_problem(answer, status: int, path: str) -> dict:
+    """An RFC 9457 problem document, with ``error`` kept for clients written before."""
+    assert answer.status_code == status, answer.text
+    assert answer.headers["Content-Type"] == "application/problem+json", answer.headers
+    body = answer.json()
+    assert {"type", "title", "status", "detail", "instance"} <= set(body), body
+    assert (body["type"], body["status"], body["instance"]) == ("about:blank", status, path), body
+    assert body["error"] == body["detail"], body
+    return body
+
+
 def test_post_202_then_the_job_reaches_paying(stack):
     job = payload()
     answer = post(stack, job)
@@ -57,8 +68,11 @@ def test_a_generated_trade_no_when_absent(stack):
 def test_invalid_fields_are_422_and_nothing_is_stored(stack):
     job = payload(mobile="7777", email="nope", amount="1.5")
     answer = post(stack, job)
-    assert answer.status_code == 422
-    assert set(answer.json()["errors"]) == {"mobile", "email", "amount"}
+    body = assert_problem(answer, 422, "/v1/checkouts")
+    # the documented shape: field errors under the top-level `errors`, as before problem documents
+    assert set(body["errors"]) == {"mobile", "email", "amount"}
+    assert all(isinstance(v, list) and v for v in body["errors"].values()), body
+    assert (body["title"], body["detail"]) == ("Unprocessable Content", "invalid checkout")
     assert "7777" not in answer.text
     assert stack.record(job["tradeNo"]) is None and stack.sent(job["tradeNo"])["received"] == 0
 
@@ -69,7 +83,7 @@ def test_idempotent_on_trade_no(stack):
     assert first.status_code == again.status_code == 202
     assert again.json()["tradeNo"] == job["tradeNo"]
     conflict = post(stack, {**job, "amount": "999"})
-    assert conflict.status_code == 409 and "tradeNo" in conflict.json()["errors"]
+    assert "tradeNo" in assert_problem(conflict, 409, "/v1/checkouts")["errors"]
     stack.wait_state(job["tradeNo"], states.PAYING)
     assert stack.sent(job["tradeNo"])["created"] == 1
 
@@ -77,15 +91,28 @@ def test_idempotent_on_trade_no(stack):
 @pytest.mark.parametrize("token", [None, "wrong-token"])
 def test_a_bearer_token_is_required(stack, token):
     answer = post(stack, payload(), token=token)
-    assert answer.status_code == 401 and answer.headers["WWW-Authenticate"].startswith("Bearer")
-    assert get(stack, "anything", token=token or "").status_code == 401
+    assert_problem(answer, 401, "/v1/checkouts")
+    assert answer.headers["WWW-Authenticate"].startswith("Bearer")
+    assert_problem(get(stack, "anything", token=token or ""), 401, "/v1/checkouts/anything")
 
 
 def test_unknown_checkout_is_404_and_non_object_body_400(stack):
-    assert get(stack, "NOPE").status_code == 404
+    assert_problem(get(stack, "NOPE"), 404, "/v1/checkouts/NOPE")
     answer = stack.http.post(stack.web_url + "/v1/checkouts", data=b"[1]",
                              headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
-    assert answer.status_code == 400
+    assert_problem(answer, 400, "/v1/checkouts")
+
+
+def test_routing_errors_are_problem_documents_too(stack):
+    """Over gunicorn: an unknown path, a wrong method (its Allow kept) and a body over the limit."""
+    assert_problem(stack.http.get(stack.web_url + "/v2/nothing", timeout=5), 404, "/v2/nothing")
+    answer = stack.http.delete(stack.web_url + "/v1/checkouts", timeout=5)
+    assert_problem(answer, 405, "/v1/checkouts")
+    assert "POST" in answer.headers["Allow"]
+    big = b'{"pad": "' + b"x" * (stack.settings.callback_max_bytes + 1) + b'"}'
+    answer = stack.http.post(stack.web_url + "/v1/checkouts", data=big, timeout=15,
+                             headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+    assert assert_problem(answer, 413, "/v1/checkouts")["title"] == "Content Too Large"
 
 
 def test_openapi_is_served_without_a_token(stack):

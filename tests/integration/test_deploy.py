@@ -1,13 +1,20 @@
-"""Deployment files: docker-compose.yml against the Compose spec, .env.example against the
-settings, and the Procfile run for real under honcho (no Docker engine needed)."""
+"""Deployment files: docker-compose.yml against the Compose spec and its healthchecks run
+against the real processes, the Dockerfile read for its layers, health check and init,
+.env.example against the settings, and the Procfile run for real under honcho (no Docker engine
+needed)."""
 
 from __future__ import annotations
 
 import os
 import re
+import secrets
+import shlex
 import signal
+import socket
 import subprocess
 import sys
+import time
+import tomllib
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -32,6 +39,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent  # the venv's bin: honcho, check-jsonschema, celery, gunicorn
 COMPOSE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
 ENV_EXAMPLE = ROOT / ".env.example"
 PROCFILE = ROOT / "Procfile"
 PROCESS_TYPES = ["web", "worker", "webhooks", "beat", "flower", "sandbox"]
@@ -87,7 +95,11 @@ def test_compose_services(compose):
     assert services["beat"]["deploy"]["replicas"] == 1
     assert services["web"]["command"].startswith("gunicorn worker.web:app")
     assert "/healthz" in " ".join(services["web"]["healthcheck"]["test"])
-    assert "--basic-auth=" in services["flower"]["command"]
+    # Flower's login: in its environment (Flower reads FLOWER_BASIC_AUTH itself), never on its
+    # command line, and compose refuses to start without it
+    flower = services["flower"]
+    assert "basic-auth" not in flower["command"] and "FLOWER_BASIC_AUTH" not in flower["command"]
+    assert flower["environment"]["FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH:?")
 
     assert services["sandbox"]["profiles"] == ["dev"]
     # everything else runs on a plain `up`; the monitoring services only with their profile
@@ -118,6 +130,164 @@ def test_the_web_is_started_with_gunicorn_conf_everywhere(compose):
     assert "WORKDIR /app" in dockerfile and "COPY gunicorn.conf.py ./" in dockerfile
     assert commands["compose"][commands["compose"].index("-c") + 1] == "/app/gunicorn.conf.py"
     assert "PORT=8000" in dockerfile and "8000:8000" in compose["services"]["web"]["ports"]
+
+
+HEALTHCHECKED = ["worker", "webhooks", "beat", "web", "flower", "sandbox"]
+
+
+def node_name(command: str) -> str:
+    """The Celery node name a worker command gives itself (``-n``; default ``celery@%h``)."""
+    args = shlex.split(command)
+    for flag in ("-n", "--hostname"):
+        if flag in args:
+            return args[args.index(flag) + 1]
+    named = [a.split("=", 1)[1] for a in args if a.startswith("--hostname=")]
+    return named[0] if named else "celery@%h"
+
+
+def test_compose_healthchecks(compose):
+    services = compose["services"]
+    for name in HEALTHCHECKED:
+        check = services[name].get("healthcheck")
+        assert check and check["test"][0] in ("CMD", "CMD-SHELL") and not check.get("disable"), name
+        assert all(check.get(k) for k in ("interval", "timeout", "retries")), name
+    for name in ("worker", "webhooks"):
+        test = services[name]["healthcheck"]["test"]
+        # the node the command names, with Celery's %h as the container's $HOSTNAME
+        wanted = node_name(services[name]["command"]).replace("%h", "$${HOSTNAME}")
+        assert test[0] == "CMD-SHELL" and f"celery -A worker inspect ping -d {wanted} " in test[1], (name, test)
+    assert node_name(services["webhooks"]["command"]) == "webhooks@%h"
+    beat = services["beat"]
+    schedule = shlex.split(beat["command"])[shlex.split(beat["command"]).index("--schedule") + 1]
+    assert beat["healthcheck"]["test"][1:5] == ["python", "-m", "worker.healthcheck", "beat"]
+    assert beat["healthcheck"]["test"][5] == schedule
+    flower = services["flower"]
+    port = re.search(r"--port=(\d+)", flower["command"]).group(1)
+    assert flower["healthcheck"]["test"][-1] == f"http://127.0.0.1:{port}/healthcheck"
+    assert services["sandbox"]["healthcheck"]["test"][-1].startswith("http://127.0.0.1:8900/")
+
+
+def interpolated(text: str) -> str:
+    """What Compose makes of a string: ``$$`` is ``$``, ``${VAR:-default}`` its default."""
+    text = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", text.replace("$$", "\0"))
+    return text.replace("\0", "$")
+
+
+def run_check(test: list[str], env: dict, wait: bool = True):
+    argv = ["sh", "-c", test[1]] if test[0] == "CMD-SHELL" else test[1:]
+    proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if not wait:
+        return proc
+    out, _ = proc.communicate(timeout=60)
+    return proc.returncode, out
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc")
+def test_compose_healthchecks_pass_on_the_real_processes_and_fail_without_them(compose, redis_url, tmp_path):
+    """Each app service's command and healthcheck as compose has them (ports and the schedule
+    file moved to free ones), $HOSTNAME set as Docker sets it: healthy while the process runs,
+    unhealthy for another node name or once the process is gone."""
+    db_url = urlsplit(redis_url)._replace(path="/4").geturl()
+    redis.Redis.from_url(db_url).flushdb()
+    services = compose["services"]
+    port, schedule = str(free_port()), str(tmp_path / "celerybeat-schedule")
+
+    def moved(text: str) -> str:
+        return interpolated(text).replace("5555", port).replace("/tmp/celerybeat-schedule", schedule)
+
+    password = secrets.token_urlsafe(12)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VEXORA_") and k != "REDIS_URL"}
+    env.update({"PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONUNBUFFERED": "1",
+                "REDIS_URL": db_url, "VEXORA_BASE_URL": "http://127.0.0.1:9", "VEXORA_MERCHANT_NO": MERCHANT_NO,
+                "VEXORA_APP_SECRET": APP_SECRET, "VEXORA_NOTIFY_URL": "http://127.0.0.1:9/vexora/notify",
+                "HOSTNAME": socket.gethostname(), "FLOWER_BASIC_AUTH": f"ops:{password}"})
+    names = ["worker", "webhooks", "beat", "flower"]
+    checks = {name: [moved(part) for part in services[name]["healthcheck"]["test"]] for name in names}
+    procs = {name: Process(name, shlex.split(moved(services[name]["command"])), env, tmp_path / f"{name}.log")
+             for name in names}
+    try:
+        for proc in procs.values():
+            proc.start()
+
+        def healthy(name):
+            if not procs[name].alive:
+                return "dead"
+            return run_check(checks[name], env)[0] == 0
+        for name in names:
+            wait_until(lambda: healthy(name), timeout=60, interval=1, what=f"{name} healthy")
+            assert procs[name].alive, procs[name].log()
+        # Flower is up with its login from the environment only
+        assert requests.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 401
+        assert password not in Path(f"/proc/{procs['flower'].popen.pid}/cmdline").read_text()
+
+        # the node name matters: a check that pings another node fails
+        wrong = {**env, "HOSTNAME": "not-" + socket.gethostname()}
+        pending = {name: run_check(checks[name], wrong, wait=False) for name in ("worker", "webhooks")}
+        for name, proc in pending.items():
+            out, _ = proc.communicate(timeout=60)
+            assert proc.returncode != 0, (name, out)
+
+        procs["flower"].stop()
+        code, out = run_check(checks["flower"], env)
+        assert code == 1 and "unhealthy" in out, out
+        procs["beat"].stop()  # it writes the file once more as it stops: then make it old
+        old = time.time() - 3600
+        for suffix in ("", ".db", ".dat", ".bak", ".dir"):
+            if os.path.exists(schedule + suffix):
+                os.utime(schedule + suffix, (old, old))
+        code, out = run_check(checks["beat"], env)
+        assert code == 1 and "unhealthy" in out, out
+    finally:
+        for proc in procs.values():
+            proc.stop()
+        redis.Redis.from_url(db_url).flushdb()
+
+
+# -- Dockerfile (no engine here: read, instruction by instruction) -------------------------------
+def dockerfile() -> list[tuple[str, str]]:
+    """``(INSTRUCTION, arguments)`` in order; continuation lines joined, comments dropped."""
+    lines = [line for line in DOCKERFILE.read_text().splitlines() if not line.lstrip().startswith("#")]
+    joined = re.sub(r"\\\n", "", "\n".join(lines))
+    return [(m.group(1).upper(), m.group(2).strip())
+            for m in re.finditer(r"^\s*([A-Za-z]+)\s+(.*)$", joined, re.MULTILINE)]
+
+
+def test_dockerfile_installs_dependencies_in_a_layer_before_the_source():
+    steps = dockerfile()
+    index = {i: step for i, step in enumerate(steps)}
+    copies = [(i, args) for i, (op, args) in index.items() if op in ("COPY", "ADD")]
+    first_copy = copies[0]
+    assert first_copy[1].split() == ["pyproject.toml", "./"], "only pyproject.toml before the dependencies"
+    deps = next(i for i, (op, args) in index.items() if op == "RUN" and "pip install" in args)
+    assert first_copy[0] < deps < copies[1][0], "the dependency layer sits between pyproject.toml and the code"
+    source = [args.split()[0] for i, args in copies[1:]]
+    assert {"worker", "schemas"} <= set(source) and "." not in source
+    package = next(args for i, (op, args) in index.items() if op == "RUN" and i > copies[-1][0]
+                   and "pip install" in args)
+    assert "--no-deps" in package, "the code layer installs the package alone"
+
+    # the dependency layer installs exactly what pyproject.toml asks for: run its listing here
+    script = re.search(r'python -c "(.*?)"\s*>', steps[deps][1]).group(1)  # sh keeps its \\n
+    listed = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
+                            check=True).stdout.split()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert set(listed) == set(project["build-system"]["requires"] + project["project"]["dependencies"]
+                              + project["project"]["optional-dependencies"]["flower"])
+
+
+def test_dockerfile_runs_under_tini_as_a_user_with_a_healthcheck():
+    steps = dockerfile()
+    ops = [op for op, _ in steps]
+    assert ops[0] == "FROM"
+    assert any(op == "RUN" and "apt-get install" in args and " tini" in args for op, args in steps)
+    entrypoint = json.loads(next(args for op, args in steps if op == "ENTRYPOINT"))
+    assert entrypoint == ["tini", "--"]
+    users = [args for op, args in steps if op == "USER"]
+    assert users and users[-1] not in ("root", "0") and ops.index("USER") > max(
+        i for i, op in enumerate(ops) if op == "RUN"), "nothing after the last USER runs as root"
+    check = next(args for op, args in steps if op == "HEALTHCHECK")
+    assert " CMD " in f" {check} " and "worker.healthcheck http" in check and "/healthz" in check
+    assert "--interval=" in check and "--timeout=" in check
 
 
 BREAKAGES = {
@@ -174,7 +344,8 @@ def test_env_example_shows_the_real_defaults():
 
 
 def test_env_example_names_every_interpolated_variable():
-    used = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", COMPOSE.read_text() + PROCFILE.read_text()))
+    # ``$${NAME}`` is Compose's escape: the container's shell expands it, Compose does not
+    used = set(re.findall(r"(?<!\$)\$\{([A-Z][A-Z0-9_]*)", COMPOSE.read_text() + PROCFILE.read_text()))
     assert used, "expected ${...} in docker-compose.yml and the Procfile"
     missing = sorted(used - set(example_lines()) - {"PORT"})  # honcho sets PORT itself
     assert not missing, f".env.example lacks {missing}"
@@ -185,6 +356,28 @@ def test_procfile_process_types():
     types = [line.split(":", 1)[0] for line in PROCFILE.read_text().splitlines()
              if line.strip() and not line.lstrip().startswith("#")]
     assert types == PROCESS_TYPES
+
+
+def test_procfile_flower_has_no_password_on_its_command_line():
+    flower = next(line.split(":", 1)[1] for line in PROCFILE.read_text().splitlines() if line.startswith("flower:"))
+    assert "basic-auth" not in flower
+    # named once, in the shell's check that it is set; the value never reaches an argument
+    check, _, command = flower.partition("&&")
+    assert check.strip().startswith(': "${FLOWER_BASIC_AUTH:?') and "FLOWER_BASIC_AUTH" not in command
+    assert command.strip().startswith("exec celery -A worker flower")
+
+
+@pytest.mark.parametrize("auth,starts", [("", False), ("ops:pw", True)])
+def test_procfile_flower_refuses_to_start_without_its_login(auth, starts, tmp_path):
+    """The Procfile's check, run as honcho runs it (sh -c), with `exec` swapped for `echo`."""
+    flower = next(line.split(":", 1)[1] for line in PROCFILE.read_text().splitlines() if line.startswith("flower:"))
+    env = {**os.environ, "FLOWER_BASIC_AUTH": auth}
+    result = subprocess.run(["sh", "-c", flower.replace("exec celery", "echo celery")], env=env,
+                            capture_output=True, text=True, timeout=10)
+    assert (result.returncode == 0) == starts, result
+    assert ("celery -A worker flower" in result.stdout) == starts
+    if not starts:
+        assert "set FLOWER_BASIC_AUTH=user:password" in result.stderr
 
 
 def _marked(marker: bytes) -> list[int]:
@@ -202,6 +395,14 @@ def _marked(marker: bytes) -> list[int]:
     return pids
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read()
+    except OSError:
+        return b""
+
+
 def _up(url: str, **kwargs) -> int | None:
     try:
         return requests.get(url, timeout=2, **kwargs).status_code
@@ -216,6 +417,7 @@ def test_procfile_runs_the_whole_product_under_honcho(redis_url, tmp_path):
     web_port, sandbox_port, flower_port = free_port(), free_port(), free_port()
     web_url, sandbox_url = f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{sandbox_port}"
     flower_url = f"http://127.0.0.1:{flower_port}"
+    flower_password = secrets.token_urlsafe(12)
     app_env = {
         "REDIS_URL": db_url,
         "VEXORA_BASE_URL": sandbox_url,
@@ -224,7 +426,7 @@ def test_procfile_runs_the_whole_product_under_honcho(redis_url, tmp_path):
         "VEXORA_NOTIFY_URL": f"{web_url}/vexora/notify",
         "SANDBOX_PORT": str(sandbox_port),
         "FLOWER_PORT": str(flower_port),
-        "FLOWER_BASIC_AUTH": "u:p",
+        "FLOWER_BASIC_AUTH": f"u:{flower_password}",
         "BEAT_SCHEDULE_FILE": str(tmp_path / "beat-schedule"),
         "WORKER_CONCURRENCY": "4",
         "WEBHOOK_CONCURRENCY": "2",
@@ -247,10 +449,13 @@ def test_procfile_runs_the_whole_product_under_honcho(redis_url, tmp_path):
 
         wait_until(ready(lambda: _up(web_url + "/healthz") == 200), timeout=30, what="web /healthz")
         wait_until(ready(lambda: _up(sandbox_url + "/_sandbox/stats") == 200), timeout=30, what="sandbox")
-        wait_until(ready(lambda: _up(flower_url + "/", auth=("u", "p")) == 200), timeout=30, what="flower")
+        wait_until(ready(lambda: _up(flower_url + "/", auth=("u", flower_password)) == 200), timeout=30,
+                   what="flower")
         wait_until(ready(lambda: "beat: Starting" in honcho.log()), timeout=30, what="beat")
         assert honcho.alive, honcho.log()
         assert _up(flower_url + "/") == 401, "flower must require its basic auth"
+        shown = [pid for pid in _marked(marker.encode()) if flower_password.encode() in _cmdline(pid)]
+        assert not shown, f"Flower's password on the command line of {shown}"
 
         runtime = Runtime(Settings.from_env(app_env))
         trade_no = enqueue_checkout(payload(), runtime=runtime)

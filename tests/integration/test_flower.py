@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import secrets
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -77,6 +80,27 @@ def test_flower_refuses_requests_without_valid_credentials(flower):
                           allow_redirects=False).status_code == 401, path
     assert flower.get("/api/tasks").status_code == 200
     assert flower.get("/").status_code == 200
+
+
+def test_flower_reads_its_password_from_its_environment_never_its_command_line(flower):
+    pid = flower.proc.popen.pid
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    assert b"flower" in argv, argv  # the Flower process itself (no shell in between)
+    assert not [arg for arg in argv if flower.password.encode() in arg or b"basic-auth" in arg], argv
+    assert f"FLOWER_BASIC_AUTH=ops:{flower.password}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    # what Flower read from there is what it enforces
+    assert flower.get("/api/workers", auth=None).status_code == 401
+    assert flower.get("/api/workers", auth=("ops", flower.password[:-1])).status_code == 401
+    assert flower.get("/api/workers").status_code == 200
+    if shutil.which("ps"):  # and no process on the machine shows it to `ps`
+        listing = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
+        assert str(pid) in listing and flower.password not in listing
+
+
+def test_flower_healthcheck_answers_without_credentials(flower):
+    # what the compose healthcheck asks; it shows nothing but "OK"
+    answer = flower.get("/healthcheck", auth=None)
+    assert (answer.status_code, answer.text) == (200, "OK")
 
 
 def test_flower_shows_checkout_tasks_by_trade_no_only(stack, flower):

@@ -321,13 +321,14 @@ def test_prometheus_scrapes_the_compose_services():
 
 @pytest.mark.integration
 def test_flower_serves_metrics_without_its_basic_auth(tmp_path):
-    """Why the flower scrape job has no credentials: with --basic-auth on, / is 401 but /metrics
-    answers. Started with an unreachable broker (no Redis needed)."""
+    """Why the flower scrape job has no credentials: with basic auth on (FLOWER_BASIC_AUTH, as
+    deployed), / is 401 but /metrics answers. Started with an unreachable broker (no Redis needed)."""
     port = free_port()
     env = {**os.environ, "REDIS_URL": "redis://127.0.0.1:1/0", "VEXORA_BASE_URL": "http://127.0.0.1:9",
-           "VEXORA_MERCHANT_NO": "m", "VEXORA_APP_SECRET": "s", "VEXORA_NOTIFY_URL": "http://127.0.0.1:9/n"}
+           "VEXORA_MERCHANT_NO": "m", "VEXORA_APP_SECRET": "s", "VEXORA_NOTIFY_URL": "http://127.0.0.1:9/n",
+           "FLOWER_BASIC_AUTH": "u:p"}
     log = (tmp_path / "flower.log").open("w")
-    proc = subprocess.Popen([str(BIN / "celery"), "-A", "worker", "flower", f"--port={port}", "--basic-auth=u:p"],
+    proc = subprocess.Popen([str(BIN / "celery"), "-A", "worker", "flower", f"--port={port}"],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"

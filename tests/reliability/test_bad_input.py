@@ -444,6 +444,9 @@ class Env:
         assert answer.status in expected, f"expected {sorted(expected)}; {context}"
         if answer.status == 200:
             assert answer.body == b"OK", context
+        # the gateway gets what it always got: plain text (a schema refusal names the fields)
+        kind = _content_type(answer)
+        assert kind == "text/plain" or (answer.status == 400 and kind == "application/json"), context
         return answer
 
     def checkout(self, body: bytes, expected: set[int], *, content_type: str | None = "application/json",
@@ -486,6 +489,11 @@ class Env:
         assert answer.status < 500, context
         assert not problems, f"{problems}; {context}"
         assert answer.status in expected, f"expected {sorted(expected)}; {context}"
+        if answer.status != 202:  # every refusal is an RFC 9457 problem document
+            assert _content_type(answer) == "application/problem+json", context
+            problem = answer.json()
+            assert problem["status"] == answer.status and problem["type"] == "about:blank", context
+            assert problem["title"] and problem["detail"] and problem["instance"] == "/v1/checkouts", context
         if answer.status == 401:
             assert answer.headers.get("WWW-Authenticate", "").startswith("Bearer"), context
         if answer.status == 409:
@@ -508,6 +516,11 @@ class Env:
         if after.existing != before.existing:
             problems.append(f"existing job changed: {before.existing} -> {after.existing}")
         return problems
+
+
+def _content_type(answer: Answer) -> str:
+    value = next((v for k, v in answer.headers.items() if k.lower() == "content-type"), "")
+    return value.split(";")[0].strip().lower()
 
 
 @pytest.fixture(scope="module")

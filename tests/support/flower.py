@@ -1,5 +1,7 @@
-"""A Flower process beside a test stack, with basic auth, as it is deployed: its API, its task
-list and its worker pages (what Flower shows of a worker comes from ``inspect`` replies)."""
+"""A Flower process beside a test stack, with basic auth, as it is deployed — the credentials in
+its environment (``FLOWER_BASIC_AUTH``, which Flower reads itself), never on its command line:
+its API, its task list and its worker pages (what Flower shows of a worker comes from
+``inspect`` replies)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import requests
 
 from worker.redis_server import free_port
 from worker.waiting import wait_until
-from tests.support.processes import python_cmd
+from tests.support.processes import Process, python_cmd
 from tests.support.stack import Stack
 
 
@@ -23,9 +25,10 @@ class Flower:
         self.password = secrets.token_urlsafe(16)
         self.auth = ("ops", self.password)
         self.http = requests.Session()
-        self.proc = stack._spawn("flower", python_cmd(
-            "-m", "celery", "-A", "worker", "flower", "--address=127.0.0.1", f"--port={self.port}",
-            f"--basic-auth=ops:{self.password}"))
+        self.proc = Process("flower", python_cmd(
+            "-m", "celery", "-A", "worker", "flower", "--address=127.0.0.1", f"--port={self.port}"),
+            {**stack.env, "FLOWER_BASIC_AUTH": f"ops:{self.password}"}, stack.log_dir / "flower.log").start()
+        stack.processes.append(self.proc)  # stopped with the stack, its log part of stack.logs()
 
     def get(self, path: str, auth=True, **kwargs) -> requests.Response:
         return self.http.get(self.url + path, auth=self.auth if auth is True else auth, timeout=10,

@@ -15,6 +15,7 @@ import redis
 from flask import Blueprint, jsonify, request
 
 from worker.errors import InvalidError
+from worker.problems import problem as _problem_document
 from worker.runtime import Runtime
 from worker.webhooks.endpoints import Endpoints
 
@@ -46,7 +47,7 @@ def webhooks_api(authenticate: Callable[[], object], runtime: Callable[[], Runti
     api.before_request(authenticate)
 
     def problem(status: int, error: str, **extra):
-        return jsonify({"error": error, **extra}), status
+        return _problem_document(status, error, **extra)  # RFC 9457, ``errors`` at the top level
 
     @api.errorhandler(redis.exceptions.ConnectionError)
     @api.errorhandler(redis.exceptions.TimeoutError)
