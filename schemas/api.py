@@ -49,12 +49,18 @@ class AcceptedSchema(Schema):
 
 
 class ErrorSchema(Schema):
-    """Every error answer of the API: ``error`` says what, ``errors`` which fields and why."""
+    """Every error answer of the API: an RFC 9457 problem document (``application/problem+json``);
+    ``errors`` says which fields and why, ``error`` repeats ``detail`` for older clients."""
 
     class Meta:
         unknown = RAISE
 
-    error = fields.String(required=True, metadata={"description": "What went wrong, for a person."})
+    type = fields.String(required=True, metadata={"description": "Always about:blank: the status says what kind."})
+    title = fields.String(required=True, metadata={"description": "The status's RFC 9110 name."})
+    status = fields.Integer(required=True, metadata={"description": "The HTTP status."})
+    detail = fields.String(required=True, metadata={"description": "What went wrong, for a person."})
+    instance = fields.String(metadata={"description": "The request's path."})
+    error = fields.String(required=True, metadata={"description": "The same as detail (the name it had before)."})
     errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()), metadata={
         "description": "422 (and 409): field name -> messages; a message states the rule, never the "
                        "value sent."})

@@ -107,7 +107,7 @@ def _json(name: str) -> dict:
 
 
 def _error(description: str) -> dict:
-    return {"description": description, "content": _json("Error")}
+    return {"description": description, "content": {"application/problem+json": {"schema": _ref("Error")}}}
 
 
 def _text(description: str, example: str | None = None) -> dict:

@@ -90,7 +90,7 @@ def test_every_api_route_but_the_public_ones_needs_the_bearer_token():
                 assert operation["security"] == [{"opsBasic": []}], (method, path)
             else:
                 assert operation["security"] == [{"bearer": []}], (method, path)
-                assert operation["responses"]["401"]["content"]["application/json"]["schema"] == {
+                assert operation["responses"]["401"]["content"]["application/problem+json"]["schema"] == {
                     "$ref": "#/components/schemas/Error"}
 
 
@@ -157,10 +157,26 @@ def test_a_pattern_means_the_same_in_the_document(name, text):
 
 def test_the_422_error_shape_is_described():
     error = DOCUMENT["components"]["schemas"]["Error"]
-    assert error["required"] == ["error"]
+    # an RFC 9457 problem document that keeps the documented 422 members (errors, error)
+    assert sorted(error["required"]) == ["detail", "error", "status", "title", "type"]
     assert error["properties"]["errors"]["additionalProperties"] == {"type": "array", "items": {"type": "string"}}
     answer = DOCUMENT["paths"]["/v1/checkouts"]["post"]["responses"]["422"]
-    assert answer["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+    assert answer["content"]["application/problem+json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+
+
+def test_the_answers_the_app_gives_match_the_error_schema():
+    import jsonschema
+    from worker.settings import Settings
+    from worker.web import create_app
+
+    error = dict(DOCUMENT["components"]["schemas"]["Error"], additionalProperties=False)
+    client = create_app(Settings(api_token="t" * 24)).test_client()
+    answers = [client.post("/v1/checkouts", json={"tradeNo": "A1"}),  # 401: no token
+               client.get("/v1/nowhere"),  # 404
+               client.delete("/healthz")]  # 405
+    for answer in answers:
+        assert answer.status_code in (401, 404, 405) and answer.mimetype == "application/problem+json"
+        jsonschema.validate(answer.get_json(), error)
 
 
 # --- the record -----------------------------------------------------------------------------
