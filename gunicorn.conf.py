@@ -27,7 +27,7 @@ threads = int(os.environ.get("GUNICORN_THREADS") or 8)
 control_socket_disable = True
 
 # gunicorn would believe X-Forwarded-Proto from 127.0.0.1 on its own; which proxies are believed is
-# VEXORA_TRUSTED_PROXIES's call alone (werkzeug's ProxyFix in worker/web.py)
+# VEXORA_TRUSTED_PROXIES's call alone (werkzeug's ProxyFix in worker/web/wsgi.py)
 forwarded_allow_ips = ""
 
 # One event per line, logfmt or JSON (VEXORA_LOG_FORMAT): gunicorn's error and access logs and the

@@ -1,5 +1,5 @@
 """Shared process helpers for the benchmarks: one private Redis, the sandbox gateway, Celery
-workers and the web app as real processes (``worker.services``), plus the few things every
+workers and the web app as real processes (``worker.local.services``), plus the few things every
 benchmark needs from them: job payloads with distinct public IPs, pausing and resuming a
 worker's consumers, polling the store with a deadline, process-tree memory and CPU (psutil),
 sandbox control.
@@ -20,9 +20,9 @@ import redis
 import requests
 
 from worker.cli import web_argv
-from worker.redis_server import RedisServer, free_port
+from worker.local.redis_server import RedisServer, free_port
 from worker.runtime import Runtime
-from worker.services import Service, Services, http_ok
+from worker.local.services import Service, Services, http_ok
 from worker import signing
 from worker.settings import Settings
 from worker.waiting import TimedOut, wait_until

@@ -37,7 +37,7 @@ def _pyspy() -> str | None:
 
 _ROOT = Path(__file__).resolve().parents[1]
 # the project's own files, as py-spy prints them (a bare file name)
-_OWN = {p.name for d in ("worker", "schemas") for p in (_ROOT / d).glob("*.py")} - {"__init__.py"}
+_OWN = {p.name for d in ("worker", "schemas") for p in (_ROOT / d).rglob("*.py")} - {"__init__.py"}
 # leaf frames of a thread that is blocked, not computing (py-spy's --nonblocking idle guess misses some)
 _WAITING = {"readinto", "_read_from_socket", "recv", "recv_into", "poll", "select", "wait", "_worker",
             "acquire", "get", "sleep", "_wait_for_tstate_lock", "readline", "accept", "_epoll.poll"}

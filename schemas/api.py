@@ -1,6 +1,6 @@
-"""The HTTP API's other bodies (``worker/api.py``, ``worker/webhooks/http.py``): answers, errors,
+"""The HTTP API's other bodies (``worker/web/api.py``, ``worker/webhooks/http.py``): answers, errors,
 the review and webhook requests, and the webhooks sent to merchants; the OpenAPI document
-(``worker/openapi.py``) is generated from them.
+(``worker/web/openapi.py``) is generated from them.
 
 ``ResolveRequestSchema`` is what ``worker.review`` validates a resolution with. The webhook
 endpoint and replay requests are checked by ``worker.webhooks`` (a URL is resolved and its

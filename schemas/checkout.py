@@ -118,7 +118,7 @@ class CheckoutRequestSchema(Schema):
         unknown = RAISE  # sign and timestamp included: the worker adds them
 
     # Attribute names are the gateway's wire names: the loaded dict is signed and sent as-is.
-    # Every rule is a marshmallow validator apispec can read (worker/openapi.py), so the OpenAPI
+    # Every rule is a marshmallow validator apispec can read (worker/web/openapi.py), so the OpenAPI
     # document carries it; the rules that depend on the settings are added in __init__.
     tradeNo = _Text(load_default=generate_trade_no, validate=TRADE_NO_RULES, metadata={
         "description": "Your unique order number (idempotency key); generated when absent."})

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from worker.redis_server import RedisServer
+from worker.local.redis_server import RedisServer
 
 
 @pytest.fixture(scope="session")

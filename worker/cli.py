@@ -95,7 +95,7 @@ def demo(serve: bool, size: int, timeout: float, seed: int | None) -> None:
     beat and Flower (when installed); enqueues the batch; a payer bot clicks the cashier pages;
     shows live progress and a summary. Exits 0 when every job ended as planned.
     """
-    from worker.demo import run_demo
+    from worker.local.demo import run_demo
 
     sys.exit(run_demo(size=size, serve=serve, timeout=timeout, seed=seed))
 
@@ -436,7 +436,7 @@ def sandbox(host: str, port: int, public_url: str | None, time_factor: float, au
     page at each payment link, and sends signed callbacks to each checkout's notifyUrl.
     """
     from worker import sandbox as sandbox_module
-    from worker.sandbox_cashier import parse_mix
+    from worker.sandbox.cashier import parse_mix
 
     settings = Settings.from_env()
     if not settings.merchant_no or not settings.app_secret:

@@ -70,7 +70,7 @@ def _server() -> str | None:
     """The program importing us when it is a server we are run under, by its modules: gunicorn's
     arbiter is in every gunicorn process (workers are its forks), celery's command module in
     every process started by the ``celery`` command. A program that merely uses the package
-    (``worker.bodies`` imports gunicorn's HTTP parser errors) has neither."""
+    (``worker.web.bodies`` imports gunicorn's HTTP parser errors) has neither."""
     if "gunicorn.arbiter" in sys.modules:
         return "gunicorn"
     if "celery.bin.celery" in sys.modules:

@@ -29,7 +29,7 @@ from ruamel.yaml import YAML  # comes with check-jsonschema (no PyYAML here)
 from tests.support.processes import Process
 from tests.support.stack import APP_SECRET, MERCHANT_NO, payload
 from worker.client import enqueue_checkout, get_checkout
-from worker.redis_server import free_port
+from worker.local.redis_server import free_port
 from worker.runtime import Runtime
 from worker.settings import Settings
 from worker.waiting import wait_until

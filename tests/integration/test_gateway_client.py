@@ -9,7 +9,7 @@ import pytest
 
 from worker.errors import AmbiguousError, DeclinedError, TransientError
 from worker.gateway import GatewayClient
-from worker.redis_server import free_port
+from worker.local.redis_server import free_port
 from worker.sandbox import make_server
 from worker.settings import Settings
 from worker.signing import verify

@@ -23,7 +23,7 @@ import requests
 from ruamel.yaml import YAML  # comes with check-jsonschema (no PyYAML here)
 
 from worker import states
-from worker.redis_server import free_port
+from worker.local.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -308,7 +308,9 @@ def test_prometheus_scrapes_the_compose_services():
     assert "basic_auth" not in flower  # Flower's /metrics is open: see the Flower test below
 
     services = _yaml(COMPOSE)["services"]
-    assert "--bind 0.0.0.0:8000" in services["web"]["command"]
+    # the web listens on 0.0.0.0:$PORT (gunicorn.conf.py), PORT=8000 in the image
+    assert "-c /app/gunicorn.conf.py" in services["web"]["command"]
+    assert "PORT=8000" in (ROOT / "Dockerfile").read_text()
     assert "--port=5555" in services["flower"]["command"]
     # the bearer token for VEXORA_METRICS_TOKEN: the file the prometheus entrypoint writes, on its tmpfs
     token_file = web["authorization"]["credentials_file"]

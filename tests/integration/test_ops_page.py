@@ -11,7 +11,7 @@ import pytest
 from flask import Flask
 
 from worker import states
-from worker.ops import ops_pages
+from worker.web.ops import ops_pages
 from worker.settings import Settings
 from worker.waiting import wait_until
 from worker.web import create_app

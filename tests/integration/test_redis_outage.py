@@ -7,7 +7,7 @@ import pytest
 import requests
 
 from worker import states
-from worker.redis_server import RedisServer
+from worker.local.redis_server import RedisServer
 from worker.waiting import wait_until
 from tests.support.stack import Stack, payload
 

@@ -208,7 +208,7 @@ def test_a_job_named_like_another_jobs_key_cannot_break_it(stack):
 
 # -- 8. the producer API answers 503 when the broker refuses ---------------------------------------
 def test_the_producer_api_answers_503_with_the_trade_no_when_the_broker_refuses(redis_url, tmp_path):
-    from worker.redis_server import free_port
+    from worker.local.redis_server import free_port
     token = "broker-down-token"
     dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens: every publish is refused
     s = Stack(redis_url, tmp_path, VEXORA_API_TOKEN=token, VEXORA_BROKER_URL=dead)

@@ -10,8 +10,8 @@ import time
 import pytest
 import redis
 
-from worker.redis_server import free_port
-from worker.webhook_receiver import make_receiver
+from worker.local.redis_server import free_port
+from worker.webhooks.receiver import make_receiver
 from worker.webhooks.delivery import Deliverer
 from worker.webhooks.endpoints import Endpoints
 from worker.webhooks.outbox import Dispatcher

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from worker.redis_server import free_port
+from worker.local.redis_server import free_port
 from worker.webhooks.poster import PostFailed, Poster
 
 pytestmark = pytest.mark.integration

@@ -12,9 +12,9 @@ import time
 import pytest
 
 from worker import states
-from worker.redis_server import free_port
+from worker.local.redis_server import free_port
 from worker.waiting import wait_until
-from worker.webhook_receiver import make_receiver
+from worker.webhooks.receiver import make_receiver
 from worker.webhooks.signing import new_secret
 from tests.support.stack import MARKERS, Stack, payload
 

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from worker import states
-from worker.redis_server import RedisServer
+from worker.local.redis_server import RedisServer
 from worker.waiting import wait_until
 from tests.reliability.conftest import size
 from tests.reliability.support import FAST, autopay, created_twice, wait_settled

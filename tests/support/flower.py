@@ -9,7 +9,7 @@ import secrets
 
 import requests
 
-from worker.redis_server import free_port
+from worker.local.redis_server import free_port
 from worker.waiting import wait_until
 from tests.support.processes import Process, python_cmd
 from tests.support.stack import Stack

@@ -1,4 +1,4 @@
-"""Real processes for integration tests: ``worker.services.Service`` run from the repository root,
+"""Real processes for integration tests: ``worker.local.services.Service`` run from the repository root,
 with its log at a path the test chooses."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from worker.services import Service
+from worker.local.services import Service
 
 __all__ = ["Process", "python_cmd"]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import redis
 import requests
 
-from worker.redis_server import free_port
+from worker.local.redis_server import free_port
 from worker.cli import web_argv
 from worker.runtime import Runtime
 from worker.settings import Settings

@@ -17,7 +17,7 @@ from openapi_spec_validator import validate as validate_spec
 from schemas import CheckoutRecordSchema, CheckoutRequestSchema
 from schemas._rules import FullMatch
 from schemas.record import HIDDEN
-from worker.openapi import COMPONENTS, build_openapi
+from worker.web.openapi import COMPONENTS, build_openapi
 from worker.runtime import checkout_schema
 from worker.settings import Settings
 from worker.web import create_app

@@ -45,7 +45,7 @@ def test_the_wheel_holds_every_module_and_template_and_the_version(tmp_path):
         version = Parser().parsestr(archive.read(metadata).decode())["Version"]
     wanted = {str(p.relative_to(ROOT)) for top in ("worker", "schemas") for p in (ROOT / top).rglob("*")
               if p.is_file() and "__pycache__" not in p.parts and p.suffix in (".py", ".html")}
-    assert "worker/webhooks/delivery.py" in wanted and "worker/templates/ops/index.html" in wanted
+    assert "worker/webhooks/delivery.py" in wanted and "worker/web/templates/ops/index.html" in wanted
     assert sorted(wanted - names) == []
     assert version == worker.__version__
 

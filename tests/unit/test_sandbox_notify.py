@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.sandbox_notify import Notifier
+from worker.sandbox.notify import Notifier
 
 ORDER = {"tradeNo": "T1", "platFormTradeNo": "P1", "status": "0000", "message": "Success",
          "paidAmount": "300", "paidAt": 0, "notifyUrl": "http://merchant.test/n"}

@@ -4,6 +4,9 @@
     endpoints.py  the operator's endpoints: URL checks, event-type filters, rotation, disabling
     outbox.py     events recorded by the store's move script -> one delivery per endpoint, due times
     delivery.py   one POST per delivery, its attempt recorded, the retry schedule kept in Redis
+    poster.py     the POST itself: kept-alive connections, a total deadline
+    http.py       the operator's HTTP API for endpoints, replay and attempts
+    receiver.py   a verifying merchant-side receiver (the demo's, the tests'; not the product)
 
 An event is written to the outbox stream in the same atomic step as the state change it reports
 (``worker.store``); the dispatcher (``vexora.webhooks.dispatch``, every second on the ``webhooks``

@@ -15,7 +15,7 @@ import redis
 from flask import Blueprint, jsonify, request
 
 from worker.errors import InvalidError
-from worker.problems import problem as _problem_document
+from worker.web.problems import problem as _problem_document
 from worker.runtime import Runtime
 from worker.webhooks.endpoints import Endpoints
 

