@@ -58,8 +58,11 @@ def test_the_demo_settles_every_job_and_stops_every_process():
 
 def test_ctrl_c_stops_everything():
     env, marker = demo_env()
+    # as a terminal starts it: a test run launched in the background (`cmd &` in a script) inherits
+    # SIGINT ignored, and Python then installs no KeyboardInterrupt handler
     demo = subprocess.Popen([sys.executable, "-m", "worker.cli", "demo", "--size", "20"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         seen = ""
         for line in iter(demo.stdout.readline, ""):
