@@ -38,7 +38,7 @@ from schemas import CheckoutRecordSchema, trade_no_errors
 from worker.errors import DuplicateTradeNoError, InvalidError, LeaseLostError
 from worker.logs import event
 
-__all__ = ["JobStore", "Job", "Moved", "fingerprint", "public_fields", "WEBHOOK_STATES"]
+__all__ = ["JobStore", "Job", "Moved", "fingerprint", "WEBHOOK_STATES"]
 
 log = logging.getLogger("vexora.store")
 
@@ -223,9 +223,8 @@ if not purge then redis.call('EXPIRE', KEYS[4], ARGV[4]) end
 return {1, current, tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0'), payload}
 """
 
-# Every reader shows a record through these (schemas/record.py): typed, internal fields hidden.
+# Every reader shows a record through this (schemas/record.py): typed, internal fields hidden.
 _RECORD = CheckoutRecordSchema()
-_RECORD_FIELDS = CheckoutRecordSchema(exclude=("history",))
 # States a merchant acts on: each move into one is a webhook event (``checkout.<state>``).
 WEBHOOK_STATES = frozenset({states.PAYING, states.SUCCEEDED, states.PARTIALLY_PAID, states.FAILED,
                             states.DECLINED, states.REJECTED, states.UNKNOWN})
@@ -552,12 +551,6 @@ class JobStore:
         until = self.now_ms() - int(older_than_s * 1000)
         return [_text(t) for t in self.redis.zrangebyscore(self.index_key(state), "-inf", until,
                                                             start=0, num=limit)]
-
-
-def public_fields(raw: Mapping[object, object]) -> dict:
-    """A stored record's fields (the hash, text or bytes) as ``get_checkout`` shows them, without
-    the history."""
-    return _RECORD_FIELDS.dump(raw)
 
 
 def _compact(value: Mapping[str, object]) -> str:
