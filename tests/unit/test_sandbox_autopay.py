@@ -123,3 +123,13 @@ def test_parse_mix_accepts_the_sequence_names(text):
 def test_parse_mix_refuses_unknown_names_and_too_much(text):
     with pytest.raises(ValueError):
         cashier.parse_mix(text)
+
+
+def test_steps_left_counts_down_and_reset_forgets_them():
+    autopay = cashier.Autopay({"mix": {"partial_then_paid": 1.0}, "delay": 0})
+    assert autopay.steps_left("T1") == 0
+    assert autopay.steps_left("T1", 2) == 2 and autopay.steps_left("T2", 1) == 1
+    assert autopay.steps_left("T1", 1) == 1
+    assert autopay.steps_left("T1", 0) == 0 and autopay.steps_left("T2") == 1
+    autopay.reset()
+    assert autopay.steps_left("T2") == 0

@@ -269,10 +269,24 @@ class Autopay:
     def __init__(self, settings: Mapping | None = None) -> None:
         self._lock = threading.Lock()
         self._default = dict(settings or {"mix": {}})
+        self._left: dict[str, int] = {}  # tradeNo -> steps the payer has still to take
         self.configure(self._default)  # a bad startup setting fails here, loudly
 
     def reset(self) -> dict:
+        with self._lock:
+            self._left.clear()
         return self.configure(self._default)
+
+    def steps_left(self, trade_no: str, count: int | None = None) -> int:
+        """How many steps the payer has still to take on this order (set with ``count``): until
+        then the order's status is a waypoint, not what its job must end in."""
+        with self._lock:
+            if count is not None:
+                if count > 0:
+                    self._left[trade_no] = count
+                else:
+                    self._left.pop(trade_no, None)
+            return self._left.get(trade_no, 0)
 
     def configure(self, body: Mapping) -> dict:
         """Control API body ``{"mix": {...}, "delay": seconds, "seed": n}``; ``{"mix": {}}`` = off."""
@@ -307,6 +321,7 @@ def autopay_order(server: Server, trade_no: str) -> None:
     if drawn is None:
         return
     outcome, delay = drawn
+    server.autopay.steps_left(trade_no, len(AUTOPAY_OUTCOMES[outcome]))
     _play_later(server, trade_no, AUTOPAY_OUTCOMES[outcome], PAYING, delay)
 
 
@@ -317,8 +332,11 @@ def _play_later(server: Server, trade_no: str, steps: tuple[Step, ...], expect: 
         try:
             moved = _take_step(server, trade_no, steps[0], expect)
         except KeyError:
+            server.autopay.steps_left(trade_no, 0)
             return  # the sandbox was reset meanwhile: the order is gone
-        if moved is not None and len(steps) > 1:
+        more = moved is not None and len(steps) > 1  # a click in between ends the sequence
+        server.autopay.steps_left(trade_no, len(steps) - 1 if more else 0)
+        if more:
             _play_later(server, trade_no, steps[1:], moved["status"], delay)
 
     server.notifier.call_later(delay, play)

@@ -570,6 +570,8 @@ class SandboxHandler(QuietHandler):
             return self._send_json(200, _CONTROL_GETS[path](server))
         trade_no = unquote(path[len(ORDERS_PATH):]) if path.startswith(ORDERS_PATH) else ""
         order = server.sandbox.order(trade_no) if trade_no else None
+        if order:  # a status the automatic payer will still move on from is not the order's last
+            order["autopayStepsLeft"] = server.autopay.steps_left(trade_no)
         self._send_json(*((200, order) if order else (404, {"error": "not found"})))
 
     def do_DELETE(self) -> None:
