@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.sandbox import cashier as cashier
+from worker.sandbox import cashier
 from worker.sandbox import IpLimitReached, Sandbox, SandboxServer
 
 IP = "10.1.1.1"
