@@ -39,7 +39,7 @@ from http.server import ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
 from worker.local.server import QuietHandler, serve_until_stopped
-from worker.sandbox import cashier as cashier
+from worker.sandbox import cashier
 from worker import signing
 from worker.sandbox.notify import JST, PAID_STATUSES, Notifier
 
