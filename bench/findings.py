@@ -327,8 +327,21 @@ def findings(by_key: dict) -> str:
     out.append("")
     out += _before_after(p, c, cbk, one_cpu100)
     out += _this_round(p, c)
+    out += SESSION_CHECK
     return "\n".join(out)
 
+
+# Issue 15 touched the per-job path (key-value log events in checkout, callbacks and the Celery
+# app's logging set-up): table 1 in quick mode, the commit before the session (09f072d) and after
+# it, alternating in one sitting, other processes using ~0.6 of the 2 CPUs throughout.
+SESSION_CHECK = [
+    "", "### Per-job path after issue 15 (logs, settings, typed record), side by side", "",
+    "`python -m bench.run --quick --only pipeline`, 100 ms, 2 × threads -c 16, alternating the two trees "
+    "in one sitting (other processes used about 0.6 of the 2 CPUs): before (09f072d) **0.75, 0.77**; "
+    "after **0.84, 0.72** (and 0.83 in a run just before). No difference shows above this machine's "
+    "noise; neither side reached 0.85 while the machine was this busy (table 1 above, from a full run "
+    "before the issue-15 merge, gave 0.91).",
+]
 
 # Where the round of issues 10-13 (settlement, takeover, metrics and review, webhooks) started: the
 # full run that ended issue 6 (code digest 233a1b3cff7f, 2026-11-28).
