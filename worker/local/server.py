@@ -15,9 +15,23 @@ __all__ = ["QuietHandler", "serve_until_stopped"]
 
 
 class QuietHandler(BaseHTTPRequestHandler):
-    """Logs to ``logger`` (set by subclasses) method, path and status, never bodies or headers."""
+    """Logs to ``logger`` (set by subclasses) method, path and status, never bodies or headers;
+    keep-alive; a method the subclass has no ``do_X`` for is answered 405 by its ``_send_json``."""
 
     logger = logging.getLogger(__name__)
+    protocol_version = "HTTP/1.1"
+    # headers and body go out in two writes; with Nagle on, the body waits ~40 ms for an ACK
+    disable_nagle_algorithm = True
+
+    def __getattr__(self, name: str):
+        # BaseHTTPRequestHandler answers 501 for a method without do_X; 405 is the truth
+        if name.startswith("do_"):
+            return self._method_not_allowed
+        raise AttributeError(name)
+
+    def _method_not_allowed(self) -> None:
+        self.close_connection = True  # any request body was left unread
+        self._send_json(405, {"error": "method not allowed"})
 
     def _drop(self) -> None:
         self.close_connection = True

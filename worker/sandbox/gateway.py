@@ -551,16 +551,7 @@ class SandboxServer(ThreadingHTTPServer):
 
 class SandboxHandler(QuietHandler):
     logger = logger  # this module's, for QuietHandler's one line per request
-    protocol_version = "HTTP/1.1"
-    # headers and body go out in two writes; with Nagle on, the body waits ~40 ms for an ACK
-    disable_nagle_algorithm = True
     server: SandboxServer
-
-    def __getattr__(self, name: str):
-        # BaseHTTPRequestHandler answers 501 for a method without do_X; the control API promises 405
-        if name.startswith("do_"):
-            return self._method_not_allowed
-        raise AttributeError(name)
 
     def do_GET(self) -> None:
         path, server = urlsplit(self.path).path, self.server
@@ -603,10 +594,6 @@ class SandboxHandler(QuietHandler):
             self._send_json(404, {"error": "order not found"})
         except (ValueError, TypeError, AttributeError) as exc:  # bad JSON, bad shape, bad rule
             self._send_json(400, {"error": str(exc)})
-
-    def _method_not_allowed(self) -> None:
-        self.close_connection = True  # any request body was left unread
-        self._send_json(405, {"error": "method not allowed"})
 
     def _gateway(self, endpoint: str, answer_for, raw: bytes) -> None:
         body = _flat_object(raw)

@@ -321,16 +321,8 @@ class ReceiverServer(ThreadingHTTPServer):
 
 class ReceiverHandler(QuietHandler):
     logger = logger  # this module's, for QuietHandler's one line per request
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go out in two writes
     timeout = 60  # an idle keep-alive connection does not hold its thread for ever
     server: ReceiverServer
-
-    def __getattr__(self, name: str):
-        # BaseHTTPRequestHandler answers 501 for a method without do_X; 405 is the truth
-        if name.startswith("do_"):
-            return self._method_not_allowed
-        raise AttributeError(name)
 
     def do_POST(self) -> None:
         path = urlsplit(self.path).path
@@ -388,10 +380,6 @@ class ReceiverHandler(QuietHandler):
             self.close_connection = True  # an unread body would poison the next request
             return None
         return self.rfile.read(int(length))
-
-    def _method_not_allowed(self) -> None:
-        self.close_connection = True  # any request body was left unread
-        self._send_json(405, {"error": "method not allowed"})
 
     def _not_found(self) -> None:
         self.close_connection = True
