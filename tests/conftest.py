@@ -18,3 +18,21 @@ def redis_url():
         return
     with RedisServer() as server:
         yield server.url
+
+
+# The data nodes' and the Sentinels' passwords: markers the tests look for in every log.
+SENTINEL_GROUP_PASSWORD = "redis-pw-MARKER-41c2"
+SENTINEL_PASSWORD = "sentinel-pw-MARKER-9d07"
+
+
+@pytest.fixture(scope="session")
+def sentinel_group():
+    """A master, a replica and three Sentinels, started once per test session (and only when a
+    test asks). A test that kills the master brings the node back before it ends, so the next
+    test finds a master and an in-sync replica again."""
+    from worker.local.sentinel_group import SentinelGroup
+    group = SentinelGroup(password=SENTINEL_GROUP_PASSWORD, sentinel_password=SENTINEL_PASSWORD).start()
+    try:
+        yield group
+    finally:
+        group.stop()

@@ -21,10 +21,12 @@ from __future__ import annotations
 import redis
 from kombu.transport import redis as kombu_redis
 
-__all__ = ["Transport"]
+__all__ = ["Transport", "SentinelTransport"]
 
 
-class Channel(kombu_redis.Channel):
+class _Repairs:
+    """The two repairs, for the plain and the Sentinel channel alike."""
+
     _shared_client: redis.Redis | None = None
 
     def _connparams(self, asynchronous: bool = False) -> dict:
@@ -42,5 +44,18 @@ class Channel(kombu_redis.Channel):
         return client
 
 
+class Channel(_Repairs, kombu_redis.Channel):
+    pass
+
+
+class SentinelChannel(_Repairs, kombu_redis.SentinelChannel):
+    """The channel when REDIS_URL lists Sentinels: its pool asks them for the master, and a
+    connection to a demoted master (READONLY) is dropped and made again to the new one."""
+
+
 class Transport(kombu_redis.Transport):
     Channel = Channel
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    Channel = SentinelChannel

@@ -15,6 +15,7 @@ from celery.utils.log import mlevel
 
 from worker import logs
 from worker.errors import ConfigurationError
+from worker.redis_ha import is_sentinel
 from worker.settings import Settings
 from worker.startup import at_import
 
@@ -31,10 +32,21 @@ WEBHOOK_QUEUE = "webhooks"
 def create_app(settings: Settings | None = None) -> Celery:
     settings = settings or Settings.from_env()
     celery_app = Celery("vexora", include=["worker.tasks"])
+    broker_sentinel = is_sentinel(settings.celery_broker_url)
+    # Sentinel: every connection asks the Sentinels for the master, the broker's and the result
+    # backend's each from its own options (celery#10119: the backend does not read the broker's)
+    sentinel = {"master_name": settings.redis_sentinel_master,
+                "sentinel_kwargs": {"socket_connect_timeout": 3, "socket_timeout": 3,
+                                    **({"password": settings.redis_sentinel_password}
+                                       if settings.redis_sentinel_password else {})}}
     celery_app.conf.update(
         broker_url=settings.celery_broker_url,
-        broker_transport="worker.broker:Transport",
+        broker_transport="worker.broker:SentinelTransport" if broker_sentinel else "worker.broker:Transport",
         result_backend=settings.redis_url,
+        result_backend_transport_options=sentinel if settings.sentinel else {},
+        # a channel error (a demoted master answering READONLY, celery#7946) reconnects instead
+        # of failing the publish
+        broker_channel_error_retry=True,
         result_expires=24 * 3600,
         task_ignore_result=True,
         task_serializer="json",
@@ -65,6 +77,7 @@ def create_app(settings: Settings | None = None) -> Celery:
             "unacked_restore_throttle": 1,
             "socket_connect_timeout": 3,
             "socket_timeout": 10,
+            **(sentinel if broker_sentinel else {}),
         },
         broker_connection_timeout=3,
         broker_connection_retry_on_startup=True,

@@ -20,6 +20,7 @@ import click
 import redis
 
 from worker import __version__
+from worker.redis_ha import safe_url
 from worker.errors import ConfigurationError
 from worker.settings import Settings
 from worker.startup import refuse
@@ -145,7 +146,8 @@ def enqueue(source, fmt: str, skip_invalid: bool, wait_: bool, timeout: float) -
             except InvalidError as exc:
                 console.print(f"line {row.line}: {exc.message}")
     except _REDIS_DOWN as exc:
-        raise click.ClickException(f"Redis unreachable at {runtime.settings.redis_url}: {exc}") from None
+        # NotReplicatedError too (a redis ConnectionError): not confirmed by the replicas in time
+        raise click.ClickException(f"Redis unreachable at {safe_url(runtime.settings.redis_url)}: {exc}") from None
     for trade_no in trade_nos:
         click.echo(trade_no)
     console.print(f"enqueued {len(trade_nos)} jobs" + (f", skipped {len(refused)} invalid" if refused else ""))

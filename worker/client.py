@@ -35,6 +35,10 @@ def enqueue_checkout(payload: Mapping[str, object], *, runtime: Runtime | None =
     outcome, state = rt.store.create(trade_no, job, contact=mask_contact(job), amount=job.get("amount"))
     if outcome == "created" or state == states.QUEUED:
         rt.send("vexora.checkout.submit", trade_no)
+    # acknowledged means replicated (VEXORA_REDIS_MIN_REPLICAS): the record — and the message,
+    # when the broker is the same Redis — reached the replicas, or NotReplicatedError (a redis
+    # ConnectionError: the producer is told, as when Redis is down; enqueueing again is safe)
+    rt.replication.confirm()
     return trade_no
 
 

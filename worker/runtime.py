@@ -11,10 +11,11 @@ import os
 import threading
 from functools import cached_property
 
-import redis
+from redis import Redis
 
 from schemas import CheckoutRequestSchema
 from worker.errors import ConfigurationError
+from worker.redis_ha import Replication, make_client
 from worker.settings import Settings
 
 __all__ = ["Runtime", "get_runtime", "reset_runtime", "checkout_schema"]
@@ -39,16 +40,34 @@ class Runtime:
         self.settings = settings
 
     @cached_property
-    def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.settings.redis_url, health_check_interval=30,
-                                    socket_connect_timeout=5, socket_timeout=10, retry_on_timeout=True)
+    def redis(self) -> Redis:
+        """The job store's Redis: the one server, or the master the Sentinels name (worker.redis_ha)."""
+        s = self.settings
+        return make_client(s.redis_url, master=s.redis_sentinel_master, sentinel_password=s.redis_sentinel_password,
+                           health_check_interval=30, socket_connect_timeout=5, socket_timeout=10,
+                           retry_on_timeout=True)
+
+    @cached_property
+    def replication(self) -> Replication:
+        """Acknowledgements that wait for ``Settings.min_replicas`` replicas (off at 0)."""
+        s = self.settings
+        # keep socket_timeout above the WAIT timeout: WAIT blocks its connection that long
+        return Replication(self.redis, min_replicas=s.min_replicas, timeout=min(s.redis_wait_timeout, 9.0),
+                           marker_key=f"{s.key_prefix}:replication:marker")
+
+    def confirm_queued(self) -> None:
+        """After a broker message is published: return only once it is on the replicas too, when
+        the broker is the job store's Redis (a RabbitMQ broker confirms its own publishes)."""
+        if self.settings.celery_broker_url == self.settings.redis_url:
+            self.replication.confirm()
 
     @cached_property
     def store(self):
         from worker.store import JobStore
         s = self.settings
         store = JobStore(self.redis, prefix=s.key_prefix, ttl_seconds=s.job_ttl_seconds,
-                         events_maxlen=s.events_maxlen, payload_retention=s.payload_retention_seconds)
+                         events_maxlen=s.events_maxlen, payload_retention=s.payload_retention_seconds,
+                         replication=self.replication)
         if s.webhook_url:
             # the default endpoint exists before the first change is recorded: the store's move
             # script records webhook events only when an endpoint does

@@ -31,6 +31,7 @@ import marshmallow as ma
 from environs import Env, EnvValidationError
 
 from worker.errors import ConfigurationError
+from worker.redis_ha import is_sentinel, parse_sentinel_url
 from worker.webhooks.signing import secret_bytes
 
 __all__ = ["Settings", "DEFAULT_REDIS_URL", "Parse", "looks_like_placeholder"]
@@ -142,6 +143,16 @@ def _url(*schemes: str) -> Callable[[str], None]:
         if not (parts.hostname or (parts.scheme == "unix" and parts.path)):
             _fail("a URL without a host")
     return check
+
+
+def _redis_or_sentinel(text: str) -> None:
+    if not is_sentinel(text):
+        _url("redis", "rediss", "unix")(text)
+        return
+    try:
+        parse_sentinel_url(text)
+    except ValueError as exc:  # its messages never carry the password
+        _fail(str(exc))
 
 
 def _not_empty(items: tuple) -> None:
@@ -258,6 +269,10 @@ class Settings:
 
     redis_url: str = DEFAULT_REDIS_URL
     broker_url: str = ""  # the Celery broker; empty: the same Redis as the job store
+    redis_sentinel_master: str = ""  # the master's name, when REDIS_URL lists Sentinels
+    redis_sentinel_password: str = field(default="", repr=False)  # the Sentinels' own password, if any
+    redis_min_replicas: int = -1  # acknowledged once on this many replicas; -1: see ``min_replicas``
+    redis_wait_timeout: float = 2.0  # how long an acknowledgement waits for the replicas
     base_url: str = ""
     environment: str = ""  # "sandbox" or "production"; empty: decided by base_url, see ``sandbox``
     merchant_no: str = ""
@@ -326,7 +341,13 @@ class Settings:
 
     # field -> (variable, how it is read and what it must be)
     ENV = {
-        "redis_url": ("REDIS_URL", _redis_url("redis", "rediss", "unix")),
+        "redis_url": ("REDIS_URL", Parse(
+            "str", "a redis://, rediss:// or unix:// URL with a host, or a Sentinel list "
+            "sentinel://[:password@]host:port;sentinel://host:port[/db]", (_redis_or_sentinel,))),
+        "redis_sentinel_master": ("VEXORA_REDIS_SENTINEL_MASTER", Parse("str", "text without spaces", (_no_spaces,))),
+        "redis_sentinel_password": ("VEXORA_REDIS_SENTINEL_PASSWORD", _text()),
+        "redis_min_replicas": ("VEXORA_REDIS_MIN_REPLICAS", _count(0)),
+        "redis_wait_timeout": ("VEXORA_REDIS_WAIT_TIMEOUT", _seconds(0, above=True)),
         "broker_url": ("VEXORA_BROKER_URL", _redis_url("redis", "rediss", "redis+socket")),
         "base_url": ("VEXORA_BASE_URL", _web_url()),
         "environment": ("VEXORA_ENV", _choice("sandbox", "production",
@@ -456,6 +477,9 @@ class Settings:
             problems["VEXORA_LEASE_RENEW_SECONDS"] = [
                 "must be shorter than the lease (VEXORA_LEASE_SECONDS), or 0 for a quarter of it: "
                 "a lease must not run out between two renewals"]
+        if "REDIS_URL" not in failed and is_sentinel(self.redis_url) and not self.redis_sentinel_master:
+            problems["VEXORA_REDIS_SENTINEL_MASTER"] = [
+                "must name the master (as the Sentinels know it) when REDIS_URL lists Sentinels"]
         if {"REDIS_URL", "VEXORA_BROKER_URL"}.isdisjoint(failed):
             for var, (wanted, why) in _CELERY_ENV.items():
                 given = environ.get(var)
@@ -481,6 +505,20 @@ class Settings:
             return ipaddress.ip_address(host).is_loopback
         except ValueError:
             return False
+
+    @property
+    def sentinel(self) -> bool:
+        """Whether REDIS_URL lists Sentinels (the job store follows their master)."""
+        return is_sentinel(self.redis_url)
+
+    @property
+    def min_replicas(self) -> int:
+        """Replicas a producer's or the gateway's acknowledgement waits for (``WAIT``):
+        ``VEXORA_REDIS_MIN_REPLICAS``, else 1 with Sentinel (there are replicas to lose a write
+        to) and 0 without."""
+        if self.redis_min_replicas >= 0:
+            return self.redis_min_replicas
+        return 1 if self.sentinel else 0
 
     @property
     def celery_broker_url(self) -> str:

@@ -37,6 +37,7 @@ from worker import states
 from schemas import CheckoutRecordSchema, trade_no_errors
 from worker.errors import DuplicateTradeNoError, InvalidError, LeaseLostError
 from worker.logs import event
+from worker.redis_ha import Replication
 
 __all__ = ["JobStore", "Job", "Moved", "fingerprint", "WEBHOOK_STATES"]
 
@@ -276,8 +277,10 @@ class JobStore:
 
     def __init__(self, client: redis.Redis, *, prefix: str = "vexora",
                  ttl_seconds: int = 30 * 24 * 3600, events_maxlen: int = 100_000,
-                 payload_retention: int = 0, clock: Callable[[], float] = time.time):
+                 payload_retention: int = 0, clock: Callable[[], float] = time.time,
+                 replication: Replication | None = None):
         self.redis = client
+        self.replication = replication
         self.prefix = prefix
         self.ttl = int(ttl_seconds)
         self.payload_retention = int(payload_retention)
@@ -451,17 +454,46 @@ class JobStore:
         otherwise ``LeaseLostError`` and nothing is written, so a holder that was frozen or
         stalled never sends after another process may have taken the job over.
         """
+        replicated = self.replication is not None and self.replication.enabled
         if lease_token is None:
             pipe = self.redis.pipeline(transaction=False)
             if fields:
                 pipe.hset(self.job_key(trade_no), mapping={k: _encode(v) for k, v in fields.items()})
             pipe.hincrby(self.job_key(trade_no), "attempts", 1)
-            return int(pipe.execute()[-1])
+            if not replicated:
+                return int(pipe.execute()[-1])
+            self.replication.wait_after(pipe)
+            answers = pipe.execute()
+            self.replication.check(answers[-1])
+            return int(answers[-2])
         flat = [x for k, v in fields.items() for x in (k, _encode(v))]
-        attempts = self._count(keys=[self.job_key(trade_no)], args=[lease_token, *flat])
+        if replicated:
+            # A request is about to be sent: that it may have been must survive a failover, or
+            # the job would be sent again as a first request instead of asked about first.
+            attempts = self._replicated(self._count, [self.job_key(trade_no)], [lease_token, *flat])
+        else:
+            attempts = self._count(keys=[self.job_key(trade_no)], args=[lease_token, *flat])
         if attempts is None or int(attempts) < 0:
             raise LeaseLostError("the lease on this job was lost; another process may hold it")
         return int(attempts)
+
+    def _replicated(self, script, keys: list, args: list):
+        """Run ``script`` and ``WAIT`` for the replicas in one round trip; its answer, or
+        ``NotReplicatedError``. (Not redis-py's pipelined script, which asks ``SCRIPT EXISTS``
+        first: a round trip more on every call.)"""
+        for _ in range(2):
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+            self.replication.wait_after(pipe)
+            try:
+                answers = pipe.execute()
+            except redis.exceptions.NoScriptError:
+                # a server that never ran it (e.g. a replica promoted by a failover): nothing ran
+                script.sha = self.redis.script_load(script.script)
+                continue
+            self.replication.check(answers[-1])
+            return answers[0]
+        raise redis.exceptions.NoScriptError("the script could not be loaded")
 
     def renew_leases(self, held: Mapping[str, str], lease_seconds: float) -> set[str]:
         """Extend the leases this process holds (``{tradeNo: token}``) to ``lease_seconds`` from

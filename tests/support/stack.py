@@ -12,7 +12,6 @@ import time
 import uuid
 from pathlib import Path
 
-import redis
 import requests
 
 from worker.local.redis_server import free_port
@@ -92,7 +91,7 @@ class Stack:
 
     # -- processes ------------------------------------------------------------------------
     def start(self, workers: int = 1, concurrency: int = 4, web: bool = False, beat: bool = False) -> "Stack":
-        redis.Redis.from_url(self.settings.redis_url).flushall()
+        self.runtime.redis.flushall()
         self.start_sandbox()
         for _ in range(workers):
             self.start_worker(concurrency=concurrency)

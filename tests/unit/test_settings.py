@@ -27,7 +27,8 @@ def problems(environ: dict, **overrides) -> dict[str, list[str]]:
 # -- defaults ------------------------------------------------------------------------------------
 # The shipped values, written out: a changed default must be a decision, not a side effect.
 DEFAULTS = {
-    "redis_url": "redis://127.0.0.1:6379/0", "broker_url": "", "base_url": "", "environment": "",
+    "redis_url": "redis://127.0.0.1:6379/0", "broker_url": "", "redis_sentinel_master": "",
+    "redis_sentinel_password": "", "redis_min_replicas": -1, "redis_wait_timeout": 2.0, "base_url": "", "environment": "",
     "merchant_no": "", "app_secret": "", "notify_url": "", "api_token": "", "key_prefix": "vexora",
     "task_events": True, "log_format": "logfmt", "job_ttl_seconds": 2_592_000,
     "payload_retention_seconds": 0, "events_maxlen": 100_000, "connect_timeout": 3.05,
@@ -68,8 +69,13 @@ def test_the_mapping_given_is_read_not_the_process_environment(monkeypatch):
 # -- one bad variable at a time ------------------------------------------------------------------
 # (variable, refused values, accepted value -> field value). Every checked variable is here.
 CASES = [
-    ("REDIS_URL", ["localhost:6379", "http://127.0.0.1:6379/0", "redis://127.0.0.1:port/0", "redis:///0"],
+    ("REDIS_URL", ["localhost:6379", "http://127.0.0.1:6379/0", "redis://127.0.0.1:port/0", "redis:///0",
+                   "sentinel://:pw@s1:port;sentinel://s2:26379", "sentinel://s1:26379;redis://s2:26379",
+                   "sentinel://s1:26379/zero", "sentinel://;"],
      ("rediss://cache.internal:6380/2", "rediss://cache.internal:6380/2")),
+    ("VEXORA_REDIS_SENTINEL_MASTER", ["my master"], ("mymaster", "mymaster")),
+    ("VEXORA_REDIS_MIN_REPLICAS", ["-1", "one"], ("2", 2)),
+    ("VEXORA_REDIS_WAIT_TIMEOUT", ["0", "-1", "soon"], ("0.5", 0.5)),
     ("VEXORA_BROKER_URL", ["amqp://rabbit//", "127.0.0.1:6379"], ("redis://broker:6379/1", "redis://broker:6379/1")),
     ("VEXORA_BASE_URL", ["gateway.example.jp", "ftp://gateway.example.jp", "https://"],
      ("https://gateway.example.jp", "https://gateway.example.jp")),
@@ -126,7 +132,8 @@ CASES = [
     ("VEXORA_RECONCILE_BACKOFF_MAX", ["0"], ("60", 60.0)),
     ("VEXORA_RECONCILE_HORIZON", ["0"], ("3600", 3600.0)),
 ]
-FREE_TEXT = {"VEXORA_MERCHANT_NO", "VEXORA_APP_SECRET", "VEXORA_API_TOKEN", "VEXORA_METRICS_TOKEN"}
+FREE_TEXT = {"VEXORA_MERCHANT_NO", "VEXORA_APP_SECRET", "VEXORA_API_TOKEN", "VEXORA_METRICS_TOKEN",
+             "VEXORA_REDIS_SENTINEL_PASSWORD"}
 FIELD = {var: name for name, (var, _) in Settings.ENV.items()}
 
 

@@ -20,7 +20,7 @@ import redis
 
 from worker.waiting import TimedOut, wait_until
 
-__all__ = ["RedisServer", "find_binary", "free_port"]
+__all__ = ["RedisServer", "SentinelServer", "find_binary", "free_port"]
 
 
 def find_binary() -> str:
@@ -47,16 +47,20 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process; ``start`` waits until it answers PING."""
 
-    def __init__(self, port: int | None = None, *, appendonly: bool = False, data_dir: str | None = None):
+    def __init__(self, port: int | None = None, *, appendonly: bool = False, data_dir: str | None = None,
+                 replica_of: int | None = None, password: str = ""):
         self.port = port or free_port()
         self.appendonly = appendonly
+        self.replica_of = replica_of  # the port of a master on 127.0.0.1 to replicate
+        self.password = password  # requirepass, and masterauth (a replica may become a master)
         self._own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="vexora-redis-")
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 20.0) -> "RedisServer":
         os.makedirs(self.data_dir, exist_ok=True)
@@ -66,6 +70,10 @@ class RedisServer:
                 # a job record has one field over the default 64 bytes; as a listpack it takes a third
                 "--hash-max-ziplist-value", "256",
                 "--logfile", os.path.join(self.data_dir, "redis.log")]
+        if self.password:
+            args += ["--requirepass", self.password, "--masterauth", self.password]
+        if self.replica_of:
+            args += ["--replicaof", "127.0.0.1", str(self.replica_of)]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                         start_new_session=True)
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
@@ -84,6 +92,13 @@ class RedisServer:
             self.stop()
             raise RuntimeError("redis-server did not answer PING in time") from None
         return self
+
+    def kill(self) -> None:
+        """SIGKILL: the server dies at once, without writing anything more."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.process and self.process.poll() is None:
@@ -105,6 +120,74 @@ class RedisServer:
 
     def __exit__(self, *exc) -> None:
         self.cleanup()
+
+
+class SentinelServer:
+    """One Redis Sentinel (``redis-server <conf> --sentinel``) watching a master on 127.0.0.1.
+
+    ``down_after_ms`` is how long the master must be unreachable before it is considered down;
+    a failover then promotes a replica (the Sentinels agree by ``quorum``). ``auth_pass`` is the
+    data nodes' password, ``password`` the Sentinel's own.
+    """
+
+    def __init__(self, master_port: int, *, name: str = "vexora", quorum: int = 2, down_after_ms: int = 1000,
+                 failover_timeout_ms: int = 5000, auth_pass: str = "", password: str = "",
+                 port: int | None = None):
+        self.port = port or free_port()
+        self.master_port, self.name, self.quorum = master_port, name, quorum
+        self.down_after_ms, self.failover_timeout_ms = down_after_ms, failover_timeout_ms
+        self.auth_pass, self.password = auth_pass, password
+        self.data_dir = tempfile.mkdtemp(prefix="vexora-sentinel-")
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 20.0) -> "SentinelServer":
+        conf = os.path.join(self.data_dir, "sentinel.conf")  # the Sentinel rewrites it as it learns
+        lines = [f"port {self.port}", "bind 127.0.0.1", f"dir {self.data_dir}",
+                 f"logfile {os.path.join(self.data_dir, 'sentinel.log')}",
+                 f"sentinel monitor {self.name} 127.0.0.1 {self.master_port} {self.quorum}",
+                 f"sentinel down-after-milliseconds {self.name} {self.down_after_ms}",
+                 f"sentinel failover-timeout {self.name} {self.failover_timeout_ms}",
+                 f"sentinel parallel-syncs {self.name} 1"]
+        if self.auth_pass:
+            lines.append(f"sentinel auth-pass {self.name} {self.auth_pass}")
+        if self.password:
+            lines.append(f"requirepass {self.password}")
+        with open(conf, "w", encoding="utf-8") as fh:
+            fh.write("\n".join(lines) + "\n")
+        os.chmod(conf, 0o600)  # it holds passwords
+        self.process = subprocess.Popen([find_binary(), conf, "--sentinel"], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL, start_new_session=True)
+        wait_until(lambda: self.master() is not None or self._exited(), timeout=timeout,
+                   what="sentinel to answer")
+        return self
+
+    def _exited(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(f"redis sentinel exited with {self.process.returncode}")
+        return False
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password or None,
+                           socket_connect_timeout=0.5, socket_timeout=2)
+
+    def master(self) -> tuple[str, int] | None:
+        """The master's address as this Sentinel knows it, or None when it does not answer."""
+        try:
+            host, port = self.client().execute_command("SENTINEL", "get-master-addr-by-name", self.name)
+        except (redis.exceptions.RedisError, TypeError, ValueError):
+            return None
+        return (host.decode() if isinstance(host, bytes) else host), int(port)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+        shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 def main(argv: list[str]) -> int:

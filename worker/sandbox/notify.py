@@ -74,12 +74,13 @@ class Delivery:
     gave_up: bool = False
     last_status: int | None = None
     last_error: str | None = None
+    delivered_at: float | None = None  # epoch seconds of the answer that accepted it
 
     def view(self) -> dict:
         return {"id": self.id, "tradeNo": self.trade_no, "status": self.status,
                 "attempts": self.attempts, "delivered": self.delivered, "dropped": self.dropped,
                 "gave_up": self.gave_up, "last_status": self.last_status,
-                "last_error": self.last_error}
+                "last_error": self.last_error, "delivered_at": self.delivered_at}
 
 
 def _attempt(session: requests.Session, delivery: Delivery,
@@ -208,6 +209,7 @@ class Notifier:
             delivery.last_status, delivery.last_error = status, error
             if accepted:
                 delivery.delivered = True
+                delivery.delivered_at = time.time()
             elif delivery.attempts > len(RETRY_DELAYS):
                 delivery.gave_up = True
             else:

@@ -141,6 +141,8 @@ def create_app(settings: Settings | None = None, runtime=None) -> Flask:
         try:
             rt().send("vexora.callback.process", _wire_fields(body), queue=CALLBACK_QUEUE,
                       retry=True, retry_policy=_PUBLISH_RETRY)
+            # answered OK only once the message is on the replicas too: else the gateway resends
+            rt().confirm_queued()
         except _BROKER_DOWN as exc:
             event(log, logging.ERROR, "callback_not_queued", tradeNo=body.get("tradeNo"),
                   reason="broker unavailable", error=type(exc).__name__)
