@@ -84,7 +84,7 @@ def test_compose_services(compose):
         svc = services[name]
         assert svc["image"] == "vexora-checkout:latest", name
         assert svc["env_file"] == ".env", name
-        assert svc["environment"]["REDIS_URL"] == "redis://redis:6379/0", name
+        assert interpolated(svc["environment"]["REDIS_URL"]) == "redis://redis:6379/0", name
         assert svc["depends_on"]["redis"]["condition"] == "service_healthy", name
 
     worker = services["worker"]
@@ -104,7 +104,8 @@ def test_compose_services(compose):
     assert services["sandbox"]["profiles"] == ["dev"]
     # everything else runs on a plain `up`; the monitoring services only with their profile
     assert {n: svc["profiles"] for n, svc in services.items() if svc.get("profiles")} == {
-        "sandbox": ["dev"], "prometheus": ["monitoring"], "grafana": ["monitoring"]}
+        "sandbox": ["dev"], "prometheus": ["monitoring"], "grafana": ["monitoring"],
+        "redis-replica": ["ha"], "sentinel-1": ["ha"], "sentinel-2": ["ha"], "sentinel-3": ["ha"]}
 
 
 # what gunicorn.conf.py sets: never repeated where the web is started
@@ -493,3 +494,38 @@ def test_procfile_runs_the_whole_product_under_honcho(redis_url, tmp_path):
             except ProcessLookupError:
                 pass
         redis.Redis.from_url(db_url).flushdb()
+
+
+def test_compose_ha_profile_runs_sentinels_that_find_the_master(compose, tmp_path):
+    """The `ha` profile's Sentinel command, as compose has it (the `redis` host and the ports
+    moved to this machine's), monitors a real master: it names it, and finds its replica."""
+    from worker.local.redis_server import RedisServer, find_binary
+    services = compose["services"]
+    ha = {name for name, service in services.items() if "ha" in (service.get("profiles") or [])}
+    assert ha == {"redis-replica", "sentinel-1", "sentinel-2", "sentinel-3"}
+    assert all(services[n]["command"] == services["sentinel-1"]["command"] for n in ("sentinel-2", "sentinel-3"))
+    # every app service is pointed at the Sentinels by the same two variables
+    for name in ("worker", "webhooks", "beat", "web", "flower"):
+        env = services[name]["environment"]
+        assert env["REDIS_URL"] == "${COMPOSE_REDIS_URL:-redis://redis:6379/0}", name
+        assert env["VEXORA_REDIS_SENTINEL_MASTER"] == "${COMPOSE_SENTINEL_MASTER:-}", name
+    master = RedisServer().start()
+    replica = RedisServer(replica_of=master.port).start()
+    port, conf = free_port(), str(tmp_path / "sentinel.conf")
+    argv = [part.replace("redis 6379", f"127.0.0.1 {master.port}").replace("port 26379", f"port {port}")
+            .replace("/tmp/sentinel.conf", conf).replace("exec redis-server", f"exec {find_binary()}")
+            for part in services["sentinel-1"]["command"]]
+    proc = Process("sentinel", argv, dict(os.environ), tmp_path / "sentinel.log").start()
+    client = redis.Redis(port=port, socket_timeout=2)
+    try:
+        def knows() -> bool:
+            try:
+                return client.sentinel_master("vexora")["num-slaves"] >= 1
+            except redis.exceptions.RedisError:
+                return False
+        wait_until(knows, timeout=30, what="the sentinel to find the master and its replica")
+        assert int(client.sentinel_get_master_addr_by_name("vexora")[1]) == master.port
+    finally:
+        proc.stop()
+        replica.cleanup()
+        master.cleanup()
