@@ -3,7 +3,8 @@ a steady rate and payers pay while the master is SIGKILLed. Every process follow
 the new master without a restart; acknowledgements waited for the replica (``WAIT``), so every
 accepted job reaches its right state, every callback acknowledged before the kill is applied, and
 nothing is created twice. State changes the workers made on the old master may be lost with it:
-the lease, the query-before-resend and the reconciler repair them."""
+the lease, the query-before-resend and the reconciler repair them. Flower keeps showing the
+workers and their tasks."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from worker.waiting import wait_until
 from tests.conftest import SENTINEL_GROUP_PASSWORD, SENTINEL_PASSWORD
 from tests.reliability.conftest import size
 from tests.reliability.support import FAST, autopay, created_twice, wait_settled
+from tests.support.flower import Flower
 from tests.support.stack import Stack, payload
 
 pytestmark = pytest.mark.integration
@@ -30,7 +32,9 @@ def ha_stack(sentinel_group, tmp_path):
                   **sentinel_group.env(), **FAST)
     assert stack.settings.min_replicas == 1  # the default with Sentinel
     stack.start(workers=2, concurrency=8, web=True, beat=True)
+    stack.flower = Flower(stack)
     try:
+        stack.flower.wait_up()
         yield stack
     finally:
         stack.stop()
@@ -100,6 +104,13 @@ def test_sigkill_the_master_mid_run(ha_stack, sentinel_group, figures):
     assert unapplied == []
     assert acked_before, "no callback was acknowledged before the kill: the scenario proves nothing"
     assert all(p.alive for p in stack.processes), "every process follows the failover without a restart"
+    # Flower too: it still lists the workers and shows tasks they received after the kill
+    for proc in stack.processes:
+        if getattr(proc, "worker_name", None):
+            stack.flower.wait_for_worker(proc.worker_name)
+    wait_until(lambda: any((task.get("received") or 0) > killed_wall + promoted_s
+                           for task in stack.flower.get("/api/tasks").json().values()),
+               timeout=30, what="Flower to show a task received after the failover")
     assert new.port != old.port
     logs = stack.logs()
     assert SENTINEL_GROUP_PASSWORD not in logs and SENTINEL_PASSWORD not in logs
