@@ -49,6 +49,35 @@ for _, m in ipairs(items) do redis.call('ZADD', KEYS[1], ARGV[3], m) end
 return items
 """
 
+# One fan-out pass in one call: for each event, its body (kept if already there), one delivery
+# per endpoint that wants it (a record that already exists keeps its status and attempts: a
+# pass re-read after its dispatcher died changes nothing delivered), due now; then the event is
+# acknowledged. KEYS: due set, outbox, then per event its body key and its delivery keys.
+# ARGV: group, now (ms), keep (s), then per event: id, type, tradeNo, sequence, body, n, n endpoint ids.
+_FAN_OUT = """
+local k, a = 3, 4
+while a <= #ARGV do
+  local id, kind, trade_no, seq, body, n = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 5])
+  a = a + 6
+  if n > 0 then
+    redis.call('SET', KEYS[k], body, 'EX', ARGV[3], 'NX')
+    k = k + 1
+    for i = 1, n do
+      local endpoint = ARGV[a]
+      redis.call('HSETNX', KEYS[k], 'status', 'pending')
+      redis.call('HSET', KEYS[k], 'eventId', id, 'endpoint', endpoint, 'type', kind, 'tradeNo', trade_no,
+                 'sequence', seq, 'createdAt', ARGV[2])
+      redis.call('HSETNX', KEYS[k], 'attempts', 0)
+      redis.call('EXPIRE', KEYS[k], ARGV[3])
+      redis.call('ZADD', KEYS[1], 'NX', ARGV[2], id .. '|' .. endpoint)
+      k, a = k + 1, a + 1
+    end
+  end
+  redis.call('XACK', KEYS[2], ARGV[1], id)
+end
+return k - 3
+"""
+
 
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -86,6 +115,7 @@ class Dispatcher:
         self.due_key = f"{prefix}:webhooks:due"
         self.consumer = "dispatcher-" + secrets.token_hex(4)
         self._claim_due = client.register_script(_CLAIM_DUE)
+        self._fan_out = client.register_script(_FAN_OUT)
 
     def body_key(self, event_id: str) -> str:
         return f"{self.prefix}:webhooks:body:{event_id}"
@@ -130,38 +160,36 @@ class Dispatcher:
         if not entries:
             return 0
         endpoints = [e for e in self.endpoints.all() if e["enabled"]]
-        now = self.now_ms()
-        pipe = self.redis.pipeline(transaction=False)
+        keys, args = [self.due_key, self.outbox], [GROUP, self.now_ms(), KEEP_S]
         for raw_id, raw in entries:
             if not raw:
                 continue  # trimmed from the stream meanwhile
             event_id = _text(raw_id)
             fields = {_text(k): _text(v) for k, v in raw.items()}
-            self._schedule(pipe, event_id, fields, endpoints, now, reset=False)
-            pipe.xack(self.outbox, GROUP, event_id)
-        pipe.execute()
+            kind = fields["type"]
+            wanted = [e["id"] for e in endpoints if not e.get("types") or kind in e["types"]]
+            args += [event_id, kind, fields.get("tradeNo", ""), fields.get("sequence", "0"),
+                     build_body(fields) if wanted else "", len(wanted), *wanted]
+            if wanted:
+                keys += [self.body_key(event_id), *(self.delivery_key(event_id, e) for e in wanted)]
+        if len(args) > 3:
+            self._fan_out(keys=keys, args=args)  # one round trip for the whole pass
         return len(entries)
 
-    def _schedule(self, pipe, event_id: str, fields: dict, endpoints: list[dict], now: int, *,
-                  reset: bool) -> int:
+    def _reschedule(self, pipe, event_id: str, fields: dict, endpoints: list[dict], now: int) -> int:
+        """Replay: the event's deliveries to ``endpoints`` pending again, due now."""
         kind = fields["type"]
         wanted = [e for e in endpoints if not e.get("types") or kind in e["types"]]
         if not wanted:
             return 0
-        pipe.set(self.body_key(event_id), build_body(fields), ex=KEEP_S, nx=not reset)
+        pipe.set(self.body_key(event_id), build_body(fields), ex=KEEP_S)
         for endpoint in wanted:
             key = self.delivery_key(event_id, endpoint["id"])
-            record = {"eventId": event_id, "endpoint": endpoint["id"], "type": kind,
-                      "tradeNo": fields.get("tradeNo", ""), "sequence": fields.get("sequence", "0"),
-                      "status": "pending", "attempts": 0, "createdAt": now}
-            if reset:
-                pipe.hset(key, mapping={**record, "attempts": 0, "status": "pending"})
-            else:
-                pipe.hsetnx(key, "status", "pending")
-                pipe.hset(key, mapping={k: v for k, v in record.items() if k not in ("status", "attempts")})
-                pipe.hsetnx(key, "attempts", 0)
+            pipe.hset(key, mapping={"eventId": event_id, "endpoint": endpoint["id"], "type": kind,
+                                    "tradeNo": fields.get("tradeNo", ""), "sequence": fields.get("sequence", "0"),
+                                    "status": "pending", "attempts": 0, "createdAt": now})
             pipe.expire(key, KEEP_S)
-            pipe.zadd(self.due_key, {f"{event_id}|{endpoint['id']}": now}, nx=not reset)
+            pipe.zadd(self.due_key, {f"{event_id}|{endpoint['id']}": now})
         return len(wanted)
 
     def hand_out(self, limit: int) -> int:
@@ -195,7 +223,7 @@ class Dispatcher:
                 statuses = [self.redis.hget(self.delivery_key(event_id, e["id"]), "status") for e in endpoints]
                 chosen = [e for e, status in zip(endpoints, statuses) if _text(status or b"") != "delivered"]
             pipe = self.redis.pipeline(transaction=False)
-            count += self._schedule(pipe, event_id, fields, chosen, now, reset=True)
+            count += self._reschedule(pipe, event_id, fields, chosen, now)
             pipe.execute()
         return count
 
