@@ -100,6 +100,14 @@ def headline(by_key: dict) -> list[str]:
     if po and po.data:
         parts = [f"{k} {_f(v['jobs_per_s'])} jobs/s / {_f(v['pss'])} MiB PSS" for k, v in po.data.items()]
         lines.append("Pools at 100 ms: " + "; ".join(parts) + ".")
+    rp = by_key.get("replication")
+    if rp and rp.data.get("ratio_wait") is not None:
+        d = rp.data
+        lines.append(f"Replicated acknowledgements (table 10, 100 ms): **{_f(d['ratio_wait'], '.2f')} with one "
+                     f"replica and a WAIT per counted request** (goal ≥ 0.85: "
+                     f"{'met' if d['ratio_wait'] >= 0.85 else 'not met'}), against {_f(d['ratio_plain'], '.2f')} "
+                     f"with one Redis and {_f(d['ratio_no_wait'], '.2f')} through Sentinel without the WAIT, "
+                     f"side by side.")
     return lines
 
 
@@ -322,6 +330,10 @@ def findings(by_key: dict) -> str:
             f"{_f(hd.get('ratio_shared'), '.2f')} — 16 more threads' work under each checkout process's "
             "GIL slows every submit — and a slow receiver could hold checkout threads."
             + (" **Below the 0.85 goal in this run.**" if (hd.get("ratio_on") or 1) < 0.85 else ""))
+    # 11. replicated acknowledgements (issue 14)
+    rp = by_key.get("replication")
+    if rp and rp.data.get("ratio_wait") is not None:
+        items.append(_replication(rp.data))
     for i, item in enumerate(items, 1):
         out.append(f"{i}. {item}")
     out.append("")
@@ -329,6 +341,31 @@ def findings(by_key: dict) -> str:
     out += _this_round(p, c)
     out += SESSION_CHECK
     return "\n".join(out)
+
+
+def _replication(d: dict) -> str:
+    from bench.replication import NO_WAIT, PLAIN, WAIT
+    a, b, c = d[PLAIN], d[WAIT], d[NO_WAIT]
+    m = d["micro"]
+    rounds = ", ".join(_f(r, ".2f") for r in b["rounds"])
+    return (
+        f"**Acknowledged means replicated: the pipeline keeps {_f(b['ratio'], '.2f')} of the bare client "
+        f"with one replica and a WAIT on every counted gateway request** (table 10, rounds {rounds}), "
+        f"against {_f(a['ratio'], '.2f')} with one Redis and {_f(c['ratio'], '.2f')} through the same "
+        f"Sentinel group without the WAIT, side by side in one run. The worker's `count_attempt` "
+        f"(one round trip either way) takes {_f(m[WAIT]['count_attempt_us'])} µs with the WAIT against "
+        f"{_f(m[NO_WAIT]['count_attempt_us'])} µs without and {_f(m[PLAIN]['count_attempt_us'])} µs on one "
+        f"Redis, one call at a time on an otherwise idle Redis: the master answers only once the replica "
+        f"has acknowledged the write, and a thread holds its job meanwhile, longer when the replica waits "
+        f"for a core on a busy machine; "
+        f"workers' CPU per job {_f(b['workers_ms'], '.2f')} ms with WAIT, {_f(c['workers_ms'], '.2f')} without, "
+        f"{_f(a['workers_ms'], '.2f')} on one Redis; Redis, the replica and the Sentinels "
+        f"{_f(b['redis_ms'], '.2f')} / {_f(c['redis_ms'], '.2f')} / {_f(a['redis_ms'], '.2f')} ms. The producer "
+        f"pays it on every `enqueue_checkout`: {_f(m[WAIT]['enqueue_one'])} calls/s one at a time with "
+        f"WAIT, {_f(m[NO_WAIT]['enqueue_one'])} without, {_f(m[PLAIN]['enqueue_one'])} on one Redis "
+        f"({_f(m[WAIT]['enqueue_threads'])} / {_f(m[NO_WAIT]['enqueue_threads'])} / "
+        f"{_f(m[PLAIN]['enqueue_threads'])} from 8 threads)."
+        + (" **Below the 0.85 goal in this run.**" if b["ratio"] < 0.85 else ""))
 
 
 # Issue 15 touched the per-job path (key-value log events in checkout, callbacks and the Celery

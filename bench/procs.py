@@ -12,6 +12,7 @@ import os
 import time
 import uuid
 from collections import Counter
+from contextlib import contextmanager
 from itertools import count
 from pathlib import Path
 
@@ -85,6 +86,7 @@ class Bench:
         self.web: Service | None = None
         self.web_shape = (0, 0)
         self.extra_cpu_pids: dict[str, int] = {}  # e.g. a webhook receiver a benchmark started
+        self.redis_pids: dict[str, int] | None = None  # set by ``elsewhere``; None: the bench's own Redis
         self._ids = count(1)
         self._run = uuid.uuid4().hex[:6]
 
@@ -135,6 +137,25 @@ class Bench:
         self.services.stop_all()
         self.http.close()
         self.redis_server.cleanup()
+
+    def runtime_for(self, env: dict) -> Runtime:
+        """A runtime for the bench's env with ``env`` on top (e.g. a Sentinel group's ``env()``)."""
+        return Runtime(Settings.from_env({**self.env, **env}))
+
+    @contextmanager
+    def elsewhere(self, env: dict, runtime: Runtime, redis_pids: dict[str, int]):
+        """While the block runs, point the bench at another Redis (a Sentinel group, say): the env
+        of the workers it starts (``env`` on top of its own), its enqueues, store reads and worker
+        control (``runtime``, from ``runtime_for(env)``), and the Redis processes whose CPU a
+        measurement splits (``redis_pids``, name -> pid). Everything is put back after."""
+        saved = (self.env, self.settings, self.runtime, self.redis, self.redis_pids)
+        self.env = {**self.env, **env}
+        self.settings, self.runtime, self.redis = runtime.settings, runtime, runtime.redis
+        self.redis_pids = dict(redis_pids)
+        try:
+            yield self
+        finally:
+            self.env, self.settings, self.runtime, self.redis, self.redis_pids = saved
 
     @property
     def python(self) -> str:
@@ -200,7 +221,8 @@ class Bench:
 
     def cpu_pids(self) -> dict[str, int]:
         """The processes whose CPU a measurement splits: sandbox, Redis, web, this one."""
-        pids = {"sandbox": self.sandbox.popen.pid, "redis": self.redis_server.process.pid,
+        pids = {"sandbox": self.sandbox.popen.pid,
+                **(self.redis_pids or {"redis": self.redis_server.process.pid}),
                 "bench (client/poll)": os.getpid()}
         if self.web is not None:
             pids["web"] = self.web.popen.pid

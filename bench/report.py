@@ -126,7 +126,7 @@ def render_markdown(sections: list[Section], host: dict, command: str, mode: str
     out.append("")
     out.append(f"Mode: **{mode}**, whole run {total_seconds / 60:.1f} min. `--quick` runs small sizes "
                "(~2–3 min); `--only NAME` one benchmark (pipeline, scaleout, producer, callbacks, cost, "
-               "pools, profile, lease, webhooks); `--render <log dir>/results.pickle` re-writes this file from a saved run. "
+               "pools, profile, lease, webhooks, replication); `--render <log dir>/results.pickle` re-writes this file from a saved run. "
                "`BENCH_PYSPY` (a py-spy binary) and `BENCH_GEVENT_SITE` (a site-packages with gevent) are "
                "optional; neither is a project dependency.")
     out.append("")

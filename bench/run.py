@@ -42,6 +42,9 @@ BENCHMARKS = {
     "lease": ("bench.lease", {"calls": 2000}, {"calls": 10000}),
     "webhooks": ("bench.webhooks", {"events": 300, "jobs": 400, "rounds": 1},
                  {"events": 2000, "jobs": 2000, "rounds": 3}),
+    "replication": ("bench.replication",
+                    {"concurrency": 32, "jobs": 400, "rounds": 1, "calls": 500},
+                    {"concurrency": 32, "jobs": 2000, "rounds": 3, "calls": 3000}),
 }
 
 
