@@ -47,8 +47,10 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process; ``start`` waits until it answers PING."""
 
-    def __init__(self, port: int | None = None, *, appendonly: bool = False, data_dir: str | None = None):
+    def __init__(self, port: int | None = None, *, appendonly: bool = False, data_dir: str | None = None,
+                 extra_args: tuple[str, ...] = ()):
         self.port = port or free_port()
+        self.extra_args = tuple(extra_args)  # e.g. ("--cluster-enabled", "yes", ...)
         self.appendonly = appendonly
         self._own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="vexora-redis-")
@@ -65,7 +67,7 @@ class RedisServer:
                 "--appendfsync", "everysec", "--maxmemory-policy", "noeviction", "--databases", "16",
                 # a job record has one field over the default 64 bytes; as a listpack it takes a third
                 "--hash-max-ziplist-value", "256",
-                "--logfile", os.path.join(self.data_dir, "redis.log")]
+                "--logfile", os.path.join(self.data_dir, "redis.log"), *self.extra_args]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                         start_new_session=True)
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
