@@ -294,11 +294,11 @@ def run(bench: Bench, sizes: dict) -> Section:
                   ", ".join(f"{k} {v:.2g}" for k, v in rt["commands"].items()))
     stored = Table(["what a finished (`succeeded`) job keeps", "bytes per job"],
                    title="Bytes stored per job (`MEMORY USAGE ... SAMPLES 0`)")
-    stored.add(f"job hash `vexora:job:<tradeNo>` ({hlen:.0f} fields, encoding "
+    stored.add(f"job hash `vexora:job:{{<tradeNo>}}` ({hlen:.0f} fields, encoding "
                f"{', '.join(encoding)}; values over 64 bytes: {', '.join(sorted(longest)) or 'none'})", job_bytes)
     stored.add(f"  the same hash as a listpack (`{value_key} 256`; today {hash_config[value_key]})",
                compact_bytes)
-    stored.add("history list `vexora:job:<tradeNo>:history` (4 entries)", hist_bytes)
+    stored.add("history list `vexora:job:{<tradeNo>}:history` (4 entries)", hist_bytes)
     stored.add(f"events stream growth ({(xlen_after - xlen_before) / m:.1f} entries per job)",
                (mem_after - mem_before) / m)
     stored.add("Redis `used_memory` growth over the three phases ÷ jobs (allocator overhead and "

@@ -227,6 +227,24 @@ def reconcile(now: bool) -> None:
         click.echo("vexora.reconcile queued")
 
 
+@main.command("migrate-keys")
+def migrate_keys() -> None:
+    """Rename a job's keys from their names before the {tradeNo} hash tags (an upgrade step:
+    stop the workers first). Keeps each key's TTL; running it again renames nothing."""
+    from worker.migrate import migrate_keys as migrate
+    from worker.runtime import get_runtime
+
+    runtime = get_runtime()
+    try:
+        done = migrate(runtime.redis, runtime.settings.key_prefix)
+    except _REDIS_DOWN as exc:
+        raise click.ClickException(f"Redis unreachable: {exc}") from None
+    renamed = {k: v for k, v in done.items() if k not in ("kept", "gone")}
+    click.echo(f"renamed {sum(renamed.values())} keys"
+               + "".join(f", {kind} {n}" for kind, n in sorted(renamed.items())))
+    click.echo(f"kept {done['kept']} (already under the new name), gone {done['gone']} (expired meanwhile)")
+
+
 @main.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="The queue as JSON.")
 @click.pass_context

@@ -5,11 +5,12 @@ the move against ``worker.states`` and, in the same atomic step, writes the new 
 to the job's history, adds an event to the stream and keeps the per-state time index that the
 reconciler scans. A refused move changes nothing and reports the state it found.
 
-Keys (``p`` is ``Settings.key_prefix``):
-    p:job:<tradeNo>           hash    the record (no payer data but the masked ``contact``)
-    p:job:<tradeNo>:history   list    JSON entries {at, from, to, detail}
-    p:job:<tradeNo>:payload   string  the merchant's payload (payer data) while the job needs it
-    p:job:<tradeNo>:retained  string  the same, once purged, kept ``payload_retention`` seconds (0: none)
+Keys (``p`` is ``Settings.key_prefix``); a job's own keys share the hash tag ``{<tradeNo>}``, so
+they are in one Redis Cluster slot (README, "Redis Cluster"):
+    p:job:{<tradeNo>}           hash    the record (no payer data but the masked ``contact``)
+    p:job:{<tradeNo>}:history   list    JSON entries {at, from, to, detail}
+    p:job:{<tradeNo>}:payload   string  the merchant's payload (payer data) while the job needs it
+    p:job:{<tradeNo>}:retained  string  the same, once purged, kept ``payload_retention`` seconds (0: none)
 
 The payload lives beside the hash, not in it: at ~0.5 kB it is longer than Redis's
 ``hash-max-listpack-value``, and one such value turns a hash into a hashtable for good (three
@@ -19,6 +20,10 @@ times the memory for the 30 days a finished job is kept; BENCHMARKS.md, 5).
     p:entered:<state>         zset    tradeNos of open states, scored by entry time (metrics)
     p:review                  set     tradeNos flagged for a person (``flag``), until resolved
     p:metrics:transitions     hash    ``from>to`` -> count of state changes (metrics)
+
+Every key a script reads or writes is passed in its ``KEYS`` (none is built inside Lua): the
+global keys above too, and the webhook outbox the scripts append to (``worker.webhooks``).
+Before the hash tags, a job's keys were ``p:job:<tradeNo>`` etc.; ``worker.migrate`` renames them.
 """
 
 from __future__ import annotations
@@ -38,11 +43,15 @@ from schemas import CheckoutRecordSchema, trade_no_errors
 from worker.errors import DuplicateTradeNoError, InvalidError, LeaseLostError
 from worker.logs import event
 from worker.redis_ha import Replication
+from worker.webhooks.endpoints import endpoints_key
+from worker.webhooks.outbox import outbox_key
 
 __all__ = ["JobStore", "Job", "Moved", "fingerprint", "WEBHOOK_STATES"]
 
 log = logging.getLogger("vexora.store")
 
+# KEYS: job, history, events, payload, index:queued, entered:queued, transitions
+# ARGV: tradeNo, fingerprint, now ms, ttl, events maxlen, record JSON, payload JSON
 _CREATE = """
 local fp = redis.call('HGET', KEYS[1], 'fingerprint')
 if fp then
@@ -50,23 +59,25 @@ if fp then
   if fp == ARGV[2] then return {'existing', state} end
   return {'conflict', state}
 end
-local fields = cjson.decode(ARGV[7])
+local fields = cjson.decode(ARGV[6])
 local flat = {}
 for k, v in pairs(fields) do flat[#flat + 1] = k; flat[#flat + 1] = tostring(v) end
 redis.call('HSET', KEYS[1], unpack(flat))
-redis.call('SET', KEYS[4], ARGV[8], 'EX', ARGV[4])
+redis.call('SET', KEYS[4], ARGV[7], 'EX', ARGV[4])
 redis.call('RPUSH', KEYS[2], '{"at":' .. ARGV[3] .. ',"from":null,"to":"queued","detail":{}}')
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'tradeNo', ARGV[1], 'from', '',
            'to', 'queued', 'at', ARGV[3], 'detail', '{}')
-redis.call('ZADD', ARGV[6] .. 'queued', ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
 -- for the metrics: entry times per open state (the reconciler's index above is rescheduled)
-redis.call('ZADD', ARGV[9] .. 'entered:queued', ARGV[3], ARGV[1])
-redis.call('HINCRBY', ARGV[9] .. 'metrics:transitions', 'new>queued', 1)
+redis.call('ZADD', KEYS[6], ARGV[3], ARGV[1])
+redis.call('HINCRBY', KEYS[7], 'new>queued', 1)
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 return {'created', 'queued'}
 """
 
+# KEYS: job, history, events, review set, webhook endpoints, webhook outbox
+# ARGV: tradeNo, reason, now ms, detail JSON, events maxlen
 _FLAG = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 -- once per reason (a resent callback flags once); a move may have set needsReview and the
@@ -75,9 +86,9 @@ if redis.call('HGET', KEYS[1], 'flaggedReason') == ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], 'needsReview', 'true', 'reviewReason', ARGV[2], 'reviewAt', ARGV[3],
            'flaggedReason', ARGV[2])
 redis.call('SADD', KEYS[4], ARGV[1])
-if redis.call('EXISTS', ARGV[6] .. 'webhooks:endpoints') == 1 then
+if redis.call('EXISTS', KEYS[5]) == 1 then
   local seq = redis.call('HINCRBY', KEYS[1], 'webhookSeq', 1)
-  redis.call('XADD', ARGV[6] .. 'webhooks:outbox', 'MAXLEN', '~', ARGV[5], '*', 'type', 'checkout.needs_review',
+  redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[5], '*', 'type', 'checkout.needs_review',
              'tradeNo', ARGV[1], 'sequence', seq, 'at', ARGV[3], 'record', cjson.encode(redis.call('HGETALL', KEYS[1])))
 end
 redis.call('RPUSH', KEYS[2], '{"at":' .. ARGV[3] .. ',"from":null,"to":null,"detail":' .. ARGV[4] .. '}')
@@ -124,6 +135,14 @@ redis.call('ZADD', KEYS[2], 'XX', string.format('%d', next_check - tonumber(ARGV
 return checks
 """
 
+# KEYS: 1 job, 2 history, 3 events, 4 payload, 5 retained, 6 transitions, 7 webhook endpoints,
+#       8 webhook outbox; then, for each open state in ARGV[6] (in its order), its index and its
+#       entered zset; then the counters' hashes (``counters`` of ``JobStore.move``)
+# ARGV: 1 target, 2 allowed from, 3 now ms, 4 ttl, 5 events maxlen, 6 the open states of the
+#       per-state KEYS (every open one among allowed and target), 7 fields JSON, 8 drop JSON,
+#       9 claim lease ms ("" no claim), 10 detail JSON, 11 tradeNo, 12 counters' [field, ttl] JSON,
+#       13 payload retention, 14 detail by state JSON, 15 field that must increase, 16 lease token,
+#       17 webhook event type ("" none)
 _MOVE = """
 local current = redis.call('HGET', KEYS[1], 'state')
 if not current then return {0, false, 0, false} end
@@ -134,18 +153,18 @@ end
 if not allowed then return {0, current, 0, false} end
 local now = ARGV[3]
 local payload = false
-if ARGV[17] ~= '' and redis.call('HGET', KEYS[1], 'leaseToken') ~= ARGV[17] then
+if ARGV[16] ~= '' and redis.call('HGET', KEYS[1], 'leaseToken') ~= ARGV[16] then
   -- a write of a lease holder: another process claimed the job since (the holder lost it)
   return {0, current, 0, false, 1}
 end
-if ARGV[16] ~= '' and current == ARGV[1] then
+if ARGV[15] ~= '' and current == ARGV[1] then
   -- a self-move (more paid on a partial payment) only when the field grows
-  local old = tonumber(redis.call('HGET', KEYS[1], ARGV[16]) or '0') or 0
-  local new = tonumber(cjson.decode(ARGV[8])[ARGV[16]] or '')
+  local old = tonumber(redis.call('HGET', KEYS[1], ARGV[15]) or '0') or 0
+  local new = tonumber(cjson.decode(ARGV[7])[ARGV[15]] or '')
   if not new or new <= old then return {0, current, 0, false} end
 end
 local lease_until = false
-if ARGV[10] ~= '' then
+if ARGV[9] ~= '' then
   -- lease times are Redis's clock (TIME), so the workers' clocks do not matter
   local t = redis.call('TIME')
   local server_now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -154,21 +173,21 @@ if ARGV[10] ~= '' then
     local lease = tonumber(redis.call('HGET', KEYS[1], 'leaseUntil') or '0')
     if lease > server_now then return {0, current, 0, false} end
   end
-  lease_until = server_now + tonumber(ARGV[10])
+  lease_until = server_now + tonumber(ARGV[9])
   -- a claim is for sending, and returns what to send: a job without its payload is not claimed
   payload = redis.call('GET', KEYS[4]) or redis.call('HGET', KEYS[1], 'payload')
   if not payload then return {0, current, 0, false} end
 end
 local flat = {'state', ARGV[1], 'updatedAt', now}
 if lease_until then flat[#flat + 1] = 'leaseUntil'; flat[#flat + 1] = lease_until end
-for k, v in pairs(cjson.decode(ARGV[8])) do flat[#flat + 1] = k; flat[#flat + 1] = tostring(v) end
+for k, v in pairs(cjson.decode(ARGV[7])) do flat[#flat + 1] = k; flat[#flat + 1] = tostring(v) end
 redis.call('HSET', KEYS[1], unpack(flat))
-local drop = cjson.decode(ARGV[9])
+local drop = cjson.decode(ARGV[8])
 local purge = false
 for _, f in ipairs(drop) do if f == 'payload' then purge = true end end
 if purge then
   -- payer data kept for a while (support), then gone; never shown by get_checkout
-  local retention = tonumber(ARGV[14])
+  local retention = tonumber(ARGV[13])
   local old = redis.call('HGET', KEYS[1], 'payload')  -- a record written before the key existed
   if old then redis.call('SET', KEYS[4], old, 'EX', ARGV[4]) end
   if retention > 0 and redis.call('EXISTS', KEYS[4]) == 1 then
@@ -179,44 +198,46 @@ if purge then
   end
 end
 if #drop > 0 then redis.call('HDEL', KEYS[1], unpack(drop)) end
-local detail = ARGV[11]
-if ARGV[15] ~= '' then
+local detail = ARGV[10]
+if ARGV[14] ~= '' then
   -- a detail that depends on the state the job is moved from (e.g. a claim vs a takeover)
-  local by_state = cjson.decode(ARGV[15])
+  local by_state = cjson.decode(ARGV[14])
   if by_state[current] then detail = by_state[current] end
 end
 redis.call('RPUSH', KEYS[2], '{"at":' .. now .. ',"from":"' .. current .. '","to":"' .. ARGV[1] ..
            '","detail":' .. detail .. '}')
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'tradeNo', ARGV[12], 'from', current,
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'tradeNo', ARGV[11], 'from', current,
            'to', ARGV[1], 'at', now, 'detail', detail)
-for s in string.gmatch(ARGV[7], '%S+') do
-  if s == current then redis.call('ZREM', ARGV[6] .. current, ARGV[12]) end
+-- the open states' keys, by state: only open states are indexed (a closed one has none)
+local index, entered, n = {}, {}, 0
+for s in string.gmatch(ARGV[6], '%S+') do
+  n = n + 1
+  index[s] = KEYS[7 + 2 * n]
+  entered[s] = KEYS[8 + 2 * n]
 end
-for s in string.gmatch(ARGV[7], '%S+') do
-  if s == ARGV[1] then redis.call('ZADD', ARGV[6] .. ARGV[1], now, ARGV[12]) end
-end
+if index[current] then redis.call('ZREM', index[current], ARGV[11]) end
+if index[ARGV[1]] then redis.call('ZADD', index[ARGV[1]], now, ARGV[11]) end
 -- for the metrics: counted in the same step as the change, so every worker everywhere is counted
-redis.call('HINCRBY', ARGV[18] .. 'metrics:transitions', current .. '>' .. ARGV[1], 1)
+redis.call('HINCRBY', KEYS[6], current .. '>' .. ARGV[1], 1)
 if current ~= ARGV[1] then
-  redis.call('ZREM', ARGV[18] .. 'entered:' .. current, ARGV[12])
-  for s in string.gmatch(ARGV[7], '%S+') do
-    if s == ARGV[1] then redis.call('ZADD', ARGV[18] .. 'entered:' .. ARGV[1], now, ARGV[12]) end
-  end
+  if entered[current] then redis.call('ZREM', entered[current], ARGV[11]) end
+  if entered[ARGV[1]] then redis.call('ZADD', entered[ARGV[1]], now, ARGV[11]) end
 end
-if ARGV[19] ~= '' then
+if ARGV[17] ~= '' then
   -- a merchant acts on this change: one webhook event, in the same step as the change, so no
   -- event is lost when a worker dies after it (delivered later by worker.webhooks)
-  if redis.call('EXISTS', ARGV[18] .. 'webhooks:endpoints') == 1 then
+  if redis.call('EXISTS', KEYS[7]) == 1 then
     local seq = redis.call('HINCRBY', KEYS[1], 'webhookSeq', 1)
-    redis.call('XADD', ARGV[18] .. 'webhooks:outbox', 'MAXLEN', '~', ARGV[5], '*', 'type', ARGV[19],
-               'tradeNo', ARGV[12], 'sequence', seq, 'at', now,
+    redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[5], '*', 'type', ARGV[17],
+               'tradeNo', ARGV[11], 'sequence', seq, 'at', now,
                'record', cjson.encode(redis.call('HGETALL', KEYS[1])))
   end
 end
-for _, c in ipairs(cjson.decode(ARGV[13])) do
+for i, c in ipairs(cjson.decode(ARGV[12])) do
   -- counters that must move with the state, exactly once (e.g. successes per payer IP)
-  redis.call('HINCRBY', c[1], c[2], 1)
-  redis.call('EXPIRE', c[1], c[3])
+  local key = KEYS[8 + 2 * n + i]
+  redis.call('HINCRBY', key, c[1], 1)
+  redis.call('EXPIRE', key, c[2])
 end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
@@ -229,6 +250,7 @@ _RECORD = CheckoutRecordSchema()
 # States a merchant acts on: each move into one is a webhook event (``checkout.<state>``).
 WEBHOOK_STATES = frozenset({states.PAYING, states.SUCCEEDED, states.PARTIALLY_PAID, states.FAILED,
                             states.DECLINED, states.REJECTED, states.UNKNOWN})
+_OPEN = frozenset(states.OPEN)
 _JSON_FIELDS = {"errors", "contact"}
 _INT_FIELDS = {"attempts", "createdAt", "updatedAt", "leaseUntil", "reconcileChecks", "nextCheckAt"}
 
@@ -292,19 +314,21 @@ class JobStore:
         self._count = client.register_script(_COUNT)
         self._renew = client.register_script(_RENEW)
         self._schedule = client.register_script(_SCHEDULE)
+        self._state_keys_cache: dict[tuple[str, frozenset[str]], tuple[str, list[str]]] = {}
 
     # -- keys -------------------------------------------------------------------------------
+    # a job's keys share the hash tag {tradeNo}: one Redis Cluster slot (README, "Redis Cluster")
     def job_key(self, trade_no: str) -> str:
-        return f"{self.prefix}:job:{trade_no}"
+        return f"{self.prefix}:job:{{{trade_no}}}"
 
     def history_key(self, trade_no: str) -> str:
-        return f"{self.prefix}:job:{trade_no}:history"
+        return f"{self.job_key(trade_no)}:history"
 
     def payload_key(self, trade_no: str) -> str:
-        return f"{self.prefix}:job:{trade_no}:payload"
+        return f"{self.job_key(trade_no)}:payload"
 
     def retained_key(self, trade_no: str) -> str:
-        return f"{self.prefix}:job:{trade_no}:retained"
+        return f"{self.job_key(trade_no)}:retained"
 
     @property
     def events_key(self) -> str:
@@ -326,6 +350,26 @@ class JobStore:
     def transitions_key(self) -> str:
         """Hash ``from>to`` -> count of every state change (and ``new>queued``), for metrics."""
         return f"{self.prefix}:metrics:transitions"
+
+    @property
+    def webhook_endpoints_key(self) -> str:
+        """The webhook endpoints (``worker.webhooks.endpoints``): a move records an event only if any."""
+        return endpoints_key(self.prefix)
+
+    @property
+    def webhook_outbox_key(self) -> str:
+        """The stream a move's webhook event is recorded in (``worker.webhooks.outbox``)."""
+        return outbox_key(self.prefix)
+
+    def _state_keys(self, target: str, allowed: frozenset[str]) -> tuple[str, list[str]]:
+        """The per-state keys a move into ``target`` from ``allowed`` may touch: the open states
+        among them (``_MOVE``'s ARGV[6]) and, for each, its index and entered zsets."""
+        found = self._state_keys_cache.get((target, allowed))
+        if found is None:
+            touched = sorted((allowed | {target}) & _OPEN)
+            keys = [k for s in touched for k in (self.index_key(s), self.entered_key(s))]
+            found = self._state_keys_cache[(target, allowed)] = (" ".join(touched), keys)
+        return found
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -350,10 +394,11 @@ class JobStore:
             record["amount"] = amount
         outcome, state = self._create(
             keys=[self.job_key(trade_no), self.history_key(trade_no), self.events_key,
-                  self.payload_key(trade_no)],
-            args=[trade_no, fp, now, self.ttl, self.events_maxlen, f"{self.prefix}:index:",
+                  self.payload_key(trade_no), self.index_key(states.QUEUED),
+                  self.entered_key(states.QUEUED), self.transitions_key],
+            args=[trade_no, fp, now, self.ttl, self.events_maxlen,
                   json.dumps({k: str(v) for k, v in record.items()}, ensure_ascii=False),
-                  json.dumps(dict(payload), ensure_ascii=False), f"{self.prefix}:"],
+                  json.dumps(dict(payload), ensure_ascii=False)],
         )
         outcome = _text(outcome)
         if outcome == "conflict":
@@ -391,15 +436,18 @@ class JobStore:
             token = values["leaseToken"] = secrets.token_hex(8)
         detail_json = _compact(detail or {})
         by_state = {k: _compact(v) for k, v in (detail_from or {}).items()}
+        counters = list(counters)
+        indexed, state_keys = self._state_keys(target, allowed)
         applied, previous, attempts, payload, *lost = self._move(
             keys=[self.job_key(trade_no), self.history_key(trade_no), self.events_key,
-                  self.payload_key(trade_no), self.retained_key(trade_no)],
-            args=[target, " ".join(sorted(allowed)), now, self.ttl, self.events_maxlen,
-                  f"{self.prefix}:index:", " ".join(states.OPEN), json.dumps(values),
-                  json.dumps(list(drop)), int(claim_lease * 1000) if claim_lease is not None else "",
-                  detail_json, trade_no, json.dumps([list(c) for c in counters]),
-                  self.payload_retention, json.dumps(by_state) if by_state else "",
-                  increase or "", lease_token or "", f"{self.prefix}:",
+                  self.payload_key(trade_no), self.retained_key(trade_no), self.transitions_key,
+                  self.webhook_endpoints_key, self.webhook_outbox_key, *state_keys,
+                  *(key for key, _field, _ttl in counters)],
+            args=[target, " ".join(sorted(allowed)), now, self.ttl, self.events_maxlen, indexed,
+                  json.dumps(values), json.dumps(list(drop)),
+                  int(claim_lease * 1000) if claim_lease is not None else "", detail_json, trade_no,
+                  json.dumps([[field, ttl] for _key, field, ttl in counters]), self.payload_retention,
+                  json.dumps(by_state) if by_state else "", increase or "", lease_token or "",
                   f"checkout.{target}" if target in WEBHOOK_STATES else ""],
         )
         moved = Moved(bool(applied), _text(previous) if previous else None, int(attempts or 0),
@@ -431,8 +479,8 @@ class JobStore:
         detail_json = json.dumps({"kind": "needs_review", "reason": reason, **(detail or {})},
                                  ensure_ascii=False, separators=(",", ":"))
         flagged = bool(self._flag(keys=[self.job_key(trade_no), self.history_key(trade_no), self.events_key,
-                                        self.review_key],
-                                  args=[trade_no, reason, now, detail_json, self.events_maxlen, f"{self.prefix}:"]))
+                                        self.review_key, self.webhook_endpoints_key, self.webhook_outbox_key],
+                                  args=[trade_no, reason, now, detail_json, self.events_maxlen]))
         if flagged:
             event(log, logging.WARNING, "needs_review", tradeNo=trade_no, reason=reason)
         return flagged

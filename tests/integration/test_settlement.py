@@ -220,7 +220,7 @@ def test_the_producer_api_answers_503_with_the_trade_no_when_the_broker_refuses(
         assert answer.status_code == 503, answer.text
         assert answer.json()["tradeNo"] == job["tradeNo"]
         # stored and waiting: the same request later (or the reconciler's re-drive) queues it
-        stored = redis.Redis.from_url(redis_url).hget(f"vexora:job:{job['tradeNo']}", "state")
+        stored = redis.Redis.from_url(redis_url).hget(f"vexora:job:{{{job['tradeNo']}}}", "state")
         assert stored == b"queued"
     finally:
         s.stop()

@@ -48,8 +48,9 @@ class RedisServer:
     """One redis-server process; ``start`` waits until it answers PING."""
 
     def __init__(self, port: int | None = None, *, appendonly: bool = False, data_dir: str | None = None,
-                 replica_of: int | None = None, password: str = ""):
+                 replica_of: int | None = None, password: str = "", extra_args: tuple[str, ...] = ()):
         self.port = port or free_port()
+        self.extra_args = tuple(extra_args)  # e.g. ("--cluster-enabled", "yes", ...)
         self.appendonly = appendonly
         self.replica_of = replica_of  # the port of a master on 127.0.0.1 to replicate
         self.password = password  # requirepass, and masterauth (a replica may become a master)
@@ -69,7 +70,7 @@ class RedisServer:
                 "--appendfsync", "everysec", "--maxmemory-policy", "noeviction", "--databases", "16",
                 # a job record has one field over the default 64 bytes; as a listpack it takes a third
                 "--hash-max-ziplist-value", "256",
-                "--logfile", os.path.join(self.data_dir, "redis.log")]
+                "--logfile", os.path.join(self.data_dir, "redis.log"), *self.extra_args]
         if self.password:
             args += ["--requirepass", self.password, "--masterauth", self.password]
         if self.replica_of:

@@ -5,7 +5,7 @@ Keys (``p`` is the key prefix):
     p:webhooks:body:<eventId>         string  the event's JSON body, as every attempt sends it
     p:webhooks:delivery:<eventId>:<endpointId>  hash  status, attempts, next attempt, last answer
     p:webhooks:due                    zset    "<eventId>|<endpointId>" scored by when it is due (ms)
-    p:webhooks:attempts:<tradeNo>     list    every attempt for the job's events (newest 100)
+    p:webhooks:attempts:{<tradeNo>}   list    every attempt for the job's events (newest 100)
 
 ``Dispatcher.run`` is one pass of ``vexora.webhooks.dispatch`` (beat, every second; one pass at a
 time under a lock): it reads new events with a consumer group (an event is acknowledged only once
@@ -30,7 +30,7 @@ from schemas import CheckoutEventDataSchema
 from schemas.record import HIDDEN
 from worker.webhooks.endpoints import Endpoints
 
-__all__ = ["Dispatcher", "build_body", "WEBHOOK_HIDDEN"]
+__all__ = ["Dispatcher", "build_body", "outbox_key", "WEBHOOK_HIDDEN"]
 
 log = logging.getLogger("vexora.webhooks")
 
@@ -79,6 +79,11 @@ return k - 3
 """
 
 
+def outbox_key(prefix: str) -> str:
+    """The outbox stream; the store's scripts write it (passed in their KEYS), the dispatcher reads it."""
+    return f"{prefix}:webhooks:outbox"
+
+
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -111,7 +116,7 @@ class Dispatcher:
         self.send_deliver = send_deliver
         self.clock = clock
         self.claim_ms = int(claim_seconds * 1000)  # a handed-out delivery comes back after this
-        self.outbox = f"{prefix}:webhooks:outbox"
+        self.outbox = outbox_key(prefix)
         self.due_key = f"{prefix}:webhooks:due"
         self.consumer = "dispatcher-" + secrets.token_hex(4)
         self._claim_due = client.register_script(_CLAIM_DUE)
@@ -124,7 +129,8 @@ class Dispatcher:
         return f"{self.prefix}:webhooks:delivery:{event_id}:{endpoint_id}"
 
     def attempts_key(self, trade_no: str) -> str:
-        return f"{self.prefix}:webhooks:attempts:{trade_no}"
+        """Per job, with the job's hash tag (its slot in a Redis Cluster, like ``worker.store``'s keys)."""
+        return f"{self.prefix}:webhooks:attempts:{{{trade_no}}}"
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
