@@ -33,7 +33,7 @@ DEFAULTS = {
     "payload_retention_seconds": 0, "events_maxlen": 100_000, "connect_timeout": 3.05,
     "read_timeout": 10.0, "retry_max_attempts": 5, "retry_max_seconds": 30.0, "retry_base_delay": 0.5,
     "retry_max_delay": 8.0, "retry_after_cap": 30.0, "lease_seconds": 20.0, "lease_renew_seconds": 0.0,
-    "request_deadline": 0.0, "visibility_timeout": 0.0, "amount_max": 1_000_000,
+    "request_deadline": 0.0, "visibility_timeout": 0.0, "broker_delivery_limit": 10, "amount_max": 1_000_000,
     "channel_codes": ("EWALLET",), "way_codes": ("PAYPAY",), "allow_private_ip": False,
     "remark_max_length": 256, "callback_max_bytes": 65_536, "callback_allowed_ips": (),
     "trusted_proxies": 0, "ip_limits_enabled": True, "ip_daily_limit": 10, "ip_daily_success_limit": 3,
@@ -70,7 +70,8 @@ def test_the_mapping_given_is_read_not_the_process_environment(monkeypatch):
 CASES = [
     ("REDIS_URL", ["localhost:6379", "http://127.0.0.1:6379/0", "redis://127.0.0.1:port/0", "redis:///0"],
      ("rediss://cache.internal:6380/2", "rediss://cache.internal:6380/2")),
-    ("VEXORA_BROKER_URL", ["amqp://rabbit//", "127.0.0.1:6379"], ("redis://broker:6379/1", "redis://broker:6379/1")),
+    ("VEXORA_BROKER_URL", ["127.0.0.1:6379", "amqp:///vhost", "amqp://rabbit:port//", "http://rabbit:5672/",
+                           "pyamqp://rabbit//"], ("redis://broker:6379/1", "redis://broker:6379/1")),
     ("VEXORA_BASE_URL", ["gateway.example.jp", "ftp://gateway.example.jp", "https://"],
      ("https://gateway.example.jp", "https://gateway.example.jp")),
     ("VEXORA_ENV", ["prod", "staging"], ("Production", "production")),
@@ -93,6 +94,7 @@ CASES = [
     ("VEXORA_LEASE_RENEW_SECONDS", ["-1", "20", "25"], ("19.5", 19.5)),  # shorter than the 20 s lease
     ("VEXORA_REQUEST_DEADLINE", ["-1"], ("0", 0.0)),
     ("VEXORA_VISIBILITY_TIMEOUT", ["-1"], ("45", 45.0)),
+    ("VEXORA_BROKER_DELIVERY_LIMIT", ["0", "ten"], ("5", 5)),
     ("VEXORA_AMOUNT_MAX", ["0", "1e6"], ("5000", 5000)),
     ("VEXORA_CHANNEL_CODES", [",", " , ,"], ("EWALLET, BANK", ("EWALLET", "BANK"))),
     ("VEXORA_WAY_CODES", [","], ("PAYPAY,LINEPAY", ("PAYPAY", "LINEPAY"))),
@@ -175,7 +177,7 @@ SECRET_CARRIERS = {
     "FLOWER_BASIC_AUTH": f"admin{MARK}",  # no colon: not user:password
     "VEXORA_WEBHOOK_SECRET": f"whsec{MARK}",
     "REDIS_URL": f"redis://:{MARK}@cache:port/0",
-    "VEXORA_BROKER_URL": f"amqp://user:{MARK}@rabbit//",
+    "VEXORA_BROKER_URL": f"amqp://user:{MARK}@rabbit:port//",
     "CELERY_BROKER_URL": f"redis://:{MARK}@elsewhere:6379/0",
     "VEXORA_KEY_PREFIX": f"a {MARK}",
 }
