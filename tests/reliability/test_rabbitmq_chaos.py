@@ -77,7 +77,8 @@ def test_rabbitmq_chaos_worker_killed_and_broker_restarted(stack, rabbitmq, figu
     figures.add("rabbitmq chaos", jobs=len(jobs), faults=stats["totals"]["faults"],
                 callbacks_lost=stats["callbacks"]["dropped"], worker_sigkills=1,
                 in_flight_at_kill=in_flight_at_kill, broker_crashes=1, in_flight_at_restart=in_flight_at_restart,
-                broker_down_s=broker_down_s, dead_letters=sum(dead.values()), lost=len(wrong),
+                broker_down_s=broker_down_s,
+                dead_letters="/".join(f"{q.split('.')[0]}={n}" for q, n in dead.items()), lost=len(wrong),
                 created_twice=len(twice), settle_s=time.monotonic() - started)
     assert wrong == {}, f"{len(wrong)} jobs not in the gateway's state, e.g. {list(wrong.items())[:5]}"
     assert twice == []
