@@ -169,6 +169,14 @@ def test_every_problem_is_reported_at_once():
         "VEXORA_API_TOKEN", "CELERY_RESULT_BACKEND", "VEXORA_APP_SECRET_FILE"}
 
 
+def test_a_rabbitmq_broker_url_is_accepted_and_known_as_rabbitmq():
+    for url in ("amqp://vexora:s3cret-pass@rabbit:5672/vexora", "amqps://vexora:s3cret-pass@rabbit/vexora"):
+        settings = Settings.from_env({"VEXORA_BROKER_URL": url})
+        assert settings.celery_broker_url == url and settings.broker_is_rabbitmq
+    assert not Settings.from_env({}).broker_is_rabbitmq
+    assert not Settings.from_env({"VEXORA_BROKER_URL": "redis://broker:6379/1"}).broker_is_rabbitmq
+
+
 # -- secrets never shown -------------------------------------------------------------------------
 MARK = "Zq8MARKv2"
 SECRET_CARRIERS = {
