@@ -1,4 +1,5 @@
-"""Shared fixtures: the Redis the test command started (or a private one when run bare)."""
+"""Shared fixtures: the Redis the test command started (or a private one when run bare), and a
+private RabbitMQ node, started on first use and kept for the session."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import pytest
 
 from worker.local.redis_server import RedisServer
+from tests.support.rabbitmq import UNAVAILABLE, RabbitNode, find_rabbitmq
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +38,17 @@ def sentinel_group():
         yield group
     finally:
         group.stop()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq():
+    """A private RabbitMQ node (tests/support/rabbitmq.py), once per session; the tests that use
+    it are skipped, saying why, where rabbitmq-server is not installed."""
+    bin_dir = find_rabbitmq()
+    if bin_dir is None:
+        pytest.skip(UNAVAILABLE)
+    node = RabbitNode(bin_dir).start()
+    try:
+        yield node
+    finally:
+        node.close()

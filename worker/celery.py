@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 
 import celery
-from celery import Celery, signals
+from celery import Celery, bootsteps, signals
 from celery.utils.log import mlevel
+from kombu import Exchange, Queue
 
 from worker import logs
 from worker.errors import ConfigurationError
@@ -41,7 +42,6 @@ def create_app(settings: Settings | None = None) -> Celery:
                                        if settings.redis_sentinel_password else {})}}
     celery_app.conf.update(
         broker_url=settings.celery_broker_url,
-        broker_transport="worker.broker:SentinelTransport" if broker_sentinel else "worker.broker:Transport",
         result_backend=settings.redis_url,
         result_backend_transport_options=sentinel if settings.sentinel else {},
         # a channel error (a demoted master answering READONLY, celery#7946) reconnects instead
@@ -69,16 +69,6 @@ def create_app(settings: Settings | None = None) -> Celery:
             "vexora.callback.*": {"queue": CALLBACK_QUEUE},
             "vexora.webhooks.*": {"queue": WEBHOOK_QUEUE},
         },
-        # Twice the lease (Settings.redelivery_after): a dead worker's message comes back once its
-        # lease has run out; swept often enough that it comes back soon after that.
-        broker_transport_options={
-            "visibility_timeout": settings.redelivery_after,
-            "unacked_restore_interval": max(1, min(5, int(settings.redelivery_after / 8))),
-            "unacked_restore_throttle": 1,
-            "socket_connect_timeout": 3,
-            "socket_timeout": 10,
-            **(sentinel if broker_sentinel else {}),
-        },
         broker_connection_timeout=3,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=True,
@@ -98,8 +88,103 @@ def create_app(settings: Settings | None = None) -> Celery:
         enable_utc=True,
         timezone="Asia/Tokyo",
     )
+    celery_app.conf.update(_rabbitmq_conf(settings) if settings.broker_is_rabbitmq
+                           else _redis_conf(settings, sentinel if broker_sentinel else None))
+    if settings.broker_is_rabbitmq:
+        celery_app.steps["consumer"].add(DeadLetterQueues)
     _refuse_other_redis(celery_app, settings)
     return celery_app
+
+
+def _redis_conf(settings: Settings, sentinel: dict | None) -> dict:
+    """The Redis broker: ``sentinel`` (the Sentinel options) when VEXORA_BROKER_URL, or REDIS_URL,
+    lists Sentinels."""
+    return {
+        "broker_transport": "worker.broker:SentinelTransport" if sentinel else "worker.broker:Transport",
+        # Twice the lease (Settings.redelivery_after): a dead worker's message comes back once its
+        # lease has run out; swept often enough that it comes back soon after that.
+        "broker_transport_options": {
+            "visibility_timeout": settings.redelivery_after,
+            "unacked_restore_interval": max(1, min(5, int(settings.redelivery_after / 8))),
+            "unacked_restore_throttle": 1,
+            "socket_connect_timeout": 3,
+            "socket_timeout": 10,
+            **(sentinel or {}),
+        },
+    }
+
+
+# -- RabbitMQ (VEXORA_BROKER_URL=amqp://...) -------------------------------------------------------
+QUEUES = (CHECKOUT_QUEUE, CALLBACK_QUEUE, RECONCILE_QUEUE, WEBHOOK_QUEUE)
+DEAD_LETTER_EXCHANGE = "vexora.dead"
+
+
+def dead_letter_queue(queue: str) -> str:
+    """Where RabbitMQ puts a message of ``queue`` it gives up on (``checkout`` -> ``checkout.dead``)."""
+    return f"{queue}.dead"
+
+
+def rabbitmq_queues(delivery_limit: int) -> list[Queue]:
+    """Our four queues as quorum queues (replicated, fsynced before a publish is confirmed).
+
+    A message delivered ``delivery_limit`` times without an acknowledgement (its workers died
+    each time, or rejected it) is dead-lettered to ``<queue>.dead``, never dropped: the limit is
+    set here so RabbitMQ 3.x (no limit by default) and 4.x (20 by default, then dropped unless a
+    dead-letter exchange is set) behave alike, and dead-lettering is at-least-once (RabbitMQ
+    keeps the message until the dead-letter queue confirmed it; that needs ``reject-publish``
+    overflow). Expired messages (beat's ticks, ``expires``) are dead-lettered too.
+    Each queue has a topic exchange of its own name, so that Celery's native delayed delivery
+    (a task retried with a countdown) can route back to it.
+    """
+    return [Queue(name, Exchange(name, type="topic", durable=True), routing_key=name, durable=True,
+                  queue_arguments={
+                      "x-queue-type": "quorum",
+                      "x-delivery-limit": delivery_limit,
+                      "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+                      "x-dead-letter-routing-key": name,
+                      "x-dead-letter-strategy": "at-least-once",
+                      "x-overflow": "reject-publish",
+                  })
+            for name in QUEUES]
+
+
+def dead_letter_queues() -> list[Queue]:
+    """``<queue>.dead``: durable queues nobody consumes; ``vexora-checkout dead-letters`` reads them.
+
+    Classic, not quorum: reading a dead letter and giving it back must not count towards a
+    delivery limit (RabbitMQ 4 gives every quorum queue one), or listing them would drop them.
+    """
+    exchange = Exchange(DEAD_LETTER_EXCHANGE, type="direct", durable=True)
+    return [Queue(dead_letter_queue(name), exchange, routing_key=name, durable=True,
+                  queue_arguments={"x-queue-type": "classic"}) for name in QUEUES]
+
+
+def _rabbitmq_conf(settings: Settings) -> dict:
+    return {
+        "broker_transport": None,  # from the URL: amqp -> py-amqp
+        "task_default_queue_type": "quorum",
+        "task_queues": rabbitmq_queues(settings.broker_delivery_limit),
+        "task_create_missing_queues": False,  # every route names one of the queues above
+        # quorum queues: per-consumer prefetch (no global QoS), Celery's own detection
+        "worker_detect_quorum_queues": True,
+        # a publish returns once RabbitMQ has the message (fsynced, in a quorum queue), or raises
+        "broker_transport_options": {"confirm_publish": True},
+        # a dead connection (either side) is noticed within a minute; RabbitMQ then redelivers the
+        # worker's unacknowledged messages at once: no visibility timeout
+        "broker_heartbeat": 30,
+    }
+
+
+class DeadLetterQueues(bootsteps.StartStopStep):
+    """Worker (consumer) step: declare the dead-letter exchange and queues on every connection, so
+    a message over its delivery limit always has somewhere to go."""
+
+    requires = ("celery.worker.consumer.connection:Connection",)
+
+    def start(self, c) -> None:
+        channel = c.connection.default_channel
+        for queue in dead_letter_queues():
+            queue.bind(channel).declare()
 
 
 def _refuse_other_redis(celery_app: Celery, settings: Settings) -> None:

@@ -66,6 +66,7 @@ def main(ctx: click.Context) -> None:
     Enqueue:       vexora-checkout enqueue jobs.csv --wait
     Follow a job:  vexora-checkout status TRADENO --watch
     Review queue:  vexora-checkout review [query | resolve] ...
+    Dead letters:  vexora-checkout dead-letters [--requeue]    (RabbitMQ broker only)
     Webhooks:      vexora-checkout webhooks [list | add | disable | enable | rotate | replay | attempts]
     Run:           vexora-checkout worker [--webhooks] | beat | web | sandbox
 
@@ -243,6 +244,25 @@ def migrate_keys() -> None:
     click.echo(f"renamed {sum(renamed.values())} keys"
                + "".join(f", {kind} {n}" for kind, n in sorted(renamed.items())))
     click.echo(f"kept {done['kept']} (already under the new name), gone {done['gone']} (expired meanwhile)")
+
+
+@main.command("dead-letters")
+@click.option("--requeue", is_flag=True, help="Put every dead letter back on its queue (expired beat ticks: dropped).")
+def dead_letters(requeue: bool) -> None:
+    """RabbitMQ only: what the dead-letter queues (<queue>.dead) hold, by reason and task."""
+    from worker import deadletters
+    from worker.runtime import get_runtime
+
+    runtime = get_runtime()
+    if not runtime.settings.broker_is_rabbitmq:
+        click.echo("the broker is Redis (VEXORA_BROKER_URL is not amqp://): it has no dead-letter queues", err=True)
+        sys.exit(EXIT_FAILED)
+    found = (deadletters.requeue if requeue else deadletters.inspect)(runtime.celery)
+    for dead in found:
+        click.echo(dead.line())
+    if requeue:
+        click.echo(f"requeued {sum(d.requeued for d in found)}, "
+                   f"dropped {sum(d.dropped_expired for d in found)} expired beat ticks")
 
 
 @main.group(invoke_without_command=True)

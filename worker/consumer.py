@@ -58,6 +58,17 @@ class Consumer(CeleryConsumer):
         install_log_filter()
         super().__init__(*args, **kwargs)
 
+    def connection_for_write(self, url=None, heartbeat=None):
+        # The connection task events go out on (Celery's Events step; nothing else here uses it).
+        # With RabbitMQ, without publisher confirms: an event is for Flower, best effort (Celery
+        # sends it transient), and waiting for a confirm in this consumer's event loop, after the
+        # delayed flush below, stalled the worker's task consumer (prefetched messages never
+        # handled; tests/integration/test_rabbitmq.py). Tasks are still published with confirms.
+        conn = self.app.connection_for_write(url=url, heartbeat=heartbeat)
+        if conn.transport.driver_type == "amqp" and conn.transport_options.get("confirm_publish"):
+            conn = conn.clone(transport_options={**conn.transport_options, "confirm_publish": False})
+        return self.ensure_connected(conn)
+
     def on_send_event_buffered(self) -> None:
         # Called from any thread, for every buffered event: wake the event loop only once per
         # interval. (Without an event loop Celery sends each event at once and never calls this.)

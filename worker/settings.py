@@ -298,6 +298,8 @@ class Settings:
     lease_renew_seconds: float = 0.0  # 0: a quarter of the lease
     request_deadline: float = 0.0  # 0: derived, see ``gateway_deadline``
     visibility_timeout: float = 0.0  # 0: derived from the lease, see ``redelivery_after``
+    # RabbitMQ only: deliveries of one message before its quorum queue dead-letters it
+    broker_delivery_limit: int = 10
 
     amount_max: int = 1_000_000
     channel_codes: tuple[str, ...] = ("EWALLET",)
@@ -348,7 +350,7 @@ class Settings:
         "redis_sentinel_password": ("VEXORA_REDIS_SENTINEL_PASSWORD", _text()),
         "redis_min_replicas": ("VEXORA_REDIS_MIN_REPLICAS", _count(0)),
         "redis_wait_timeout": ("VEXORA_REDIS_WAIT_TIMEOUT", _seconds(0, above=True)),
-        "broker_url": ("VEXORA_BROKER_URL", _redis_url("redis", "rediss", "redis+socket")),
+        "broker_url": ("VEXORA_BROKER_URL", _redis_url("redis", "rediss", "redis+socket", "amqp", "amqps")),
         "base_url": ("VEXORA_BASE_URL", _web_url()),
         "environment": ("VEXORA_ENV", _choice("sandbox", "production",
                                               rule="sandbox or production (empty: decided by VEXORA_BASE_URL)")),
@@ -374,6 +376,7 @@ class Settings:
         "lease_renew_seconds": ("VEXORA_LEASE_RENEW_SECONDS", _seconds(0)),  # 0: derived
         "request_deadline": ("VEXORA_REQUEST_DEADLINE", _seconds(0)),  # 0: derived
         "visibility_timeout": ("VEXORA_VISIBILITY_TIMEOUT", _seconds(0)),  # 0: derived
+        "broker_delivery_limit": ("VEXORA_BROKER_DELIVERY_LIMIT", _count(1)),
         "amount_max": ("VEXORA_AMOUNT_MAX", _count(1)),
         "channel_codes": ("VEXORA_CHANNEL_CODES", _codes()),
         "way_codes": ("VEXORA_WAY_CODES", _codes()),
@@ -525,6 +528,11 @@ class Settings:
         """Where Celery messages go: ``VEXORA_BROKER_URL``, else the job store's Redis."""
         return self.broker_url or self.redis_url
 
+    @property
+    def broker_is_rabbitmq(self) -> bool:
+        """Whether the broker is RabbitMQ (``amqp://``, ``amqps://``) rather than Redis."""
+        return self.celery_broker_url.startswith(("amqp://", "amqps://"))
+
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)
 
@@ -552,7 +560,8 @@ class Settings:
 
     @property
     def redelivery_after(self) -> float:
-        """Seconds before the broker hands an unacknowledged message (its worker died) to another.
+        """Seconds before the Redis broker hands an unacknowledged message (its worker died) to another.
+        (RabbitMQ redelivers as soon as the worker's connection is gone: no timeout.)
 
         One and a half leases: by then the dead worker's leases have run out, so its redelivered
         messages take its claimed jobs over, and its prefetched, unstarted ones (still ``queued``)

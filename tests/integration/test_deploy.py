@@ -105,7 +105,12 @@ def test_compose_services(compose):
     # everything else runs on a plain `up`; the monitoring services only with their profile
     assert {n: svc["profiles"] for n, svc in services.items() if svc.get("profiles")} == {
         "sandbox": ["dev"], "prometheus": ["monitoring"], "grafana": ["monitoring"],
-        "redis-replica": ["ha"], "sentinel-1": ["ha"], "sentinel-2": ["ha"], "sentinel-3": ["ha"]}
+        "redis-replica": ["ha"], "sentinel-1": ["ha"], "sentinel-2": ["ha"], "sentinel-3": ["ha"],
+        "rabbitmq": ["rabbitmq"]}
+    # with the rabbitmq profile the app waits for the broker; without it, for Redis only
+    for name in app_services:
+        assert services[name]["depends_on"]["rabbitmq"] == {"condition": "service_healthy", "required": False}, name
+    assert services["rabbitmq"]["image"].startswith("rabbitmq:3.13")
 
 
 # what gunicorn.conf.py sets: never repeated where the web is started

@@ -58,6 +58,9 @@ PARTS = [
     ("celery", "celery.events.dispatcher", "EventDispatcher.send", "worker/consumer.py",
      "(self, type, blind=False, utcoffset=<>, retry=False, retry_policy=None, Event=<>, **fields)",
      "6390e79ad197479a"),
+    # overridden (RabbitMQ: events without publisher confirms); Events.start above is its one caller
+    ("celery", "celery.worker.consumer.consumer", "Consumer.connection_for_write", "worker/consumer.py",
+     "(self, url=None, heartbeat=None)", "fd75e73aafacac47"),
     # the rejected-message log lines: which argument carries the body or the headers
     ("celery", "celery.worker.consumer.consumer", "Consumer.on_unknown_message", "worker/consumer.py",
      "(self, body, message)", "f49ac6b187e62d7d"),

@@ -34,7 +34,7 @@ DEFAULTS = {
     "payload_retention_seconds": 0, "events_maxlen": 100_000, "connect_timeout": 3.05,
     "read_timeout": 10.0, "retry_max_attempts": 5, "retry_max_seconds": 30.0, "retry_base_delay": 0.5,
     "retry_max_delay": 8.0, "retry_after_cap": 30.0, "lease_seconds": 20.0, "lease_renew_seconds": 0.0,
-    "request_deadline": 0.0, "visibility_timeout": 0.0, "amount_max": 1_000_000,
+    "request_deadline": 0.0, "visibility_timeout": 0.0, "broker_delivery_limit": 10, "amount_max": 1_000_000,
     "channel_codes": ("EWALLET",), "way_codes": ("PAYPAY",), "allow_private_ip": False,
     "remark_max_length": 256, "callback_max_bytes": 65_536, "callback_allowed_ips": (),
     "trusted_proxies": 0, "ip_limits_enabled": True, "ip_daily_limit": 10, "ip_daily_success_limit": 3,
@@ -76,7 +76,8 @@ CASES = [
     ("VEXORA_REDIS_SENTINEL_MASTER", ["my master"], ("mymaster", "mymaster")),
     ("VEXORA_REDIS_MIN_REPLICAS", ["-1", "one"], ("2", 2)),
     ("VEXORA_REDIS_WAIT_TIMEOUT", ["0", "-1", "soon"], ("0.5", 0.5)),
-    ("VEXORA_BROKER_URL", ["amqp://rabbit//", "127.0.0.1:6379"], ("redis://broker:6379/1", "redis://broker:6379/1")),
+    ("VEXORA_BROKER_URL", ["127.0.0.1:6379", "amqp:///vhost", "amqp://rabbit:port//", "http://rabbit:5672/",
+                           "pyamqp://rabbit//"], ("redis://broker:6379/1", "redis://broker:6379/1")),
     ("VEXORA_BASE_URL", ["gateway.example.jp", "ftp://gateway.example.jp", "https://"],
      ("https://gateway.example.jp", "https://gateway.example.jp")),
     ("VEXORA_ENV", ["prod", "staging"], ("Production", "production")),
@@ -99,6 +100,7 @@ CASES = [
     ("VEXORA_LEASE_RENEW_SECONDS", ["-1", "20", "25"], ("19.5", 19.5)),  # shorter than the 20 s lease
     ("VEXORA_REQUEST_DEADLINE", ["-1"], ("0", 0.0)),
     ("VEXORA_VISIBILITY_TIMEOUT", ["-1"], ("45", 45.0)),
+    ("VEXORA_BROKER_DELIVERY_LIMIT", ["0", "ten"], ("5", 5)),
     ("VEXORA_AMOUNT_MAX", ["0", "1e6"], ("5000", 5000)),
     ("VEXORA_CHANNEL_CODES", [",", " , ,"], ("EWALLET, BANK", ("EWALLET", "BANK"))),
     ("VEXORA_WAY_CODES", [","], ("PAYPAY,LINEPAY", ("PAYPAY", "LINEPAY"))),
@@ -174,6 +176,14 @@ def test_every_problem_is_reported_at_once():
         "VEXORA_API_TOKEN", "CELERY_RESULT_BACKEND", "VEXORA_APP_SECRET_FILE"}
 
 
+def test_a_rabbitmq_broker_url_is_accepted_and_known_as_rabbitmq():
+    for url in ("amqp://vexora:s3cret-pass@rabbit:5672/vexora", "amqps://vexora:s3cret-pass@rabbit/vexora"):
+        settings = Settings.from_env({"VEXORA_BROKER_URL": url})
+        assert settings.celery_broker_url == url and settings.broker_is_rabbitmq
+    assert not Settings.from_env({}).broker_is_rabbitmq
+    assert not Settings.from_env({"VEXORA_BROKER_URL": "redis://broker:6379/1"}).broker_is_rabbitmq
+
+
 # -- secrets never shown -------------------------------------------------------------------------
 MARK = "Zq8MARKv2"
 SECRET_CARRIERS = {
@@ -182,7 +192,7 @@ SECRET_CARRIERS = {
     "FLOWER_BASIC_AUTH": f"admin{MARK}",  # no colon: not user:password
     "VEXORA_WEBHOOK_SECRET": f"whsec{MARK}",
     "REDIS_URL": f"redis://:{MARK}@cache:port/0",
-    "VEXORA_BROKER_URL": f"amqp://user:{MARK}@rabbit//",
+    "VEXORA_BROKER_URL": f"amqp://user:{MARK}@rabbit:port//",
     "CELERY_BROKER_URL": f"redis://:{MARK}@elsewhere:6379/0",
     "VEXORA_KEY_PREFIX": f"a {MARK}",
 }
