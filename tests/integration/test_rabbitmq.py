@@ -164,3 +164,18 @@ def _arguments(queue: dict) -> dict:
     """rabbitmqctl's JSON gives arguments as [name, type, value] lists (3.x) or a dict."""
     args = queue["arguments"]
     return {a[0]: a[-1] for a in args} if isinstance(args, list) else args
+
+
+def test_flower_follows_the_workers_over_rabbitmq(rabbit_stack):
+    """Flower with the RabbitMQ broker: it lists the workers (remote control over the fanout
+    exchanges) and shows the tasks they run (task events, sent without publisher confirms)."""
+    from tests.support.flower import Flower
+    flower = Flower(rabbit_stack)
+    flower.wait_up()
+    names = [p.worker_name for p in rabbit_stack.processes if getattr(p, "worker_name", None)]
+    for name in names:
+        flower.wait_for_worker(name)
+    trade_no = rabbit_stack.enqueue(payload())
+    rabbit_stack.wait_state(trade_no, states.PAYING)
+    flower.wait_tasks(lambda tasks: any(t.get("name") == "vexora.checkout.submit" and t.get("state") == "SUCCESS"
+                                        and trade_no in str(t.get("args")) for t in tasks.values()), timeout=30)
