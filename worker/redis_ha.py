@@ -18,7 +18,6 @@ every caller answers as it does when Redis is down (the producer is told; the ga
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
@@ -156,15 +155,3 @@ class Replication:
         pipe.incr(self.marker_key)
         self.wait_after(pipe)
         self.check(pipe.execute()[-1])
-
-    def run(self, write: Callable[[redis.client.Pipeline], None]) -> list:
-        """Run the commands ``write`` queues on a pipeline, then ``WAIT``, in one round trip;
-        return their answers (without WAIT's)."""
-        pipe = self.client.pipeline(transaction=False)
-        write(pipe)
-        if not self.enabled:
-            return pipe.execute()
-        self.wait_after(pipe)
-        answers = pipe.execute()
-        self.check(answers[-1])
-        return answers[:-1]

@@ -508,12 +508,12 @@ class JobStore:
             if fields:
                 pipe.hset(self.job_key(trade_no), mapping={k: _encode(v) for k, v in fields.items()})
             pipe.hincrby(self.job_key(trade_no), "attempts", 1)
-            if not replicated:
-                return int(pipe.execute()[-1])
-            self.replication.wait_after(pipe)
+            if replicated:
+                self.replication.wait_after(pipe)
             answers = pipe.execute()
-            self.replication.check(answers[-1])
-            return int(answers[-2])
+            if replicated:
+                self.replication.check(answers.pop())
+            return int(answers[-1])
         flat = [x for k, v in fields.items() for x in (k, _encode(v))]
         if replicated:
             # A request is about to be sent: that it may have been must survive a failover, or
