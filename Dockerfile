@@ -46,7 +46,7 @@ ENTRYPOINT ["tini", "--"]
 # (workers: `celery inspect ping`, beat: its schedule file, Flower: /healthcheck). Another
 # command run from this image needs its own --health-cmd, or --no-healthcheck.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-    CMD python -m worker.healthcheck http "http://127.0.0.1:${PORT:-8000}/healthz"
+    CMD python -m worker.ops.healthcheck http "http://127.0.0.1:${PORT:-8000}/healthz"
 
 # gunicorn.conf.py binds 0.0.0.0:$PORT (8000 above; a platform may set its own)
 CMD ["gunicorn", "worker.web:app", "-c", "/app/gunicorn.conf.py"]

@@ -5,13 +5,13 @@ the benchmarks all start the web with this file (by its path: it is found from a
 Anything given on gunicorn's command line wins over it (e.g. ``--bind``, ``--workers``).
 
 The variables read here are the process manager's (PORT, WEB_CONCURRENCY) and this file's own
-(GUNICORN_THREADS); the app's settings come from worker.settings as everywhere else.
+(GUNICORN_THREADS); the app's settings come from worker.config.settings as everywhere else.
 """
 
 import os
 
 from worker import logs
-from worker.startup import settings_or_exit
+from worker.config.startup import settings_or_exit
 
 # PORT set (honcho, Heroku-style platforms, the Docker image): every interface; else local only
 bind = [f"0.0.0.0:{os.environ['PORT']}"] if os.environ.get("PORT") else ["127.0.0.1:8000"]

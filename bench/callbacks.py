@@ -56,7 +56,7 @@ def run(bench: Bench, sizes: dict) -> Section:
                 queued = bench.queue_length("callbacks")
                 ingest.add(shape, load["tool"], n, load["rps"], load["wrk_rps"], load["p50_ms"], load["p90_ms"],
                            load["p99_ms"], load["non2xx"], load["errors"], queued)
-                paying = bench.runtime.store.index_key("paying")
+                paying = bench.runtime.store.keys.index("paying")
                 before = bench.redis.zcard(paying)
                 t0 = time.perf_counter()
                 bench.resume([worker], queues=("callbacks",))

@@ -177,7 +177,7 @@ def run(bench: Bench, sizes: dict) -> Section:
             trade_nos.extend(bench.enqueue(m)[0])
 
         enq = _less_idle(_phase(r, enqueue, set()), idle)
-        paying_key = bench.runtime.store.index_key("paying")
+        paying_key = bench.runtime.store.keys.index("paying")
 
         def submit():
             bench.resume([worker], queues=("checkout",))
@@ -203,21 +203,21 @@ def run(bench: Bench, sizes: dict) -> Section:
         cb = _less_idle(_phase(r, callbacks, {"zcard", "hlen", "llen"}), idle)
         bench.pause([worker], queues=("callbacks",))
         states = Counter(s.decode() if s else None for s in
-                         (r.hget(bench.runtime.store.job_key(t), "state") for t in trade_nos))
+                         (r.hget(bench.runtime.store.keys.job(t), "state") for t in trade_nos))
 
         # bytes kept per finished job
         store = bench.runtime.store
         sample = trade_nos[:: max(1, len(trade_nos) // 50)]
-        job_bytes = statistics.mean(r.memory_usage(store.job_key(t), samples=0) for t in sample)
-        hist_bytes = statistics.mean(r.memory_usage(store.history_key(t), samples=0) for t in sample)
+        job_bytes = statistics.mean(r.memory_usage(store.keys.job(t), samples=0) for t in sample)
+        hist_bytes = statistics.mean(r.memory_usage(store.keys.history(t), samples=0) for t in sample)
         mem_after = r.memory_usage(bench.store_events_key(), samples=0) or 0
         xlen_after = r.xlen(bench.store_events_key())
         used_after = r.info("memory")["used_memory"]
-        hlen = statistics.mean(r.hlen(store.job_key(t)) for t in sample)
-        encoding = Counter(_text(r.object("encoding", store.job_key(t))) for t in sample)
+        hlen = statistics.mean(r.hlen(store.keys.job(t)) for t in sample)
+        encoding = Counter(_text(r.object("encoding", store.keys.job(t))) for t in sample)
         longest = Counter()
         for t in sample[:10]:
-            for k, v in r.hgetall(store.job_key(t)).items():
+            for k, v in r.hgetall(store.keys.job(t)).items():
                 if len(v) > 64:
                     longest[_text(k)] += 1
         hash_config = {k: v for k, v in r.config_get("hash-max-*").items()}
@@ -228,7 +228,7 @@ def run(bench: Bench, sizes: dict) -> Section:
         try:
             for t in sample[:20]:
                 r.delete("bench:compact")
-                r.hset("bench:compact", mapping=r.hgetall(store.job_key(t)))
+                r.hset("bench:compact", mapping=r.hgetall(store.keys.job(t)))
                 compact.append(r.memory_usage("bench:compact", samples=0))
             r.delete("bench:compact")
         finally:

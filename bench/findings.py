@@ -444,26 +444,26 @@ def _before_after(p, c, cbk, one_cpu100) -> list[str]:
            "one worker process with 32 threads was then the benchmark's shape). After: this run. "
            "What changed, in the order it paid (each measured with py-spy on a worker at 100 ms):",
            "",
-           "1. **One Redis client per broker connection pool** (`worker/broker.py`), with hiredis "
+           "1. **One Redis client per broker connection pool** (`worker/runtime/broker.py`), with hiredis "
            "parsing Redis replies. kombu built a new `redis.Redis` for every publish, "
            "acknowledgement and unacked-index write; with redis-py 8 each costs ~140 µs of CPU (it "
            "rebuilds its response-callback table). Worker CPU per job 6.9 → 5.5 ms, 138 → 172 "
            "jobs/s (one process × 32 threads at 100 ms, py-spy runs of 3000 jobs).",
-           "2. **Task events in batches** (`worker/consumer.py`): Celery asked its event loop to "
+           "2. **Task events in batches** (`worker/runtime/consumer.py`): Celery asked its event loop to "
            "publish after nearly every event; now the buffer goes out at most every 0.1 s (and at "
            "Celery's 24-event limit). Events stay on for Flower. **3. The claim returns the "
-           "payload** (`worker/store.py`, `worker/checkout.py`): the submit's HGETALL is gone "
+           "payload** (`worker/store/jobs.py`, `worker/flows/submit.py`): the submit's HGETALL is gone "
            "(4 → 3 round trips); the payer-IP hash is stored with the attempt count; an invalid "
            "job now goes queued → submitting → rejected. 2 and 3 measured together: 5.5 → 4.6 ms, "
            "172 → 203 jobs/s.",
-           "4. **urllib3 for the gateway** (`worker/gateway.py`): requests' per-request work "
+           "4. **urllib3 for the gateway** (`worker/gateway/client.py`): requests' per-request work "
            "(settings merge, cookies, hooks, preparation) cost ~0.3 ms of CPU per request in a "
            "sequential micro-benchmark; urllib3 is the pool requests runs on, shared by a worker's "
            "threads; no redirects followed. 4.6 → 4.5 ms, 203 → 206 jobs/s (within noise; its "
            "share of py-spy samples fell from 25% to 20%).",
            "5. **One worker process per core** as the measured and shipped shape (docker-compose "
            "already ran 2 replicas × 16): the largest step, see the first two rows below.",
-           "6. **The payload in a key of its own** (`worker/store.py`): the job hash stays a "
+           "6. **The payload in a key of its own** (`worker/store/jobs.py`): the job hash stays a "
            "listpack (see 4 above).",
            "",
            "| | before | after |", "|---|---|---|"]

@@ -17,9 +17,9 @@ import time
 
 from bench.procs import Bench
 from bench.report import Section, Table
-from worker import states
-from worker.lease import LeaseKeeper
-from worker.metrics import Meter
+from worker.domain import states
+from worker.flows.lease import LeaseKeeper
+from worker.ops.metrics import Meter
 
 __all__ = ["run"]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import requests
 
-from worker.signing import sign
+from worker.gateway.signing import sign
 from worker.waiting import TimedOut, wait_until
 
 __all__ = ["bare_checkout", "percentile", "post_bodies", "wrk_available"]

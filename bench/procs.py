@@ -20,12 +20,12 @@ import psutil
 import redis
 import requests
 
-from worker.cli import web_argv
+from worker.web.serve import web_argv
 from worker.local.redis_server import RedisServer, free_port
-from worker.runtime import Runtime
+from worker.runtime.wiring import Runtime
 from worker.local.services import Service, Services, http_ok
-from worker import signing
-from worker.settings import Settings
+from worker.gateway import signing
+from worker.config.settings import Settings
 from worker.waiting import TimedOut, wait_until
 
 __all__ = ["Bench", "WaitResult", "MemorySampler", "MERCHANT_NO", "APP_SECRET", "tree_memory",
@@ -238,7 +238,7 @@ class Bench:
         """
         trade_nos, latencies = self.enqueue(n)
         n = len(trade_nos)
-        paying = self.runtime.store.index_key("paying")
+        paying = self.runtime.store.keys.index("paying")
         before = self.redis.zcard(paying)
         sampler = MemorySampler(sample or [])
         pids = self.cpu_pids()
@@ -272,7 +272,7 @@ class Bench:
         store = self.runtime.store
         pipe = self.redis.pipeline(transaction=False)
         for trade_no in trade_nos:
-            pipe.lrange(store.history_key(trade_no), 0, -1)
+            pipe.lrange(store.keys.history(trade_no), 0, -1)
         in_task, claims, done = [], [], []
         for entries in pipe.execute():
             at = {}
@@ -314,9 +314,9 @@ class Bench:
     def make_paying(self, n: int, batch: int = 200) -> list[str]:
         """n jobs put straight into ``paying`` through the store's own ``create`` and ``move``
         (their Lua scripts queued into pipelines; no gateway, no broker): callback fodder."""
-        from worker import states
-        from worker.masking import mask_contact
-        from worker.store import JobStore
+        from worker.domain import states
+        from worker.domain.masking import mask_contact
+        from worker.store.jobs import JobStore
         s = self.settings
         store = JobStore(self.redis, prefix=s.key_prefix, ttl_seconds=s.job_ttl_seconds,
                          events_maxlen=s.events_maxlen)
@@ -354,7 +354,7 @@ class Bench:
             nonlocal pending
             pipe = self.redis.pipeline(transaction=False)
             for trade_no in pending:
-                pipe.hget(store.job_key(trade_no), "state")
+                pipe.hget(store.keys.job(trade_no), "state")
             still = []
             for trade_no, state in zip(pending, pipe.execute()):
                 state = state.decode() if state else None
@@ -382,7 +382,7 @@ class Bench:
             self.redis.unlink(*batch)
 
     def store_events_key(self) -> str:
-        return self.runtime.store.events_key
+        return self.runtime.store.keys.events
 
     def queue_length(self, queue: str) -> int:
         return int(self.redis.llen(queue))

@@ -12,8 +12,8 @@ from bench.loadgen import percentile
 from bench.procs import Bench
 from bench.report import Section, Table
 from worker.client import enqueue_checkout
-from worker.masking import mask_contact
-from worker.store import JobStore
+from worker.domain.masking import mask_contact
+from worker.store.jobs import JobStore
 
 __all__ = ["run"]
 

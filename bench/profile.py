@@ -23,7 +23,7 @@ import requests
 
 from bench.procs import Bench
 from bench.report import Section, Table
-from worker.signing import sign
+from worker.gateway.signing import sign
 
 __all__ = ["run"]
 
@@ -169,7 +169,7 @@ _FOCUS = [
 
 
 def cprofile_submit(bench: Bench, n: int) -> tuple[Table, dict]:
-    from worker.masking import mask_contact
+    from worker.domain.masking import mask_contact
     rt = bench.runtime
     store, submitter = rt.store, rt.submitter
     jobs = [bench.payload() for _ in range(n + 5)]
@@ -231,11 +231,11 @@ def _callee_time(stats: dict, caller: tuple, where: str, func: str) -> tuple[flo
 # -- micro timings -----------------------------------------------------------------------------------
 def micro(bench: Bench) -> Table:
     from schemas import CallbackSchema, CheckoutResponseSchema
-    from worker.limits import ip_hash
-    from worker.masking import mask_contact
-    from worker.retry import build_retrying
-    from worker.signing import parse_json_keeping_numbers, verify
-    from worker.store import fingerprint
+    from worker.store.limits import ip_hash
+    from worker.domain.masking import mask_contact
+    from worker.gateway.retry import build_retrying
+    from worker.gateway.signing import parse_json_keeping_numbers, verify
+    from worker.store.jobs import fingerprint
     from bench.procs import callback_body
     rt = bench.runtime
     payload = bench.payload()

@@ -21,7 +21,7 @@ from bench.pipeline import bare_rate, label, shapes
 from bench.procs import Bench
 from bench.producer import _concurrent
 from bench.report import Section, Table
-from worker import states
+from worker.domain import states
 from worker.local.sentinel_group import SentinelGroup
 
 __all__ = ["run"]

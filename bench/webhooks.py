@@ -1,6 +1,6 @@
 """Benchmark 9 — webhooks: delivery throughput, and the pipeline with webhooks on and off.
 
-A real receiver process (``python -m worker.webhooks.receiver``) verifies every message with the
+A real receiver process (``python -m worker.sandbox.receiver``) verifies every message with the
 ``standardwebhooks`` package. Throughput: N events already recorded (N jobs moved to ``paying``
 with an endpoint configured), then the shipped worker shape consumes the ``webhooks`` queue while
 this process runs a dispatcher pass every 0.2 s (what beat does every second): deliveries/s until
@@ -60,7 +60,7 @@ def run(bench: Bench, sizes: dict) -> Section:
         "side by side, against the same bare client.")
     started = time.perf_counter()
     secret, port = new_secret(), free_port()
-    receiver = Service("receiver", [bench.python, "-m", "worker.webhooks.receiver", "--port", str(port),
+    receiver = Service("receiver", [bench.python, "-m", "worker.sandbox.receiver", "--port", str(port),
                                     "--secret", secret], bench.env, bench.log_dir).start()
     bench.services.started.append(receiver)
     url = f"http://127.0.0.1:{port}"

@@ -1,8 +1,8 @@
-"""The HTTP API's other bodies (``worker/web/api.py``, ``worker/webhooks/http.py``): answers, errors,
+"""The HTTP API's other bodies (``worker/web/api.py``, ``worker/web/webhooks_api.py``): answers, errors,
 the review and webhook requests, and the webhooks sent to merchants; the OpenAPI document
 (``worker/web/openapi.py``) is generated from them.
 
-``ResolveRequestSchema`` is what ``worker.review`` validates a resolution with. The webhook
+``ResolveRequestSchema`` is what ``worker.flows.review`` validates a resolution with. The webhook
 endpoint and replay requests are checked by ``worker.webhooks`` (a URL is resolved and its
 addresses judged, a time may be ISO-8601 or unix seconds): their schemas here describe them.
 """

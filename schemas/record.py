@@ -12,7 +12,7 @@ gives the typed record:
 - every amount is yen as the gateway's integer string (``"1500"``): ``amount`` (the order),
   ``paidAmount`` (what the gateway reports paid, ``"1500.00"`` on a callback is ``"1500"``); the
   gateway's own text stays apart in ``gatewayPaidAmount``;
-- payer data only as the masked ``contact`` written at enqueue (``worker/masking.py``);
+- payer data only as the masked ``contact`` written at enqueue (``worker/domain/masking.py``);
 - internal bookkeeping (``HIDDEN``: leases, the payer-IP hash, the reconciler's next check, the
   payload…) is never shown: dump writes declared fields only;
 - a field the job does not have is absent, never ``null``; ``needsReview`` is always there.
@@ -35,7 +35,7 @@ from schemas.checkout import TRADE_NO_RULES
 __all__ = ["CheckoutRecordSchema", "HistoryEntrySchema", "ContactSchema", "CheckoutEventDataSchema",
            "ReviewItemSchema", "STATES", "HIDDEN", "EpochMillis", "Yen"]
 
-# worker.states.ALL (schemas import nothing from worker; a unit test keeps the two equal)
+# worker.domain.states.ALL (schemas import nothing from worker; a unit test keeps the two equal)
 STATES = ("queued", "submitting", "paying", "succeeded", "partially_paid", "failed", "rejected",
           "declined", "unknown")
 # Fields a stored record may hold that no reader shows.
@@ -109,7 +109,7 @@ def _state(**kwargs) -> fields.String:
 
 
 class ContactSchema(Schema):
-    """The payer, masked when the job was enqueued (``worker.masking.mask_contact``); only the
+    """The payer, masked when the job was enqueued (``worker.domain.masking.mask_contact``); only the
     fields the payload had."""
 
     class Meta:

@@ -15,10 +15,10 @@ from celery.utils.log import mlevel
 from kombu import Exchange, Queue
 
 from worker import logs
-from worker.errors import ConfigurationError
-from worker.redis_ha import is_sentinel
-from worker.settings import Settings
-from worker.startup import at_import
+from worker.domain.errors import ConfigurationError
+from worker.config.redis_url import is_sentinel
+from worker.config.settings import Settings
+from worker.config.startup import at_import
 
 __all__ = ["app", "create_app", "CHECKOUT_QUEUE", "CALLBACK_QUEUE", "RECONCILE_QUEUE", "WEBHOOK_QUEUE"]
 
@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None) -> Celery:
         worker_prefetch_multiplier=1,
         worker_send_task_events=settings.task_events,
         # task events go out in one broker message per 0.1 s, not one per event or two
-        worker_consumer="worker.consumer:Consumer",
+        worker_consumer="worker.runtime.consumer:Consumer",
         # No task-sent events: a producer's event carries its own repr of the arguments, which for
         # vexora.checkout.enqueue is the payer's data; workers' events show only the tradeNo.
         task_send_sent_event=False,
@@ -100,7 +100,7 @@ def _redis_conf(settings: Settings, sentinel: dict | None) -> dict:
     """The Redis broker: ``sentinel`` (the Sentinel options) when VEXORA_BROKER_URL, or REDIS_URL,
     lists Sentinels."""
     return {
-        "broker_transport": "worker.broker:SentinelTransport" if sentinel else "worker.broker:Transport",
+        "broker_transport": "worker.runtime.broker:SentinelTransport" if sentinel else "worker.runtime.broker:Transport",
         # Twice the lease (Settings.redelivery_after): a dead worker's message comes back once its
         # lease has run out; swept often enough that it comes back soon after that.
         "broker_transport_options": {

@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from schemas import generate_trade_no, trade_no_errors
-from worker import states
-from worker.errors import InvalidError
-from worker.masking import mask_contact
-from worker.runtime import Runtime, get_runtime
+from worker.domain import states
+from worker.domain.errors import CheckoutError, DuplicateTradeNoError, InvalidError
+from worker.domain.masking import mask_contact
+from worker.runtime.wiring import Runtime, get_runtime
 
-__all__ = ["enqueue_checkout", "get_checkout"]
+# the errors a producer catches, re-exported: they live in worker/domain/errors.py
+__all__ = ["enqueue_checkout", "get_checkout", "CheckoutError", "InvalidError", "DuplicateTradeNoError"]
 
 def enqueue_checkout(payload: Mapping[str, object], *, runtime: Runtime | None = None) -> str:
     """Store a checkout job and queue it; return its ``tradeNo`` (generated when absent)."""

@@ -21,6 +21,8 @@ from collections.abc import Iterator
 
 import redis
 
+from worker.store.keys import Keys
+
 __all__ = ["EventConsumer"]
 
 
@@ -30,7 +32,7 @@ class EventConsumer:
     def __init__(self, client: redis.Redis, group: str, *, consumer: str | None = None,
                  prefix: str = "vexora", start: str = "$", claim_after: float = 60.0):
         self.redis = client
-        self.stream = f"{prefix}:events"
+        self.stream = Keys(prefix).events
         self.group = group
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.claim_after_ms = int(claim_after * 1000)

@@ -13,9 +13,9 @@ from celery.worker.request import Request
 
 from worker import client
 from worker.celery import app
-from worker.errors import InvalidError
+from worker.domain.errors import InvalidError
 from worker.logs import event
-from worker.runtime import get_runtime
+from worker.runtime.wiring import get_runtime
 
 log = logging.getLogger("vexora.tasks")
 

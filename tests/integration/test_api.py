@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from worker import states
+from worker.domain import states
 from tests.support.stack import MARKERS, Stack, payload
 
 pytestmark = pytest.mark.integration

@@ -76,7 +76,7 @@ def test_celery_refuses_a_broker_given_on_its_command_line():
 
 GUNICORN_CONFIGS = {
     # what the repository's gunicorn.conf.py must do first (its other settings do not matter here)
-    "a config that checks the settings": "from worker.startup import settings_or_exit\n\nsettings_or_exit()\n",
+    "a config that checks the settings": "from worker.config.startup import settings_or_exit\n\nsettings_or_exit()\n",
     "the repository's gunicorn.conf.py": None,
 }
 

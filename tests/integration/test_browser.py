@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker import states
+from worker.domain import states
 from tests.support.browser import CHROMIUM, chromium_context
 from tests.support.stack import Stack, payload
 

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from worker import states
+from worker.domain import states
 from tests.support.stack import Stack, payload
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from worker import states
+from worker.domain import states
 from tests.support.stack import Stack, payload
 
 pytestmark = pytest.mark.integration

@@ -16,48 +16,38 @@ from __future__ import annotations
 import socket
 import threading
 import uuid
+from pathlib import Path
 
 import pytest
 import redis
 
-from worker import states
-from worker.errors import DuplicateTradeNoError
-from worker.limits import IpLimits, ip_hash
+from worker.domain import states
+from worker.domain.errors import DuplicateTradeNoError
+from worker.store.limits import IpLimits, ip_hash
 from worker.local.redis_server import RedisServer, free_port
-from worker.reconcile import Reconciler
-from worker.settings import Settings
-from worker.store import JobStore
+from worker.flows.reconcile import Reconciler
+from worker.flows.settle import Settler
+from worker.config.settings import Settings
+from worker.store import scripts
+from worker.store.jobs import JobStore
 from worker.waiting import wait_until
 from worker.webhooks.delivery import Deliverer
 from worker.webhooks.endpoints import Endpoints
 from worker.webhooks.outbox import Dispatcher
-from worker.webhooks.receiver import make_receiver
+from worker.sandbox.receiver import make_receiver
 from worker.webhooks.signing import new_secret
 
 pytestmark = pytest.mark.integration
 
 # Shadows ``redis`` for the rest of the script (the global table itself may be read-only).
-_PRELUDE = """
-local __declared = {}
-for _, key in ipairs(KEYS) do __declared[key] = true end
-local function __check(...)
-  local ok, found = pcall(redis.call, 'COMMAND', 'GETKEYS', ...)
-  if not ok then
-    local why = type(found) == 'table' and tostring(found.err) or tostring(found)
-    if string.find(why, 'no key arguments', 1, true) then return end
-    error('key check: ' .. why)
-  end
-  for _, key in ipairs(found) do
-    if not __declared[key] then
-      error('undeclared key ' .. key .. ' in ' .. tostring((...)) .. ': pass it in KEYS')
-    end
-  end
-end
-local redis = setmetatable({
-  call = function(...) __check(...); return redis.call(...) end,
-  pcall = function(...) __check(...); return redis.pcall(...) end,
-}, {__index = redis})
-"""
+_LUA = Path(__file__).with_name("lua")
+
+
+def _lua(name: str) -> str:
+    return (_LUA / f"{name}.lua").read_text()
+
+
+_PRELUDE = _lua("key_check_prelude")
 
 
 def _checked(source: str) -> str:
@@ -120,13 +110,12 @@ def _create(store: JobStore) -> str:
 
 def test_the_checker_refuses_a_key_that_is_not_in_keys(checking):
     client, prefix = checking
-    assert client.eval("return redis.call('SET', KEYS[1], 'v')", 1, f"{prefix}:a") is not None
+    assert client.eval(_lua("set_declared"), 1, f"{prefix}:a") is not None
     with pytest.raises(redis.exceptions.ResponseError, match="undeclared key"):
-        client.eval("return redis.call('SET', ARGV[1], 'v')", 0, f"{prefix}:a")
+        client.eval(_lua("set_undeclared"), 0, f"{prefix}:a")
     with pytest.raises(redis.exceptions.ResponseError, match="undeclared key"):
-        client.eval("return redis.pcall('RENAME', KEYS[1], ARGV[1])", 1, f"{prefix}:a", f"{prefix}:b")
-    # a key built inside the script from an argument, as the store's scripts did before
-    script = client.register_script("redis.call('ZADD', ARGV[1] .. 'queued', 1, 'x') return 1")
+        client.eval(_lua("rename_undeclared"), 1, f"{prefix}:a", f"{prefix}:b")
+    script = client.register_script(_lua("key_built_inside"))
     with pytest.raises(redis.exceptions.ResponseError, match="undeclared key"):
         script(keys=[], args=[f"{prefix}:index:"])
 
@@ -144,7 +133,7 @@ def _every_call_path(client: redis.Redis, prefix: str, receiver) -> None:
     assert store.create(paid, {"tradeNo": paid, "amount": "300"}, contact={}) == ("existing", "queued")
     with pytest.raises(DuplicateTradeNoError):
         store.create(paid, {"tradeNo": paid, "amount": "301"}, contact={})
-    assert limits.take(hashed, paid, store.job_key(paid)) is None
+    assert limits.take(hashed, paid, store.keys.job(paid)) is None
     claim = store.move(paid, states.SUBMITTING, claim_lease=60, detail={"reason": "claim"},
                        detail_from={states.SUBMITTING: {"reason": "takeover"}})
     assert claim.applied and claim.payload
@@ -154,7 +143,7 @@ def _every_call_path(client: redis.Redis, prefix: str, receiver) -> None:
     assert not store.move(paid, states.SUBMITTING, claim_lease=60).applied  # the lease is held
     assert store.move(paid, states.PAYING, drop=["payload"], lease_token=claim.lease_token,
                       fields={"paymentLink": "L"}).applied  # purged, kept as retained
-    assert client.exists(store.retained_key(paid))
+    assert client.exists(store.keys.retained(paid))
     assert store.move(paid, states.PARTIALLY_PAID, fields={"paidAmount": "100"}, increase="paidAmount").applied
     assert store.move(paid, states.PARTIALLY_PAID, fields={"paidAmount": "200"}, increase="paidAmount").applied
     assert store.flag(paid, "a person should look")
@@ -170,7 +159,7 @@ def _every_call_path(client: redis.Redis, prefix: str, receiver) -> None:
     assert plain.move(unknown, states.UNKNOWN, lease_token=held.lease_token).applied
     assert plain.schedule_check(unknown, states.UNKNOWN, base=1, maximum=10) == 1
     assert plain.move(unknown, states.DECLINED, drop=["payload"]).applied  # purged, deleted
-    assert client.exists(plain.payload_key(unknown), plain.retained_key(unknown)) == 0
+    assert client.exists(plain.keys.payload(unknown), plain.keys.retained(unknown)) == 0
 
     sent: list[list[str]] = []
     dispatcher = Dispatcher(client, prefix, endpoints, sent.append)
@@ -181,7 +170,7 @@ def _every_call_path(client: redis.Redis, prefix: str, receiver) -> None:
         assert set(deliverer.deliver(batch)) == {"delivered"}
     assert dispatcher.attempts(paid)
     empty = JobStore(client, prefix=f"{prefix}-reconcile")  # no open job: the pass only locks
-    Reconciler(Settings(), empty, None, lambda trade_no: None).run()
+    Reconciler(Settings(), empty, None, lambda trade_no: None, Settler(empty, None)).run()
 
 
 def test_every_script_touches_only_the_keys_it_declares(checking, receiver):
@@ -189,16 +178,21 @@ def test_every_script_touches_only_the_keys_it_declares(checking, receiver):
     _every_call_path(client, prefix, receiver)
     assert client.registered and set(client.registered) <= client.ran, \
         [line for sha, line in client.registered.items() if sha not in client.ran]
-    assert client.evals >= 2  # the dispatcher's and the reconciler's lock release
+    assert set(client.registered.values()) >= {scripts.source(name).strip().splitlines()[0]
+                                                for name in scripts.names() if name != "clock"}
 
 
 def test_a_key_built_inside_the_move_script_is_caught(checking, receiver, monkeypatch):
     """The check above fails when a script builds a key from its arguments again."""
-    import worker.store
     client, prefix = checking
-    monkeypatch.setattr(worker.store, "_MOVE", worker.store._MOVE.replace(
-        "redis.call('EXPIRE', KEYS[1], ARGV[4])",
-        "redis.call('ZADD', ARGV[6] .. 'x', 1, ARGV[11])\nredis.call('EXPIRE', KEYS[1], ARGV[4])"))
+    real = scripts.source
+
+    def inject(source: str) -> str:  # before the first EXPIRE of the job
+        lines = source.splitlines(keepends=True)
+        at = next(i for i, line in enumerate(lines) if "'EXPIRE', KEYS[1], ttl)" in line)
+        return "".join(lines[:at] + [_lua("move_builds_a_key")] + lines[at:])
+
+    monkeypatch.setattr(scripts, "source", lambda name: inject(real(name)) if name == "move" else real(name))
     with pytest.raises(redis.exceptions.ResponseError, match="undeclared key"):
         _every_call_path(client, prefix, receiver)
 
@@ -240,11 +234,11 @@ def test_a_jobs_keys_share_one_slot_and_a_script_may_declare_them_all(cluster):
     store = JobStore(cluster, prefix="vexora", ttl_seconds=3600)
     endpoints = Endpoints(cluster, "vexora", allow_private=True, rotation_grace=60)
     dispatcher = Dispatcher(cluster, "vexora", endpoints, lambda m: None)
-    own = [store.job_key(trade_no), store.history_key(trade_no), store.payload_key(trade_no),
-           store.retained_key(trade_no), dispatcher.attempts_key(trade_no)]
+    own = [store.keys.job(trade_no), store.keys.history(trade_no), store.keys.payload(trade_no),
+           store.keys.retained(trade_no), dispatcher.attempts_key(trade_no)]
     assert all(f"{{{trade_no}}}" in key for key in own)
     assert {_slot(cluster, key) for key in own} == {_slot(cluster, trade_no)}
-    touch = "for _, k in ipairs(KEYS) do redis.call('EXISTS', k) end return #KEYS"
+    touch = _lua("touch_all")
     assert cluster.eval(touch, len(own), *own) == len(own)
     before = [f"vexora:job:{trade_no}", f"vexora:job:{trade_no}:history", f"vexora:job:{trade_no}:payload"]
     with pytest.raises(redis.exceptions.ResponseError, match="don't hash to the same slot"):  # CROSSSLOT
@@ -256,7 +250,7 @@ def test_the_per_job_scripts_run_on_a_cluster_and_the_mixed_ones_are_refused(clu
     writes the global keys — what README "Redis Cluster" says a Cluster deployment still needs."""
     store = JobStore(cluster, prefix="vexora", ttl_seconds=3600)
     trade_no = uuid.uuid4().hex[:16]
-    cluster.hset(store.job_key(trade_no), mapping={"state": states.SUBMITTING, "leaseToken": "tok",
+    cluster.hset(store.keys.job(trade_no), mapping={"state": states.SUBMITTING, "leaseToken": "tok",
                                                    "leaseUntil": store.server_now_ms() + 60_000})
     assert store.count_attempt(trade_no, lease_token="tok", sentAt=1) == 1
     assert store.renew_leases({trade_no: "tok"}, 60) == set()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker import states
+from worker.domain import states
 from worker.waiting import wait_until
 from tests.support.stack import Stack, payload
 

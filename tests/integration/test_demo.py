@@ -89,7 +89,7 @@ def test_the_webhook_line_when_none_or_some_arrive():
     from standardwebhooks.webhooks import Webhook
 
     from worker.local.demo import _await_webhooks, _webhook_lines, build_plan
-    from worker.webhooks.receiver import make_receiver
+    from worker.sandbox.receiver import make_receiver
 
     secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
     receiver = make_receiver("127.0.0.1", 0, secrets=[secret])

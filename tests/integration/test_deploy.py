@@ -30,8 +30,8 @@ from tests.support.processes import Process
 from tests.support.stack import APP_SECRET, MERCHANT_NO, payload
 from worker.client import enqueue_checkout, get_checkout
 from worker.local.redis_server import free_port
-from worker.runtime import Runtime
-from worker.settings import Settings
+from worker.runtime.wiring import Runtime
+from worker.config.settings import Settings
 from worker.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -165,7 +165,7 @@ def test_compose_healthchecks(compose):
     assert node_name(services["webhooks"]["command"]) == "webhooks@%h"
     beat = services["beat"]
     schedule = shlex.split(beat["command"])[shlex.split(beat["command"]).index("--schedule") + 1]
-    assert beat["healthcheck"]["test"][1:5] == ["python", "-m", "worker.healthcheck", "beat"]
+    assert beat["healthcheck"]["test"][1:5] == ["python", "-m", "worker.ops.healthcheck", "beat"]
     assert beat["healthcheck"]["test"][5] == schedule
     flower = services["flower"]
     port = re.search(r"--port=(\d+)", flower["command"]).group(1)
@@ -292,7 +292,7 @@ def test_dockerfile_runs_under_tini_as_a_user_with_a_healthcheck():
     assert users and users[-1] not in ("root", "0") and ops.index("USER") > max(
         i for i, op in enumerate(ops) if op == "RUN"), "nothing after the last USER runs as root"
     check = next(args for op, args in steps if op == "HEALTHCHECK")
-    assert " CMD " in f" {check} " and "worker.healthcheck http" in check and "/healthz" in check
+    assert " CMD " in f" {check} " and "worker.ops.healthcheck http" in check and "/healthz" in check
     assert "--interval=" in check and "--timeout=" in check
 
 

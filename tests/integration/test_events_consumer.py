@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import redis
 
-from worker import states
+from worker.domain import states
 from worker.events import EventConsumer
 from worker.waiting import wait_until
-from worker.store import JobStore
+from worker.store.jobs import JobStore
 from tests.support.stack import payload
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from worker import states
+from worker.domain import states
 from tests.support.flower import Flower
 from tests.support.stack import APP_SECRET, MARKERS, Stack, payload
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from worker import states
+from worker.domain import states
 from worker.waiting import wait_until
 from tests.support.loglines import parse_line
 from tests.support.stack import APP_SECRET, MARKERS, Stack, payload

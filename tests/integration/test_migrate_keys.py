@@ -11,8 +11,8 @@ import pytest
 import redis
 
 from tests.support.stack import Stack
-from worker import states
-from worker.store import JobStore
+from worker.domain import states
+from worker.store.jobs import JobStore
 
 pytestmark = pytest.mark.integration
 
@@ -53,8 +53,8 @@ def test_old_names_are_renamed_with_their_ttl_and_the_jobs_carry_on(setup):
     # the layout before the hash tags: the same keys under their old names (RENAME keeps the TTL)
     before: dict[str, tuple[str, int]] = {}
     for trade_no in (queued, paying, done):
-        for key in (store.job_key(trade_no), store.history_key(trade_no), store.payload_key(trade_no),
-                    store.retained_key(trade_no), f"{attempts}{{{trade_no}}}"):
+        for key in (store.keys.job(trade_no), store.keys.history(trade_no), store.keys.payload(trade_no),
+                    store.keys.retained(trade_no), f"{attempts}{{{trade_no}}}"):
             if client.exists(key):
                 client.rename(key, _old(key, trade_no))
                 before[_old(key, trade_no)] = (key, client.ttl(_old(key, trade_no)))
@@ -86,11 +86,11 @@ def test_a_key_already_under_its_new_name_is_kept_not_overwritten(setup):
     store = JobStore(client, prefix=prefix, ttl_seconds=3600)
     trade_no = uuid.uuid4().hex[:16]
     store.create(trade_no, {"tradeNo": trade_no, "amount": "300"}, contact={})
-    client.hset(_old(store.job_key(trade_no), trade_no), mapping={"state": "queued", "tradeNo": "stale"})
+    client.hset(_old(store.keys.job(trade_no), trade_no), mapping={"state": "queued", "tradeNo": "stale"})
     client.set(f"{prefix}:job:not a tradeNo", "x")  # not a name the store ever wrote: left alone
     done = _migrate(env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["renamed 0 keys",
                                         "kept 1 (already under the new name), gone 0 (expired meanwhile)"]
-    assert client.hget(store.job_key(trade_no), "tradeNo") == trade_no.encode()
-    assert client.exists(_old(store.job_key(trade_no), trade_no), f"{prefix}:job:not a tradeNo") == 2
+    assert client.hget(store.keys.job(trade_no), "tradeNo") == trade_no.encode()
+    assert client.exists(_old(store.keys.job(trade_no), trade_no), f"{prefix}:job:not a tradeNo") == 2

@@ -22,7 +22,7 @@ from worker.waiting import wait_until
 import requests
 from ruamel.yaml import YAML  # comes with check-jsonschema (no PyYAML here)
 
-from worker import states
+from worker.domain import states
 from worker.local.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,7 +40,7 @@ needs_promtool = pytest.mark.skipif(
     PROMTOOL is None,
     reason="promtool is not installed (Debian: apt-get install prometheus; scripts/test does it as root)")
 
-# The web app's GET /metrics (worker/metrics.py), exactly these names; the histogram as exposed.
+# The web app's GET /metrics (worker/ops/metrics.py), exactly these names; the histogram as exposed.
 VEXORA_METRICS = {
     "vexora_jobs", "vexora_jobs_needing_review", "vexora_oldest_job_age_seconds", "vexora_transitions_total",
     "vexora_gateway_requests_total", "vexora_callbacks_total", "vexora_reconcile_total",

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import redis
 
-from worker import states
+from worker.domain import states
 from tests.support.node import HAVE_NODE, install_node_producer
 from tests.support.stack import MARKERS, payload
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from worker import states
+from worker.domain import states
 from worker.web.ops import ops_pages
-from worker.settings import Settings
+from worker.config.settings import Settings
 from worker.waiting import wait_until
 from worker.web import create_app
 from tests.support.browser import CHROMIUM, chromium_context

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from worker import states
+from worker.domain import states
 from worker.waiting import wait_until
-from worker.errors import DuplicateTradeNoError, InvalidError
+from worker.domain.errors import DuplicateTradeNoError, InvalidError
 from tests.support.stack import APP_SECRET, MARKERS, payload
 
 pytestmark = pytest.mark.integration

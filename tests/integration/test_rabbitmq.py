@@ -17,7 +17,7 @@ import uuid
 import amqp
 import pytest
 
-from worker import states
+from worker.domain import states
 from worker.celery import QUEUES, dead_letter_queue
 from worker.waiting import wait_until
 from tests.reliability.support import FAST

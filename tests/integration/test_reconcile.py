@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from worker import states
-from worker.reconcile import Reconciler
-from worker.store import JobStore
+from worker.domain import states
+from worker.flows.reconcile import Reconciler
+from worker.flows.settle import Settler
+from worker.store.jobs import JobStore
 from worker.waiting import wait_until
 from tests.support.stack import Stack, payload
 
@@ -103,7 +104,7 @@ def test_past_the_horizon_a_job_is_flagged_for_review_and_left_alone(stack):
     store.move(job["tradeNo"], states.UNKNOWN)
     sent = []
     reconciler = Reconciler(stack.settings.replace(reconcile_horizon=0), store, stack.runtime.gateway,
-                            sent.append)
+                            sent.append, Settler(store, None))
     assert reconciler.run() == {"needs_review": 1}
     record = store.get(job["tradeNo"])
     assert record["state"] == states.UNKNOWN and record["needsReview"] is True

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from worker import states
+from worker.domain import states
 from worker.local.redis_server import RedisServer
 from worker.waiting import wait_until
 from tests.support.stack import Stack, payload

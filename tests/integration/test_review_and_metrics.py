@@ -10,7 +10,7 @@ import sys
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from worker import states
+from worker.domain import states
 from worker.waiting import wait_until
 from tests.support.stack import Stack
 
@@ -101,7 +101,7 @@ def test_metrics_parse_and_equal_the_store_after_an_end_to_end_run(stack):
     def equal():
         m = _metrics(stack)
         for state in states.OPEN:
-            if m.get(("vexora_jobs", (("state", state),))) != store.redis.zcard(store.entered_key(state)):
+            if m.get(("vexora_jobs", (("state", state),))) != store.redis.zcard(store.keys.entered(state)):
                 return False
         live = {s: 0 for s in states.OPEN}
         for key in store.redis.scan_iter(match="vexora:job:*", count=1000):
@@ -110,7 +110,7 @@ def test_metrics_parse_and_equal_the_store_after_an_end_to_end_run(stack):
                 if state in live:
                     live[state] += 1
         jobs_ok = all(m[("vexora_jobs", (("state", s),))] == n for s, n in live.items())
-        review_ok = m[("vexora_jobs_needing_review", ())] == store.redis.scard(store.review_key)
+        review_ok = m[("vexora_jobs_needing_review", ())] == store.redis.scard(store.keys.review)
         into_succeeded = sum(v for (name, labels), v in m.items()
                              if name == "vexora_transitions_total" and ("to", "succeeded") in labels)
         succeeded = sum(1 for key in store.redis.scan_iter(match="vexora:job:*", count=1000)

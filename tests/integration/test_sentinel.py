@@ -15,8 +15,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from worker import states
-from worker.redis_ha import NotReplicatedError
+from worker.domain import states
+from worker.store.connection import NotReplicatedError
 from worker.waiting import wait_until
 from tests.reliability.support import FAST
 from tests.support.stack import Stack, payload

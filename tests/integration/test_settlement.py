@@ -11,12 +11,12 @@ import json
 import pytest
 import redis
 
-from worker import states
+from worker.domain import states
 from worker.client import enqueue_checkout, get_checkout
-from worker.errors import InvalidError
-from worker.limits import canonical_ip, ip_hash
-from worker.reconcile import Reconciler
-from worker.settler import Settler
+from worker.domain.errors import InvalidError
+from worker.store.limits import canonical_ip, ip_hash
+from worker.flows.reconcile import Reconciler
+from worker.flows.settle import Settler
 from worker.waiting import wait_until
 from tests.support.stack import APP_SECRET, Stack, payload
 
@@ -180,7 +180,7 @@ def test_a_transaction_is_counted_once_per_job_even_when_redriven(stack):
     store.create(job["tradeNo"], job, contact={})
     hashed = ip_hash(job["ipAddress"], APP_SECRET)
     for _ in range(3):  # a crash after counting, before the attempt was recorded, then re-drives
-        assert limits.take(hashed, job["tradeNo"], store.job_key(job["tradeNo"])) is None
+        assert limits.take(hashed, job["tradeNo"], store.keys.job(job["tradeNo"])) is None
     assert limits.counts(hashed)["tx"] == 1
 
 

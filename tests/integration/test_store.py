@@ -9,9 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 
-from worker import states
-from worker.errors import DuplicateTradeNoError
-from worker.store import JobStore
+from worker.domain import states
+from worker.domain.errors import DuplicateTradeNoError
+from worker.store.jobs import JobStore
 
 pytestmark = pytest.mark.integration
 
@@ -56,8 +56,8 @@ def test_moves_only_forward_and_records_history_events_and_index(store):
     assert [e["to"] for _, e in store.events()] == ["queued", "submitting", "paying", "succeeded"]
     for state in states.OPEN:
         assert trade_no not in store.open_jobs(state)
-    assert 0 < store.redis.ttl(store.job_key(trade_no)) <= 3600
-    assert 0 < store.redis.ttl(store.history_key(trade_no)) <= 3600
+    assert 0 < store.redis.ttl(store.keys.job(trade_no)) <= 3600
+    assert 0 < store.redis.ttl(store.keys.history(trade_no)) <= 3600
 
 
 def test_a_live_lease_cannot_be_taken_and_an_expired_one_can(store):
@@ -76,7 +76,7 @@ def test_a_claim_returns_the_payload_and_picks_its_detail_by_the_state_it_left(s
                        detail_from={states.SUBMITTING: {"reason": "taken over"}})
     assert claim.applied and claim.previous == states.QUEUED and claim.attempts == 0
     assert claim.payload == {"tradeNo": trade_no, "amount": "300", "mobile": "09011112222"}
-    assert not store.redis.hexists(store.job_key(trade_no), "payload")  # kept beside the record
+    assert not store.redis.hexists(store.keys.job(trade_no), "payload")  # kept beside the record
     assert store.count_attempt(trade_no, ipHash="h1") == 1
     again = store.move(trade_no, states.SUBMITTING, claim_lease=60, detail={"reason": "claimed"},
                        detail_from={states.SUBMITTING: {"reason": "taken over"}})
@@ -89,21 +89,21 @@ def test_a_claim_returns_the_payload_and_picks_its_detail_by_the_state_it_left(s
 
 def test_a_record_from_before_the_payload_key_is_still_claimed_and_purged(store):
     trade_no = new(store, mobile="09011112222")
-    key = store.payload_key(trade_no)
-    store.redis.hset(store.job_key(trade_no), "payload", store.redis.get(key))
+    key = store.keys.payload(trade_no)
+    store.redis.hset(store.keys.job(trade_no), "payload", store.redis.get(key))
     store.redis.delete(key)
     claim = store.move(trade_no, states.SUBMITTING, claim_lease=60)
     assert claim.applied and claim.payload["mobile"] == "09011112222"
     assert store.load(trade_no).payload["mobile"] == "09011112222"
     store.move(trade_no, states.PAYING, drop=["payload"])
     assert store.load(trade_no).payload is None
-    assert not store.redis.hexists(store.job_key(trade_no), "payload")
-    assert store.redis.exists(key, store.retained_key(trade_no)) == 0
+    assert not store.redis.hexists(store.keys.job(trade_no), "payload")
+    assert store.redis.exists(key, store.keys.retained(trade_no)) == 0
 
 
 def test_a_job_without_its_payload_is_not_claimed(store):
     trade_no = new(store)
-    store.redis.delete(store.payload_key(trade_no))
+    store.redis.delete(store.keys.payload(trade_no))
     refused = store.move(trade_no, states.SUBMITTING, claim_lease=60)
     assert not refused.applied and refused.previous == states.QUEUED
     assert store.load(trade_no).state == states.QUEUED
@@ -132,12 +132,12 @@ def test_payer_data_is_purged_or_kept_apart_for_the_retention_only(redis_url, re
     store.move(trade_no, states.PAYING, drop=["payload"])
     assert store.load(trade_no).payload is None
     assert "09011112222" not in json.dumps(store.get(trade_no))
-    assert client.exists(store.payload_key(trade_no)) == 0
-    assert client.object("encoding", store.job_key(trade_no)) in (b"listpack", b"ziplist")
-    kept = client.get(store.retained_key(trade_no))
+    assert client.exists(store.keys.payload(trade_no)) == 0
+    assert client.object("encoding", store.keys.job(trade_no)) in (b"listpack", b"ziplist")
+    kept = client.get(store.keys.retained(trade_no))
     if retention:
         assert json.loads(kept)["mobile"] == "09011112222"
-        assert 0 < client.ttl(store.retained_key(trade_no)) <= retention
+        assert 0 < client.ttl(store.keys.retained(trade_no)) <= retention
     else:
         assert kept is None
     for key in client.scan_iter(f"{store.prefix}:*"):

@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from worker import states
-from worker.errors import LeaseLostError
-from worker.lease import LeaseKeeper
-from worker.reconcile import Reconciler
-from worker.store import JobStore
+from worker.domain import states
+from worker.domain.errors import LeaseLostError
+from worker.flows.lease import LeaseKeeper
+from worker.flows.reconcile import Reconciler
+from worker.store.jobs import JobStore
 from worker.waiting import wait_until
 from tests.support.stack import Stack, payload
 
@@ -86,7 +86,7 @@ def test_reconcile_bookkeeping_is_one_atomic_step(store):
     assert [store.schedule_check(trade_no, states.UNKNOWN, base=1, maximum=4) for _ in range(4)] == [1, 2, 3, 4]
     job = store.load(trade_no)
     assert job.fields["reconcileChecks"] == 4
-    due = store.redis.zscore(store.index_key(states.UNKNOWN), trade_no)
+    due = store.redis.zscore(store.keys.index(states.UNKNOWN), trade_no)
     assert due == job.fields["nextCheckAt"] and due - store.now_ms() <= 4_000
 
 
@@ -111,7 +111,8 @@ def test_a_frozen_worker_is_taken_over_and_records_nothing_when_it_wakes(redis_u
                    what="the frozen worker's lease to run out")
         s.start_worker(concurrency=2)
         rt = s.runtime
-        Reconciler(s.settings, rt.store, rt.gateway, lambda t: rt.send("vexora.checkout.submit", t)).run()
+        Reconciler(s.settings, rt.store, rt.gateway, lambda t: rt.send("vexora.checkout.submit", t),
+                   rt.settler).run()
         record = s.wait_state(trade_no, states.PAYING, timeout=30)  # the taker asked the gateway
         assert "lease taken over after expiry" in [h["detail"].get("reason") for h in record["history"]]
         frozen.kill(signal.SIGCONT)

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from worker.local.redis_server import free_port
-from worker.webhooks.receiver import make_receiver
+from worker.sandbox.receiver import make_receiver
 from worker.webhooks.delivery import Deliverer
 from worker.webhooks.endpoints import Endpoints
 from worker.webhooks.outbox import Dispatcher

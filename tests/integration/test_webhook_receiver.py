@@ -24,7 +24,7 @@ from standardwebhooks.webhooks import Webhook
 
 from worker.local.redis_server import free_port
 from worker.waiting import wait_until
-from worker.webhooks.receiver import Malformed, NotVerified, make_receiver, verify
+from worker.sandbox.receiver import Malformed, NotVerified, make_receiver, verify
 
 pytestmark = pytest.mark.integration
 
@@ -333,7 +333,7 @@ def test_unknown_paths_methods_and_bodies(base):
 def test_logs_carry_method_path_and_status_only(base, caplog):
     body = event_body(contact="090****4321", remark="ヤマダ様")
     headers = signed(body)
-    with caplog.at_level(logging.INFO, logger="worker.webhooks.receiver"):
+    with caplog.at_level(logging.INFO, logger="worker.sandbox.receiver"):
         deliver(base, body, headers)
         deliver(base, body, signed(body, new_secret()))
     text = caplog.text
@@ -369,7 +369,7 @@ def test_it_runs_as_a_process_with_secrets_from_the_environment_and_stops_on_sig
     env = {**os.environ, "VEXORA_WEBHOOK_SECRET": f"{new} {old}", "PYTHONUNBUFFERED": "1"}
     out_path = tmp_path / "receiver.log"
     with open(out_path, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "worker.webhooks.receiver", "--port", str(port),
+        proc = subprocess.Popen([sys.executable, "-m", "worker.sandbox.receiver", "--port", str(port),
                                  "--path", "/hooks"], env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
@@ -392,6 +392,6 @@ def test_it_runs_as_a_process_with_secrets_from_the_environment_and_stops_on_sig
 def test_the_process_refuses_to_start_without_a_good_secret():
     env = {k: v for k, v in os.environ.items() if k != "VEXORA_WEBHOOK_SECRET"}
     for extra in ([], ["--secret", "s3cr3t-plain"]):
-        done = subprocess.run([sys.executable, "-m", "worker.webhooks.receiver", "--port", "0", *extra],
+        done = subprocess.run([sys.executable, "-m", "worker.sandbox.receiver", "--port", "0", *extra],
                               env=env, capture_output=True, text=True, timeout=60)
         assert done.returncode == 2 and "secret" in done.stderr and "s3cr3t" not in done.stderr

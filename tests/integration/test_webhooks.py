@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from worker import states
+from worker.domain import states
 from worker.local.redis_server import free_port
 from worker.waiting import wait_until
-from worker.webhooks.receiver import make_receiver
+from worker.sandbox.receiver import make_receiver
 from worker.webhooks.signing import new_secret
 from tests.support.stack import MARKERS, Stack, payload
 
@@ -273,7 +273,7 @@ def test_after_a_rotation_the_old_and_the_new_secret_both_verify(stack, receiver
 
 def test_private_endpoint_urls_are_refused_unless_allowed(redis_url):
     from worker.webhooks.endpoints import Endpoints
-    from worker.errors import InvalidError
+    from worker.domain.errors import InvalidError
     import redis
     endpoints = Endpoints(redis.Redis.from_url(redis_url), "private-test", allow_private=False, rotation_grace=60)
     for url in ("http://127.0.0.1:9/x", "http://10.1.2.3/x", "http://169.254.169.254/latest"):

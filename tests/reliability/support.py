@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from decimal import Decimal
 
-from worker import states
+from worker.domain import states
 from worker.waiting import wait_until
 
 # Settle quickly: short timeouts, a reconciler every second, callbacks resent fast.
@@ -26,7 +26,7 @@ def expected_state(stack, trade_no: str) -> str | None:
     """The job state the sandbox's own order says it must reach (None: no order, still open, or the
     sandbox's payer has steps left to take on it).
 
-    Written out here rather than taken from ``worker.settlement``: the test states the rule. A
+    Written out here rather than taken from ``worker.domain.settlement``: the test states the rule. A
     ``0000`` for less than the order is ``partially_paid`` (flagged); a status nobody documented
     keeps the job open.
     """
@@ -69,7 +69,7 @@ def records(stack, trade_nos: list[str]) -> dict[str, dict]:
     store = stack.runtime.store
     pipe = store.redis.pipeline()
     for trade_no in trade_nos:
-        pipe.hget(store.job_key(trade_no), "state")
+        pipe.hget(store.keys.job(trade_no), "state")
     return {t: (s.decode() if s else None) for t, s in zip(trade_nos, pipe.execute())}
 
 

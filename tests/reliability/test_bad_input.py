@@ -48,12 +48,12 @@ import schemas.callback
 import schemas.checkout
 from schemas import CallbackSchema, CheckoutRequestSchema
 from tests.support.stack import APP_SECRET, MARKERS, MERCHANT_NO, Stack, payload
-from worker import states
+from worker.domain import states
 from worker.celery import CALLBACK_QUEUE, CHECKOUT_QUEUE
 from worker.client import enqueue_checkout
-from worker.masking import mask_contact
-from worker.runtime import Runtime, checkout_schema
-from worker.settings import Settings
+from worker.domain.masking import mask_contact
+from worker.runtime.wiring import Runtime, checkout_schema
+from worker.config.settings import Settings
 from worker.signing import RawNumber, parse_json_keeping_numbers, sign
 from worker.web import create_app
 
@@ -405,10 +405,10 @@ class Env:
         s, pipe = self.store, self.redis.pipeline()
         pipe.llen(CALLBACK_QUEUE)
         pipe.llen(CHECKOUT_QUEUE)
-        pipe.xlen(s.events_key)
+        pipe.xlen(s.keys.events)
         for trade_no in (self.sentinel, self.existing):
-            pipe.hgetall(s.job_key(trade_no))
-            pipe.lrange(s.history_key(trade_no), 0, -1)
+            pipe.hgetall(s.keys.job(trade_no))
+            pipe.lrange(s.keys.history(trade_no), 0, -1)
         c, q, e, sj, sh, ej, eh = pipe.execute()
         return Snapshot(c, q, e, (sorted(sj.items()), sh), (sorted(ej.items()), eh))
 
@@ -457,7 +457,7 @@ class Env:
         trade_no = job.get("tradeNo") if isinstance(job, dict) else None
         # a tradeNo that could name a Redis key at all (a lone surrogate cannot be sent to Redis)
         keyable = isinstance(trade_no, str) and 0 < len(trade_no) <= 200 and _encodable(trade_no)
-        existed = bool(keyable and self.redis.exists(self.store.job_key(trade_no)))
+        existed = bool(keyable and self.redis.exists(self.store.keys.job(trade_no)))
         before = self.snapshot()
         answer = self.send("POST", "/v1/checkouts", body, headers)
         after = self.snapshot()
@@ -482,7 +482,7 @@ class Env:
                 problems.append(f"{answer.status} but checkout queue {before.checkout} -> {after.checkout}")
             if after.events != before.events:
                 problems.append(f"{answer.status} but events {before.events} -> {after.events}")
-            if keyable and not existed and self.redis.exists(self.store.job_key(trade_no)):
+            if keyable and not existed and self.redis.exists(self.store.keys.job(trade_no)):
                 problems.append(f"{answer.status} but a job was stored for {trade_no!r}")
         if problems:
             tally.state_changes += 1

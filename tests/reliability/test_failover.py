@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from worker import states
+from worker.domain import states
 from worker.waiting import wait_until
 from tests.conftest import SENTINEL_GROUP_PASSWORD, SENTINEL_PASSWORD
 from tests.reliability.conftest import size

@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from worker import states
-from worker.errors import DuplicateTradeNoError
+from worker.domain import states
+from worker.domain.errors import DuplicateTradeNoError
 from tests.reliability.conftest import size
 from tests.reliability.support import created_twice, records
 from tests.support.stack import Stack, payload

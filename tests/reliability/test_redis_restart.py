@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from worker import states
+from worker.domain import states
 from worker.local.redis_server import RedisServer
 from worker.waiting import wait_until
 from tests.reliability.conftest import size

@@ -27,8 +27,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from worker import states
-from worker.masking import mask_email, mask_mobile
+from worker.domain import states
+from worker.domain.masking import mask_email, mask_mobile
 from worker.waiting import wait_until
 from tests.reliability.conftest import size
 from tests.support.flower import Flower
@@ -228,7 +228,7 @@ def test_the_secret_nowhere_payer_data_only_until_created(stack, node_producer, 
     # the events or any other key.
     before = redis_dump(stack.settings.redis_url)
     holding = {key for key, text in before.items() if values(text)}
-    assert holding == {f"0:{stack.runtime.store.payload_key(t)}" for t in trade_nos}, holding
+    assert holding == {f"0:{stack.runtime.store.keys.payload(t)}" for t in trade_nos}, holding
     assert not any(APP_SECRET in text for text in before.values())
     assert any(t in before.get("0:checkout", "") for t in trade_nos)  # the parked messages are there
 

@@ -1,7 +1,7 @@
 """Webhook delivery under a bad receiver and a dying worker: every event of every job reaches the
 merchant's receiver, verified, none lost.
 
-The receiver (worker.webhooks.receiver, verifying with `standardwebhooks`) answers 503 to the
+The receiver (worker.sandbox.receiver, verifying with `standardwebhooks`) answers 503 to the
 first attempt of every message, goes away for a few seconds mid-run, and one of the two workers
 is SIGKILLed while deliveries are in flight. The truth is the store: every move a merchant acts on
 recorded an event (its sequence in the job's history); each must arrive at least once.
@@ -14,11 +14,11 @@ import time
 
 import pytest
 
-from worker import states
+from worker.domain import states
 from worker.local.redis_server import free_port
-from worker.store import WEBHOOK_STATES
+from worker.store.jobs import WEBHOOK_STATES
 from worker.waiting import wait_until
-from worker.webhooks.receiver import make_receiver
+from worker.sandbox.receiver import make_receiver
 from worker.webhooks.signing import new_secret
 from tests.reliability.conftest import size
 from tests.reliability.support import FAST, autopay, enqueue_all

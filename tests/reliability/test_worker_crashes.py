@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from worker import states
+from worker.domain import states
 from worker.waiting import wait_until
 from tests.reliability.conftest import size
 from tests.reliability.support import FAST, created_twice, enqueue_all, records, wait_settled

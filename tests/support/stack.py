@@ -15,9 +15,9 @@ from pathlib import Path
 import requests
 
 from worker.local.redis_server import free_port
-from worker.cli import web_argv
-from worker.runtime import Runtime
-from worker.settings import Settings
+from worker.web.serve import web_argv
+from worker.runtime.wiring import Runtime
+from worker.config.settings import Settings
 from worker.signing import callback_body
 from worker.waiting import wait_until
 
@@ -212,7 +212,7 @@ class Stack:
 
     def paying(self, **overrides) -> str:
         """A new job (``payload(**overrides)``) taken as far as ``paying``; its tradeNo."""
-        from worker import states
+        from worker.domain import states
         trade_no = self.enqueue(payload(**overrides))
         self.wait_state(trade_no, states.PAYING)
         return trade_no
@@ -220,14 +220,14 @@ class Stack:
     def unsettled(self) -> str:
         """A job the reconciler cannot settle: ``unknown`` (a 5000 after the order was created),
         then past its horizon, so it is flagged for a person; its tradeNo."""
-        from worker import states
-        from worker.reconcile import Reconciler
+        from worker.domain import states
+        from worker.flows.reconcile import Reconciler
         job = payload()
         self.faults({"tradeNo": job["tradeNo"], "kind": "code_5000", "create": True})
         trade_no = self.enqueue(job)
         self.wait_state(trade_no, states.UNKNOWN)
         rt = self.runtime
-        Reconciler(self.settings.replace(reconcile_horizon=0), rt.store, rt.gateway, lambda t: None).run()
+        Reconciler(self.settings.replace(reconcile_horizon=0), rt.store, rt.gateway, lambda t: None, rt.settler).run()
         return trade_no
 
     def record(self, trade_no: str) -> dict | None:

@@ -4,12 +4,12 @@ quorum queues, dead-letter arguments and confirms. No broker is contacted."""
 from __future__ import annotations
 
 from worker.celery import QUEUES, create_app, dead_letter_queues
-from worker.settings import Settings
+from worker.config.settings import Settings
 
 
 def test_redis_broker_keeps_our_transport_and_its_visibility_timeout():
     conf = create_app(Settings.from_env({"REDIS_URL": "redis://store:6379/0"})).conf
-    assert conf.broker_transport == "worker.broker:Transport"
+    assert conf.broker_transport == "worker.runtime.broker:Transport"
     assert conf.broker_transport_options["visibility_timeout"] == 30.0
     assert "confirm_publish" not in conf.broker_transport_options
     assert not conf.task_queues

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from worker.consumer import EVENTS_FLUSH_INTERVAL, Consumer
+from worker.runtime.consumer import EVENTS_FLUSH_INTERVAL, Consumer
 
 
 class FakeHub:
@@ -67,7 +67,7 @@ def test_rejected_message_log_lines_never_carry_the_body_or_headers():
 
     from celery.worker.consumer import consumer as celery_consumer
 
-    from worker.consumer import HIDDEN, install_log_filter
+    from worker.runtime.consumer import HIDDEN, install_log_filter
 
     install_log_filter()
     install_log_filter()  # once is enough; twice changes nothing

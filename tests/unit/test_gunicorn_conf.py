@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from worker.cli import gunicorn_conf, web_argv
+from worker.web.serve import gunicorn_conf, web_argv
 from tests.support.processes import ROOT
 
 VARIABLES = ("PORT", "WEB_CONCURRENCY", "GUNICORN_THREADS", "VEXORA_LOG_FORMAT")

@@ -1,4 +1,4 @@
-"""``python -m worker.healthcheck``: what Docker runs to decide a container's health (the checks
+"""``python -m worker.ops.healthcheck``: what Docker runs to decide a container's health (the checks
 against real processes: tests/integration/test_deploy.py)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from worker.healthcheck import check_beat, check_http, main
+from worker.ops.healthcheck import check_beat, check_http, main
 
 
 class _Answers(BaseHTTPRequestHandler):
@@ -69,6 +69,6 @@ def test_exit_status_is_dockers(server, tmp_path, capsys):
     assert main(["beat", str(tmp_path / "none")]) == 1
     assert capsys.readouterr().out.splitlines()[-1].startswith("unhealthy: ")
     # as Docker runs it: a module of its own, nothing else imported
-    done = subprocess.run([sys.executable, "-m", "worker.healthcheck", "http", f"{server}/204"],
+    done = subprocess.run([sys.executable, "-m", "worker.ops.healthcheck", "http", f"{server}/204"],
                           capture_output=True, text=True, timeout=30)
     assert (done.returncode, done.stdout.split(":")[0]) == (0, "healthy")

@@ -18,8 +18,8 @@ from schemas import CheckoutRecordSchema, CheckoutRequestSchema
 from schemas._rules import FullMatch
 from schemas.record import HIDDEN
 from worker.web.openapi import COMPONENTS, build_openapi
-from worker.runtime import checkout_schema
-from worker.settings import Settings
+from worker.runtime.wiring import checkout_schema
+from worker.config.settings import Settings
 from worker.web import create_app
 
 DEFAULT = CheckoutRequestSchema()
@@ -166,7 +166,7 @@ def test_the_422_error_shape_is_described():
 
 def test_the_answers_the_app_gives_match_the_error_schema():
     import jsonschema
-    from worker.settings import Settings
+    from worker.config.settings import Settings
     from worker.web import create_app
 
     error = dict(DOCUMENT["components"]["schemas"]["Error"], additionalProperties=False)

@@ -2,10 +2,12 @@
 
 import pytest
 
-from worker import outcomes, settlement, states
-from worker.errors import AmbiguousError, OutcomeUnknownError
-from worker.outcomes import Outcome
-from worker.settlement import Report
+from worker.gateway import answers
+from worker.domain import settlement
+from worker.domain import states
+from worker.domain.errors import AmbiguousError, OutcomeUnknownError
+from worker.gateway.answers import Outcome
+from worker.domain.settlement import Report
 from schemas import QueryResponseSchema
 
 LINK = "https://gw.example/cashier/abc"
@@ -17,7 +19,7 @@ def created(status="0015", **data):
 
 
 def test_a_created_checkout_is_a_report_with_link_and_platform_number():
-    report = outcomes.from_checkout("0000", "success", created())
+    report = answers.from_checkout("0000", "success", created())
     assert isinstance(report, Report) and report.source == settlement.CREATE
     assert report.status == "0015"
     assert report.fields["paymentLink"] == LINK and report.fields["platFormTradeNo"] == "p1"
@@ -27,35 +29,35 @@ def test_a_created_checkout_is_a_report_with_link_and_platform_number():
 
 
 def test_8000_is_declined_with_code_and_message():
-    outcome = outcomes.from_checkout("8000", "duplicate tradeNo", None)
+    outcome = answers.from_checkout("8000", "duplicate tradeNo", None)
     assert isinstance(outcome, Outcome) and outcome.state == states.DECLINED
     assert outcome.fields["gatewayCode"] == "8000" and outcome.fields["message"] == "duplicate tradeNo"
 
 
 def test_5000_means_unknown_not_failed():
     with pytest.raises(OutcomeUnknownError):
-        outcomes.from_checkout("5000", "system exception", None)
+        answers.from_checkout("5000", "system exception", None)
 
 
 @pytest.mark.parametrize("code,data", [("0000", None), ("1234", None)])
 def test_an_unrecognised_answer_is_unknown(code, data):
-    assert outcomes.from_checkout(code, "?", data).state == states.UNKNOWN
+    assert answers.from_checkout(code, "?", data).state == states.UNKNOWN
 
 
 @pytest.mark.parametrize("data", [created(paymentLink=None), created(status="0999"), created(status=None)])
 def test_odd_create_data_leaves_the_job_unknown_never_final(data):
-    decision = settlement.decide(states.SUBMITTING, outcomes.from_checkout("0000", "?", data), order_amount="300")
+    decision = settlement.decide(states.SUBMITTING, answers.from_checkout("0000", "?", data), order_amount="300")
     assert decision.target == states.UNKNOWN
 
 
 def test_query_8000_means_not_known():
-    assert outcomes.from_query("8000", "order not found", None) is None
+    assert answers.from_query("8000", "order not found", None) is None
 
 
 @pytest.mark.parametrize("code,data", [("5000", None), ("0000", None), ("0000", {"tradeNo": "T1"})])
 def test_unusable_query_answer_is_retried_not_guessed(code, data):
     with pytest.raises(AmbiguousError):
-        outcomes.from_query(code, "?", data)
+        answers.from_query(code, "?", data)
 
 
 @pytest.mark.parametrize("data,paid", [
@@ -67,7 +69,7 @@ def test_unusable_query_answer_is_retried_not_guessed(code, data):
 ])
 def test_the_paid_amount_is_preferred_over_the_order_amount(data, paid):
     answer = QueryResponseSchema().load({"code": "0000", "data": {"tradeNo": "T1", "status": "0001", **data}})
-    report = outcomes.from_query("0000", "ok", answer["data"])
+    report = answers.from_query("0000", "ok", answer["data"])
     assert report.paid_amount == paid
 
 

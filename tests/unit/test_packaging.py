@@ -78,4 +78,4 @@ def test_celery_finds_the_app_in_worker_celery():
     done = subprocess.run([sys.executable, "-m", "celery", "-A", "worker", "report"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert "broker_transport: 'worker.broker:Transport'" in done.stdout
+    assert "broker_transport: 'worker.runtime.broker:Transport'" in done.stdout

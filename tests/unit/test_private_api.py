@@ -1,4 +1,4 @@
-"""The private parts of kombu and Celery that worker/broker.py and worker/consumer.py build on.
+"""The private parts of kombu and Celery that worker/runtime/broker.py and worker/runtime/consumer.py build on.
 
 Both modules override or call methods that are no public interface: kombu's Redis channel (how it
 builds its connection parameters and clients) and Celery's consumer (how buffered task events are
@@ -34,49 +34,49 @@ RECORDED = {"kombu": "5.7.0", "celery": "5.7.0"}
 #  a string constant, sha256 of its dedented source (or of the string) — first 16 hex digits)
 PARTS = [
     # overridden: raises a connection error once the channel has lost its connection
-    ("kombu", "kombu.transport.redis", "Channel._connparams", "worker/broker.py",
+    ("kombu", "kombu.transport.redis", "Channel._connparams", "worker/runtime/broker.py",
      "(self, asynchronous=False)", "7cda548c60354a60"),
     # overridden: one client per pool; relies on it building Client(connection_pool=self.pool)
-    ("kombu", "kombu.transport.redis", "Channel._create_client", "worker/broker.py",
+    ("kombu", "kombu.transport.redis", "Channel._create_client", "worker/runtime/broker.py",
      "(self, asynchronous=False)", "376ef74d24a41659"),
     # read by that override: the pool must stay one cached object until it is replaced
-    ("kombu", "kombu.transport.redis", "Channel.pool", "worker/broker.py",
+    ("kombu", "kombu.transport.redis", "Channel.pool", "worker/runtime/broker.py",
      "(self)", "21755a780d16f22f"),
     # the caller that builds a client per operation: the reason for the override
-    ("kombu", "kombu.transport.redis", "Channel.conn_or_acquire", "worker/broker.py",
+    ("kombu", "kombu.transport.redis", "Channel.conn_or_acquire", "worker/runtime/broker.py",
      "(self, client=None)", "01ab44dd770603a6"),
     # overridden: wakes the event loop once per interval instead of once per event
     ("celery", "celery.worker.consumer.consumer", "Consumer.on_send_event_buffered",
-     "worker/consumer.py", "(self)", "938167707b72e659"),
+     "worker/runtime/consumer.py", "(self)", "938167707b72e659"),
     # called by our flush
-    ("celery", "celery.worker.consumer.consumer", "Consumer._flush_events", "worker/consumer.py",
+    ("celery", "celery.worker.consumer.consumer", "Consumer._flush_events", "worker/runtime/consumer.py",
      "(self)", "4211249046784d0c"),
     # wires on_send_event_buffered into the dispatcher (only with an event loop)
-    ("celery", "celery.worker.consumer.events", "Events.start", "worker/consumer.py",
+    ("celery", "celery.worker.consumer.events", "Events.start", "worker/runtime/consumer.py",
      "(self, c)", "a3ecc36528ef6d11"),
     # calls it per buffered event, and flushes by itself at its buffer limit
-    ("celery", "celery.events.dispatcher", "EventDispatcher.send", "worker/consumer.py",
+    ("celery", "celery.events.dispatcher", "EventDispatcher.send", "worker/runtime/consumer.py",
      "(self, type, blind=False, utcoffset=<>, retry=False, retry_policy=None, Event=<>, **fields)",
      "6390e79ad197479a"),
     # overridden (RabbitMQ: events without publisher confirms); Events.start above is its one caller
-    ("celery", "celery.worker.consumer.consumer", "Consumer.connection_for_write", "worker/consumer.py",
+    ("celery", "celery.worker.consumer.consumer", "Consumer.connection_for_write", "worker/runtime/consumer.py",
      "(self, url=None, heartbeat=None)", "fd75e73aafacac47"),
     # the rejected-message log lines: which argument carries the body or the headers
-    ("celery", "celery.worker.consumer.consumer", "Consumer.on_unknown_message", "worker/consumer.py",
+    ("celery", "celery.worker.consumer.consumer", "Consumer.on_unknown_message", "worker/runtime/consumer.py",
      "(self, body, message)", "f49ac6b187e62d7d"),
-    ("celery", "celery.worker.consumer.consumer", "Consumer.on_unknown_task", "worker/consumer.py",
+    ("celery", "celery.worker.consumer.consumer", "Consumer.on_unknown_task", "worker/runtime/consumer.py",
      "(self, body, message, exc)", "a56f85545d1a961b"),
-    ("celery", "celery.worker.consumer.consumer", "Consumer.on_invalid_task", "worker/consumer.py",
+    ("celery", "celery.worker.consumer.consumer", "Consumer.on_invalid_task", "worker/runtime/consumer.py",
      "(self, body, message, exc)", "890511ee0a773b9b"),
-    ("celery", "celery.worker.consumer.consumer", "Consumer.on_decode_error", "worker/consumer.py",
+    ("celery", "celery.worker.consumer.consumer", "Consumer.on_decode_error", "worker/runtime/consumer.py",
      "(self, message, exc)", "19f6cb0c22df7455"),
-    ("celery", "celery.worker.consumer.consumer", "UNKNOWN_FORMAT", "worker/consumer.py",
+    ("celery", "celery.worker.consumer.consumer", "UNKNOWN_FORMAT", "worker/runtime/consumer.py",
      None, "d6572b89404b0334"),
-    ("celery", "celery.worker.consumer.consumer", "UNKNOWN_TASK_ERROR", "worker/consumer.py",
+    ("celery", "celery.worker.consumer.consumer", "UNKNOWN_TASK_ERROR", "worker/runtime/consumer.py",
      None, "4ff8677dee5943fd"),
-    ("celery", "celery.worker.consumer.consumer", "INVALID_TASK_ERROR", "worker/consumer.py",
+    ("celery", "celery.worker.consumer.consumer", "INVALID_TASK_ERROR", "worker/runtime/consumer.py",
      None, "1baf7174c9d8fe39"),
-    ("celery", "celery.worker.consumer.consumer", "MESSAGE_DECODE_ERROR", "worker/consumer.py",
+    ("celery", "celery.worker.consumer.consumer", "MESSAGE_DECODE_ERROR", "worker/runtime/consumer.py",
      None, "ca9145a081f6a04a"),
 ]
 

@@ -12,8 +12,8 @@ import pytest
 from werkzeug.exceptions import TooManyRequests, UnsupportedMediaType
 
 from tests.support.stack import APP_SECRET, payload
-from worker.runtime import Runtime
-from worker.settings import Settings
+from worker.runtime.wiring import Runtime
+from worker.config.settings import Settings
 from worker.signing import sign
 from worker.web import create_app
 

@@ -14,8 +14,8 @@ from marshmallow import ValidationError
 from schemas import CheckoutEventDataSchema, CheckoutRecordSchema, CheckoutRequestSchema, ReviewItemSchema
 from schemas.api import EVENT_TYPES
 from schemas.record import HIDDEN, STATES, EpochMillis
-from worker import states
-from worker.masking import mask_contact
+from worker.domain import states
+from worker.domain.masking import mask_contact
 from worker.web.openapi import build_openapi
 from worker.webhooks.endpoints import EVENT_TYPES as WORKER_EVENT_TYPES
 from worker.webhooks.outbox import WEBHOOK_HIDDEN

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from worker.errors import ConfigurationError
-from worker.redis_ha import SentinelURL, parse_sentinel_url, safe_url
-from worker.settings import Settings
+from worker.domain.errors import ConfigurationError
+from worker.config.redis_url import SentinelURL, parse_sentinel_url, safe_url
+from worker.config.settings import Settings
 
 URL = "sentinel://:p%40ss@10.0.0.1:26379;sentinel://10.0.0.2;sentinel://10.0.0.3:26380/3"
 
@@ -50,10 +50,10 @@ def test_celery_gets_the_sentinel_options_for_broker_and_result_backend():
     settings = Settings.from_env({"REDIS_URL": URL, "VEXORA_REDIS_SENTINEL_MASTER": "mymaster",
                                   "VEXORA_REDIS_SENTINEL_PASSWORD": "sentinel-only"})
     conf = create_app(settings).conf
-    assert conf.broker_transport == "worker.broker:SentinelTransport"
+    assert conf.broker_transport == "worker.runtime.broker:SentinelTransport"
     for options in (conf.broker_transport_options, conf.result_backend_transport_options):
         assert options["master_name"] == "mymaster"
         assert options["sentinel_kwargs"]["password"] == "sentinel-only"
     assert conf.broker_channel_error_retry is True
     plain = create_app(Settings.from_env({})).conf
-    assert plain.broker_transport == "worker.broker:Transport" and not plain.result_backend_transport_options
+    assert plain.broker_transport == "worker.runtime.broker:Transport" and not plain.result_backend_transport_options

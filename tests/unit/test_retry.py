@@ -2,10 +2,10 @@
 
 import pytest
 
-from worker.errors import (AmbiguousError, ConfigurationError, DeclinedError, InvalidError,
+from worker.domain.errors import (AmbiguousError, ConfigurationError, DeclinedError, InvalidError,
                            OutcomeUnknownError, TransientError)
-from worker.retry import build_retrying, should_retry
-from worker.settings import Settings
+from worker.gateway.retry import build_retrying, should_retry
+from worker.config.settings import Settings
 
 SETTINGS = Settings(retry_max_attempts=4, retry_max_seconds=60, retry_base_delay=0.5,
                     retry_max_delay=8, retry_after_cap=30)

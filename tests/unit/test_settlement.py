@@ -7,8 +7,8 @@ counts a success for the payer's IP. The order amount is 300 throughout.
 
 import pytest
 
-from worker import states
-from worker.settlement import CALLBACK, CREATE, QUERY, Report, amount_verdict, decide, status_kind
+from worker.domain import states
+from worker.domain.settlement import CALLBACK, CREATE, QUERY, Report, amount_verdict, decide, status_kind
 
 S, U, P, PP = states.SUBMITTING, states.UNKNOWN, states.PAYING, states.PARTIALLY_PAID
 OK, FAIL, DEC, REJ, Q = states.SUCCEEDED, states.FAILED, states.DECLINED, states.REJECTED, states.QUEUED

@@ -1,7 +1,7 @@
 """``vexora-checkout demo``: the whole life of a batch of checkouts, on one machine.
 
 Starts a private Redis (unless ``REDIS_URL`` is set), the sandbox gateway, a verifying webhook
-receiver (the merchant's side, ``worker.webhooks.receiver``, with a fresh ``whsec_`` secret), the
+receiver (the merchant's side, ``worker.sandbox.receiver``, with a fresh ``whsec_`` secret), the
 web app, a checkout worker and a webhook worker, beat and — when installed — Flower; enqueues a
 realistic batch (most paid, some failed, one partial, a few invalid, some hitting injected gateway
 faults); a payer bot clicks the cashier buttons as payers would; live progress in the terminal; a
@@ -33,13 +33,13 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from worker import states
-from worker.cli import web_argv
+from worker.domain import states
+from worker.web.serve import web_argv
 from worker.client import enqueue_checkout
 from worker.local.redis_server import RedisServer, free_port
-from worker.runtime import Runtime
+from worker.runtime.wiring import Runtime
 from worker.local.services import Services, http_ok
-from worker.settings import Settings
+from worker.config.settings import Settings
 from worker.waiting import TimedOut, wait_until
 
 __all__ = ["run_demo", "Plan", "build_plan"]
@@ -213,7 +213,7 @@ def _start_everything(cleanup: ExitStack, log_dir: Path, console: Console):
     with console.status("starting Redis, sandbox, webhook receiver, web, workers, beat…"):
         services.start("sandbox", "-m", "worker.cli", "sandbox", "--port", str(ports["sandbox"]),
                        "--time-factor", "0.05", ready=http_ok(urls["sandbox"] + "/_sandbox/stats"))
-        services.start("receiver", "-m", "worker.webhooks.receiver", "--port", str(ports["receiver"]),
+        services.start("receiver", "-m", "worker.sandbox.receiver", "--port", str(ports["receiver"]),
                        ready=http_ok(urls["receiver"] + "/_receiver/stats"))
         services.start("web", *web_argv("--bind", f"127.0.0.1:{ports['web']}"),
                        ready=http_ok(urls["web"] + "/healthz"))

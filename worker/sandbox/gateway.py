@@ -38,9 +38,9 @@ from functools import partial
 from http.server import ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
-from worker.local.server import QuietHandler, serve_until_stopped
+from worker.sandbox.server import QuietHandler, serve_until_stopped
 from worker.sandbox import cashier
-from worker import signing
+from worker.gateway import signing
 from worker.sandbox.notify import JST, PAID_STATUSES, Notifier
 
 __all__ = ["Sandbox", "SandboxServer", "GatewayConfig", "IpLimitReached", "make_server", "run"]

@@ -23,7 +23,7 @@ from functools import partial
 
 import requests
 
-from worker import signing
+from worker.gateway import signing
 
 __all__ = ["Notifier", "Delivery", "callback_fields", "japan_time", "JST", "PAID_STATUSES",
            "RETRY_DELAYS"]

@@ -6,7 +6,7 @@ does what ``enqueue_checkout`` does: stores it and queues a message carrying onl
 payload again answers the same job, another payload under a used ``tradeNo`` is 409. When Redis
 or the broker is unreachable it answers 503 with the ``tradeNo``: the client retries with it.
 ``GET /v1/checkouts/<tradeNo>`` answers the job's record, payer data masked. The review queue
-(``worker.review``): ``GET /v1/review``, ``POST /v1/checkouts/<tradeNo>/query`` (ask the gateway
+(``worker.flows.review``): ``GET /v1/review``, ``POST /v1/checkouts/<tradeNo>/query`` (ask the gateway
 now) and ``POST /v1/checkouts/<tradeNo>/resolve`` (``{state, reason, operator}``; 409 for a job
 not in review, 422 without a reason or an operator). All need
 ``Authorization: Bearer $VEXORA_API_TOKEN``; with no token configured the API refuses everyone.
@@ -25,12 +25,12 @@ from kombu.exceptions import OperationalError
 from schemas import generate_trade_no
 from worker.web.bodies import read_limited
 from worker.client import enqueue_checkout, get_checkout
-from worker.errors import CheckoutError, DuplicateTradeNoError, InvalidError
-from worker.review import NoSuchJob, NotInReview
+from worker.domain.errors import CheckoutError, DuplicateTradeNoError, InvalidError
+from worker.flows.review import NoSuchJob, NotInReview
 from worker.web.openapi import build_openapi
 from worker.web.problems import problem
-from worker.runtime import Runtime, checkout_schema
-from worker.settings import Settings
+from worker.runtime.wiring import Runtime, checkout_schema
+from worker.config.settings import Settings
 
 __all__ = ["producer_api", "bearer_guard"]
 

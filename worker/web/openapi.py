@@ -5,7 +5,7 @@ with (``schemas/``): every constraint in the document — lengths, patterns, enu
 settings' allowed codes and maximum amount — is read from a marshmallow validator, so the
 document cannot drift from the validation. ``validate.Email`` and ``validate.URL``, which apispec
 does not read, become ``format: email`` and ``format: uri`` here. The checkout request is
-the schema instance built from the settings (``worker.runtime.checkout_schema``). The paths are
+the schema instance built from the settings (``worker.runtime.wiring.checkout_schema``). The paths are
 the app's routes (a test pins them); ``webhooks`` describes the events sent to merchants.
 """
 

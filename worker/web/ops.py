@@ -1,6 +1,6 @@
 """The operations page (``/ops``): server-rendered HTML for the people who work the review queue.
 
-It owns the pages and forms only; every decision is ``worker.review``'s (``ReviewQueue.items``,
+It owns the pages and forms only; every decision is ``worker.flows.review``'s (``ReviewQueue.items``,
 ``query``, ``resolve``) and every read is the store's public, masked record — payloads are never
 loaded, so no payer data can reach a page.
 
@@ -36,11 +36,11 @@ from marshmallow import ValidationError
 from schemas import CheckoutRecordSchema, trade_no_errors
 from schemas.api import OPERATOR_MAX, ResolveRequestSchema
 from schemas.record import EpochMillis
-from worker import states
-from worker.errors import CheckoutError, InvalidError
-from worker.review import REASON_MAX, NoSuchJob, NotInReview
-from worker.runtime import Runtime
-from worker.settings import Settings
+from worker.domain import states
+from worker.domain.errors import CheckoutError, InvalidError
+from worker.flows.review import REASON_MAX, NoSuchJob, NotInReview
+from worker.runtime.wiring import Runtime
+from worker.config.settings import Settings
 
 __all__ = ["ops_pages"]
 
@@ -139,8 +139,8 @@ def ops_pages(settings: Settings, runtime: Callable[[], Runtime], flower_url: st
         store = rt.store
         pipe = store.redis.pipeline(transaction=False)
         for state in states.OPEN:
-            pipe.zcard(store.entered_key(state))
-        pipe.scard(store.review_key)
+            pipe.zcard(store.keys.entered(state))
+        pipe.scard(store.keys.review)
         *counts, review = pipe.execute()
         resolved = None
         done = request.args.get("resolved", "")

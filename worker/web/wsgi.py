@@ -10,7 +10,7 @@ schema → 400; the verified fields go on the ``callbacks`` queue; ``OK`` is ans
 the message is on the broker. If the broker cannot take it the answer is 503, so the gateway
 sends it again — never ``OK`` for a callback that was not queued.
 
-``GET /metrics`` (Prometheus) answers for the whole deployment from Redis (``worker.metrics``);
+``GET /metrics`` (Prometheus) answers for the whole deployment from Redis (``worker.ops.metrics``);
 open unless ``VEXORA_METRICS_TOKEN`` is set, off with ``VEXORA_METRICS=off``.
 
 Errors are RFC 9457 problem documents (``worker.web.problems``), except on ``/vexora/notify``, which
@@ -41,15 +41,15 @@ from worker.web.api import bearer_guard, producer_api
 from worker.web.bodies import read_limited
 from worker.logs import event
 from worker.celery import CALLBACK_QUEUE
-from worker.errors import ConfigurationError
-from worker.metrics import StoreCollector
+from worker.domain.errors import ConfigurationError
+from worker.ops.metrics import StoreCollector
 from worker.web.ops import ops_pages
 from worker.web.problems import problem, title_of
-from worker.webhooks.http import webhooks_api
-from worker.runtime import get_runtime
-from worker.settings import Settings
-from worker.signing import RawNumber, parse_json_keeping_numbers, verify
-from worker.startup import at_import
+from worker.web.webhooks_api import webhooks_api
+from worker.runtime.wiring import get_runtime
+from worker.config.settings import Settings
+from worker.gateway.signing import RawNumber, parse_json_keeping_numbers, verify
+from worker.config.startup import at_import
 
 __all__ = ["app", "create_app"]
 

@@ -9,7 +9,7 @@
     receiver.py   a verifying merchant-side receiver (the demo's, the tests'; not the product)
 
 An event is written to the outbox stream in the same atomic step as the state change it reports
-(``worker.store``); the dispatcher (``vexora.webhooks.dispatch``, every second on the ``webhooks``
+(``worker.store.jobs``); the dispatcher (``vexora.webhooks.dispatch``, every second on the ``webhooks``
 queue) fans it out to the endpoints that want it and hands due deliveries to
 ``vexora.webhooks.deliver``. Delivery is at least once: a receiver drops a repeat by
 ``webhook-id``, a stale event by the job's ``sequence``.

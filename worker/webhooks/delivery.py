@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from worker.logs import event
 from worker.webhooks.endpoints import Endpoints, check_url
+from worker.store import scripts
 from worker.webhooks.outbox import Dispatcher
 from worker.webhooks.poster import PostFailed, Poster
 from worker.webhooks.signing import signature_header
@@ -27,20 +28,6 @@ log = logging.getLogger("vexora.webhooks")
 
 _KEEP_ATTEMPTS = (100, 30 * 24 * 3600)  # per job: the newest 100, for 30 days
 
-# KEYS: attempts list, delivery hash ("" none), due set
-# ARGV: attempt entry ("" none), member, due ms ("" leave the set), next member ("" none), its claim,
-#       then the delivery's fields, name value ...
-_SETTLE = f"""
-if ARGV[1] ~= '' then
-  redis.call('RPUSH', KEYS[1], ARGV[1])
-  redis.call('LTRIM', KEYS[1], -{_KEEP_ATTEMPTS[0]}, -1)
-  redis.call('EXPIRE', KEYS[1], {_KEEP_ATTEMPTS[1]})
-end
-if KEYS[2] ~= '' and #ARGV > 5 then redis.call('HSET', KEYS[2], unpack(ARGV, 6)) end
-if ARGV[4] ~= '' then redis.call('ZADD', KEYS[3], 'XX', ARGV[5], ARGV[4]) end
-if ARGV[3] == '' then redis.call('ZREM', KEYS[3], ARGV[2]) else redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2]) end
-return 1
-"""
 _RETRY_AFTER_MAX = 24 * 3600.0
 
 
@@ -59,7 +46,7 @@ class Deliverer:
         self.meter = meter
         self.clock = clock
         self._checked: dict[str, tuple[str | None, float]] = {}
-        self._settle_script = self.redis.register_script(_SETTLE)
+        self._settle_script = scripts.register(self.redis, "webhook_settle")
         self.total = timeout + 3  # a request's ceiling, connect to last byte
         self.http = Poster(connect_timeout=min(3.0, timeout), total=self.total)
 
@@ -190,7 +177,8 @@ class Deliverer:
         self._settle_script(
             keys=[attempts, key or "", self.dispatcher.due_key],
             args=[json.dumps(entry, ensure_ascii=False) if entry is not None else "", member,
-                  "" if due is None else due, then or "", self._claim_until() if then else 0, *fields])
+                  "" if due is None else due, then or "", self._claim_until() if then else 0, *_KEEP_ATTEMPTS,
+                  *fields])
 
     def _disable(self, endpoint: dict, reason: str) -> None:
         if not endpoint.get("enabled", True):

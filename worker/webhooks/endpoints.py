@@ -21,19 +21,15 @@ from urllib.parse import urlsplit
 
 import redis
 
-from worker.errors import InvalidError
+from worker.domain.errors import InvalidError
+from worker.store.keys import Keys
 from worker.webhooks.signing import new_secret, secret_bytes
 
-__all__ = ["Endpoints", "EVENT_TYPES", "check_url", "endpoints_key"]
+__all__ = ["Endpoints", "EVENT_TYPES", "check_url"]
 
 EVENT_TYPES = ("checkout.paying", "checkout.succeeded", "checkout.partially_paid", "checkout.failed",
                "checkout.declined", "checkout.rejected", "checkout.unknown", "checkout.needs_review",
                "webhook.endpoint_disabled")
-
-
-def endpoints_key(prefix: str) -> str:
-    """The endpoints hash; the store's scripts check it (in their KEYS) before recording an event."""
-    return f"{prefix}:webhooks:endpoints"
 
 
 def check_url(url: object, *, allow_private: bool,
@@ -71,7 +67,7 @@ class Endpoints:
                  rotation_grace: float, clock: Callable[[], float] = time.time,
                  resolve: Callable[[str], Iterable[str]] | None = None):
         self.redis = client
-        self.key = endpoints_key(prefix)
+        self.key = Keys(prefix).webhook_endpoints  # the store's move script checks it exists
         self.allow_private = allow_private
         self.rotation_grace = rotation_grace
         self.clock = clock

@@ -1,11 +1,9 @@
 """From recorded events to due deliveries: fan-out, the retry schedule's clock, replay, attempts.
 
-Keys (``p`` is the key prefix):
-    p:webhooks:outbox                 stream  events, written by the store's scripts with the change
-    p:webhooks:body:<eventId>         string  the event's JSON body, as every attempt sends it
-    p:webhooks:delivery:<eventId>:<endpointId>  hash  status, attempts, next attempt, last answer
-    p:webhooks:due                    zset    "<eventId>|<endpointId>" scored by when it is due (ms)
-    p:webhooks:attempts:{<tradeNo>}   list    every attempt for the job's events (newest 100)
+Keys (``worker.store.keys``): the outbox stream (written by the store's scripts with the change),
+each event's body, each delivery's hash, the due set (``"<eventId>|<endpointId>"`` scored by when
+it is due) and each job's list of attempts (the newest 100); its scripts are
+``worker/store/lua/webhook_*.lua``.
 
 ``Dispatcher.run`` is one pass of ``vexora.webhooks.dispatch`` (beat, every second; one pass at a
 time under a lock): it reads new events with a consumer group (an event is acknowledged only once
@@ -28,9 +26,12 @@ import redis
 
 from schemas import CheckoutEventDataSchema
 from schemas.record import HIDDEN
+from worker.store import scripts
+from worker.store.keys import Keys
+from worker.store.locks import held
 from worker.webhooks.endpoints import Endpoints
 
-__all__ = ["Dispatcher", "build_body", "outbox_key", "WEBHOOK_HIDDEN"]
+__all__ = ["Dispatcher", "build_body", "WEBHOOK_HIDDEN"]
 
 log = logging.getLogger("vexora.webhooks")
 
@@ -42,47 +43,6 @@ KEEP_S = 7 * 24 * 3600  # bodies and delivery records: longer than the whole ret
 # declares none of it); left out again here, so that declaring one by mistake still shows nothing
 WEBHOOK_HIDDEN = HIDDEN
 _EVENT_DATA = CheckoutEventDataSchema()
-
-_CLAIM_DUE = """
-local items = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-for _, m in ipairs(items) do redis.call('ZADD', KEYS[1], ARGV[3], m) end
-return items
-"""
-
-# One fan-out pass in one call: for each event, its body (kept if already there), one delivery
-# per endpoint that wants it (a record that already exists keeps its status and attempts: a
-# pass re-read after its dispatcher died changes nothing delivered), due now; then the event is
-# acknowledged. KEYS: due set, outbox, then per event its body key and its delivery keys.
-# ARGV: group, now (ms), keep (s), then per event: id, type, tradeNo, sequence, body, n, n endpoint ids.
-_FAN_OUT = """
-local k, a = 3, 4
-while a <= #ARGV do
-  local id, kind, trade_no, seq, body, n = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 5])
-  a = a + 6
-  if n > 0 then
-    redis.call('SET', KEYS[k], body, 'EX', ARGV[3], 'NX')
-    k = k + 1
-    for i = 1, n do
-      local endpoint = ARGV[a]
-      redis.call('HSETNX', KEYS[k], 'status', 'pending')
-      redis.call('HSET', KEYS[k], 'eventId', id, 'endpoint', endpoint, 'type', kind, 'tradeNo', trade_no,
-                 'sequence', seq, 'createdAt', ARGV[2])
-      redis.call('HSETNX', KEYS[k], 'attempts', 0)
-      redis.call('EXPIRE', KEYS[k], ARGV[3])
-      redis.call('ZADD', KEYS[1], 'NX', ARGV[2], id .. '|' .. endpoint)
-      k, a = k + 1, a + 1
-    end
-  end
-  redis.call('XACK', KEYS[2], ARGV[1], id)
-end
-return k - 3
-"""
-
-
-def outbox_key(prefix: str) -> str:
-    """The outbox stream; the store's scripts write it (passed in their KEYS), the dispatcher reads it."""
-    return f"{prefix}:webhooks:outbox"
-
 
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -116,38 +76,27 @@ class Dispatcher:
         self.send_deliver = send_deliver
         self.clock = clock
         self.claim_ms = int(claim_seconds * 1000)  # a handed-out delivery comes back after this
-        self.outbox = outbox_key(prefix)
-        self.due_key = f"{prefix}:webhooks:due"
+        self.keys = Keys(prefix)
+        self.outbox = self.keys.webhook_outbox
+        self.due_key = self.keys.webhook_due
         self.consumer = "dispatcher-" + secrets.token_hex(4)
-        self._claim_due = client.register_script(_CLAIM_DUE)
-        self._fan_out = client.register_script(_FAN_OUT)
-
-    def body_key(self, event_id: str) -> str:
-        return f"{self.prefix}:webhooks:body:{event_id}"
-
-    def delivery_key(self, event_id: str, endpoint_id: str) -> str:
-        return f"{self.prefix}:webhooks:delivery:{event_id}:{endpoint_id}"
-
-    def attempts_key(self, trade_no: str) -> str:
-        """Per job, with the job's hash tag (its slot in a Redis Cluster, like ``worker.store``'s keys)."""
-        return f"{self.prefix}:webhooks:attempts:{{{trade_no}}}"
+        self._claim_due = scripts.register(client, "webhook_claim_due")
+        self._fan_out = scripts.register(client, "webhook_fan_out")
+        self.body_key = self.keys.webhook_body
+        self.delivery_key = self.keys.webhook_delivery
+        self.attempts_key = self.keys.webhook_attempts
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
 
     # -- one pass ------------------------------------------------------------------------------
     def run(self, limit: int = 500) -> dict[str, int]:
-        lock = f"{self.prefix}:webhooks:dispatch:lock"
-        token = secrets.token_hex(8)
-        if not self.redis.set(lock, token, nx=True, ex=30):
-            return {"skipped": 1}
-        try:
+        with held(self.redis, self.keys.webhook_dispatch_lock, 30) as mine:
+            if not mine:
+                return {"skipped": 1}
             fanned = self.fan_out(limit)
             handed = self.hand_out(limit)
             return {"events": fanned, "handed_out": handed}
-        finally:
-            self.redis.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
-                            "return 0", 1, lock, token)
 
     def fan_out(self, limit: int) -> int:
         """New (or abandoned) events -> one delivery per endpoint that wants the type."""

@@ -9,33 +9,13 @@ knows either verifies it (tests check this against the ``standardwebhooks`` pack
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
-import secrets as random
 from collections.abc import Iterable
 
+from worker.domain.webhook_secret import PREFIX, new_secret, secret_bytes
+
 __all__ = ["new_secret", "secret_bytes", "signature_header", "PREFIX"]
-
-PREFIX = "whsec_"
-
-
-def new_secret() -> str:
-    """A fresh secret: 32 random bytes, base64, behind ``whsec_``."""
-    return PREFIX + base64.b64encode(random.token_bytes(32)).decode("ascii")
-
-
-def secret_bytes(secret: str) -> bytes:
-    """The key of a ``whsec_`` secret; ValueError names what is wrong (never the secret)."""
-    if not isinstance(secret, str) or not secret.startswith(PREFIX):
-        raise ValueError("a webhook secret starts with whsec_")
-    try:
-        key = base64.b64decode(secret[len(PREFIX):] + "==", validate=False)
-    except (binascii.Error, ValueError):
-        raise ValueError("a webhook secret is whsec_ followed by base64") from None
-    if len(key) < 16:
-        raise ValueError("a webhook secret needs at least 16 bytes of key")
-    return key
 
 
 def signature_header(msg_id: str, timestamp: int, body: bytes, secrets: Iterable[str]) -> str:

@@ -1,0 +1,1 @@
+return redis.pcall('RENAME', KEYS[1], ARGV[1])

@@ -1,0 +1,1 @@
+for _, k in ipairs(KEYS) do redis.call('EXISTS', k) end return #KEYS

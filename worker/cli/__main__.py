@@ -1,0 +1,5 @@
+"""``python -m worker.cli``: the same command line as ``vexora-checkout``."""
+
+from worker.cli import main
+
+main()

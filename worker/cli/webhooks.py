@@ -1,0 +1,119 @@
+"""``vexora-checkout webhooks``: the operator's endpoints, replay and delivery attempts."""
+
+from __future__ import annotations
+
+import click
+
+from worker.cli.main import REDIS_DOWN, main
+
+
+@main.group()
+def webhooks() -> None:
+    """Signed webhooks to your apps: endpoints, replay, attempts.
+
+    \b
+    vexora-checkout webhooks list
+    vexora-checkout webhooks add https://shop.example/hooks [--type checkout.succeeded ...]
+    vexora-checkout webhooks disable|enable|rotate ENDPOINT_ID
+    vexora-checkout webhooks replay --since 2026-12-03T09:00Z [--until ...] [--endpoint ID] [--all]
+    vexora-checkout webhooks attempts TRADENO
+    """
+
+def _webhooks_runtime():
+    from worker.runtime.wiring import get_runtime
+    return get_runtime()
+
+def _endpoint_line(record: dict) -> str:
+    state = "enabled" if record["enabled"] else f"disabled ({record.get('disabledReason')})"
+    types = ",".join(record.get("types") or []) or "all events"
+    return f"{record['id']}  {record['url']}  {state}  {types}"
+
+@webhooks.command("list")
+def webhooks_list() -> None:
+    """The endpoints (secrets never shown; only their last characters)."""
+    from worker.webhooks.endpoints import Endpoints
+    try:
+        records = _webhooks_runtime().webhook_endpoints.all()
+    except REDIS_DOWN as exc:
+        raise click.ClickException(f"Redis unreachable: {exc}") from None
+    for record in records:
+        tails = ", ".join("…" + s["secretEnd"] for s in Endpoints.public(record)["secrets"])
+        click.echo(_endpoint_line(record) + f"  secrets {tails}")
+    if not records:
+        click.echo("no endpoints (set VEXORA_WEBHOOK_URL, or add one)")
+
+@webhooks.command("add")
+@click.argument("url")
+@click.option("--type", "types", multiple=True, help="Only these event types (repeatable; default: all).")
+@click.option("--secret", default=None, help="A whsec_ secret (default: a new one, printed once).")
+def webhooks_add(url: str, types: tuple[str, ...], secret: str | None) -> None:
+    """Add an endpoint; prints its secret once."""
+    from worker.domain.errors import InvalidError
+    try:
+        record = _webhooks_runtime().webhook_endpoints.add(url, types=types, secret=secret)
+    except InvalidError as exc:
+        raise click.ClickException(f"{exc.message}: {exc.errors}") from None
+    click.echo(_endpoint_line(record))
+    click.echo(f"secret: {record['secrets'][0]['secret']}")
+
+@webhooks.command("disable")
+@click.argument("endpoint_id")
+def webhooks_disable(endpoint_id: str) -> None:
+    """Stop sending to an endpoint."""
+    try:
+        click.echo(_endpoint_line(_webhooks_runtime().webhook_endpoints.set_enabled(endpoint_id, False)))
+    except KeyError:
+        raise click.ClickException(f"no endpoint {endpoint_id}") from None
+
+@webhooks.command("enable")
+@click.argument("endpoint_id")
+def webhooks_enable(endpoint_id: str) -> None:
+    """Send to an endpoint again (replay what it missed with `replay --endpoint`)."""
+    try:
+        click.echo(_endpoint_line(_webhooks_runtime().webhook_endpoints.set_enabled(endpoint_id, True)))
+    except KeyError:
+        raise click.ClickException(f"no endpoint {endpoint_id}") from None
+
+@webhooks.command("rotate")
+@click.argument("endpoint_id")
+@click.option("--secret", default=None, help="The new whsec_ secret (default: a new one, printed once).")
+def webhooks_rotate(endpoint_id: str, secret: str | None) -> None:
+    """A new secret; the old one still signs for VEXORA_WEBHOOK_ROTATION_GRACE seconds."""
+    from worker.domain.errors import InvalidError
+    try:
+        record = _webhooks_runtime().webhook_endpoints.rotate(endpoint_id, secret)
+    except KeyError:
+        raise click.ClickException(f"no endpoint {endpoint_id}") from None
+    except InvalidError as exc:
+        raise click.ClickException(f"{exc.message}: {exc.errors}") from None
+    click.echo(f"secret: {record['secrets'][0]['secret']}")
+
+@webhooks.command("replay")
+@click.option("--since", required=True, help="ISO-8601 time (or unix seconds): events from then.")
+@click.option("--until", default=None, help="ISO-8601 time (or unix seconds): events until then.")
+@click.option("--endpoint", default=None, help="Only this endpoint.")
+@click.option("--all", "include_delivered", is_flag=True, help="Also events already delivered.")
+def webhooks_replay(since: str, until: str | None, endpoint: str | None, include_delivered: bool) -> None:
+    """Deliver again the failed (or all) events of a window."""
+    from worker.web.webhooks_api import parse_time_ms
+    try:
+        since_ms = parse_time_ms(since)
+        until_ms = parse_time_ms(until) if until else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    try:
+        count = _webhooks_runtime().webhook_dispatcher.replay(since_ms, until_ms, endpoint_id=endpoint,
+                                                               include_delivered=include_delivered)
+    except KeyError:
+        raise click.ClickException(f"no enabled endpoint {endpoint}") from None
+    click.echo(f"{count} deliveries scheduled")
+
+@webhooks.command("attempts")
+@click.argument("trade_no")
+def webhooks_attempts(trade_no: str) -> None:
+    """Every delivery attempt of a job's events: time, endpoint, type, status, latency."""
+    import datetime as _dt
+    for a in _webhooks_runtime().webhook_dispatcher.attempts(trade_no):
+        at = _dt.datetime.fromtimestamp(a["at"] / 1000, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        click.echo(f"{at}  {a['endpoint']}  {a['type']}  seq={a['sequence']}  attempt={a['attempt']}  "
+                   f"status={a['status']}  {a['latencyMs']} ms")

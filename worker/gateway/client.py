@@ -1,0 +1,166 @@
+"""HTTP client for the Vexora gateway: create a checkout, query one (docs/gateway.md §Endpoints).
+
+It speaks HTTP through urllib3, the connection pool that ``requests`` itself runs on, without
+requests' per-request work (settings merging, cookies, hooks, request preparation): at ~0.3 ms of
+CPU per request that work was the largest single cost of a worker (BENCHMARKS.md, 7). One pool
+is shared by all threads of a worker (urllib3's pools are thread-safe), with explicit connect and
+read timeouts and a total deadline per request, no redirects and no retries of its own: retries belong to ``worker.gateway.retry``, which
+knows which failures may be retried blindly. Each request gets a fresh ``timestamp`` and ``sign``,
+so every retry is signed anew. Transport failures become the error tree of ``worker.domain.errors``;
+what a well-formed answer *means* is decided by ``worker.gateway.answers``.
+
+Whether a failure could have reached the gateway decides everything downstream:
+    refused connection, connect timeout, DNS, HTTP 429   -> TransientError  (nothing created)
+    read timeout, dropped answer, HTTP 5xx, garbled 200  -> AmbiguousError  (query first)
+    other HTTP 4xx                                       -> DeclinedError
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import urllib3
+from marshmallow import ValidationError
+from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ReadTimeoutError
+
+from schemas import CheckoutResponseSchema, QueryResponseSchema
+from worker.domain.errors import AmbiguousError, CheckoutError, DeclinedError, TransientError
+from worker.config.settings import Settings
+from worker.gateway.signing import sign
+
+__all__ = ["GatewayClient", "GatewayReply", "CHECKOUT_PATH", "QUERY_PATH"]
+
+CHECKOUT_PATH = "/v1/vexora/checkout"
+QUERY_PATH = "/v1/vexora/queryPayInResult"
+USER_AGENT = "vexora-checkout"
+
+
+@dataclass(frozen=True)
+class GatewayReply:
+    """A well-formed answer: the request-level ``code`` and the ``data`` object (or None)."""
+
+    code: str
+    msg: str | None
+    data: dict | None
+    http_status: int
+    latency_ms: int
+
+
+class GatewayClient:
+    """Signs and sends requests; safe to share between threads."""
+
+    def __init__(self, settings: Settings, *, pool_size: int = 128, clock: Callable[[], float] = time.time,
+                 meter=None):
+        settings.require_gateway()
+        self.settings = settings
+        self.base_url = settings.base_url.rstrip("/")
+        # read= is per read; total= caps the whole request, so a trickling answer cannot hold a
+        # job past its lease (Settings.gateway_deadline)
+        self.timeout = urllib3.Timeout(connect=settings.connect_timeout, read=settings.read_timeout,
+                                       total=settings.gateway_deadline)
+        # Connections kept open per host: more than a worker's threads (16-64); a request beyond
+        # that still gets a connection of its own, closed after use.
+        self.http = urllib3.PoolManager(num_pools=4, maxsize=pool_size, block=False, retries=False)
+        self.headers = {"merchantNo": settings.merchant_no, "Content-Type": "application/json",
+                        "Accept": "application/json", "User-Agent": USER_AGENT}
+        self._clock = clock
+        self.meter = meter  # worker.ops.metrics.Meter: requests by outcome, and their latency
+        self._checkout_schema = CheckoutResponseSchema()
+        self._query_schema = QueryResponseSchema()
+
+    def signed(self, fields: Mapping[str, str]) -> dict[str, str]:
+        """``fields`` plus a fresh ``timestamp`` and its ``sign``."""
+        body = {k: v for k, v in fields.items() if k not in {"sign", "timestamp"} and v not in (None, "")}
+        body["timestamp"] = str(int(self._clock() * 1000))
+        body["sign"] = sign(body, self.settings.app_secret)
+        return body
+
+    def checkout(self, fields: Mapping[str, str]) -> GatewayReply:
+        """POST the checkout; the caller owns retries and the meaning of the answer."""
+        return self._measured("checkout", CHECKOUT_PATH, self.signed(fields), self._checkout_schema)
+
+    def query(self, trade_no: str) -> GatewayReply:
+        """POST ``queryPayInResult`` for one tradeNo."""
+        return self._measured("query", QUERY_PATH, self.signed({"tradeNo": trade_no}), self._query_schema)
+
+    def _measured(self, op: str, path: str, body: dict, schema) -> GatewayReply:
+        if self.meter is None:
+            return self._post(path, body, schema)
+        started = time.monotonic()
+        outcome = "ok"
+        try:
+            reply = self._post(path, body, schema)
+            outcome = _OUTCOMES.get(reply.code, "other_code")
+            if op == "query" and reply.code == "8000":
+                outcome = "not_found"  # on the query API 8000 means "no such tradeNo"
+            return reply
+        except CheckoutError as exc:
+            outcome = _error_outcome(exc)
+            raise
+        finally:
+            self.meter.inc("gateway_requests_total", op=op, outcome=outcome)
+            self.meter.observe("gateway_request_duration_seconds", time.monotonic() - started, op=op)
+
+    def _post(self, path: str, body: dict, schema) -> GatewayReply:
+        started = time.monotonic()
+        try:
+            response = self.http.request("POST", self.base_url + path,
+                                         body=json.dumps(body, ensure_ascii=False).encode("utf-8"),
+                                         headers=self.headers, timeout=self.timeout, redirect=False)
+        except NewConnectionError:  # refused, unreachable, DNS: the request never left
+            raise TransientError("gateway unreachable") from None
+        except ConnectTimeoutError:
+            raise TransientError("gateway connect timeout") from None
+        except ReadTimeoutError:
+            raise AmbiguousError("gateway read timeout after the request was sent") from None
+        except (HTTPError, OSError):  # reset, dropped, garbled: the request may have arrived
+            raise AmbiguousError("gateway connection lost after the request was sent") from None
+        latency_ms = int((time.monotonic() - started) * 1000)
+        status = response.status
+        if status == 429:
+            raise TransientError("gateway rate limited the request", http_status=status,
+                                 retry_after=_retry_after(response.headers.get("Retry-After"), self._clock))
+        if status >= 500:
+            raise AmbiguousError("gateway server error", http_status=status,
+                                 retry_after=_retry_after(response.headers.get("Retry-After"), self._clock))
+        if status >= 400:
+            raise DeclinedError("gateway refused the request", http_status=status)
+        try:
+            parsed = schema.load(json.loads(response.data))
+        except (ValueError, ValidationError):
+            raise AmbiguousError("gateway answer is not the documented JSON", http_status=status) from None
+        return GatewayReply(code=parsed["code"], msg=parsed.get("msg"), data=parsed.get("data"),
+                            http_status=status, latency_ms=latency_ms)
+
+
+_OUTCOMES = {"0000": "ok", "8000": "declined", "5000": "5000"}
+
+
+def _error_outcome(exc: CheckoutError) -> str:
+    """The metrics label of a failed request (a fixed set: never a value from the answer)."""
+    status = exc.http_status or 0
+    if status == 429:
+        return "http_429"
+    if status >= 500:
+        return "http_5xx"
+    if status >= 400:
+        return "http_4xx"
+    if status:
+        return "invalid_answer"
+    return "timeout" if "timeout" in exc.message else "connection"
+
+
+def _retry_after(value: str | None, clock: Callable[[], float]) -> float | None:
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - clock())

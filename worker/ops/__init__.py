@@ -1,0 +1,3 @@
+"""What operators run beside the product: deployment-wide metrics (``metrics``) and the
+containers' health checks (``healthcheck``).
+"""

@@ -1,0 +1,188 @@
+"""The per-process bundle of clients (Redis, store, gateway, schema), built on first use.
+
+Nothing is connected at import time: a process builds its runtime the first time a task or a
+producer needs it, and rebuilds it after a fork (Celery's prefork pool), so no connection is
+ever shared between processes.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from functools import cached_property
+
+from redis import Redis
+
+from schemas import CheckoutRequestSchema
+from worker.domain.errors import ConfigurationError
+from worker.store.connection import Replication, make_client
+from worker.config.settings import Settings
+from worker.store.keys import Keys
+
+__all__ = ["Runtime", "get_runtime", "reset_runtime", "checkout_schema"]
+
+
+def checkout_schema(settings: Settings) -> CheckoutRequestSchema:
+    """The job-payload schema configured by the settings (built once per runtime)."""
+    try:
+        return CheckoutRequestSchema(
+            amount_max=settings.amount_max, channel_codes=settings.channel_codes,
+            way_codes=settings.way_codes, allow_private_ip=settings.allow_private_ip,
+            remark_max_length=settings.remark_max_length, notify_url_default=settings.notify_url,
+        )
+    except ValueError as exc:
+        raise ConfigurationError(f"checkout rules: {exc}") from None
+
+
+class Runtime:
+    """Lazily built clients for one process and one ``Settings``."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    @cached_property
+    def redis(self) -> Redis:
+        """The job store's Redis: the one server, or the master the Sentinels name (worker.store.connection)."""
+        s = self.settings
+        return make_client(s.redis_url, master=s.redis_sentinel_master, sentinel_password=s.redis_sentinel_password,
+                           health_check_interval=30, socket_connect_timeout=5, socket_timeout=10,
+                           retry_on_timeout=True)
+
+    @cached_property
+    def replication(self) -> Replication:
+        """Acknowledgements that wait for ``Settings.min_replicas`` replicas (off at 0)."""
+        s = self.settings
+        # keep socket_timeout above the WAIT timeout: WAIT blocks its connection that long
+        return Replication(self.redis, min_replicas=s.min_replicas, timeout=min(s.redis_wait_timeout, 9.0),
+                           marker_key=Keys(s.key_prefix).replication_marker)
+
+    def confirm_queued(self) -> None:
+        """After a broker message is published: return only once it is on the replicas too, when
+        the broker is the job store's Redis (a RabbitMQ broker confirms its own publishes)."""
+        if self.settings.celery_broker_url == self.settings.redis_url:
+            self.replication.confirm()
+
+    @cached_property
+    def store(self):
+        from worker.store.jobs import JobStore
+        s = self.settings
+        store = JobStore(self.redis, prefix=s.key_prefix, ttl_seconds=s.job_ttl_seconds,
+                         events_maxlen=s.events_maxlen, payload_retention=s.payload_retention_seconds,
+                         replication=self.replication)
+        if s.webhook_url:
+            # the default endpoint exists before the first change is recorded: the store's move
+            # script records webhook events only when an endpoint does
+            self.webhook_endpoints.sync_default(s.webhook_url, s.webhook_secret)
+        return store
+
+    @cached_property
+    def webhook_endpoints(self):
+        from worker.webhooks.endpoints import Endpoints
+        s = self.settings
+        return Endpoints(self.redis, s.key_prefix, allow_private=s.webhook_allow_private,
+                         rotation_grace=s.webhook_rotation_grace)
+
+    @cached_property
+    def webhook_dispatcher(self):
+        from worker.webhooks.outbox import Dispatcher
+        return Dispatcher(self.redis, self.settings.key_prefix, self.webhook_endpoints,
+                          lambda members: self.send("vexora.webhooks.deliver", members),
+                          claim_seconds=self.settings.webhook_claim_seconds)
+
+    @cached_property
+    def webhook_deliverer(self):
+        from worker.webhooks.delivery import Deliverer
+        s = self.settings
+        return Deliverer(self.webhook_dispatcher, self.webhook_endpoints, schedule=s.webhook_retry_schedule,
+                         timeout=s.webhook_timeout, disable_after=s.webhook_disable_after,
+                         allow_private=s.webhook_allow_private, meter=self.meter if s.metrics else None)
+
+    @cached_property
+    def celery(self):
+        """The Celery app to send with: the process's own when it uses the same broker."""
+        from worker.celery import app, create_app
+        return app if app.conf.broker_url == self.settings.celery_broker_url else create_app(self.settings)
+
+    def send(self, task_name: str, *args, **options) -> None:
+        """Put a task message on the broker; no result is ever awaited (the store has the outcome).
+
+        ``ignore_result`` also keeps the producer off the result backend, whose lost
+        connection would otherwise break every later send of this process.
+        """
+        self.celery.send_task(task_name, args=list(args), ignore_result=True, **options)
+
+    @cached_property
+    def schema(self) -> CheckoutRequestSchema:
+        return checkout_schema(self.settings)
+
+    @cached_property
+    def meter(self):
+        from worker.ops.metrics import Meter
+        return Meter(self.redis, self.settings.key_prefix)
+
+    @cached_property
+    def gateway(self):
+        from worker.gateway.client import GatewayClient
+        return GatewayClient(self.settings, meter=self.meter if self.settings.metrics else None)
+
+    @cached_property
+    def limits(self):
+        from worker.store.limits import IpLimits
+        s = self.settings
+        return IpLimits(self.redis, prefix=s.key_prefix, daily=s.ip_daily_limit,
+                        daily_successes=s.ip_daily_success_limit, enabled=s.ip_limits_enabled)
+
+    @cached_property
+    def leases(self):
+        from worker.flows.lease import LeaseKeeper
+        return LeaseKeeper(self.store, lease_seconds=self.settings.lease,
+                           renew_every=self.settings.lease_renew_every)
+
+    @cached_property
+    def submitter(self):
+        from worker.flows.submit import Submitter
+        return Submitter(self.settings, self.store, self.gateway, self.schema, self.limits,
+                         self.settler, self.leases)
+
+    @cached_property
+    def callbacks(self):
+        from worker.flows.callbacks import CallbackProcessor
+        return CallbackProcessor(self.store, self.settler)
+
+    @cached_property
+    def reconciler(self):
+        from worker.flows.reconcile import Reconciler
+        return Reconciler(self.settings, self.store, self.gateway,
+                          lambda trade_no: self.send("vexora.checkout.submit", trade_no),
+                          self.settler, meter=self.meter if self.settings.metrics else None)
+
+    @cached_property
+    def settler(self):
+        from worker.flows.settle import Settler
+        return Settler(self.store, self.limits)
+
+    @cached_property
+    def review(self):
+        from worker.flows.review import ReviewQueue
+        return ReviewQueue(self.store, self.settler, lambda: self.gateway)
+
+
+_lock = threading.Lock()
+_current: tuple[int, Runtime] | None = None
+
+
+def get_runtime() -> Runtime:
+    """This process's runtime, built from the environment on first use."""
+    global _current
+    with _lock:
+        if _current is None or _current[0] != os.getpid():
+            _current = (os.getpid(), Runtime(Settings.from_env()))
+        return _current[1]
+
+
+def reset_runtime(settings: Settings | None = None) -> Runtime:
+    """Replace this process's runtime (tests, the CLI after parsing its options)."""
+    global _current
+    with _lock:
+        _current = (os.getpid(), Runtime(settings or Settings.from_env()))
+        return _current[1]

@@ -1,0 +1,421 @@
+"""The job store: one Redis hash per ``tradeNo``, its history, a stream of events, a TTL.
+
+The store is the source of truth. Every change of state goes through one Lua script that checks
+the move against ``worker.domain.states`` and, in the same atomic step, writes the new fields, appends
+to the job's history, adds an event to the stream and keeps the per-state time index that the
+reconciler scans. A refused move changes nothing and reports the state it found.
+
+Its keys are named in ``worker.store.keys`` (a job's own share the hash tag ``{<tradeNo>}``);
+its scripts are ``worker/store/lua/*.lua`` (``create``, ``move``, ``flag``, ``count_attempt``,
+``renew_leases``, ``schedule_check``). The payload lives beside the hash, not in it: at ~0.5 kB it
+is longer than Redis's ``hash-max-listpack-value``, and one such value turns a hash into a
+hashtable for good (three times the memory for the 30 days a finished job is kept;
+BENCHMARKS.md, 5). Every key a script reads or writes is passed in its ``KEYS`` (none is built
+inside Lua): the global keys too, and the webhook outbox the scripts append to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+import redis
+
+from worker.domain import states
+from schemas import CheckoutRecordSchema, trade_no_errors
+from worker.domain.errors import DuplicateTradeNoError, InvalidError, LeaseLostError
+from worker.logs import event
+from worker.store import scripts
+from worker.store.connection import Replication
+from worker.store.keys import Keys
+
+__all__ = ["JobStore", "Job", "Moved", "fingerprint", "WEBHOOK_STATES"]
+
+log = logging.getLogger("vexora.store")
+
+# Every reader shows a record through this (schemas/record.py): typed, internal fields hidden.
+_RECORD = CheckoutRecordSchema()
+# States a merchant acts on: each move into one is a webhook event (``checkout.<state>``).
+WEBHOOK_STATES = frozenset({states.PAYING, states.SUCCEEDED, states.PARTIALLY_PAID, states.FAILED,
+                            states.DECLINED, states.REJECTED, states.UNKNOWN})
+_OPEN = frozenset(states.OPEN)
+_JSON_FIELDS = {"errors", "contact"}
+_INT_FIELDS = {"attempts", "createdAt", "updatedAt", "leaseUntil", "reconcileChecks", "nextCheckAt"}
+
+
+def fingerprint(payload: Mapping[str, object]) -> str:
+    """Identity of a payload for idempotent enqueue (same tradeNo, same payload -> same job)."""
+    canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Moved:
+    """What a transition did: ``applied`` or not, and the state it found.
+
+    An applied claim also carries the job's ``payload`` (what it was claimed to send) and its
+    ``lease_token``; ``lease_lost`` says a holder's write was refused because another process
+    claimed the job since.
+    """
+
+    applied: bool
+    previous: str | None
+    attempts: int = 0
+    payload: dict | None = None
+    lease_token: str | None = None
+    lease_lost: bool = False
+
+
+@dataclass(frozen=True)
+class Job:
+    """A record as stored; ``payload`` is the merchant's input, ``None`` once purged."""
+
+    trade_no: str
+    state: str
+    attempts: int
+    lease_until: int
+    payload: dict | None
+    fields: dict
+
+    def public(self, history: list[dict]) -> dict:
+        """The public record (``CheckoutRecordSchema``), with ``history``."""
+        return _RECORD.dump({**self.fields, "history": history})
+
+
+class JobStore:
+    """Reads and moves jobs; every write of state is atomic and forward-only."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str = "vexora",
+                 ttl_seconds: int = 30 * 24 * 3600, events_maxlen: int = 100_000,
+                 payload_retention: int = 0, clock: Callable[[], float] = time.time,
+                 replication: Replication | None = None):
+        self.redis = client
+        self.replication = replication
+        self.prefix = prefix
+        self.ttl = int(ttl_seconds)
+        self.payload_retention = int(payload_retention)
+        self.events_maxlen = int(events_maxlen)
+        self.clock = clock
+        self.keys = Keys(prefix)
+        self._create = scripts.register(client, "create")
+        self._move = scripts.register(client, "move")
+        self._flag = scripts.register(client, "flag")
+        self._count = scripts.register(client, "count_attempt")
+        self._renew = scripts.register(client, "renew_leases")
+        self._schedule = scripts.register(client, "schedule_check")
+        self._state_keys_cache: dict[tuple[str, frozenset[str]], tuple[str, list[str]]] = {}
+
+    def _state_keys(self, target: str, allowed: frozenset[str]) -> tuple[str, list[str]]:
+        """The per-state keys a move into ``target`` from ``allowed`` may touch: the open states
+        among them (``move.lua``'s ``open_states``) and, for each, its index and entered zsets."""
+        found = self._state_keys_cache.get((target, allowed))
+        if found is None:
+            touched = sorted((allowed | {target}) & _OPEN)
+            keys = [k for s in touched for k in (self.keys.index(s), self.keys.entered(s))]
+            found = self._state_keys_cache[(target, allowed)] = (" ".join(touched), keys)
+        return found
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    # -- writes -----------------------------------------------------------------------------
+    def create(self, trade_no: str, payload: Mapping[str, object], *, contact: Mapping[str, str],
+               amount: object = None) -> tuple[str, str]:
+        """Store a new ``queued`` job; ``("created"|"existing", state)`` (existing: same payload).
+
+        Raises ``DuplicateTradeNoError`` when the tradeNo is taken by a different payload.
+        """
+        errors = trade_no_errors(trade_no)
+        if errors:  # the last line of defence: every producer checks first
+            raise InvalidError("tradeNo cannot identify a job", errors={"tradeNo": errors})
+        now = self.now_ms()
+        fp = fingerprint(payload)
+        record = {
+            "tradeNo": trade_no, "state": states.QUEUED, "createdAt": now, "updatedAt": now,
+            "attempts": 0, "fingerprint": fp, "contact": json.dumps(dict(contact)),
+        }
+        if isinstance(amount, str):
+            record["amount"] = amount
+        outcome, state = self._create(
+            keys=[self.keys.job(trade_no), self.keys.history(trade_no), self.keys.events,
+                  self.keys.payload(trade_no), self.keys.index(states.QUEUED),
+                  self.keys.entered(states.QUEUED), self.keys.transitions],
+            args=[trade_no, fp, now, self.ttl, self.events_maxlen,
+                  json.dumps({k: str(v) for k, v in record.items()}, ensure_ascii=False),
+                  json.dumps(dict(payload), ensure_ascii=False)],
+        )
+        outcome = _text(outcome)
+        if outcome == "conflict":
+            raise DuplicateTradeNoError(
+                "tradeNo is already used by a job with a different payload",
+                errors={"tradeNo": ["already used by another job with a different payload"]})
+        if outcome == "created":
+            event(log, logging.INFO, "state_change", {"tradeNo": trade_no, "from": "new", "to": states.QUEUED,
+                                                     "attempt": 0})
+        return outcome, _text(state)
+
+    def move(self, trade_no: str, target: str, *, fields: Mapping[str, object] | None = None,
+             drop: Iterable[str] = (), detail: Mapping[str, object] | None = None,
+             allowed_from: Iterable[str] | None = None, claim_lease: float | None = None,
+             counters: Iterable[tuple[str, str, int]] = (),
+             detail_from: Mapping[str, Mapping[str, object]] | None = None,
+             increase: str | None = None, lease_token: str | None = None) -> Moved:
+        """Move a job to ``target`` if that is a forward move from its current state.
+
+        ``claim_lease`` (seconds) makes this a lease claim: ``leaseUntil`` (Redis's clock) and a
+        fresh ``leaseToken`` are written, a job in ``submitting`` is taken only once its lease
+        has expired, a job without its payload is not taken, and the applied claim returns the
+        payload and the token (one round trip to read and claim). ``lease_token`` makes the move
+        a lease holder's write: refused (``lease_lost``) when another claim has been made since. ``counters`` are ``(hash key, field, ttl)``
+        incremented only if the move is applied, in the same atomic step. ``detail_from``
+        replaces ``detail`` when the job is moved from one of its states. ``increase`` names a
+        numeric field that must grow for a move from ``target`` to itself (more paid on a partial
+        payment); otherwise that move is refused.
+        """
+        now = self.now_ms()
+        allowed = states.ENTERED_FROM[target] if allowed_from is None else frozenset(allowed_from)
+        values = {k: _encode(v) for k, v in (fields or {}).items()}
+        token = None
+        if claim_lease is not None:
+            token = values["leaseToken"] = secrets.token_hex(8)
+        detail_json = _compact(detail or {})
+        by_state = {k: _compact(v) for k, v in (detail_from or {}).items()}
+        counters = list(counters)
+        indexed, state_keys = self._state_keys(target, allowed)
+        k = self.keys
+        applied, previous, attempts, payload, *lost = self._move(
+            keys=[k.job(trade_no), k.history(trade_no), k.events, k.payload(trade_no), k.retained(trade_no),
+                  k.transitions, k.webhook_endpoints, k.webhook_outbox, *state_keys,
+                  *(key for key, _field, _ttl in counters)],
+            args=scripts.argv(
+                "move", target=target, allowed_from=" ".join(sorted(allowed)), now=now, ttl=self.ttl,
+                events_maxlen=self.events_maxlen, open_states=indexed, fields=json.dumps(values),
+                drop=json.dumps(list(drop)),
+                claim_ms=int(claim_lease * 1000) if claim_lease is not None else "", detail=detail_json,
+                trade_no=trade_no, counters=json.dumps([[field, ttl] for _key, field, ttl in counters]),
+                retention=self.payload_retention, detail_by_state=json.dumps(by_state) if by_state else "",
+                increase=increase or "", lease_token=lease_token or "",
+                webhook_type=f"checkout.{target}" if target in WEBHOOK_STATES else ""),
+        )
+        moved = Moved(bool(applied), _text(previous) if previous else None, int(attempts or 0),
+                      json.loads(payload) if payload else None, token if applied else None,
+                      bool(lost and lost[0]))
+        if moved.applied:
+            detail = (detail_from or {}).get(moved.previous, detail)
+            event(log, logging.INFO, "state_change", {"tradeNo": trade_no, "from": moved.previous, "to": target,
+                                                     "attempt": moved.attempts, **_log_detail(detail)})
+        return moved
+
+    def note(self, trade_no: str, kind: str, detail: Mapping[str, object] | None = None) -> None:
+        """An event that is not a change of state (an orphan callback, a flag for review)."""
+        now = self.now_ms()
+        detail_json = json.dumps({"kind": kind, **(detail or {})}, ensure_ascii=False, separators=(",", ":"))
+        pipe = self.redis.pipeline()
+        if self.redis.exists(self.keys.job(trade_no)):
+            pipe.rpush(self.keys.history(trade_no),
+                       f'{{"at":{now},"from":null,"to":null,"detail":{detail_json}}}')
+        pipe.xadd(self.keys.events, {"tradeNo": trade_no, "from": "", "to": "", "at": now,
+                                    "detail": detail_json}, maxlen=self.events_maxlen, approximate=True)
+        pipe.execute()
+        event(log, logging.INFO, "job_event", {"tradeNo": trade_no, "kind": kind, **_log_detail(detail)})
+
+    def flag(self, trade_no: str, reason: str, detail: Mapping[str, object] | None = None) -> bool:
+        """Put a job in front of a person: ``needsReview`` with its reason and a ``needs_review``
+        event, atomically. The same reason again changes nothing (a resent callback flags once)."""
+        now = self.now_ms()
+        detail_json = json.dumps({"kind": "needs_review", "reason": reason, **(detail or {})},
+                                 ensure_ascii=False, separators=(",", ":"))
+        flagged = bool(self._flag(keys=[self.keys.job(trade_no), self.keys.history(trade_no), self.keys.events,
+                                        self.keys.review, self.keys.webhook_endpoints, self.keys.webhook_outbox],
+                                  args=[trade_no, reason, now, detail_json, self.events_maxlen]))
+        if flagged:
+            event(log, logging.WARNING, "needs_review", tradeNo=trade_no, reason=reason)
+        return flagged
+
+    def unflag(self, trade_no: str, detail: Mapping[str, object]) -> None:
+        """A person resolved the job: out of the review queue, with a ``review_resolved`` event."""
+        pipe = self.redis.pipeline()
+        pipe.hset(self.keys.job(trade_no), "needsReview", "false")
+        pipe.hdel(self.keys.job(trade_no), "flaggedReason")  # the same reason later flags again
+        pipe.srem(self.keys.review, trade_no)
+        pipe.execute()
+        self.note(trade_no, "review_resolved", detail)
+
+    def count_attempt(self, trade_no: str, *, lease_token: str | None = None, **fields: object) -> int:
+        """Count one more request sent (or about to be sent) to the gateway for this job, and set
+        ``fields`` with it (one round trip).
+
+        With ``lease_token``, only while that lease is held and has not run out (Redis's clock):
+        otherwise ``LeaseLostError`` and nothing is written, so a holder that was frozen or
+        stalled never sends after another process may have taken the job over.
+        """
+        replicated = self.replication is not None and self.replication.enabled
+        if lease_token is None:
+            pipe = self.redis.pipeline(transaction=False)
+            if fields:
+                pipe.hset(self.keys.job(trade_no), mapping={k: _encode(v) for k, v in fields.items()})
+            pipe.hincrby(self.keys.job(trade_no), "attempts", 1)
+            if replicated:
+                self.replication.wait_after(pipe)
+            answers = pipe.execute()
+            if replicated:
+                self.replication.check(answers.pop())
+            return int(answers[-1])
+        flat = [x for k, v in fields.items() for x in (k, _encode(v))]
+        if replicated:
+            # A request is about to be sent: that it may have been must survive a failover, or
+            # the job would be sent again as a first request instead of asked about first.
+            attempts = self._replicated(self._count, [self.keys.job(trade_no)], [lease_token, *flat])
+        else:
+            attempts = self._count(keys=[self.keys.job(trade_no)], args=[lease_token, *flat])
+        if attempts is None or int(attempts) < 0:
+            raise LeaseLostError("the lease on this job was lost; another process may hold it")
+        return int(attempts)
+
+    def _replicated(self, script, keys: list, args: list):
+        """Run ``script`` and ``WAIT`` for the replicas in one round trip; its answer, or
+        ``NotReplicatedError``. (Not redis-py's pipelined script, which asks ``SCRIPT EXISTS``
+        first: a round trip more on every call.)"""
+        for _ in range(2):
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+            self.replication.wait_after(pipe)
+            try:
+                answers = pipe.execute()
+            except redis.exceptions.NoScriptError:
+                # a server that never ran it (e.g. a replica promoted by a failover): nothing ran
+                script.sha = self.redis.script_load(script.script)
+                continue
+            self.replication.check(answers[-1])
+            return answers[0]
+        raise redis.exceptions.NoScriptError("the script could not be loaded")
+
+    def renew_leases(self, held: Mapping[str, str], lease_seconds: float) -> set[str]:
+        """Extend the leases this process holds (``{tradeNo: token}``) to ``lease_seconds`` from
+        now, in one round trip; return the tradeNos whose lease is no longer ours (taken over,
+        or the job moved on)."""
+        if not held:
+            return set()
+        trade_nos = list(held)
+        renewed = self._renew(keys=[self.keys.job(t) for t in trade_nos],
+                              args=[int(lease_seconds * 1000), *(held[t] for t in trade_nos)])
+        return {t for t, ok in zip(trade_nos, renewed) if not ok}
+
+    def schedule_check(self, trade_no: str, state: str, *, base: float, maximum: float,
+                       shift_s: float = 0.0) -> int:
+        """Count one more reconciler check of a job and move its index entry to when the next is
+        due (exponential backoff), atomically; return the number of checks."""
+        return int(self._schedule(keys=[self.keys.job(trade_no), self.keys.index(state)],
+                                  args=[trade_no, self.now_ms(), int(base * 1000), int(maximum * 1000),
+                                        int(shift_s * 1000)]))
+
+    def holds_lease(self, trade_no: str, token: str) -> bool:
+        """True while no other claim has been made on the job since the one that gave ``token``."""
+        held = self.redis.hget(self.keys.job(trade_no), "leaseToken")
+        return held is not None and _text(held) == token
+
+    def server_now_ms(self) -> int:
+        """Redis's clock, which every lease time is measured on."""
+        seconds, micros = self.redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    def annotate(self, trade_no: str, **fields: object) -> None:
+        """Set fields that are not a change of state (e.g. a flag for review)."""
+        if self.redis.exists(self.keys.job(trade_no)):
+            self.redis.hset(self.keys.job(trade_no), mapping={k: _encode(v) for k, v in fields.items()})
+
+    def reindex(self, state: str, trade_no: str, at_ms: int) -> None:
+        """Move a job's entry in its state's time index (only if it is still there)."""
+        self.redis.zadd(self.keys.index(state), {trade_no: at_ms}, xx=True)
+
+    def unindex(self, state: str, trade_no: str) -> None:
+        """Take a job out of its state's time index: no process will look at it again."""
+        self.redis.zrem(self.keys.index(state), trade_no)
+
+    # -- reads ------------------------------------------------------------------------------
+    def load(self, trade_no: str) -> Job | None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(self.keys.job(trade_no))
+        pipe.get(self.keys.payload(trade_no))
+        raw, live = pipe.execute()
+        if not raw:
+            return None
+        fields = {_text(k): _text(v) for k, v in raw.items()}
+        payload = _text(live) if live else fields.get("payload")  # (or a record from before the key)
+        decoded = {k: _decode(k, v) for k, v in fields.items()}
+        return Job(
+            trade_no=trade_no, state=fields.get("state", ""), attempts=decoded.get("attempts", 0),
+            lease_until=decoded.get("leaseUntil", 0),
+            payload=json.loads(payload) if payload else None, fields=decoded,
+        )
+
+    def history(self, trade_no: str) -> list[dict]:
+        return [json.loads(_text(item)) for item in self.redis.lrange(self.keys.history(trade_no), 0, -1)]
+
+    def get(self, trade_no: str) -> dict | None:
+        """The public record (``CheckoutRecordSchema``: typed, payer data masked, no payload,
+        fingerprint, lease or other internal field), with the history."""
+        job = self.load(trade_no)
+        return None if job is None else job.public(self.history(trade_no))
+
+    def events(self, after: str = "0-0", count: int = 100, block_ms: int | None = None) -> list[tuple[str, dict]]:
+        """Events after the stream id ``after`` (``block_ms`` waits for new ones)."""
+        if block_ms is None:
+            rows = self.redis.xrange(self.keys.events, min=f"({after}" if after != "0-0" else "-",
+                                     count=count)
+        else:
+            answer = self.redis.xread({self.keys.events: after}, count=count, block=block_ms)
+            rows = answer[0][1] if answer else []
+        return [(_text(i), {_text(k): _text(v) for k, v in fields.items()}) for i, fields in rows]
+
+    def last_event_id(self) -> str:
+        """The newest event's id ("0-0" when there is none): read it before a record to miss nothing."""
+        newest = self.redis.xrevrange(self.keys.events, count=1)
+        return _text(newest[0][0]) if newest else "0-0"
+
+    def open_jobs(self, state: str, *, older_than_s: float = 0.0, limit: int = 100) -> list[str]:
+        """tradeNos in an open ``state`` that entered it at least ``older_than_s`` ago."""
+        until = self.now_ms() - int(older_than_s * 1000)
+        return [_text(t) for t in self.redis.zrangebyscore(self.keys.index(state), "-inf", until,
+                                                            start=0, num=limit)]
+
+
+def _compact(value: Mapping[str, object]) -> str:
+    return json.dumps(dict(value), ensure_ascii=False, separators=(",", ":"))
+
+
+def _text(value: object) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _encode(value: object) -> str:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def _decode(key: str, value: str) -> object:
+    if key in _INT_FIELDS:
+        return int(value) if value else 0
+    if key in _JSON_FIELDS:
+        return json.loads(value) if value else None
+    if key == "needsReview":
+        return value == "true"
+    return value
+
+
+_LOGGED = ("latencyMs", "code", "status", "reason")
+
+
+def _log_detail(detail: Mapping[str, object] | None) -> dict[str, object]:
+    """The detail fields that are safe and useful in a log line (only these: a detail may carry
+    anything, e.g. a record's field errors)."""
+    detail = detail or {}
+    return {key: detail[key] for key in _LOGGED if key in detail}

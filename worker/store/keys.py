@@ -1,0 +1,125 @@
+"""Every Redis key name this product uses, in one place (``p`` is ``Settings.key_prefix``).
+
+A job's own keys share the hash tag ``{<tradeNo>}``, so they sit in one Redis Cluster slot and one
+script may touch them all (README, "Redis Cluster"); every key a script touches is passed in its
+``KEYS``, never built inside Lua. Before the hash tags a job's keys were ``p:job:<tradeNo>`` etc.;
+``worker.store.migrate`` renames them.
+
+    p:job:{<tradeNo>}                    hash    the record (no payer data but the masked ``contact``)
+    p:job:{<tradeNo>}:history            list    JSON entries {at, from, to, detail}
+    p:job:{<tradeNo>}:payload            string  the merchant's payload (payer data) while the job needs it
+    p:job:{<tradeNo>}:retained           string  the same, once purged, for ``payload_retention`` seconds
+    p:events                             stream  {tradeNo, from, to, at, detail}
+    p:index:<state>                      zset    tradeNos of open states, scored by when the reconciler is due
+    p:entered:<state>                    zset    tradeNos of open states, scored by entry time (metrics)
+    p:review                             set     tradeNos flagged for a person, until resolved
+    p:metrics:transitions                hash    ``from>to`` -> count of state changes
+    p:metrics:counters                   hash    deployment-wide counters (``worker.ops.metrics``)
+    p:ip:<JST day>:<hashed IP>           hash    per-IP daily counts (``worker.store.limits``)
+    p:reconcile:lock                     string  one reconciler pass at a time
+    p:reconcile:last_pass                string  when the last pass ended (ms)
+    p:replication:marker                 string  written before a ``WAIT`` (``worker.store.connection``)
+    p:webhooks:endpoints                 hash    endpoint id -> record (``worker.webhooks.endpoints``)
+    p:webhooks:outbox                    stream  events, written by the store's scripts with the change
+    p:webhooks:due                       zset    delivery member -> when it is due (ms)
+    p:webhooks:body:<event>              string  an event's JSON body
+    p:webhooks:delivery:<event>:<ep>     hash    one delivery's status and attempts
+    p:webhooks:attempts:{<tradeNo>}      list    the attempts of a job's deliveries
+    p:webhooks:dispatch:lock             string  one dispatcher pass at a time
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Keys"]
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The key names under one prefix."""
+
+    prefix: str = "vexora"
+
+    # -- a job's own keys (hash tag {tradeNo}) ----------------------------------------------
+    def job(self, trade_no: str) -> str:
+        return f"{self.prefix}:job:{{{trade_no}}}"
+
+    def history(self, trade_no: str) -> str:
+        return f"{self.job(trade_no)}:history"
+
+    def payload(self, trade_no: str) -> str:
+        return f"{self.job(trade_no)}:payload"
+
+    def retained(self, trade_no: str) -> str:
+        return f"{self.job(trade_no)}:retained"
+
+    # -- the deployment's keys --------------------------------------------------------------
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}:events"
+
+    def index(self, state: str) -> str:
+        """Open jobs of ``state``, scored by when the reconciler is next due to look."""
+        return f"{self.prefix}:index:{state}"
+
+    def entered(self, state: str) -> str:
+        """Open jobs of ``state`` by the time they entered it (for metrics; never rescheduled)."""
+        return f"{self.prefix}:entered:{state}"
+
+    @property
+    def review(self) -> str:
+        """The set of tradeNos flagged for a person and not yet resolved."""
+        return f"{self.prefix}:review"
+
+    @property
+    def transitions(self) -> str:
+        """Hash ``from>to`` -> count of every state change (and ``new>queued``), for metrics."""
+        return f"{self.prefix}:metrics:transitions"
+
+    @property
+    def counters(self) -> str:
+        return f"{self.prefix}:metrics:counters"
+
+    def ip_day(self, day: str, hashed_ip: str) -> str:
+        return f"{self.prefix}:ip:{day}:{hashed_ip}"
+
+    @property
+    def reconcile_lock(self) -> str:
+        return f"{self.prefix}:reconcile:lock"
+
+    @property
+    def reconcile_last_pass(self) -> str:
+        return f"{self.prefix}:reconcile:last_pass"
+
+    @property
+    def replication_marker(self) -> str:
+        return f"{self.prefix}:replication:marker"
+
+    # -- webhooks ---------------------------------------------------------------------------
+    @property
+    def webhook_endpoints(self) -> str:
+        """A move records a webhook event only when this hash exists."""
+        return f"{self.prefix}:webhooks:endpoints"
+
+    @property
+    def webhook_outbox(self) -> str:
+        return f"{self.prefix}:webhooks:outbox"
+
+    @property
+    def webhook_due(self) -> str:
+        return f"{self.prefix}:webhooks:due"
+
+    @property
+    def webhook_dispatch_lock(self) -> str:
+        return f"{self.prefix}:webhooks:dispatch:lock"
+
+    def webhook_body(self, event_id: str) -> str:
+        return f"{self.prefix}:webhooks:body:{event_id}"
+
+    def webhook_delivery(self, event_id: str, endpoint_id: str) -> str:
+        return f"{self.prefix}:webhooks:delivery:{event_id}:{endpoint_id}"
+
+    def webhook_attempts(self, trade_no: str) -> str:
+        """Per job, under the job's hash tag."""
+        return f"{self.prefix}:webhooks:attempts:{{{trade_no}}}"

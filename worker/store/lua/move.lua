@@ -1,0 +1,131 @@
+-- include: clock
+-- Move a job from its state to `target`, atomically, if the move is allowed: the one write of
+-- a job's state (the state machine's rules are worker/domain/states.py; this script enforces
+-- them with the store's data). Writes the fields, appends to the history and the event stream,
+-- keeps the per-state indexes, counts the transition, records a webhook event, increments the
+-- counters that move with the state; a lease claim also returns the payload to send.
+--
+-- KEYS: 1 job, 2 history, 3 events, 4 payload, 5 retained, 6 transitions, 7 webhook endpoints,
+--       8 webhook outbox; then, for each state in `open_states` (in its order), its index and its
+--       entered zset; then one hash per counter in `counters`
+-- ARGV (JobStore.move builds them by name, worker/store/scripts.py):
+--   target           the state to move to
+--   allowed_from     the states it may be moved from, space-separated
+--   now              ms, the worker's clock (history, events, indexes)
+--   ttl              seconds every key of the job lives after this change
+--   events_maxlen    the event stream's approximate length
+--   open_states      the open states among allowed_from and target, space-separated (their KEYS)
+--   fields           JSON object of fields to set
+--   drop             JSON array of fields to delete ("payload": purge the payer data)
+--   claim_ms         a lease claim of this many ms ("" no claim)
+--   detail           JSON of the history entry's detail
+--   trade_no         the job's tradeNo
+--   counters         JSON array of [field, ttl], one per counter hash in KEYS
+--   retention        seconds the purged payload is kept (0: deleted)
+--   detail_by_state  JSON object state -> detail, replacing `detail` when moved from that state ("")
+--   increase         a field that must grow for a move from target to itself ("" none)
+--   lease_token      a lease holder's write: refused when another claim was made since ("" none)
+--   webhook_type     the webhook event to record ("" none)
+-- ARGV: target, allowed_from, now, ttl, events_maxlen, open_states, fields, drop, claim_ms
+-- ARGV: detail, trade_no, counters, retention, detail_by_state, increase, lease_token, webhook_type
+-- Returns {applied 1|0, the state found, attempts, the claimed payload or false[, 1 lease lost]}.
+local target, allowed_from, now, ttl, events_maxlen, open_states, fields, drop, claim_ms,
+      detail, trade_no, counters, retention, detail_by_state, increase, lease_token, webhook_type =
+      unpack(ARGV)
+
+local current = redis.call('HGET', KEYS[1], 'state')
+if not current then return {0, false, 0, false} end
+local allowed = false
+for s in string.gmatch(allowed_from, '%S+') do
+  if s == current then allowed = true end
+end
+if not allowed then return {0, current, 0, false} end
+local payload = false
+if lease_token ~= '' and redis.call('HGET', KEYS[1], 'leaseToken') ~= lease_token then
+  -- a write of a lease holder: another process claimed the job since (the holder lost it)
+  return {0, current, 0, false, 1}
+end
+local values = cjson.decode(fields)
+if increase ~= '' and current == target then
+  -- a self-move (more paid on a partial payment) only when the field grows
+  local old = tonumber(redis.call('HGET', KEYS[1], increase) or '0') or 0
+  local new = tonumber(values[increase] or '')
+  if not new or new <= old then return {0, current, 0, false} end
+end
+local lease_until = false
+if claim_ms ~= '' then
+  local server_now = server_now_ms()
+  if current == 'submitting' then
+    -- a claim may take over 'submitting' only from a holder whose lease ran out
+    local lease = tonumber(redis.call('HGET', KEYS[1], 'leaseUntil') or '0')
+    if lease > server_now then return {0, current, 0, false} end
+  end
+  lease_until = server_now + tonumber(claim_ms)
+  -- a claim is for sending, and returns what to send: a job without its payload is not claimed
+  payload = redis.call('GET', KEYS[4]) or redis.call('HGET', KEYS[1], 'payload')
+  if not payload then return {0, current, 0, false} end
+end
+local flat = {'state', target, 'updatedAt', now}
+if lease_until then flat[#flat + 1] = 'leaseUntil'; flat[#flat + 1] = lease_until end
+for k, v in pairs(values) do flat[#flat + 1] = k; flat[#flat + 1] = tostring(v) end
+redis.call('HSET', KEYS[1], unpack(flat))
+local dropped = cjson.decode(drop)
+local purge = false
+for _, f in ipairs(dropped) do if f == 'payload' then purge = true end end
+if purge then
+  -- payer data kept for a while (support), then gone; never shown by get_checkout
+  local keep = tonumber(retention)
+  local old = redis.call('HGET', KEYS[1], 'payload')  -- a record written before the key existed
+  if old then redis.call('SET', KEYS[4], old, 'EX', ttl) end
+  if keep > 0 and redis.call('EXISTS', KEYS[4]) == 1 then
+    redis.call('RENAME', KEYS[4], KEYS[5])
+    redis.call('EXPIRE', KEYS[5], keep)
+  else
+    redis.call('DEL', KEYS[4])
+  end
+end
+if #dropped > 0 then redis.call('HDEL', KEYS[1], unpack(dropped)) end
+if detail_by_state ~= '' then
+  -- a detail that depends on the state the job is moved from (e.g. a claim vs a takeover)
+  local by_state = cjson.decode(detail_by_state)
+  if by_state[current] then detail = by_state[current] end
+end
+redis.call('RPUSH', KEYS[2], '{"at":' .. now .. ',"from":"' .. current .. '","to":"' .. target ..
+           '","detail":' .. detail .. '}')
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', events_maxlen, '*', 'tradeNo', trade_no, 'from', current,
+           'to', target, 'at', now, 'detail', detail)
+-- the open states' keys, by state: only open states are indexed (a closed one has none)
+local index, entered, n = {}, {}, 0
+for s in string.gmatch(open_states, '%S+') do
+  n = n + 1
+  index[s] = KEYS[7 + 2 * n]
+  entered[s] = KEYS[8 + 2 * n]
+end
+if index[current] then redis.call('ZREM', index[current], trade_no) end
+if index[target] then redis.call('ZADD', index[target], now, trade_no) end
+-- for the metrics: counted in the same step as the change, so every worker everywhere is counted
+redis.call('HINCRBY', KEYS[6], current .. '>' .. target, 1)
+if current ~= target then
+  if entered[current] then redis.call('ZREM', entered[current], trade_no) end
+  if entered[target] then redis.call('ZADD', entered[target], now, trade_no) end
+end
+if webhook_type ~= '' then
+  -- a merchant acts on this change: one webhook event, in the same step as the change, so no
+  -- event is lost when a worker dies after it (delivered later by worker.webhooks)
+  if redis.call('EXISTS', KEYS[7]) == 1 then
+    local seq = redis.call('HINCRBY', KEYS[1], 'webhookSeq', 1)
+    redis.call('XADD', KEYS[8], 'MAXLEN', '~', events_maxlen, '*', 'type', webhook_type,
+               'tradeNo', trade_no, 'sequence', seq, 'at', now,
+               'record', cjson.encode(redis.call('HGETALL', KEYS[1])))
+  end
+end
+for i, c in ipairs(cjson.decode(counters)) do
+  -- counters that must move with the state, exactly once (e.g. successes per payer IP)
+  local key = KEYS[8 + 2 * n + i]
+  redis.call('HINCRBY', key, c[1], 1)
+  redis.call('EXPIRE', key, c[2])
+end
+redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('EXPIRE', KEYS[2], ttl)
+if not purge then redis.call('EXPIRE', KEYS[4], ttl) end
+return {1, current, tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0'), payload}

@@ -1,0 +1,114 @@
+"""The webhooks' HTTP API (bearer token, like the producer API): endpoints, replay, attempts.
+
+``GET/POST /v1/webhooks/endpoints`` (list; add ``{url, types?, secret?}`` — the answer shows the
+secret once), ``POST /v1/webhooks/endpoints/<id>/disable|enable|rotate``,
+``POST /v1/webhooks/replay`` ``{since, until?, endpoint?, all?}`` (ISO-8601 times or unix
+seconds), ``GET /v1/checkouts/<tradeNo>/webhooks`` (every attempt for the job's events).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+import redis
+from flask import Blueprint, jsonify, request
+
+from worker.domain.errors import InvalidError
+from worker.web.problems import problem as _problem_document
+from worker.runtime.wiring import Runtime
+from worker.webhooks.endpoints import Endpoints
+
+__all__ = ["webhooks_api", "parse_time_ms"]
+
+_REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+def parse_time_ms(value: object) -> int:
+    """Unix seconds or an ISO-8601 time (``Z`` or an offset; naive means UTC) as epoch ms."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return int(value * 1000)
+    if isinstance(value, str) and value.strip():
+        text = value.strip()
+        try:
+            return int(float(text) * 1000)
+        except ValueError:
+            pass
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if when.tzinfo is None:
+            from datetime import timezone
+            when = when.replace(tzinfo=timezone.utc)
+        return int(when.timestamp() * 1000)
+    raise ValueError("a time is unix seconds or ISO-8601")
+
+
+def webhooks_api(authenticate: Callable[[], object], runtime: Callable[[], Runtime]) -> Blueprint:
+    api = Blueprint("webhooks_api", __name__)
+    api.before_request(authenticate)
+
+    def problem(status: int, error: str, **extra):
+        return _problem_document(status, error, **extra)  # RFC 9457, ``errors`` at the top level
+
+    @api.errorhandler(redis.exceptions.ConnectionError)
+    @api.errorhandler(redis.exceptions.TimeoutError)
+    def redis_down(_exc):
+        return problem(503, "temporarily unavailable")
+
+    @api.get("/v1/webhooks/endpoints")
+    def list_endpoints():
+        return jsonify([Endpoints.public(e) for e in runtime().webhook_endpoints.all()])
+
+    @api.post("/v1/webhooks/endpoints")
+    def add_endpoint():
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            return problem(400, "the body must be a JSON object: {url, types?, secret?}")
+        try:
+            record = runtime().webhook_endpoints.add(body.get("url"), types=body.get("types") or (),
+                                                     secret=body.get("secret"))
+        except InvalidError as exc:
+            return problem(422, exc.message, errors=exc.errors)
+        return jsonify({**Endpoints.public(record), "secret": record["secrets"][0]["secret"]}), 201
+
+    @api.post("/v1/webhooks/endpoints/<endpoint_id>/<action>")
+    def change_endpoint(endpoint_id: str, action: str):
+        endpoints = runtime().webhook_endpoints
+        try:
+            if action == "disable":
+                record = endpoints.set_enabled(endpoint_id, False, "disabled by the operator")
+            elif action == "enable":
+                record = endpoints.set_enabled(endpoint_id, True)
+            elif action == "rotate":
+                body = request.get_json(silent=True) or {}
+                record = endpoints.rotate(endpoint_id, body.get("secret"))
+                return jsonify({**Endpoints.public(record), "secret": record["secrets"][0]["secret"]})
+            else:
+                return problem(404, "no such action: disable, enable or rotate")
+        except KeyError:
+            return problem(404, "no such endpoint")
+        except InvalidError as exc:
+            return problem(422, exc.message, errors=exc.errors)
+        return jsonify(Endpoints.public(record))
+
+    @api.post("/v1/webhooks/replay")
+    def replay():
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict) or "since" not in body:
+            return problem(400, "the body must be a JSON object: {since, until?, endpoint?, all?}")
+        try:
+            since = parse_time_ms(body["since"])
+            until = parse_time_ms(body["until"]) if body.get("until") is not None else None
+        except ValueError as exc:
+            return problem(422, "invalid time", errors={"since/until": [str(exc)]})
+        try:
+            count = runtime().webhook_dispatcher.replay(since, until, endpoint_id=body.get("endpoint"),
+                                                        include_delivered=bool(body.get("all")))
+        except KeyError:
+            return problem(404, "no such enabled endpoint")
+        return jsonify({"scheduled": count})
+
+    @api.get("/v1/checkouts/<trade_no>/webhooks")
+    def attempts(trade_no: str):
+        return jsonify({"tradeNo": trade_no, "attempts": runtime().webhook_dispatcher.attempts(trade_no)})
+
+    return api
