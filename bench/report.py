@@ -139,7 +139,7 @@ def render_markdown(sections: list[Section], host: dict, command: str, mode: str
     out.append(f"| Celery / kombu | {host['celery']} / {host['kombu']} |")
     out.append(f"| redis-server / redis-py | {host['redis_server']} / {host['redis_py']} |")
     out.append(f"| requests | {host['requests']} |")
-    out.append(f"| code measured | sha256 of `worker/*.py` + `schemas/*.py`: `{host.get('code', '?')}` |")
+    out.append(f"| code measured | sha256 of `worker/**/*.py`, `*.lua` + `schemas/**/*.py`: `{host.get('code', '?')}` |")
     out.append(f"| sandbox | {host.get('sandbox', '?')} |")
     out.append(f"| load generator (callbacks) | {host.get('load generator', '?')} |")
     out.append(f"| date | {host['date']} |")

@@ -155,8 +155,9 @@ def _code_digest() -> str:
     """A short digest of the code measured (worker/ and schemas/), to tell runs of other code apart."""
     import hashlib
     digest = hashlib.sha256()
-    for path in sorted(list((ROOT / "worker").glob("*.py")) + list((ROOT / "schemas").glob("*.py"))):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    files = [p for d in ("worker", "schemas") for pattern in ("*.py", "*.lua") for p in (ROOT / d).rglob(pattern)]
+    for path in sorted(files):
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:12]
 
 

@@ -2,7 +2,9 @@
 the demo, the tests and the benchmarks — never part of a production deployment.
 
 ``gateway`` is the HTTP server and its orders; ``cashier`` the payer's page and autopay;
-``notify`` the callbacks it sends. ``vexora-checkout sandbox`` runs it.
+``notify`` the callbacks it sends; ``receiver`` is the merchant's side of webhooks (a verifying
+receiver for the demo and the tests); ``server`` the HTTP loop they share. ``vexora-checkout
+sandbox`` runs the gateway.
 """
 
 from worker.sandbox.gateway import GatewayConfig, IpLimitReached, Sandbox, SandboxServer, make_server, run

@@ -5,8 +5,10 @@
     outbox.py     events recorded by the store's move script -> one delivery per endpoint, due times
     delivery.py   one POST per delivery, its attempt recorded, the retry schedule kept in Redis
     poster.py     the POST itself: kept-alive connections, a total deadline
-    http.py       the operator's HTTP API for endpoints, replay and attempts
-    receiver.py   a verifying merchant-side receiver (the demo's, the tests'; not the product)
+
+The operators' HTTP API for these is ``worker/web/webhooks_api.py``; the merchant-side receiver of
+the demo and the tests is ``worker/sandbox/receiver.py``. Their keys and Lua scripts are the
+store's (``worker/store/keys.py``, ``worker/store/lua/webhook_*.lua``).
 
 An event is written to the outbox stream in the same atomic step as the state change it reports
 (``worker.store.jobs``); the dispatcher (``vexora.webhooks.dispatch``, every second on the ``webhooks``
