@@ -1,5 +1,13 @@
-"""Shared fixtures: the Redis the test command started (or a private one when run bare), and a
-private RabbitMQ node, started on first use and kept for the session."""
+"""Shared fixtures and how the suite runs in parallel.
+
+The test command runs pytest-xdist workers (``./scripts/test -n N`` to choose; ``-n 0`` runs in
+one process). Each worker has a private ``redis-server`` of its own (its ``REDIS_URL``), because a
+stack flushes its Redis when it starts. A test module is one unit of work (its module-scoped
+stack is started once), and the modules that share a session service share a worker: the
+RabbitMQ tests one, the Sentinel tests another, so each service starts once per run. The slow
+modules (the reliability suite, the heaviest integration scenarios) are handed out first, and
+``-m "not slow"`` leaves them out: the quick set for the inner loop.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +16,71 @@ import os
 import pytest
 
 from worker.local.redis_server import RedisServer
+from tests.support import figures as _figures
 from tests.support.rabbitmq import UNAVAILABLE, RabbitNode, find_rabbitmq
+
+# Modules that share a session-scoped service run on one worker (xdist_group).
+SERVICE_GROUPS = {
+    "tests/integration/test_rabbitmq.py": "rabbitmq",
+    "tests/reliability/test_rabbitmq_chaos.py": "rabbitmq",
+    "tests/integration/test_sentinel.py": "sentinel",
+    "tests/reliability/test_failover.py": "sentinel",
+}
+# The integration modules that take longest (besides tests/reliability/, all slow): measured with
+# --durations=0, each 11 s or more with its stack's start and stop, 2026-12-07.
+SLOW = {
+    "tests/integration/test_deploy.py", "tests/integration/test_rabbitmq.py", "tests/integration/test_sentinel.py",
+    "tests/integration/test_webhooks.py", "tests/integration/test_reconcile.py", "tests/integration/test_takeover.py",
+    "tests/integration/test_demo.py", "tests/integration/test_review_and_metrics.py", "tests/integration/test_cli.py",
+    "tests/integration/test_logs.py", "tests/integration/test_settlement.py",
+    "tests/integration/test_monitoring_files.py",
+}
+
+_worker_redis: RedisServer | None = None
+
+
+def pytest_configure(config):
+    global _worker_redis
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # a worker's own Redis, for every test and every process a test starts
+        _worker_redis = RedisServer().start()
+        os.environ["REDIS_URL"] = _worker_redis.url
+
+
+def pytest_unconfigure(config):
+    if _worker_redis is not None:
+        _worker_redis.stop()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the slow modules, put every module in its group (one unit of work for xdist), and hand
+    the slow groups out first so that the longest ones do not start last."""
+    for item in items:
+        path = item.nodeid.split("::", 1)[0]
+        if path.startswith("tests/reliability/") or path in SLOW:
+            item.add_marker(pytest.mark.slow)
+        item.add_marker(pytest.mark.xdist_group(SERVICE_GROUPS.get(path, path)))
+    items.sort(key=lambda item: 0 if item.get_closest_marker("slow") else 1)  # stable: keeps module order
+
+
+@pytest.fixture(scope="session")
+def figures() -> _figures.Figures:
+    return _figures.Figures()
+
+
+def pytest_sessionfinish(session):
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: its figure lines go to the controlling process
+        workeroutput["vexora_figures"] = list(_figures.LINES)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    _figures.LINES.extend(getattr(node, "workeroutput", {}).get("vexora_figures", []))
+
+
+def pytest_terminal_summary(terminalreporter):
+    _figures.report(terminalreporter)
 
 
 @pytest.fixture(scope="session")
