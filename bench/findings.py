@@ -378,6 +378,23 @@ SESSION_CHECK = [
     "after **0.84, 0.72** (and 0.83 in a run just before). No difference shows above this machine's "
     "noise; neither side reached 0.85 while the machine was this busy (table 1 above, from a full run "
     "before the issue-15 merge, gave 0.91).",
+] + [
+    # Issue 19 (one layer per folder): the same quick table, before and after the move.
+    '',
+    '### Per-job path after the layer layout (issue 19), side by side',
+    '',
+    "The move to one layer per folder changed what runs per job only in form: the Lua scripts are read from `worker/store/lua/*.lua` once per process and run by `EVALSHA` as before; the move script takes its 17 arguments by name (`scripts.argv`, a list built from a dict) and unpacks them into locals; the lease checks read Redis's clock through one shared `server_now_ms`; the `Settler` and `LeaseKeeper` are built once by the wiring instead of by each use case. `python -m bench.run --quick --only pipeline --no-write` (400 jobs a round), alternating the tree before the move (`ddf3bd0`) and after it, three times each, 2026-12-07 19:32 UTC; other processes used 0.50–0.60 of the 2 CPUs in every run:",
+    '',
+    '| run | tree | ratio at 100 ms, shipped shape (2 × threads -c 16) | jobs/s vs bare req/s | ratio at 0 ms | workers CPU ms per job, 100 ms / 0 ms |',
+    '|---|---|---|---|---|---|',
+    '| 1 | after | 0.86 | 245 vs 285 | 0.48 | 4.22 / 3.50 |',
+    '| 1 | before | 0.85 | 244 vs 286 | 0.48 | 4.07 / 3.52 |',
+    '| 2 | after | 0.87 | 253 vs 290 | 0.49 | 3.83 / 3.30 |',
+    '| 2 | before | 0.87 | 252 vs 289 | 0.47 | 3.85 / 3.48 |',
+    '| 3 | after | 0.85 | 247 vs 289 | 0.50 | 4.15 / 3.55 |',
+    '| 3 | before | 0.87 | 253 vs 289 | 0.51 | 4.05 / 3.32 |',
+    '',
+    'No difference above the noise (means: 0.86 after, 0.86 before at 100 ms; 4.07 vs 3.99 ms of worker CPU per job); ≥ 0.85 after in every run.',
 ]
 
 # Where the round of issues 10-13 (settlement, takeover, metrics and review, webhooks) started: the

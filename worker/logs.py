@@ -11,7 +11,7 @@ writes a line of another shape. Configured once per process, from here:
   format, on the root logger and on its task loggers alike;
 - gunicorn: ``gunicorn_logconfig`` as ``logconfig_dict`` in gunicorn.conf.py (its error log, its
   access log — as fields, never the query string or headers — and the app's own lines, at INFO);
-- the CLI: ``configure`` in its group callback (worker/cli.py).
+- the CLI: ``configure`` in its group callback (worker/cli/main.py).
 
 Our own events carry key-value fields: ``event(log, logging.INFO, "state_change", tradeNo=t,
 to="paying")``. Under a formatter that is not ours (an application that calls ``enqueue_checkout``
