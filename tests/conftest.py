@@ -2,7 +2,7 @@
 
 The test command runs pytest-xdist workers (``./scripts/test -n N`` to choose; ``-n 0`` runs in
 one process). Each worker has a private ``redis-server`` of its own (its ``REDIS_URL``), because a
-stack flushes its Redis when it starts. A test module is one unit of work (its module-scoped
+stack flushes its Redis when it starts, and a range of listening ports of its own. A test module is one unit of work (its module-scoped
 stack is started once), and the modules that share a session service share a worker: the
 RabbitMQ tests one, the Sentinel tests another, so each service starts once per run. The slow
 modules (the reliability suite, the heaviest integration scenarios) are handed out first, and
@@ -41,7 +41,13 @@ _worker_redis: RedisServer | None = None
 
 def pytest_configure(config):
     global _worker_redis
-    if os.environ.get("PYTEST_XDIST_WORKER"):
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        # Listening ports from a range of this worker's own, below the kernel's ephemeral ports
+        # (32768 and up here): a port the kernel picked could be taken meanwhile by another
+        # worker's server or by an outgoing connection (worker.local.redis_server.free_port).
+        first = 20000 + (int(worker.removeprefix("gw")) % 8) * 1500
+        os.environ["VEXORA_FREE_PORTS"] = f"{first}-{first + 1499}"
         # a worker's own Redis, for every test and every process a test starts
         _worker_redis = RedisServer().start()
         os.environ["REDIS_URL"] = _worker_redis.url

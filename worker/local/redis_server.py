@@ -38,10 +38,36 @@ def find_binary() -> str:
     return str(path)
 
 
+# VEXORA_FREE_PORTS=<first>-<last>: take listening ports from this range only. The test suite's
+# parallel workers each get a range of their own below the kernel's ephemeral ports
+# (tests/conftest.py): a port the kernel hands out for bind(0) may meanwhile be taken by another
+# worker's server, or as the source port of an outgoing connection, before its server binds it.
+_PORTS_ENV = "VEXORA_FREE_PORTS"
+_next_port: list[int] = []
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port on 127.0.0.1 that nothing listens on now: from ``VEXORA_FREE_PORTS`` when set (each
+    process walks it from a random start), else the kernel's choice."""
+    span = os.environ.get(_PORTS_ENV, "")
+    if not span:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+    first, last = (int(x) for x in span.split("-"))
+    size = last - first + 1
+    if not _next_port:
+        _next_port.append(first + int.from_bytes(os.urandom(4), "big") % size)
+    for _ in range(size):
+        port = _next_port[0]
+        _next_port[0] = first + (port - first + 1) % size
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {_PORTS_ENV}={span}")
 
 
 class RedisServer:
@@ -81,11 +107,13 @@ class RedisServer:
 
         def answering() -> bool:
             try:
-                return client.ping()
-            except redis.exceptions.ConnectionError:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"redis-server exited with {self.process.returncode}") from None
-                return False
+                # ours, not another server that had the port first (ours then exits)
+                ours = client.info("server")["process_id"] == self.process.pid
+            except redis.exceptions.RedisError:
+                ours = False
+            if not ours and self.process.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.process.returncode} (port {self.port})")
+            return ours
 
         try:
             wait_until(answering, timeout=timeout, what="redis-server to answer PING")
