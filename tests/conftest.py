@@ -19,7 +19,7 @@ from worker.local.redis_server import RedisServer
 from tests.support import figures as _figures
 from tests.support.rabbitmq import UNAVAILABLE, RabbitNode, find_rabbitmq
 
-# Modules that share a session-scoped service run on one worker (xdist_group).
+# Modules that share a session-scoped service run on one worker (ModuleScheduling below).
 SERVICE_GROUPS = {
     "tests/integration/test_rabbitmq.py": "rabbitmq",
     "tests/reliability/test_rabbitmq_chaos.py": "rabbitmq",
@@ -58,15 +58,28 @@ def pytest_unconfigure(config):
         _worker_redis.stop()
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
 def pytest_collection_modifyitems(config, items):
-    """Mark the slow modules, put every module in its group (one unit of work for xdist), and hand
-    the slow groups out first so that the longest ones do not start last."""
+    """Mark the slow modules and put them first, so that the longest are handed out first."""
     for item in items:
         path = item.nodeid.split("::", 1)[0]
         if path.startswith("tests/reliability/") or path in SLOW:
             item.add_marker(pytest.mark.slow)
-        item.add_marker(pytest.mark.xdist_group(SERVICE_GROUPS.get(path, path)))
     items.sort(key=lambda item: 0 if item.get_closest_marker("slow") else 1)  # stable: keeps module order
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """One unit of work per module (its module-scoped stack starts once), and one per service
+    group. (xdist's own ``loadgroup`` cannot do it under pytest 9: its renamed node ids do not take.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return SERVICE_GROUPS.get(path, path)
+
+    return ModuleScheduling(config, log)
 
 
 @pytest.fixture(scope="session")

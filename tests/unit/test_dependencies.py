@@ -20,7 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 FIRST_PARTY = {"worker", "schemas", "tests", "bench"}
 # top-level module -> distribution, where the names differ beyond case, '-', '_' and '.'
-DISTRIBUTION = {"ruamel": "ruamel.yaml", "yaml": "PyYAML"}
+DISTRIBUTION = {"ruamel": "ruamel.yaml", "yaml": "PyYAML", "xdist": "pytest-xdist"}
 
 
 def _canonical(name: str) -> str:
