@@ -20,13 +20,13 @@ import psutil
 import redis
 import requests
 
-from worker.web.serve import web_argv
-from worker.local.redis_server import RedisServer, free_port
-from worker.runtime.wiring import Runtime
-from worker.local.services import Service, Services, http_ok
-from worker.gateway import signing
 from worker.config.settings import Settings
+from worker.gateway import signing
+from worker.local.redis_server import RedisServer, free_port
+from worker.local.services import Service, Services, http_ok
+from worker.runtime.wiring import Runtime
 from worker.waiting import TimedOut, wait_until
+from worker.web.serve import web_argv
 
 __all__ = ["Bench", "WaitResult", "MemorySampler", "MERCHANT_NO", "APP_SECRET", "tree_memory",
            "callback_body", "wait_for", "cpu_seconds", "machine_busy_seconds", "CpuMeter"]

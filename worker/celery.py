@@ -15,10 +15,10 @@ from celery.utils.log import mlevel
 from kombu import Exchange, Queue
 
 from worker import logs
-from worker.domain.errors import ConfigurationError
 from worker.config.redis_url import is_sentinel
 from worker.config.settings import Settings
 from worker.config.startup import at_import
+from worker.domain.errors import ConfigurationError
 
 __all__ = ["app", "create_app", "CHECKOUT_QUEUE", "CALLBACK_QUEUE", "RECONCILE_QUEUE", "WEBHOOK_QUEUE"]
 

@@ -21,20 +21,20 @@ from pathlib import Path
 import pytest
 import redis
 
+from worker.config.settings import Settings
 from worker.domain import states
 from worker.domain.errors import DuplicateTradeNoError
-from worker.store.limits import IpLimits, ip_hash
-from worker.local.redis_server import RedisServer, free_port
 from worker.flows.reconcile import Reconciler
 from worker.flows.settle import Settler
-from worker.config.settings import Settings
+from worker.local.redis_server import RedisServer, free_port
+from worker.sandbox.receiver import make_receiver
 from worker.store import scripts
 from worker.store.jobs import JobStore
+from worker.store.limits import IpLimits, ip_hash
 from worker.waiting import wait_until
 from worker.webhooks.delivery import Deliverer
 from worker.webhooks.endpoints import Endpoints
 from worker.webhooks.outbox import Dispatcher
-from worker.sandbox.receiver import make_receiver
 from worker.webhooks.signing import new_secret
 
 pytestmark = pytest.mark.integration

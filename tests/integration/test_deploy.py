@@ -26,13 +26,13 @@ import redis
 import requests
 from ruamel.yaml import YAML  # comes with check-jsonschema (no PyYAML here)
 
-from tests.support.processes import Process
-from tests.support.stack import APP_SECRET, MERCHANT_NO, payload
 from worker.client import enqueue_checkout, get_checkout
+from worker.config.settings import Settings
 from worker.local.redis_server import free_port
 from worker.runtime.wiring import Runtime
-from worker.config.settings import Settings
 from worker.waiting import wait_until
+from tests.support.processes import Process
+from tests.support.stack import APP_SECRET, MERCHANT_NO, payload
 
 pytestmark = pytest.mark.integration
 

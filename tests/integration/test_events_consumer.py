@@ -7,8 +7,8 @@ import redis
 
 from worker.domain import states
 from worker.events import EventConsumer
-from worker.waiting import wait_until
 from worker.store.jobs import JobStore
+from worker.waiting import wait_until
 from tests.support.stack import payload
 
 pytestmark = pytest.mark.integration

@@ -7,11 +7,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from worker.config.settings import Settings
 from worker.domain.errors import AmbiguousError, DeclinedError, TransientError
 from worker.gateway.client import GatewayClient
 from worker.local.redis_server import free_port
 from worker.sandbox import make_server
-from worker.config.settings import Settings
 from worker.signing import verify
 
 pytestmark = pytest.mark.integration

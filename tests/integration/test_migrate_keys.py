@@ -10,9 +10,9 @@ import uuid
 import pytest
 import redis
 
-from tests.support.stack import Stack
 from worker.domain import states
 from worker.store.jobs import JobStore
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from worker.domain import states
-from worker.web.ops import ops_pages
 from worker.config.settings import Settings
+from worker.domain import states
 from worker.waiting import wait_until
 from worker.web import create_app
+from worker.web.ops import ops_pages
 from tests.support.browser import CHROMIUM, chromium_context
 from tests.support.stack import MARKERS, Stack, payload
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 from worker.domain import states
-from worker.waiting import wait_until
 from worker.domain.errors import DuplicateTradeNoError, InvalidError
+from worker.waiting import wait_until
 from tests.support.stack import APP_SECRET, MARKERS, payload
 
 pytestmark = pytest.mark.integration

@@ -17,8 +17,8 @@ import uuid
 import amqp
 import pytest
 
-from worker.domain import states
 from worker.celery import QUEUES, dead_letter_queue
+from worker.domain import states
 from worker.waiting import wait_until
 from tests.reliability.support import FAST
 from tests.support.processes import ROOT

@@ -11,12 +11,12 @@ import json
 import pytest
 import redis
 
-from worker.domain import states
 from worker.client import enqueue_checkout, get_checkout
+from worker.domain import states
 from worker.domain.errors import InvalidError
-from worker.store.limits import canonical_ip, ip_hash
 from worker.flows.reconcile import Reconciler
 from worker.flows.settle import Settler
+from worker.store.limits import canonical_ip, ip_hash
 from worker.waiting import wait_until
 from tests.support.stack import APP_SECRET, Stack, payload
 

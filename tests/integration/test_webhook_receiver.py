@@ -23,8 +23,8 @@ import requests
 from standardwebhooks.webhooks import Webhook
 
 from worker.local.redis_server import free_port
-from worker.waiting import wait_until
 from worker.sandbox.receiver import Malformed, NotVerified, make_receiver, verify
+from worker.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 

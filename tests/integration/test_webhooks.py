@@ -13,8 +13,8 @@ import pytest
 
 from worker.domain import states
 from worker.local.redis_server import free_port
-from worker.waiting import wait_until
 from worker.sandbox.receiver import make_receiver
+from worker.waiting import wait_until
 from worker.webhooks.signing import new_secret
 from tests.support.stack import MARKERS, Stack, payload
 

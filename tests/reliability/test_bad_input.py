@@ -44,18 +44,18 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from marshmallow import ValidationError
 
+from schemas import CallbackSchema, CheckoutRequestSchema
 import schemas.callback
 import schemas.checkout
-from schemas import CallbackSchema, CheckoutRequestSchema
-from tests.support.stack import APP_SECRET, MARKERS, MERCHANT_NO, Stack, payload
-from worker.domain import states
 from worker.celery import CALLBACK_QUEUE, CHECKOUT_QUEUE
 from worker.client import enqueue_checkout
+from worker.config.settings import Settings
+from worker.domain import states
 from worker.domain.masking import mask_contact
 from worker.runtime.wiring import Runtime, checkout_schema
-from worker.config.settings import Settings
 from worker.signing import RawNumber, parse_json_keeping_numbers, sign
 from worker.web import create_app
+from tests.support.stack import APP_SECRET, MARKERS, MERCHANT_NO, Stack, payload
 
 LIMIT = 4096  # settings.callback_max_bytes: small, so bodies near and over it stay cheap
 TOKEN = "fuzz-api-token-3b1d9e"

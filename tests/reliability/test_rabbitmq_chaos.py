@@ -14,8 +14,8 @@ import uuid
 
 import pytest
 
-from worker.domain import states
 from worker.celery import QUEUES, dead_letter_queue
+from worker.domain import states
 from worker.waiting import wait_until
 from tests.reliability.conftest import size
 from tests.reliability.support import FAST, autopay, created_twice, enqueue_all, records, wait_expected

@@ -10,10 +10,10 @@ import pytest
 
 from worker.domain import states
 from worker.domain.errors import DuplicateTradeNoError
+from worker.waiting import wait_until
 from tests.reliability.conftest import size
 from tests.reliability.support import created_twice, records
 from tests.support.stack import Stack, payload
-from worker.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -32,8 +32,8 @@ from worker.domain.masking import mask_email, mask_mobile
 from worker.waiting import wait_until
 from tests.reliability.conftest import size
 from tests.support.flower import Flower
-from tests.support.processes import ROOT, python_cmd
 from tests.support.node import HAVE_NODE, install_node_producer
+from tests.support.processes import ROOT, python_cmd
 from tests.support.stack import APP_SECRET, MARKERS, Stack, payload
 
 pytestmark = pytest.mark.integration

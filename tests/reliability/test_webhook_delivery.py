@@ -16,9 +16,9 @@ import pytest
 
 from worker.domain import states
 from worker.local.redis_server import free_port
+from worker.sandbox.receiver import make_receiver
 from worker.store.jobs import WEBHOOK_STATES
 from worker.waiting import wait_until
-from worker.sandbox.receiver import make_receiver
 from worker.webhooks.signing import new_secret
 from tests.reliability.conftest import size
 from tests.reliability.support import FAST, autopay, enqueue_all

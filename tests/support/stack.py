@@ -14,12 +14,12 @@ from pathlib import Path
 
 import requests
 
-from worker.local.redis_server import free_port
-from worker.web.serve import web_argv
-from worker.runtime.wiring import Runtime
 from worker.config.settings import Settings
+from worker.local.redis_server import free_port
+from worker.runtime.wiring import Runtime
 from worker.signing import callback_body
 from worker.waiting import wait_until
+from worker.web.serve import web_argv
 
 from tests.support.processes import Process, python_cmd
 

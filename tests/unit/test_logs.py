@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from worker import logs
-from worker.domain.errors import ConfigurationError
 from worker.config.settings import Settings
+from worker.domain.errors import ConfigurationError
 from tests.support.loglines import FIRST_KEYS, Unparsable, parse_line, parse_logfmt
 from tests.support.processes import ROOT
 

@@ -17,10 +17,10 @@ from openapi_spec_validator import validate as validate_spec
 from schemas import CheckoutRecordSchema, CheckoutRequestSchema
 from schemas._rules import FullMatch
 from schemas.record import HIDDEN
-from worker.web.openapi import COMPONENTS, build_openapi
-from worker.runtime.wiring import checkout_schema
 from worker.config.settings import Settings
+from worker.runtime.wiring import checkout_schema
 from worker.web import create_app
+from worker.web.openapi import COMPONENTS, build_openapi
 
 DEFAULT = CheckoutRequestSchema()
 DOCUMENT = build_openapi(DEFAULT)

@@ -2,13 +2,13 @@
 
 import pytest
 
-from worker.gateway import answers
+from schemas import QueryResponseSchema
 from worker.domain import settlement
 from worker.domain import states
 from worker.domain.errors import AmbiguousError, OutcomeUnknownError
-from worker.gateway.answers import Outcome
 from worker.domain.settlement import Report
-from schemas import QueryResponseSchema
+from worker.gateway import answers
+from worker.gateway.answers import Outcome
 
 LINK = "https://gw.example/cashier/abc"
 

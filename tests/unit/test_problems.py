@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from werkzeug.exceptions import TooManyRequests, UnsupportedMediaType
 
-from tests.support.stack import APP_SECRET, payload
-from worker.runtime.wiring import Runtime
 from worker.config.settings import Settings
+from worker.runtime.wiring import Runtime
 from worker.signing import sign
 from worker.web import create_app
+from tests.support.stack import APP_SECRET, payload
 
 TOKEN = "unit-api-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from worker.domain.errors import ConfigurationError
 from worker.config.redis_url import SentinelURL, parse_sentinel_url, safe_url
 from worker.config.settings import Settings
+from worker.domain.errors import ConfigurationError
 
 URL = "sentinel://:p%40ss@10.0.0.1:26379;sentinel://10.0.0.2;sentinel://10.0.0.3:26380/3"
 

@@ -4,8 +4,8 @@ import pytest
 
 from worker.domain.errors import (AmbiguousError, ConfigurationError, DeclinedError, InvalidError,
                            OutcomeUnknownError, TransientError)
-from worker.gateway.retry import build_retrying, should_retry
 from worker.config.settings import Settings
+from worker.gateway.retry import build_retrying, should_retry
 
 SETTINGS = Settings(retry_max_attempts=4, retry_max_seconds=60, retry_base_delay=0.5,
                     retry_max_delay=8, retry_after_cap=30)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from worker.domain.errors import ConfigurationError
 from worker.config.settings import Settings, looks_like_placeholder
+from worker.domain.errors import ConfigurationError
 
 SANDBOX = {"VEXORA_BASE_URL": "http://127.0.0.1:8900"}
 PRODUCTION = {"VEXORA_BASE_URL": "https://gateway.example.jp"}

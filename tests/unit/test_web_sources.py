@@ -3,8 +3,8 @@ a refused source is answered before anything is parsed or queued)."""
 
 import pytest
 
-from worker.domain.errors import ConfigurationError
 from worker.config.settings import Settings
+from worker.domain.errors import ConfigurationError
 from worker.web import create_app
 
 

@@ -30,8 +30,8 @@ from urllib.parse import urlsplit
 import marshmallow as ma
 from environs import Env, EnvValidationError
 
-from worker.domain.errors import ConfigurationError
 from worker.config.redis_url import is_sentinel, parse_sentinel_url
+from worker.domain.errors import ConfigurationError
 from worker.domain.webhook_secret import secret_bytes
 
 __all__ = ["Settings", "DEFAULT_REDIS_URL", "Parse", "looks_like_placeholder"]

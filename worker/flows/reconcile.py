@@ -24,14 +24,14 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from worker.gateway import answers
+from worker.config.settings import Settings
 from worker.domain import states
 from worker.domain.errors import CheckoutError
-from worker.gateway.client import GatewayClient
-from worker.logs import event
-from worker.config.settings import Settings
 from worker.domain.settlement import Report
 from worker.flows.settle import Settler
+from worker.gateway import answers
+from worker.gateway.client import GatewayClient
+from worker.logs import event
 from worker.store.jobs import Job, JobStore
 from worker.store.locks import held
 

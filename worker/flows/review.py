@@ -17,10 +17,10 @@ from marshmallow import ValidationError
 
 from schemas.api import REASON_MAX, QueryAnswerSchema, ResolveRequestSchema
 from schemas.record import ReviewItemSchema
-from worker.gateway import answers
 from worker.domain import settlement
 from worker.domain.errors import InvalidError
 from worker.flows.settle import Settler
+from worker.gateway import answers
 from worker.store.jobs import JobStore
 
 __all__ = ["ReviewQueue", "NotInReview", "NoSuchJob", "REASON_MAX"]

@@ -15,10 +15,10 @@ import logging
 from collections.abc import Mapping
 
 from worker.domain import settlement
-from worker.store.limits import IpLimits
-from worker.logs import event
 from worker.domain.settlement import Report
+from worker.logs import event
 from worker.store.jobs import Job, JobStore
+from worker.store.limits import IpLimits
 
 __all__ = ["Settler", "UNCHANGED", "ORPHAN", "LEASE_LOST"]
 

@@ -27,19 +27,19 @@ from collections.abc import Callable
 
 from marshmallow import ValidationError
 
-from worker.gateway import answers
+from worker.config.settings import Settings
 from worker.domain import states
 from worker.domain.errors import AmbiguousError, CheckoutError, DeclinedError, LeaseLostError, OutcomeUnknownError
-from worker.gateway.client import GatewayClient
-from worker.store.limits import IpLimits, ip_hash
-from worker.logs import event
-from worker.gateway.answers import Outcome
-from worker.gateway.retry import build_retrying
-from worker.config.settings import Settings
 from worker.domain.settlement import PURGE_ON, Report
 from worker.flows.lease import LeaseKeeper
 from worker.flows.settle import LEASE_LOST, Settler
+from worker.gateway import answers
+from worker.gateway.answers import Outcome
+from worker.gateway.client import GatewayClient
+from worker.gateway.retry import build_retrying
+from worker.logs import event
 from worker.store.jobs import Job, JobStore
+from worker.store.limits import IpLimits, ip_hash
 
 __all__ = ["Submitter"]
 

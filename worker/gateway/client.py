@@ -28,8 +28,8 @@ from marshmallow import ValidationError
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ReadTimeoutError
 
 from schemas import CheckoutResponseSchema, QueryResponseSchema
-from worker.domain.errors import AmbiguousError, CheckoutError, DeclinedError, TransientError
 from worker.config.settings import Settings
+from worker.domain.errors import AmbiguousError, CheckoutError, DeclinedError, TransientError
 from worker.gateway.signing import sign
 
 __all__ = ["GatewayClient", "GatewayReply", "CHECKOUT_PATH", "QUERY_PATH"]

@@ -15,9 +15,9 @@ from collections.abc import Callable
 import tenacity
 from tenacity.wait import wait_base
 
+from worker.config.settings import Settings
 from worker.domain.errors import CheckoutError
 from worker.logs import event
-from worker.config.settings import Settings
 
 __all__ = ["should_retry", "WaitRetryAfterOrBackoff", "build_retrying"]
 

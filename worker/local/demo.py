@@ -33,14 +33,14 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from worker.domain import states
-from worker.web.serve import web_argv
 from worker.client import enqueue_checkout
-from worker.local.redis_server import RedisServer, free_port
-from worker.runtime.wiring import Runtime
-from worker.local.services import Services, http_ok
 from worker.config.settings import Settings
+from worker.domain import states
+from worker.local.redis_server import RedisServer, free_port
+from worker.local.services import Services, http_ok
+from worker.runtime.wiring import Runtime
 from worker.waiting import TimedOut, wait_until
+from worker.web.serve import web_argv
 
 __all__ = ["run_demo", "Plan", "build_plan"]
 

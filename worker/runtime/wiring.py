@@ -14,9 +14,9 @@ from functools import cached_property
 from redis import Redis
 
 from schemas import CheckoutRequestSchema
+from worker.config.settings import Settings
 from worker.domain.errors import ConfigurationError
 from worker.store.connection import Replication, make_client
-from worker.config.settings import Settings
 from worker.store.keys import Keys
 
 __all__ = ["Runtime", "get_runtime", "reset_runtime", "checkout_schema"]

@@ -38,10 +38,10 @@ from functools import partial
 from http.server import ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
-from worker.sandbox.server import QuietHandler, serve_until_stopped
-from worker.sandbox import cashier
 from worker.gateway import signing
+from worker.sandbox import cashier
 from worker.sandbox.notify import JST, PAID_STATUSES, Notifier
+from worker.sandbox.server import QuietHandler, serve_until_stopped
 
 __all__ = ["Sandbox", "SandboxServer", "GatewayConfig", "IpLimitReached", "make_server", "run"]
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import redis
 
-from worker.domain import states
 from schemas import CheckoutRecordSchema, trade_no_errors
+from worker.domain import states
 from worker.domain.errors import DuplicateTradeNoError, InvalidError, LeaseLostError
 from worker.logs import event
 from worker.store import scripts

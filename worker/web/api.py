@@ -23,14 +23,14 @@ from flask import Blueprint, jsonify, request, url_for
 from kombu.exceptions import OperationalError
 
 from schemas import generate_trade_no
-from worker.web.bodies import read_limited
 from worker.client import enqueue_checkout, get_checkout
+from worker.config.settings import Settings
 from worker.domain.errors import CheckoutError, DuplicateTradeNoError, InvalidError
 from worker.flows.review import NoSuchJob, NotInReview
+from worker.runtime.wiring import Runtime, checkout_schema
+from worker.web.bodies import read_limited
 from worker.web.openapi import build_openapi
 from worker.web.problems import problem
-from worker.runtime.wiring import Runtime, checkout_schema
-from worker.config.settings import Settings
 
 __all__ = ["producer_api", "bearer_guard"]
 

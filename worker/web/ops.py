@@ -36,11 +36,11 @@ from marshmallow import ValidationError
 from schemas import CheckoutRecordSchema, trade_no_errors
 from schemas.api import OPERATOR_MAX, ResolveRequestSchema
 from schemas.record import EpochMillis
+from worker.config.settings import Settings
 from worker.domain import states
 from worker.domain.errors import CheckoutError, InvalidError
 from worker.flows.review import REASON_MAX, NoSuchJob, NotInReview
 from worker.runtime.wiring import Runtime
-from worker.config.settings import Settings
 
 __all__ = ["ops_pages"]
 

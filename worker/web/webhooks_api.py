@@ -15,8 +15,8 @@ import redis
 from flask import Blueprint, jsonify, request
 
 from worker.domain.errors import InvalidError
-from worker.web.problems import problem as _problem_document
 from worker.runtime.wiring import Runtime
+from worker.web.problems import problem as _problem_document
 from worker.webhooks.endpoints import Endpoints
 
 __all__ = ["webhooks_api", "parse_time_ms"]

@@ -37,19 +37,19 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from schemas import CallbackSchema
+from worker.celery import CALLBACK_QUEUE
+from worker.config.settings import Settings
+from worker.config.startup import at_import
+from worker.domain.errors import ConfigurationError
+from worker.gateway.signing import RawNumber, parse_json_keeping_numbers, verify
+from worker.logs import event
+from worker.ops.metrics import StoreCollector
+from worker.runtime.wiring import get_runtime
 from worker.web.api import bearer_guard, producer_api
 from worker.web.bodies import read_limited
-from worker.logs import event
-from worker.celery import CALLBACK_QUEUE
-from worker.domain.errors import ConfigurationError
-from worker.ops.metrics import StoreCollector
 from worker.web.ops import ops_pages
 from worker.web.problems import problem, title_of
 from worker.web.webhooks_api import webhooks_api
-from worker.runtime.wiring import get_runtime
-from worker.config.settings import Settings
-from worker.gateway.signing import RawNumber, parse_json_keeping_numbers, verify
-from worker.config.startup import at_import
 
 __all__ = ["app", "create_app"]
 

@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 
 from worker.logs import event
-from worker.webhooks.endpoints import Endpoints, check_url
 from worker.store import scripts
+from worker.webhooks.endpoints import Endpoints, check_url
 from worker.webhooks.outbox import Dispatcher
 from worker.webhooks.poster import PostFailed, Poster
 from worker.webhooks.signing import signature_header
