@@ -20,6 +20,7 @@ from bench.report import Section, Table
 from worker.domain import states
 from worker.flows.lease import LeaseKeeper
 from worker.ops.metrics import Meter
+from worker.store.jobs import JobStore
 
 __all__ = ["run"]
 
@@ -73,7 +74,7 @@ def run(bench: Bench, sizes: dict) -> Section:
         per_beat_jobs = 130 * s.lease_renew_every
         table.add(f"heartbeat: renew 32 leases, one round trip (every {s.lease_renew_every:g} s)", beats,
                   renew_us, renew_us / per_beat_jobs)
-        meter = Meter(bench.redis, "bench-meter", flush_seconds=3600)  # flushed by hand below
+        meter = Meter(JobStore(bench.redis, prefix="bench-meter"), flush_seconds=3600)  # flushed by hand below
 
         def measured(i):
             meter.inc("gateway_requests_total", op="checkout", outcome="ok")

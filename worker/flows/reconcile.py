@@ -69,7 +69,7 @@ class Reconciler:
             if not mine:
                 return {"skipped": 1}
             done = dict(self._pass(deadline=time.monotonic() + self.lock_ttl / 2))
-            self.store.redis.set(self.store.keys.reconcile_last_pass, self.store.now_ms())
+            self.store.mark_reconcile_pass()
             if self.meter is not None:
                 for result, count in done.items():
                     self.meter.inc("reconcile_total", count, result=result)

@@ -52,11 +52,10 @@ class ReviewQueue:
         """The queue, oldest flag first: each job's public record without its history
         and contact (``ReviewItemSchema``: no payer data) and its age."""
         out = []
-        for raw in self.store.redis.smembers(self.store.keys.review):
-            trade_no = raw.decode() if isinstance(raw, bytes) else raw
+        for trade_no in self.store.flagged():
             job = self.store.load(trade_no)
             if job is None or not job.fields.get("needsReview"):
-                self.store.redis.srem(self.store.keys.review, trade_no)  # expired, or resolved
+                self.store.forget_flag(trade_no)  # expired, or resolved
                 continue
             age = max(0, int(self.clock() - int(job.fields.get("createdAt") or 0) / 1000))
             out.append(_ITEM.dump({**job.fields, "ageSeconds": age}))

@@ -26,9 +26,8 @@ from collections.abc import Iterable
 import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from worker.domain import states
 from worker.logs import event
-from worker.store.keys import Keys
+from worker.store.jobs import JobStore
 
 __all__ = ["Meter", "StoreCollector", "BUCKETS", "FLUSH_SECONDS"]
 
@@ -53,9 +52,8 @@ def _parse(field: str) -> tuple[str, dict[str, str]]:
 class Meter:
     """In-memory counters of one process, added to Redis in the background; thread-safe."""
 
-    def __init__(self, client: redis.Redis, prefix: str, *, flush_seconds: float = FLUSH_SECONDS):
-        self.redis = client
-        self.key = Keys(prefix).counters
+    def __init__(self, store: JobStore, *, flush_seconds: float = FLUSH_SECONDS):
+        self.store = store  # the counters are kept with the store (``JobStore.add_counters``)
         self.flush_seconds = flush_seconds
         self._counts: Counter = Counter()
         self._fields: dict[tuple, object] = {}  # field names built once per label set
@@ -106,14 +104,8 @@ class Meter:
             counts, self._counts = self._counts, Counter()
         if not counts:
             return
-        pipe = self.redis.pipeline(transaction=False)
-        for field, amount in counts.items():
-            if float(amount).is_integer():
-                pipe.hincrby(self.key, field, int(amount))
-            else:
-                pipe.hincrbyfloat(self.key, field, amount)
         try:
-            pipe.execute()
+            self.store.add_counters(counts)
         except _REDIS_DOWN as exc:
             with self._lock:
                 self._counts.update(counts)  # kept for the next flush
@@ -133,40 +125,29 @@ class StoreCollector:
         self.clock = clock
 
     def collect(self):
-        r, store = self.store.redis, self.store
-        pipe = r.pipeline(transaction=False)
-        open_states = [s for s in states.OPEN]
-        for state in open_states:
-            pipe.zcard(store.keys.entered(state))
-            pipe.zrange(store.keys.entered(state), 0, 0, withscores=True)
-        pipe.scard(store.keys.review)
-        pipe.hgetall(store.keys.transitions)
-        pipe.hgetall(store.keys.counters)
-        pipe.get(store.keys.reconcile_last_pass)
-        answers = pipe.execute()
+        stats = self.store.stats()
         now = self.clock()
 
         jobs = GaugeMetricFamily("vexora_jobs", "Jobs now in each open state.", labels=["state"])
         oldest = GaugeMetricFamily("vexora_oldest_job_age_seconds",
                                    "Age in its state of the oldest job in each open state.", labels=["state"])
-        for i, state in enumerate(open_states):
-            count, first = answers[2 * i], answers[2 * i + 1]
+        for state, (count, oldest_ms) in stats["open"].items():
             jobs.add_metric([state], count)
-            oldest.add_metric([state], max(0.0, now - first[0][1] / 1000) if first else 0.0)
-        review, transitions, counters, last_pass = answers[2 * len(open_states):]
+            oldest.add_metric([state], max(0.0, now - oldest_ms / 1000) if oldest_ms is not None else 0.0)
         yield jobs
         yield oldest
-        yield GaugeMetricFamily("vexora_jobs_needing_review", "Jobs flagged for a person.", value=review)
+        yield GaugeMetricFamily("vexora_jobs_needing_review", "Jobs flagged for a person.", value=stats["review"])
 
         moves = CounterMetricFamily("vexora_transitions", "State changes of jobs.", labels=["from", "to"])
-        for field, value in sorted(transitions.items()):
-            source, _, target = field.decode().partition(">")
-            moves.add_metric([source, target], int(value))
+        for field, value in sorted(stats["transitions"].items()):
+            source, _, target = field.partition(">")
+            moves.add_metric([source, target], value)
         yield moves
+        last_pass = stats["last_pass"]
         yield GaugeMetricFamily("vexora_reconcile_last_pass_timestamp_seconds",
                                 "Unix time of the last completed reconciler pass (0: none yet).",
-                                value=int(last_pass) / 1000 if last_pass else 0)
-        yield from _process_counters({k.decode(): float(v) for k, v in counters.items()})
+                                value=last_pass / 1000 if last_pass else 0)
+        yield from _process_counters(stats["counters"])
 
 
 _COUNTERS = {

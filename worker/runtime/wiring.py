@@ -118,7 +118,7 @@ class Runtime:
     @cached_property
     def meter(self):
         from worker.ops.metrics import Meter
-        return Meter(self.redis, self.settings.key_prefix)
+        return Meter(self.store)
 
     @cached_property
     def gateway(self):

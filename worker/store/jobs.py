@@ -384,6 +384,61 @@ class JobStore:
         return [_text(t) for t in self.redis.zrangebyscore(self.keys.index(state), "-inf", until,
                                                             start=0, num=limit)]
 
+    def flagged(self) -> list[str]:
+        """The tradeNos in the review set (flagged, perhaps since resolved or expired)."""
+        return [_text(t) for t in self.redis.smembers(self.keys.review)]
+
+    def forget_flag(self, trade_no: str) -> None:
+        """Take a tradeNo out of the review set (its job expired, or was resolved)."""
+        self.redis.srem(self.keys.review, trade_no)
+
+    def counts(self) -> tuple[dict[str, int], int]:
+        """Jobs now in each open state, and jobs flagged for a person (one round trip)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for state in states.OPEN:
+            pipe.zcard(self.keys.entered(state))
+        pipe.scard(self.keys.review)
+        *counts, review = pipe.execute()
+        return dict(zip(states.OPEN, counts)), review
+
+    def stats(self) -> dict:
+        """What ``GET /metrics`` shows of the store, in one round trip: per open state its count
+        and its oldest entry time (ms, or None), the review set's size, the transitions, the
+        deployment's counters and when the last reconciler pass ended (ms, or None)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for state in states.OPEN:
+            pipe.zcard(self.keys.entered(state))
+            pipe.zrange(self.keys.entered(state), 0, 0, withscores=True)
+        pipe.scard(self.keys.review)
+        pipe.hgetall(self.keys.transitions)
+        pipe.hgetall(self.keys.counters)
+        pipe.get(self.keys.reconcile_last_pass)
+        answers = pipe.execute()
+        n = len(states.OPEN)
+        review, transitions, counters, last_pass = answers[2 * n:]
+        return {
+            "open": {state: (answers[2 * i], answers[2 * i + 1][0][1] if answers[2 * i + 1] else None)
+                     for i, state in enumerate(states.OPEN)},
+            "review": review,
+            "transitions": {_text(k): int(v) for k, v in transitions.items()},
+            "counters": {_text(k): float(v) for k, v in counters.items()},
+            "last_pass": int(last_pass) if last_pass else None,
+        }
+
+    def add_counters(self, counts: Mapping[str, float]) -> None:
+        """Add to the deployment's counters (``worker.ops.metrics.Meter`` flushes through this)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for field, amount in counts.items():
+            if float(amount).is_integer():
+                pipe.hincrby(self.keys.counters, field, int(amount))
+            else:
+                pipe.hincrbyfloat(self.keys.counters, field, amount)
+        pipe.execute()
+
+    def mark_reconcile_pass(self) -> None:
+        """A reconciler pass ended now (``vexora_reconcile_last_pass_timestamp_seconds``)."""
+        self.redis.set(self.keys.reconcile_last_pass, self.now_ms())
+
 
 def _compact(value: Mapping[str, object]) -> str:
     return json.dumps(dict(value), ensure_ascii=False, separators=(",", ":"))

@@ -137,18 +137,14 @@ def ops_pages(settings: Settings, runtime: Callable[[], Runtime], flower_url: st
         rt = runtime()
         items = rt.review.items()
         store = rt.store
-        pipe = store.redis.pipeline(transaction=False)
-        for state in states.OPEN:
-            pipe.zcard(store.keys.entered(state))
-        pipe.scard(store.keys.review)
-        *counts, review = pipe.execute()
+        counts, review = store.counts()
         resolved = None
         done = request.args.get("resolved", "")
         if done and valid(done):
             record = store.get(done)  # the message says what the store holds, not what the URL claims
             if record and record.get("resolvedBy") and not record.get("needsReview"):
                 resolved = record
-        return page("index.html", title="Review queue", items=items, counts=list(zip(states.OPEN, counts)),
+        return page("index.html", title="Review queue", items=items, counts=list(counts.items()),
                     review=review, resolved=resolved)
 
     @pages.get("/jobs/<trade_no>")
