@@ -44,8 +44,9 @@ def test_the_wheel_holds_every_module_and_template_and_the_version(tmp_path):
         [metadata] = [n for n in names if n.endswith(".dist-info/METADATA")]
         version = Parser().parsestr(archive.read(metadata).decode())["Version"]
     wanted = {str(p.relative_to(ROOT)) for top in ("worker", "schemas") for p in (ROOT / top).rglob("*")
-              if p.is_file() and "__pycache__" not in p.parts and p.suffix in (".py", ".html")}
+              if p.is_file() and "__pycache__" not in p.parts and p.suffix in (".py", ".html", ".lua")}
     assert "worker/webhooks/delivery.py" in wanted and "worker/web/templates/ops/index.html" in wanted
+    assert "worker/store/lua/move.lua" in wanted  # the store's scripts are files of the package
     assert sorted(wanted - names) == []
     assert version == worker.__version__
 
