@@ -23,12 +23,10 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from worker.config.redis_url import SentinelURL, is_sentinel, parse_sentinel_url, safe_url
+# what REDIS_URL says is parsed in worker.config.redis_url (the settings check it with the same code)
+from worker.config.redis_url import is_sentinel, parse_sentinel_url
 
-# SentinelURL, parse_sentinel_url, is_sentinel and safe_url live in worker.config.redis_url (the
-# settings check REDIS_URL with them); re-exported here for the callers that build connections.
-__all__ = ["SentinelURL", "parse_sentinel_url", "is_sentinel", "make_client", "NotReplicatedError",
-           "Replication", "safe_url"]
+__all__ = ["make_client", "NotReplicatedError", "Replication"]
 
 
 class NotReplicatedError(redis.exceptions.ConnectionError):
