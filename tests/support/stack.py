@@ -91,14 +91,20 @@ class Stack:
 
     # -- processes ------------------------------------------------------------------------
     def start(self, workers: int = 1, concurrency: int = 4, web: bool = False, beat: bool = False) -> "Stack":
-        self.runtime.redis.flushall()
-        self.start_sandbox()
-        for _ in range(workers):
-            self.start_worker(concurrency=concurrency)
-        if web:
-            self.start_web()
-        if beat:
-            self.start_beat()
+        """Start the processes; if one fails to start, stop those already started, then raise
+        (the caller never got the stack to stop)."""
+        try:
+            self.runtime.redis.flushall()
+            self.start_sandbox()
+            for _ in range(workers):
+                self.start_worker(concurrency=concurrency)
+            if web:
+                self.start_web()
+            if beat:
+                self.start_beat()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def start_sandbox(self) -> Process:
