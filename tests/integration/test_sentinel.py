@@ -72,6 +72,8 @@ def test_nothing_is_acknowledged_before_the_replica_has_it(ha_stack, sentinel_gr
 
 def test_a_change_lost_with_the_master_is_taken_over_and_asked_about(ha_stack, sentinel_group):
     stack = ha_stack
+    # first, a replica the Sentinels could promote: once frozen, the replica soon looks down to them
+    sentinel_group.wait_failover_ready()
     # the gateway takes 2 s to answer: time to freeze the replica while the request is in flight
     stack.faults({"kind": "latency", "delay": 2.0, "times": 1})
     trade_no = stack.enqueue(payload())
@@ -80,7 +82,7 @@ def test_a_change_lost_with_the_master_is_taken_over_and_asked_about(ha_stack, s
                what="the request to be counted (and so replicated) before it is sent")
     with replica_frozen(sentinel_group):
         stack.wait_state(trade_no, states.PAYING)  # on the master only
-        old, _ = sentinel_group.kill_master()
+        old, _ = sentinel_group.kill_master(wait_ready=False)
     new = sentinel_group.wait_failover(old, timeout=60)
     sentinel_group.restart(old)
     # the promoted replica never saw `paying`: the job is back in `submitting`, its attempt counted

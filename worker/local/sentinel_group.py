@@ -89,8 +89,29 @@ class SentinelGroup:
         return sum(1 for key, value in info.items()
                    if key.startswith("slave") and isinstance(value, dict) and value.get("state") == "online")
 
-    def kill_master(self) -> tuple[RedisServer, float]:
-        """SIGKILL the master; return it and when it died (``time.monotonic()``)."""
+    def _failover_ready(self) -> bool:
+        """Every Sentinel sees a replica it could promote: up, not disconnected, its link to the
+        master up. (A node just brought back as a replica is found by the Sentinels through the
+        master's INFO, every 10 s: killing the master before then leaves them nothing to promote.)"""
+        for sentinel in self.sentinels:
+            try:
+                replicas = sentinel.client().sentinel_slaves(self.name)
+            except redis.exceptions.RedisError:
+                return False
+            if not any(r.get("is_slave") and not (r.get("is_sdown") or r.get("is_odown") or r.get("is_disconnected"))
+                       and r.get("master-link-status") == "ok" for r in replicas):
+                return False
+        return self._sentinels_ready()
+
+    def wait_failover_ready(self, timeout: float = 30.0) -> None:
+        wait_until(self._failover_ready, timeout=timeout, what="the Sentinels to see a replica to promote")
+
+    def kill_master(self, *, wait_ready: bool = True) -> tuple[RedisServer, float]:
+        """SIGKILL the master — first waiting until every Sentinel could promote a replica, unless
+        the caller did (``wait_ready=False``, e.g. with the replica frozen on purpose); return it
+        and when it died (``time.monotonic()``)."""
+        if wait_ready:
+            self.wait_failover_ready()
         node = self.master()
         node.kill()
         return node, time.monotonic()
