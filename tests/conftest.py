@@ -46,7 +46,10 @@ def pytest_configure(config):
         # Listening ports from a range of this worker's own, below the kernel's ephemeral ports
         # (32768 and up here): a port the kernel picked could be taken meanwhile by another
         # worker's server or by an outgoing connection (worker.local.redis_server.free_port).
-        first = 20000 + (int(worker.removeprefix("gw")) % 8) * 1500
+        # VEXORA_TEST_PORT_SLOT shifts the ranges, so two runs side by side (two checkouts of the
+        # repository, -n 2 each) do not share one
+        slot = int(worker.removeprefix("gw")) + int(os.environ.get("VEXORA_TEST_PORT_SLOT", "0"))
+        first = 20000 + (slot % 8) * 1500
         os.environ["VEXORA_FREE_PORTS"] = f"{first}-{first + 1499}"
         # a worker's own Redis, for every test and every process a test starts
         _worker_redis = RedisServer().start()
