@@ -1,7 +1,8 @@
 """The gateway's answers to a checkout (docs/gateway.md §Create a checkout) and to a query (docs/gateway.md §Query), as plain dicts.
 
 Lenient where the gateway varies (extra fields are dropped, ``data`` may be null, the query's
-amount has several names, unified as ``paidAmount`` and ``orderAmount``) and strict only on what the caller branches on: ``code`` must be
+amount has several names, unified as ``paidAmount``, with the name it came from as
+``paidAmountKey``, and ``orderAmount``) and strict only on what the caller branches on: ``code`` must be
 a string. Every declared key is present in the output, ``None`` when the gateway left it out;
 judging the answer (e.g. a ``0015`` without ``paymentLink``) is the caller's job.
 """
@@ -51,8 +52,11 @@ class _Amounts(Schema):
 
     @post_load
     def _paid_and_order(self, data: dict, **_kwargs) -> dict:
-        found = [data.pop(key, None) for key in PAID_AMOUNT_KEYS]
-        data["paidAmount"] = next((value for value in found if value is not None), None)
+        found = [(key, data.pop(key, None)) for key in PAID_AMOUNT_KEYS]
+        key, paid = next(((key, value) for key, value in found if value is not None), (None, None))
+        data["paidAmount"] = paid
+        # which name it came from: a plain ``amount`` may be the order's (docs/gateway.md §Amounts)
+        data["paidAmountKey"] = key
         data.setdefault("orderAmount", None)
         return data
 

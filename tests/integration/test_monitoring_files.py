@@ -55,10 +55,11 @@ LABEL_VALUES = {
     "from": ALL_STATES | {"new"},
     "to": ALL_STATES,
     "op": {"checkout", "query"},
-    "outcome": {"ok", "declined", "not_found", "5000", "other_code", "http_429", "http_4xx", "http_5xx",
+    "outcome": {"ok", "declined", "not_found", "refused", "5000", "other_code", "http_429", "http_4xx", "http_5xx",
                 "timeout", "connection", "invalid_answer"},
     "result": {"accepted", "bad_signature", "invalid", "refused_source", "too_large", "unavailable",  # callbacks
                "resent", "redriven", "lease_live", "unchanged", "not_known", "check_failed", "needs_review",
+               "query_refused", "refused_needs_review",
                "deferred", "skipped", *(f"settled_{s}" for s in ALL_STATES)},  # the reconciler
     "job": {"vexora-web", "flower"},
 }

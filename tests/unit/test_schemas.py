@@ -447,7 +447,7 @@ SEED_RESPONSE = {
 def test_checkout_response_loads_and_drops_extras():
     result = CheckoutResponseSchema().load(SEED_RESPONSE)
     expected_data = {k: v for k, v in SEED_RESPONSE["data"].items() if k != "newField"}
-    expected_data.update(paidAmount=None, orderAmount=None)  # the seed answer names no amount
+    expected_data.update(paidAmount=None, paidAmountKey=None, orderAmount=None)  # the seed answer names no amount
     assert result == {"msg": "success", "code": "0000", "timestamp": "1728609277476",
                       "success": True, "data": expected_data}
 
@@ -473,23 +473,23 @@ def test_response_refused(schema, payload):
         schema.load(payload)
 
 
-@pytest.mark.parametrize(("data", "paid", "ordered"), [
-    ({"amount": "300"}, "300", None),
-    ({"orderAmount": 300}, None, "300"),
-    ({"payAmount": RawNumber("30000.00")}, "30000.00", None),
-    ({"receivedAmount": 1.5}, "1.5", None),
+@pytest.mark.parametrize(("data", "paid", "key", "ordered"), [
+    ({"amount": "300"}, "300", "amount", None),
+    ({"orderAmount": 300}, None, None, "300"),
+    ({"payAmount": RawNumber("30000.00")}, "30000.00", "payAmount", None),
+    ({"receivedAmount": 1.5}, "1.5", "receivedAmount", None),
     # the paid amount by its own name wins over the plain "amount" and never is the order's
-    ({"receivedAmount": "1", "payAmount": "2", "orderAmount": "3", "amount": "4"}, "2", "3"),
-    ({"receivedAmount": "1", "amount": "4"}, "1", None),
-    ({"amount": None, "receivedAmount": "1"}, "1", None),
-    ({}, None, None),
+    ({"receivedAmount": "1", "payAmount": "2", "orderAmount": "3", "amount": "4"}, "2", "payAmount", "3"),
+    ({"receivedAmount": "1", "amount": "4"}, "1", "receivedAmount", None),
+    ({"amount": None, "receivedAmount": "1"}, "1", "receivedAmount", None),
+    ({}, None, None, None),
 ])
-def test_query_response_names_the_paid_and_the_order_amount(data, paid, ordered):
+def test_query_response_names_the_paid_and_the_order_amount(data, paid, key, ordered):
     result = QueryResponseSchema().load(
         {"code": "0000", "data": {"tradeNo": "T1", "status": "0000", "extra": "x", **data}})
     assert result["data"] == {"tradeNo": "T1", "platFormTradeNo": None, "status": "0000",
                               "message": None, "paymentLink": None, "paidAmount": paid,
-                              "orderAmount": ordered}
+                              "paidAmountKey": key, "orderAmount": ordered}
 
 
 @pytest.mark.parametrize("value", [True, [1], float("nan")])

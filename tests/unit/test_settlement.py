@@ -110,3 +110,33 @@ def test_status_kinds(status, kind):
 ])
 def test_amount_verdicts(kind, order, paid, verdict):
     assert amount_verdict(kind, order, paid) == verdict
+
+
+# -- issue 20, finding 6: an amount that may be the order's never settles a flagged or partial job --
+# current, status, plain amount, paid so far, flagged -> target, review
+MAYBE_ORDER_ROWS = [
+    (PP, "0000", "300", "250", False, None, True),     # the bug: 250 of 300 must not become succeeded
+    (PP, "0000", "300.00", "250", False, None, True),
+    (PP, "0001", "300", "250", False, None, True),     # nor a partial "of 300"
+    (P, "0000", "300", None, True, None, True),        # flagged and open: a person decides
+    (U, "0000", "300", None, True, None, True),
+    (P, "0000", "300", None, False, OK, False),        # unflagged, 0000 for the order's amount: paid
+    (U, "0000", "300", None, False, OK, False),
+    (PP, "0001", "280", "250", False, PP, False),      # not the order's amount: what was paid
+    (PP, "0000", "280", "250", False, PP, True),       # short, as any short 0000
+    (OK, "0000", "300", "320", False, None, False),    # the order's amount says nothing against 320 paid
+]
+
+
+@pytest.mark.parametrize("current,status,amount,so_far,flagged,target,review", MAYBE_ORDER_ROWS)
+def test_an_amount_that_may_be_the_orders(current, status, amount, so_far, flagged, target, review):
+    report = Report(QUERY, status, amount, {}, amount_may_be_order=True)
+    decision = decide(current, report, order_amount="300", paid_so_far=so_far, flagged=flagged)
+    assert decision.target == target
+    assert bool(decision.review) is review, decision.review
+    assert decision.count_success is (target == OK)
+
+
+def test_a_callbacks_amount_is_what_was_paid_even_when_flagged():
+    report = Report(CALLBACK, "0000", "300.00")
+    assert decide(PP, report, order_amount="300", paid_so_far="250", flagged=True).target == OK

@@ -340,6 +340,11 @@ class Settings:
     reconcile_backoff_base: float = 30.0
     reconcile_backoff_max: float = 3600.0
     reconcile_horizon: float = 24 * 3600.0
+    # more query 8000 messages that say "no such order" (docs/gateway.md §Query); the built-in
+    # ones (worker.gateway.answers.NOT_FOUND_MESSAGES) always apply
+    query_not_found_messages: tuple[str, ...] = ()
+    # reconciler checks after which a job the gateway keeps refusing (8000) is flagged for review
+    refused_review_after: int = 3
 
     # field -> (variable, how it is read and what it must be)
     ENV = {
@@ -413,6 +418,9 @@ class Settings:
         "reconcile_backoff_base": ("VEXORA_RECONCILE_BACKOFF_BASE", _seconds(0, above=True)),
         "reconcile_backoff_max": ("VEXORA_RECONCILE_BACKOFF_MAX", _seconds(0, above=True)),
         "reconcile_horizon": ("VEXORA_RECONCILE_HORIZON", _seconds(0, above=True)),
+        "query_not_found_messages": ("VEXORA_QUERY_NOT_FOUND_MESSAGES", Parse(
+            "items", "a comma-separated list of gateway messages")),
+        "refused_review_after": ("VEXORA_REFUSED_REVIEW_AFTER", _count(1)),
     }
 
     @classmethod

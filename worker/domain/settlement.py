@@ -20,6 +20,9 @@ The rules (README "Job states"):
   or to ``failed`` (flagged: money moved and may need refunding).
 - Closed jobs never move. A paid report for a job closed unpaid, a failure for a succeeded one,
   or a different paid amount for a succeeded one is a conflict: flagged, not applied.
+- An amount that may be the order's (a query's or create answer's plain ``amount``, not named
+  as paid, equal to the order's amount) never settles a ``partially_paid`` job or a flagged open
+  one: the job stays as it is and is flagged (docs/gateway.md §Amounts).
 - Only a person, through the review queue (``decide_operator``), settles a flagged job against
   these rules: as ``succeeded`` or ``failed``, from whatever state it is in.
 """
@@ -56,13 +59,17 @@ class Report:
     """What the gateway said: ``status``, the amount paid (text, as received) and raw fields.
 
     ``fields`` are recorded as they are (``gatewayStatus``, ``message``, ``platFormTradeNo``,
-    ``paymentLink``, ``gatewayCode``...).
+    ``paymentLink``, ``gatewayCode``...). ``amount_may_be_order``: the paid amount was not named
+    as paid (docs/gateway.md §Amounts).
     """
 
     source: str
     status: str
     paid_amount: str | None = None
     fields: Mapping[str, object] = field(default_factory=dict)
+    # the amount came under a name that may also mean the order's amount (a query's or create
+    # answer's plain ``amount``): it never settles a flagged or partially paid job by itself
+    amount_may_be_order: bool = False
 
 
 @dataclass(frozen=True)
@@ -122,16 +129,35 @@ def amount_verdict(kind: str, order_amount: object, paid_amount: object) -> str:
 
 
 def decide(current: str, report: Report, *, order_amount: object = None,
-           paid_so_far: object = None) -> Decision:
-    """The decision for ``report`` on a job now in ``current`` (see the module docstring)."""
+           paid_so_far: object = None, flagged: bool = False) -> Decision:
+    """The decision for ``report`` on a job now in ``current`` (see the module docstring);
+    ``flagged``: the job is waiting for a person (``needsReview``)."""
     kind = status_kind(report.status)
     verdict = amount_verdict(kind, order_amount, report.paid_amount)
     fields = {k: v for k, v in report.fields.items() if v not in (None, "")}
     fields["gatewayStatus"] = report.status
+    if _maybe_order_amount(report, kind, order_amount):
+        if current == states.PARTIALLY_PAID or (flagged and current in _OPEN_AT_GATEWAY):
+            return Decision(None, reason="amount may be the order's", verdict=verdict,
+                            review=f"gateway {report.source} reports status {report.status} with an amount "
+                                   "equal to the order's, not named as paid; not settled without a person",
+                            annotate={k: fields[k] for k in ("gatewayStatus", "message") if k in fields})
+        if current == states.SUCCEEDED:
+            # the order's amount says nothing against what a succeeded job recorded as paid
+            return Decision(None, reason="stale: already succeeded", verdict=verdict)
     if verdict not in ("n/a", "missing"):
         fields["paidAmount"] = str(report.paid_amount)
     decision = _RULES[kind](current, report, verdict, fields, paid_so_far)
     return replace(decision, verdict=verdict, count_success=decision.target == states.SUCCEEDED)
+
+
+def _maybe_order_amount(report: Report, kind: str, order_amount: object) -> bool:
+    """A paid status whose amount, not named as paid, equals the order's: it may be the order's
+    amount, and so says nothing of what was paid."""
+    if not report.amount_may_be_order or kind not in (PAID, PARTIAL):
+        return False
+    paid, order = _number(report.paid_amount), _number(order_amount)
+    return paid is not None and paid == order
 
 
 def _paying(current: str, report: Report, verdict: str, fields: dict, paid_so_far) -> Decision:

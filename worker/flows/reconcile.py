@@ -1,8 +1,13 @@
 """The reconciler: settles what nobody is waiting on any more, by asking the gateway.
 
 Run by Celery beat as ``vexora.reconcile`` (one run at a time, under a Redis lock). Each run:
-- ``unknown`` jobs: query the gateway. Known → take its status. Not known (query ``8000``) → the
-  checkout never reached it: re-drive the submit once (it queries again before sending).
+- ``unknown`` jobs: query the gateway. Known → take its status. Not known (a query ``8000`` whose
+  message says the order does not exist) → the checkout never reached it: re-drive the submit
+  once (it queries again before sending). A job whose last create the gateway refused (``8000``)
+  after an ambiguous attempt is re-driven too, until ``refused_review_after`` checks: then it is
+  flagged for review and no longer re-sent (it is still queried).
+- a query refused with any other ``8000`` (a sign error...) is no answer: the job stays as it is
+  and is asked again on its backoff; after ``refused_review_after`` checks it is flagged.
 - ``paying`` and ``partially_paid`` jobs with no callback after ``paying_query_after``: query;
   what it reports goes through ``worker.domain.settlement`` like any other report (an unrecognised
   status keeps the job open and flags it; a final one settles it).
@@ -26,7 +31,7 @@ from collections.abc import Callable
 
 from worker.config.settings import Settings
 from worker.domain import states
-from worker.domain.errors import CheckoutError
+from worker.domain.errors import AmbiguousError, CheckoutError
 from worker.domain.settlement import Report
 from worker.flows.settle import Settler
 from worker.gateway import answers
@@ -38,6 +43,8 @@ from worker.store.locks import held
 __all__ = ["Reconciler"]
 
 log = logging.getLogger("vexora.reconcile")
+
+REFUSED = object()  # a query the gateway refused with an 8000 that does not say "no such order"
 
 
 class Reconciler:
@@ -108,11 +115,19 @@ class Reconciler:
 
     # -- per state ------------------------------------------------------------------------
     def _settle_unknown(self, job: Job) -> str:
-        known = self._query(job.trade_no)
+        known = self._query(job)
+        if known is REFUSED:
+            return "query_refused"
         if known is not None:
             return self._apply(job, known)
         if job.payload is None:
             return "not_known_no_payload"
+        if job.fields.get("gatewayCode") == answers.BUSINESS_ERROR and self._refused_long(job):
+            # its create was refused after an ambiguous attempt, and the gateway still does not
+            # know it: a person decides (declined is never inferred); it is not sent again
+            self.store.flag(job.trade_no, "the gateway refused the checkout after an ambiguous attempt "
+                                          "and does not know the order")
+            return "refused_needs_review"
         moved = self.store.move(job.trade_no, states.SUBMITTING, claim_lease=0,
                                 detail={"reason": "re-driven: the gateway does not know it"})
         if moved.applied:
@@ -121,7 +136,9 @@ class Reconciler:
         return "moved_meanwhile"
 
     def _settle_paying(self, job: Job) -> str:
-        known = self._query(job.trade_no)
+        known = self._query(job)
+        if known is REFUSED:
+            return "query_refused"
         if known is None:
             # the gateway has no record of a checkout it gave a link for: a person must look
             self.store.flag(job.trade_no, f"the gateway does not know this {job.state} checkout")
@@ -139,9 +156,25 @@ class Reconciler:
         return "redriven"
 
     # -- helpers --------------------------------------------------------------------------
-    def _query(self, trade_no: str) -> Report | None:
-        reply = self.gateway.query(trade_no)
-        return answers.from_query(reply.code, reply.msg, reply.data)
+    def _query(self, job: Job) -> Report | object | None:
+        """The gateway's record, ``None`` (no such order) or ``REFUSED`` (a query ``8000`` that
+        does not say the order is missing: no answer; flagged once refused long enough)."""
+        reply = self.gateway.query(job.trade_no)
+        try:
+            return answers.from_query(reply.code, reply.msg, reply.data,
+                                      not_found=self.settings.query_not_found_messages)
+        except AmbiguousError as exc:
+            if exc.code != answers.BUSINESS_ERROR:
+                raise  # counted as a failed check, asked again
+            event(log, logging.WARNING, "gateway_query_refused", tradeNo=job.trade_no, state=job.state,
+                  error=str(exc))
+            if self._refused_long(job):
+                self.store.flag(job.trade_no, "the gateway keeps refusing queries of this job (8000)")
+            return REFUSED
+
+    def _refused_long(self, job: Job) -> bool:
+        """Whether this check reaches ``refused_review_after`` checks of the job."""
+        return int(job.fields.get("reconcileChecks") or 0) + 1 >= self.settings.refused_review_after
 
     def _apply(self, job: Job, known: Report) -> str:
         result = self.settler.apply(job.trade_no, known, job=job, via="reconciler")

@@ -66,8 +66,9 @@ class ReviewQueue:
         """Ask the gateway now and apply its answer by the normal rules; what it said and did."""
         if self.store.load(trade_no) is None:
             raise NoSuchJob(trade_no)
-        reply = self.gateway_factory().query(trade_no)
-        known = answers.from_query(reply.code, reply.msg, reply.data)
+        gateway = self.gateway_factory()
+        reply = gateway.query(trade_no)
+        known = answers.from_query(reply.code, reply.msg, reply.data, not_found=gateway.not_found_messages)
         if known is None:
             return _ANSWER.dump({"gateway": "not known", "result": "unchanged",
                                  "record": self.store.get(trade_no)})

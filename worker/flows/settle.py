@@ -53,7 +53,8 @@ class Settler:
                 self.store.note(trade_no, "orphan_report", {"source": report.source, "status": report.status})
                 return ORPHAN
             decision = settlement.decide(job.state, report, order_amount=job.fields.get("amount"),
-                                         paid_so_far=job.fields.get("paidAmount"))
+                                         paid_so_far=job.fields.get("paidAmount"),
+                                         flagged=bool(job.fields.get("needsReview")))
             if decision.target is None:
                 token = (guard or {}).get("lease_token")
                 if token and (decision.annotate or decision.review) and not self.store.holds_lease(trade_no, token):

@@ -14,7 +14,9 @@ The rules (docs/design.md §Submission rules):
 - transient failures are retried within the budget of ``worker.gateway.retry``; when it runs out, or the
   gateway answers ``5000``, the job is ``unknown`` for the reconciler — never sent blindly again;
 - once a request may have reached the gateway, only the gateway's own record (a query, or a create
-  answer) makes the job final: a refusal without one (an HTTP 4xx, a WAF page) leaves it ``unknown``;
+  answer) makes the job final: a refusal without one (an HTTP 4xx, a WAF page, a create ``8000``)
+  leaves it ``unknown``, never ``declined``; a query ``8000`` means "not known" only when its
+  message says the order does not exist (``worker.gateway.answers.says_not_found``);
 - what the gateway's record means (paying, paid, amounts, unrecognised statuses) is
   ``worker.domain.settlement``'s, applied by ``worker.flows.settle`` as on every other path.
 """
@@ -145,18 +147,21 @@ class Submitter:
         except AmbiguousError:
             state["ambiguous"] = True
             raise
-        outcome = answers.from_checkout(reply.code, reply.msg, reply.data)
-        if isinstance(outcome, Outcome) and outcome.state == states.DECLINED and state["ambiguous"]:
-            # A refusal after an earlier request may have landed is often "duplicate tradeNo":
-            # the gateway's own record decides.
+        outcome = answers.from_checkout(reply.code, reply.msg, reply.data, after_ambiguous=state["ambiguous"])
+        if isinstance(outcome, Outcome) and outcome.reason == answers.REFUSED_AFTER_AMBIGUOUS:
+            # An 8000 after an earlier request may have landed (often "duplicate tradeNo"), or one
+            # that says the tradeNo exists, declines nothing: the gateway's own record decides,
+            # and without one the job stays unknown (never declined) for the reconciler.
             known = self._query(trade_no)
             if known is not None:
                 return known
+            return Outcome(states.UNKNOWN, outcome.fields,
+                           f"{answers.REFUSED_AFTER_AMBIGUOUS}; its query does not know the order")
         return outcome
 
     def _query(self, trade_no: str) -> Report | None:
         reply = self.gateway.query(trade_no)
-        known = answers.from_query(reply.code, reply.msg, reply.data)
+        known = answers.from_query(reply.code, reply.msg, reply.data, not_found=self.settings.query_not_found_messages)
         event(log, logging.INFO, "gateway_query", tradeNo=trade_no, status=known.status if known else "not known")
         return known
 

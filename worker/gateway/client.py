@@ -30,6 +30,7 @@ from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionErro
 from schemas import CheckoutResponseSchema, QueryResponseSchema
 from worker.config.settings import Settings
 from worker.domain.errors import AmbiguousError, CheckoutError, DeclinedError, TransientError
+from worker.gateway.answers import says_not_found
 from worker.gateway.signing import sign
 
 __all__ = ["GatewayClient", "GatewayReply", "CHECKOUT_PATH", "QUERY_PATH"]
@@ -69,6 +70,8 @@ class GatewayClient:
                         "Accept": "application/json", "User-Agent": USER_AGENT}
         self._clock = clock
         self.meter = meter  # worker.ops.metrics.Meter: requests by outcome, and their latency
+        # the query 8000 messages, beyond the built-in ones, that mean "no such order"
+        self.not_found_messages = tuple(settings.query_not_found_messages)
         self._checkout_schema = CheckoutResponseSchema()
         self._query_schema = QueryResponseSchema()
 
@@ -96,7 +99,10 @@ class GatewayClient:
             reply = self._post(path, body, schema)
             outcome = _OUTCOMES.get(reply.code, "other_code")
             if op == "query" and reply.code == "8000":
-                outcome = "not_found"  # on the query API 8000 means "no such tradeNo"
+                # only an 8000 that says the order does not exist is "not found"; any other one
+                # (a sign error...) is a refusal, an error for the alerts
+                outcome = ("not_found" if says_not_found(reply.msg, reply.data, self.not_found_messages)
+                           else "refused")
             return reply
         except CheckoutError as exc:
             outcome = _error_outcome(exc)

@@ -15,6 +15,12 @@ from chaos rates (``POST /_sandbox/chaos``)::
 
 The top-level rates draw faults for checkouts (``http_error`` answers 502 there), ``query`` for
 queries, whose ``http_error`` answers an HTML page with its own ``status`` (e.g. 403 for a WAF).
+
+A rule's ``code_8000`` answers ``8000`` with its ``message`` (default "request refused by the
+gateway"): on a query, "order not found" imitates an order the gateway does not have, "sign
+error" a refused signature, anything else another business error. ``amount_only`` (queries
+only) answers the order's real record with a single amount, ``amount``: the order's amount
+(``"amount": "order"``, the default, as some gateway pages do) or what was paid (``"paid"``).
 Each POST replaces the whole setting: leaving ``query`` out turns query chaos off. ``GET
 /_sandbox/faults`` lists the pending rules and the chaos setting, ``query`` included. In ``GET
 /_sandbox/stats``, ``totals.faults`` counts every fault and ``totals.query_faults`` those on
@@ -53,13 +59,17 @@ ORDERS_PATH = "/_sandbox/orders/"
 RESEND_PATH = "/_sandbox/callbacks/resend/"
 CASHIER_PATH = "/cashier/"
 ENDPOINTS = ("checkout", "query")
-KINDS = ("latency", "http_error", "retry_after", "code_5000", "code_8000", "slow_after_create", "drop")
+KINDS = ("latency", "http_error", "retry_after", "code_5000", "code_8000", "slow_after_create", "drop",
+         "amount_only")
+QUERY_ONLY_KINDS = ("amount_only",)
+REFUSED_MESSAGE = "request refused by the gateway"  # a code_8000 fault's default message
 REQUIRED_FIELDS = ("timestamp", "tradeNo", "userId", "amount", "mobile", "firstname", "lastname",
                    "email", "channelCode", "wayCode", "ipAddress", "notifyUrl", "returnUrl")
 MAX_BODY = 1 << 20
 # a rule without "delay" should still be visibly slow; chaos has its own default
 RULE_DEFAULTS = {"endpoint": "checkout", "kind": None, "times": 1, "tradeNo": None,
-                 "status": 502, "delay": 1.0, "create": False}
+                 "status": 502, "delay": 1.0, "create": False, "message": REFUSED_MESSAGE,
+                 "amount": "order"}
 _ALNUM = string.ascii_lowercase + string.digits
 IP_DAILY_ORDERS, IP_DAILY_PAID = 10, 3  # docs/gateway.md §Limits, per Japan calendar day
 
@@ -97,6 +107,8 @@ _RULE_CHECKS = (
     ("status", lambda v: type(v) is int and 100 <= v <= 599, "status must be an HTTP status"),
     ("delay", _is_seconds, "delay must be a number of seconds >= 0"),
     ("create", lambda v: isinstance(v, bool), "create must be a boolean"),
+    ("message", lambda v: isinstance(v, str) and 0 < len(v) <= 200, "message must be text (1-200 characters)"),
+    ("amount", lambda v: v in ("order", "paid"), 'amount must be "order" or "paid"'),
 )
 
 
@@ -108,12 +120,15 @@ def _fault_rule(raw: object) -> dict:
     for key, is_valid, message in _RULE_CHECKS:
         if not is_valid(rule[key]):
             raise ValueError(message)
+    if rule["kind"] in QUERY_ONLY_KINDS and rule["endpoint"] != "query":
+        raise ValueError(f"kind {rule['kind']} is for the query endpoint only")
     return rule
 
 
-def _check_rates(rates: object) -> dict:
-    if not isinstance(rates, dict) or any(kind not in KINDS for kind in rates):
-        raise ValueError(f"rates must map fault kinds {KINDS} to probabilities")
+def _check_rates(rates: object, *, query: bool = False) -> dict:
+    kinds = KINDS if query else tuple(k for k in KINDS if k not in QUERY_ONLY_KINDS)
+    if not isinstance(rates, dict) or any(kind not in kinds for kind in rates):
+        raise ValueError(f"rates must map fault kinds {kinds} to probabilities")
     if not all(_is_seconds(r) and r <= 1 for r in rates.values()) or sum(rates.values()) > 1:
         raise ValueError("each rate must be in [0, 1] and they must add up to at most 1")
     return dict(rates)
@@ -131,7 +146,7 @@ def _query_chaos(raw: object, delay: float) -> dict:
         raw = {}
     if not isinstance(raw, dict) or any(key not in _QUERY_CHAOS_KEYS for key in raw):
         raise ValueError(f"query must be an object with only {_QUERY_CHAOS_KEYS}")
-    chaos = {"rates": _check_rates(raw.get("rates", {})), "status": raw.get("status", 502),
+    chaos = {"rates": _check_rates(raw.get("rates", {}), query=True), "status": raw.get("status", 502),
              "delay": raw.get("delay", delay)}
     if type(chaos["status"]) is not int or not 100 <= chaos["status"] <= 599:
         raise ValueError("query status must be an HTTP status")
@@ -422,6 +437,15 @@ def _query_data(order: Mapping) -> dict:
     return data
 
 
+def _amount_only(data: Mapping, which: str) -> dict:
+    """A query's ``data`` with one amount only, the plain ``amount``: the order's or what was paid
+    (nothing paid yet: the order's), as gateway pages that name no paid amount answer."""
+    kept = {key: data[key] for key in ("tradeNo", "platFormTradeNo", "status", "message")}
+    paid = data.get("payAmount")
+    kept["amount"] = paid if which == "paid" and paid is not None else data["orderAmount"]
+    return kept
+
+
 def _flat_object(raw: bytes) -> dict | None:
     try:
         body = signing.parse_json_keeping_numbers(raw)
@@ -611,7 +635,7 @@ class SandboxHandler(QuietHandler):
         if kind == "latency":
             time.sleep(fault["delay"])
         if kind == "code_8000":  # a business refusal the schema cannot foresee (e.g. a limit)
-            return self._send_json(200, envelope("8000", "request refused by the gateway"))
+            return self._send_json(200, envelope("8000", fault.get("message", REFUSED_MESSAGE)))
         answer = None
         if kind not in ("code_5000", "drop") or fault["create"]:
             answer = answer_for(sandbox, self.server.config, self.headers.get("merchantNo"), body)
@@ -623,6 +647,8 @@ class SandboxHandler(QuietHandler):
             return self._drop()
         if kind == "slow_after_create":
             time.sleep(fault["delay"])
+        if kind == "amount_only" and answer and answer["code"] == "0000":
+            answer = {**answer, "data": _amount_only(answer["data"], fault.get("amount", "order"))}
         self._send_json(200, answer)
 
     # -- plumbing ----------------------------------------------------------------------------------
