@@ -183,13 +183,11 @@ class ReviewQueue:
 
 
 def _versions(version: object) -> frozenset[int] | None:
-    """The versions a caller names (one, or a list: an If-Match header's); None when none is named.
-    A value that is not a version matches none."""
+    """The versions a caller names (one, or a list: an If-Match header's strong tags); None when
+    none is named. A value that is not a version, or an empty list, matches none."""
     if version is None:
         return None
     values = version if isinstance(version, (list, tuple, set, frozenset)) else [version]
-    if not values:
-        return None
     out = set()
     for value in values:
         text = str(value).strip()
