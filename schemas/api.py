@@ -9,7 +9,7 @@ addresses judged, a time may be ISO-8601 or unix seconds): their schemas here de
 
 from __future__ import annotations
 
-from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from schemas._rules import FullMatch
 from schemas.record import (
@@ -21,17 +21,19 @@ from schemas.record import (
     Yen,
 )
 
-__all__ = ["AcceptedSchema", "ErrorSchema", "ReviewQueueSchema", "QueryAnswerSchema",
-           "ResolveRequestSchema", "WebhookEndpointRequestSchema", "WebhookEndpointSchema",
+__all__ = ["AcceptedSchema", "ErrorSchema", "ReviewQueueSchema", "QueryAnswerSchema", "OrphanSchema",
+           "ResolveRequestSchema", "DismissRequestSchema", "WebhookEndpointRequestSchema", "WebhookEndpointSchema",
            "WebhookEndpointCreatedSchema", "WebhookSecretTailSchema", "ReplayRequestSchema", "ReplayResultSchema",
            "WebhookAttemptSchema", "WebhookAttemptsSchema", "CheckoutEventSchema",
-           "EndpointDisabledEventSchema", "OpsFormSchema", "OpsResolveFormSchema", "EVENT_TYPES", "REASON_MAX", "OPERATOR_MAX"]
+           "EndpointDisabledEventSchema", "OpsFormSchema", "OpsResolveFormSchema", "EVENT_TYPES", "REASON_MAX", "OPERATOR_MAX",
+           "AMOUNT_RULE"]
 
 # worker.webhooks.endpoints.EVENT_TYPES (a unit test keeps the two equal)
 EVENT_TYPES = tuple(f"checkout.{s}" for s in ("paying", "succeeded", "partially_paid", "failed", "declined",
                                                "rejected", "unknown", "needs_review")) + (
     "webhook.endpoint_disabled",)
 REASON_MAX = 500
+AMOUNT_RULE = "the amount paid in yen, as digits, e.g. 1500"
 OPERATOR_MAX = 100
 
 
@@ -67,6 +69,23 @@ class ErrorSchema(Schema):
     tradeNo = fields.String(metadata={"description": "503 on POST /v1/checkouts: retry with this tradeNo."})
 
 
+class OrphanSchema(Schema):
+    """A paid report (callback or query answer) for a tradeNo that has no job, kept for a person."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    tradeNo = fields.String(required=True)
+    source = fields.String(required=True, metadata={"description": "callback or query."})
+    status = fields.String(required=True, metadata={"description": "The transaction status reported."})
+    paidAmount = fields.String(metadata={"description": "The amount reported, as the gateway wrote it."})
+    platFormTradeNo = fields.String(metadata={"description": "The gateway's own order number."})
+    reports = fields.Integer(required=True, strict=True, validate=validate.Range(min=1),
+                             metadata={"description": "How many such reports came."})
+    firstAt = EpochMillis(required=True)
+    lastAt = EpochMillis(required=True)
+
+
 class ReviewQueueSchema(Schema):
     """``GET /v1/review``: the jobs flagged for a person, oldest flag first."""
 
@@ -75,6 +94,9 @@ class ReviewQueueSchema(Schema):
 
     count = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
     items = fields.List(fields.Nested(ReviewItemSchema), required=True)
+    orphans = fields.List(fields.Nested(OrphanSchema), required=True, metadata={
+        "description": "Money the gateway reported for a tradeNo with no job, oldest first: a person "
+                       "looks and dismisses it (POST /v1/review/orphans/<tradeNo>/dismiss)."})
 
 
 class QueryAnswerSchema(Schema):
@@ -103,7 +125,9 @@ def _said(limit: int, message: str) -> list:
 
 
 class ResolveRequestSchema(Schema):
-    """``POST /v1/checkouts/<tradeNo>/resolve``: who settles a job in review, how and why."""
+    """``POST /v1/checkouts/<tradeNo>/resolve``: who settles a job in review, how and why, and (as
+    ``succeeded``) the amount they confirmed paid. Conditional: ``If-Match`` with the ETag of the
+    record the operator decided on."""
 
     class Meta:
         unknown = EXCLUDE  # a form or a body may carry more (the ops page's CSRF token)
@@ -120,6 +144,28 @@ class ResolveRequestSchema(Schema):
                              error_messages=_text_error(f"required: who decides, in 1 to {OPERATOR_MAX} "
                                                         "characters"),
                              metadata={"description": "Who decides (kept in the job's history)."})
+    amount = fields.String(validate=FullMatch(r"^[1-9][0-9]*$", AMOUNT_RULE),
+                           error_messages=_text_error(AMOUNT_RULE), metadata={
+                               "description": "With succeeded, required: the amount in yen the operator confirmed "
+                                              "paid (recorded as resolvedAmount); refused with failed."})
+
+    @validates_schema
+    def _amount_with_succeeded(self, data: dict, **_kwargs) -> None:
+        if data.get("state") == "succeeded" and not data.get("amount"):
+            raise ValidationError(f"required with succeeded: {AMOUNT_RULE}", "amount")
+        if data.get("state") == "failed" and data.get("amount"):
+            raise ValidationError("only with succeeded: a failed payment confirms no amount", "amount")
+
+
+class DismissRequestSchema(Schema):
+    """``POST /v1/review/orphans/<tradeNo>/dismiss``: who looked at money reported for a tradeNo
+    with no job, and why it needs nothing more (e.g. refunded at the gateway)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    reason = ResolveRequestSchema._declared_fields["reason"]
+    operator = ResolveRequestSchema._declared_fields["operator"]
 
 
 class WebhookEndpointRequestSchema(Schema):
@@ -257,3 +303,6 @@ class OpsResolveFormSchema(ResolveRequestSchema, OpsFormSchema):
 
     class Meta:
         unknown = EXCLUDE
+
+    version = fields.String(required=True, metadata={
+        "description": "The record's version the form showed (hidden): refused when the job changed since."})

@@ -5,12 +5,14 @@ CLI's ``status``, the review queue, the ``/ops`` page and every webhook's ``data
 text fields (``bytes`` or ``str``; the store's decoded values also do) plus ``history`` — and
 gives the typed record:
 
-- numbers are JSON numbers: ``attempts``, ``httpStatus``, ``latencyMs``, ``reconcileChecks``;
+- numbers are JSON numbers: ``attempts``, ``httpStatus``, ``latencyMs``, ``reconcileChecks``,
+  ``version``;
 - every time is an integer of milliseconds since the Unix epoch (UTC), and every time field is
   named ``…At``: ``createdAt``, ``updatedAt``, ``callbackAt``, ``reviewAt``, ``resolvedAt``,
   ``history[].at`` (the events stream's ``at`` is the same clock);
 - every amount is yen as the gateway's integer string (``"1500"``): ``amount`` (the order),
-  ``paidAmount`` (what the gateway reports paid, ``"1500.00"`` on a callback is ``"1500"``); the
+  ``paidAmount`` (what the gateway reports paid, ``"1500.00"`` on a callback is ``"1500"``),
+  ``resolvedAmount`` (what an operator confirmed paid); the
   gateway's own text stays apart in ``gatewayPaidAmount``;
 - payer data only as the masked ``contact`` written at enqueue (``worker/domain/masking.py``);
 - internal bookkeeping (``HIDDEN``: leases, the payer-IP hash, the reconciler's next check, the
@@ -183,6 +185,11 @@ class CheckoutRecordSchema(Schema):
     resolvedBy = fields.String(metadata={"description": "The operator who resolved it (review)."})
     resolvedReason = fields.String(metadata={"description": "Why, as the operator wrote it."})
     resolvedAt = EpochMillis(metadata={"description": "When it was resolved."})
+    resolvedAmount = Yen(metadata={"description": "The amount in yen the operator confirmed paid, resolving "
+                                                  "it as succeeded."})
+    version = _Int(strict=True, validate=validate.Range(min=0), metadata={
+        "description": "Grows with every change of the record or its history; GET's ETag is it, quoted, "
+                       "and a resolve is conditional on it (If-Match)."})
     createdAt = EpochMillis(required=True, metadata={"description": "When it was enqueued."})
     updatedAt = EpochMillis(required=True, metadata={"description": "When its state last changed."})
     history = fields.List(fields.Nested(HistoryEntrySchema), required=True, metadata={

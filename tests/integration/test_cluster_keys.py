@@ -147,9 +147,20 @@ def _every_call_path(client: redis.Redis, prefix: str, receiver) -> None:
     assert store.move(paid, states.PARTIALLY_PAID, fields={"paidAmount": "100"}, increase="paidAmount").applied
     assert store.move(paid, states.PARTIALLY_PAID, fields={"paidAmount": "200"}, increase="paidAmount").applied
     assert store.flag(paid, "a person should look")
-    assert store.move(paid, states.SUCCEEDED, counters=limits.success_counter(hashed)).applied
+    store.annotate(paid, message="m")
+    assert store.move(paid, states.SUCCEEDED, counters=limits.success_counter(hashed),
+                      flag=("another look", {"source": "test"})).applied  # the move's own flag
     assert not store.move(paid, states.FAILED).applied
     assert limits.counts(hashed) == {"tx": 1, "ok": 1}
+    version = store.load(paid).version
+    assert store.unflag(paid, version - 1, {"resolvedBy": "o"}, {"operator": "o"}) == -1  # changed since
+    assert store.unflag(paid, version, {"resolvedBy": "o"}, {"operator": "o"}) == 1
+    store.flag(paid, "a person should look again")
+    assert store.move(paid, states.FAILED, allowed_from={states.SUCCEEDED}, version=store.load(paid).version,
+                      unflag={"operator": "o"}).applied  # a person's resolve that moves
+    assert store.record_orphan("no-such-job", {"source": "callback", "status": "0000"})
+    assert not store.record_orphan(paid, {"source": "callback", "status": "0000"})  # the job exists
+    assert store.dismiss_orphan("no-such-job", "o", "refunded") == 1
 
     lost = _create(plain)
     assert plain.move(lost, states.REJECTED, allowed_from={states.QUEUED}, drop=["payload"]).applied

@@ -67,7 +67,8 @@ def test_old_names_are_renamed_with_their_ttl_and_the_jobs_carry_on(setup):
     assert first.returncode == 0, first.stderr
     assert first.stdout.splitlines() == [
         "renamed 11 keys, history 3, job 3, payload 2, retained 1, webhook attempts 2",
-        "kept 0 (already under the new name), gone 0 (expired meanwhile)"]
+        "kept 0 (already under the new name), gone 0 (expired meanwhile)",
+        "open or flagged job keys no longer expiring: 0"]
     for old, (new, ttl) in before.items():
         assert not client.exists(old) and client.exists(new), old
         assert ttl - 5 <= client.ttl(new) <= ttl, new  # the TTL came along
@@ -91,6 +92,29 @@ def test_a_key_already_under_its_new_name_is_kept_not_overwritten(setup):
     done = _migrate(env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["renamed 0 keys",
-                                        "kept 1 (already under the new name), gone 0 (expired meanwhile)"]
+                                        "kept 1 (already under the new name), gone 0 (expired meanwhile)",
+                                        "open or flagged job keys no longer expiring: 0"]
     assert client.hget(store.keys.job(trade_no), "tradeNo") == trade_no.encode()
     assert client.exists(_old(store.keys.job(trade_no), trade_no), f"{prefix}:job:not a tradeNo") == 2
+
+
+def test_open_and_flagged_jobs_written_with_a_ttl_by_older_versions_stop_expiring(setup):
+    client, prefix, env = setup
+    store = JobStore(client, prefix=prefix, ttl_seconds=3600)
+    open_job, flagged, closed = (uuid.uuid4().hex[:16] for _ in range(3))
+    for trade_no in (open_job, flagged, closed):
+        store.create(trade_no, {"tradeNo": trade_no, "amount": "300"}, contact={}, amount="300")
+    for trade_no in (flagged, closed):
+        store.move(trade_no, states.REJECTED, detail={"reason": "test"})
+    store.flag(flagged, "money for a rejected job")
+    # what versions before issue 20 wrote: every job's keys with a TTL
+    for trade_no in (open_job, flagged, closed):
+        for key in (store.keys.job(trade_no), store.keys.history(trade_no), store.keys.payload(trade_no)):
+            client.expire(key, 3600)
+    done = _migrate(env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "open or flagged job keys no longer expiring: 6"  # 3 keys each
+    for trade_no in (open_job, flagged):
+        assert client.ttl(store.keys.job(trade_no)) == client.ttl(store.keys.history(trade_no)) == -1
+    assert client.ttl(store.keys.payload(open_job)) == -1
+    assert 0 < client.ttl(store.keys.job(closed)) <= 3600  # closed and not flagged: expires as before

@@ -149,12 +149,15 @@ def test_a_reason_with_markup_is_shown_escaped(stack):
                   data={"csrf": token, "state": "succeeded", "reason": " ", "operator": "carol"})
     assert missing.status_code == 422 and "required: why" in missing.text
 
+    version = str(stack.record(trade_no)["version"])
     confirm = ops(stack, "POST", f"/ops/jobs/{trade_no}/resolve/confirm",
-                  data={"csrf": token, "state": "succeeded", "reason": reason, "operator": "carol"})
+                  data={"csrf": token, "state": "succeeded", "amount": "300", "reason": reason, "operator": "carol",
+                        "version": version})
     assert confirm.status_code == 200 and "<script" not in confirm.text
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; &#34;quotes&#34;" in confirm.text
     done = ops(stack, "POST", f"/ops/jobs/{trade_no}/resolve",
-               data={"csrf": token, "state": "succeeded", "reason": reason, "operator": "carol"})
+               data={"csrf": token, "state": "succeeded", "amount": "300", "reason": reason, "operator": "carol",
+                     "version": version})
     assert done.status_code == 303 and done.headers["Location"].endswith(f"/ops?resolved={trade_no}")
     assert stack.record(trade_no)["resolvedReason"] == reason  # stored as typed, escaped when shown
 
@@ -164,8 +167,9 @@ def test_a_reason_with_markup_is_shown_escaped(stack):
     assert "Content-Security-Policy" in shown.headers and shown.headers["X-Frame-Options"] == "DENY"
     assert not any(value in shown.text for value in MARKERS.values())
     again = ops(stack, "POST", f"/ops/jobs/{trade_no}/resolve",
-                data={"csrf": token, "state": "failed", "reason": "twice", "operator": "carol"})
-    assert again.status_code == 409
+                data={"csrf": token, "state": "failed", "reason": "twice", "operator": "carol",
+                      "version": str(stack.record(trade_no)["version"])})
+    assert again.status_code == 409 and "Not in review" in again.text
 
 
 def test_query_gateway_now_shows_what_it_said_and_what_changed(stack, queue):

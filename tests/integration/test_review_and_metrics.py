@@ -28,9 +28,9 @@ def stack(redis_url, tmp_path_factory):
         s.stop()
 
 
-def api(stack, method: str, path: str, **kwargs):
-    return stack.http.request(method, stack.web_url + path, headers={"Authorization": f"Bearer {TOKEN}"},
-                              timeout=30, **kwargs)
+def api(stack, method: str, path: str, headers=None, **kwargs):
+    return stack.http.request(method, stack.web_url + path, timeout=30,
+                              headers={"Authorization": f"Bearer {TOKEN}", **(headers or {})}, **kwargs)
 
 
 def test_a_job_the_reconciler_cannot_settle_is_listed_and_resolved_with_who_and_why(stack):
@@ -41,9 +41,10 @@ def test_a_job_the_reconciler_cannot_settle_is_listed_and_resolved_with_who_and_
     assert item["amount"] == "300" and item["ageSeconds"] >= 0
     assert "mobile" not in json.dumps(listed) and "email" not in json.dumps(listed)
 
-    assert api(stack, "POST", f"/v1/checkouts/{trade_no}/resolve",
+    etag = {"If-Match": api(stack, "GET", f"/v1/checkouts/{trade_no}").headers["ETag"]}
+    assert api(stack, "POST", f"/v1/checkouts/{trade_no}/resolve", headers=etag,
                json={"state": "succeeded", "operator": "alice"}).status_code == 422
-    answer = api(stack, "POST", f"/v1/checkouts/{trade_no}/resolve",
+    answer = api(stack, "POST", f"/v1/checkouts/{trade_no}/resolve", headers=etag,
                  json={"state": "failed", "reason": "gateway support: never paid", "operator": "alice"})
     assert answer.status_code == 200, answer.text
     record = answer.json()
@@ -54,7 +55,8 @@ def test_a_job_the_reconciler_cannot_settle_is_listed_and_resolved_with_who_and_
     assert trade_no not in [i["tradeNo"] for i in api(stack, "GET", "/v1/review").json()["items"]]
     # not in review any more: 409
     again = api(stack, "POST", f"/v1/checkouts/{trade_no}/resolve",
-                json={"state": "succeeded", "reason": "x", "operator": "bob"})
+                headers={"If-Match": api(stack, "GET", f"/v1/checkouts/{trade_no}").headers["ETag"]},
+                json={"state": "succeeded", "amount": "300", "reason": "x", "operator": "bob"})
     assert again.status_code == 409
 
 
@@ -76,11 +78,21 @@ def test_the_cli_lists_and_resolves(stack):
     listed = subprocess.run([sys.executable, "-m", "worker.cli", "review", "--json"], env=env,
                             capture_output=True, text=True, timeout=60)
     assert trade_no in listed.stdout, listed.stderr
-    done = subprocess.run([sys.executable, "-m", "worker.cli", "review", "resolve", trade_no, "--state",
-                           "succeeded", "--reason", "paid per gateway portal", "--operator", "carol"],
-                          env=env, capture_output=True, text=True, timeout=60)
+    resolve = [sys.executable, "-m", "worker.cli", "review", "resolve", trade_no, "--state", "succeeded",
+               "--amount", "300", "--reason", "paid per gateway portal", "--operator", "carol"]
+    shown = subprocess.run(resolve[:6], env=env, capture_output=True, text=True, timeout=60)
+    version = stack.record(trade_no)["version"]
+    # without --version: the record and its version only, nothing changed
+    assert shown.returncode == 2 and f"--version {version}" in shown.stderr and trade_no in shown.stdout
+    assert stack.record(trade_no)["needsReview"] is True
+    stale = subprocess.run([*resolve, "--version", str(version - 1)], env=env, capture_output=True, text=True,
+                           timeout=60)
+    assert stale.returncode == 1 and "changed since you read it" in stale.stderr
+    assert stack.record(trade_no)["state"] == states.PAYING
+    done = subprocess.run([*resolve, "--version", str(version)], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert stack.record(trade_no)["state"] == states.SUCCEEDED
+    record = stack.record(trade_no)
+    assert record["state"] == states.SUCCEEDED and record["resolvedAmount"] == "300"
 
 
 def _metrics(stack) -> dict:

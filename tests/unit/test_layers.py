@@ -179,7 +179,7 @@ def test_the_design_doc_draws_these_layers():
 
 @pytest.mark.parametrize("name", ["create", "move", "flag", "count_attempt", "renew_leases", "schedule_check",
                                   "ip_take", "release_lock", "webhook_claim_due", "webhook_fan_out",
-                                  "webhook_settle"])
+                                  "webhook_settle", "unflag", "annotate", "orphan", "dismiss"])
 def test_every_script_says_what_it_takes(name):
     from worker.store import scripts
     text = (WORKER / "store" / "lua" / f"{name}.lua").read_text(encoding="utf-8")

@@ -12,8 +12,10 @@ from worker.cli.main import EXIT_FAILED, REDIS_DOWN, main
 @main.command("migrate-keys")
 def migrate_keys() -> None:
     """Rename a job's keys from their names before the {tradeNo} hash tags (an upgrade step:
-    stop the workers first). Keeps each key's TTL; running it again renames nothing."""
+    stop the workers first). Keeps each key's TTL; running it again renames nothing. Then removes
+    the TTL older versions gave open and flagged jobs (they are kept until closed and resolved)."""
     from worker.store.migrate import migrate_keys as migrate
+    from worker.store.migrate import persist_kept_jobs
     from worker.runtime.wiring import get_runtime
 
     runtime = get_runtime()
@@ -25,6 +27,11 @@ def migrate_keys() -> None:
     click.echo(f"renamed {sum(renamed.values())} keys"
                + "".join(f", {kind} {n}" for kind, n in sorted(renamed.items())))
     click.echo(f"kept {done['kept']} (already under the new name), gone {done['gone']} (expired meanwhile)")
+    try:
+        persisted = persist_kept_jobs(runtime.redis, runtime.settings.key_prefix)
+    except REDIS_DOWN as exc:
+        raise click.ClickException(f"Redis unreachable: {exc}") from None
+    click.echo(f"open or flagged job keys no longer expiring: {persisted}")
 
 @main.command("dead-letters")
 @click.option("--requeue", is_flag=True, help="Put every dead letter back on its queue (expired beat ticks: dropped).")

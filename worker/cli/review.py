@@ -18,7 +18,11 @@ def review(ctx: click.Context, as_json: bool) -> None:
     \b
     vexora-checkout review                                  the queue, oldest flag first
     vexora-checkout review query TRADENO                    ask the gateway now
-    vexora-checkout review resolve TRADENO --state succeeded --reason "..." --operator alice
+    vexora-checkout review resolve TRADENO                  the record and its version
+    vexora-checkout review resolve TRADENO --version 7 --state succeeded --amount 300 \
+        --reason "..." --operator alice                   settle it, if still at version 7
+    vexora-checkout review dismiss TRADENO --reason "..." --operator alice
+                                                            money reported for no job: looked at
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -26,18 +30,23 @@ def review(ctx: click.Context, as_json: bool) -> None:
 
     try:
         items = get_runtime().review.items()
+        orphans = get_runtime().review.orphans()
     except REDIS_DOWN as exc:
         raise click.ClickException(f"Redis unreachable: {exc}") from None
     if as_json:
-        click.echo(json.dumps(items, ensure_ascii=False, indent=2))
+        click.echo(json.dumps(items, ensure_ascii=False, indent=2))  # the jobs, as before; orphans: the API
         return
-    if not items:
+    if not items and not orphans:
         click.echo("the review queue is empty")
         return
     for item in items:
-        click.echo(f"{item['tradeNo']}  {item['state']:<15} amount={item.get('amount', '-')} "
-                   f"paid={item.get('paidAmount', '-')}  age={item['ageSeconds']}s  "
+        click.echo(f"{item['tradeNo']}  {item['state']:<15} version={item.get('version', 0)} "
+                   f"amount={item.get('amount', '-')} paid={item.get('paidAmount', '-')}  age={item['ageSeconds']}s  "
                    f"checks={item.get('reconcileChecks', 0)}  {item.get('reviewReason', '')}")
+    for orphan in orphans:
+        click.echo(f"{orphan['tradeNo']}  NO JOB          {orphan['source']} status={orphan['status']} "
+                   f"paid={orphan.get('paidAmount', '-')}  reports={orphan['reports']}  "
+                   "(money reported for no job: check at the gateway, then dismiss)")
 
 @review.command("query")
 @click.argument("trade_no")
@@ -57,21 +66,63 @@ def review_query(trade_no: str) -> None:
 
 @review.command("resolve")
 @click.argument("trade_no")
-@click.option("--state", type=click.Choice(["succeeded", "failed"]), required=True, help="The outcome decided.")
-@click.option("--reason", required=True, help="Why (kept in the job's history).")
-@click.option("--operator", required=True, help="Who decides (kept in the job's history).")
-def review_resolve(trade_no: str, state: str, reason: str, operator: str) -> None:
-    """Settle TRADENO, which is waiting for a person, as succeeded or failed."""
+@click.option("--version", "version", type=int, default=None,
+              help="The record's version you decided on (shown without --version); refused when it changed.")
+@click.option("--state", type=click.Choice(["succeeded", "failed"]), help="The outcome decided.")
+@click.option("--amount", help="With succeeded: the amount in yen you confirmed paid.")
+@click.option("--reason", help="Why (kept in the job's history).")
+@click.option("--operator", help="Who decides (kept in the job's history).")
+def review_resolve(trade_no: str, version: int | None, state: str | None, amount: str | None,
+                   reason: str | None, operator: str | None) -> None:
+    """Settle TRADENO, which is waiting for a person, as succeeded or failed.
+
+    Without --version it only shows the record you decide on and its version: run it again with
+    --version N. The resolve is refused, and nothing changes, when the job changed since N.
+    """
     from worker.domain.errors import InvalidError
-    from worker.flows.review import NoSuchJob, NotInReview
+    from worker.flows.review import NoSuchJob, NotInReview, VersionChanged
     from worker.runtime.wiring import get_runtime
 
+    runtime = get_runtime()
+    if version is None:
+        record = runtime.store.get(trade_no)
+        if record is None:
+            raise click.ClickException(f"no job with tradeNo {trade_no}")
+        record.pop("contact", None)
+        click.echo(json.dumps(record, ensure_ascii=False, indent=2))
+        raise click.UsageError(f"check the record above, then resolve it with --version {record.get('version', 0)}")
+    if state is None or reason is None or operator is None:
+        raise click.UsageError("--state, --reason and --operator are required with --version")
     try:
-        record = get_runtime().review.resolve(trade_no, state, reason, operator)
+        record = runtime.review.resolve(trade_no, state, reason, operator, version=version, amount=amount)
     except NoSuchJob:
         raise click.ClickException(f"no job with tradeNo {trade_no}") from None
+    except VersionChanged as exc:
+        raise click.ClickException(f"{exc}: run `vexora-checkout review resolve {trade_no}` again; "
+                                   "nothing was changed") from None
     except NotInReview as exc:
         raise click.ClickException(str(exc)) from None
     except InvalidError as exc:
         raise click.ClickException(f"{exc.message}: {exc.errors}") from None
     click.echo(f"{trade_no} resolved as {record['state']} by {operator}")
+
+
+@review.command("dismiss")
+@click.argument("trade_no")
+@click.option("--reason", required=True, help="Why it needs nothing more (e.g. refunded at the gateway).")
+@click.option("--operator", required=True, help="Who looked at it.")
+def review_dismiss(trade_no: str, reason: str, operator: str) -> None:
+    """Dismiss money the gateway reported for TRADENO, which has no job, once you have looked at it."""
+    from worker.domain.errors import InvalidError
+    from worker.flows.review import NoSuchJob, NotInReview
+    from worker.runtime.wiring import get_runtime
+
+    try:
+        get_runtime().review.dismiss(trade_no, reason, operator)
+    except NoSuchJob:
+        raise click.ClickException(f"no orphan report for tradeNo {trade_no}") from None
+    except NotInReview as exc:
+        raise click.ClickException(str(exc)) from None
+    except InvalidError as exc:
+        raise click.ClickException(f"{exc.message}: {exc.errors}") from None
+    click.echo(f"{trade_no} dismissed by {operator}")

@@ -4,8 +4,8 @@
 signature and the schema) and hands them to ``worker.flows.settle`` as a report: the same rules as a
 query or a create answer decide the move (``worker.domain.settlement``). Exactly once comes from the
 store: a move is atomic and forward-only, so the gateway's resends, duplicates delivered
-concurrently and late callbacks change nothing. A callback for an unknown ``tradeNo`` is kept as an
-orphan event; conflicts (paid for a job closed unpaid, unrecognised statuses, amounts that differ)
+concurrently and late callbacks change nothing. A callback for an unknown ``tradeNo`` is an orphan
+event; one that reports money is also kept in the review queue (``Settler.orphan``); conflicts (paid for a job closed unpaid, unrecognised statuses, amounts that differ)
 are flagged for review, never applied.
 """
 
@@ -37,8 +37,12 @@ class CallbackProcessor:
         status = str(callback["status"])
         job = self.store.load(trade_no)
         if job is None:
-            self.store.note(trade_no, "orphan_callback", {"reason": "callback", "status": status})
-            return ORPHAN
+            # money for a tradeNo with no job goes to the review queue, never dropped (settle.orphan)
+            orphan = Report(settlement.CALLBACK, status, _text(callback.get("amount")),
+                            {"platFormTradeNo": _text(callback.get("platFormTradeNo"))})
+            if self.settler.orphan(trade_no, orphan):
+                return ORPHAN
+            job = self.store.load(trade_no)  # created meanwhile: applied to it below
         fields = {"message": str(callback.get("message") or ""), "callbackAt": self.store.now_ms()}
         if callback.get("platFormTradeNo"):
             fields["platFormTradeNo"] = str(callback["platFormTradeNo"])

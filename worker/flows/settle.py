@@ -27,6 +27,8 @@ log = logging.getLogger("vexora.settle")
 UNCHANGED = "unchanged"
 ORPHAN = "orphan"
 LEASE_LOST = "lease_lost"
+# statuses that report no money: for a tradeNo with no job, an event is enough
+_NO_MONEY = frozenset({settlement.PAYING, settlement.FAILED})
 _ATTEMPTS = 4  # re-decisions when other processes keep moving the job; each one saw a real move
 
 
@@ -50,8 +52,9 @@ class Settler:
         for _ in range(_ATTEMPTS):
             job = job or self.store.load(trade_no)
             if job is None:
-                self.store.note(trade_no, "orphan_report", {"source": report.source, "status": report.status})
-                return ORPHAN
+                if self.orphan(trade_no, report):
+                    return ORPHAN
+                continue  # the job exists after all: apply the report to it
             decision = settlement.decide(job.state, report, order_amount=job.fields.get("amount"),
                                          paid_so_far=job.fields.get("paidAmount"),
                                          flagged=bool(job.fields.get("needsReview")))
@@ -71,7 +74,7 @@ class Settler:
             if decision.verdict not in ("n/a", "match", "partial"):
                 detail["amount"] = decision.verdict
             if decision.review:
-                # with the move, so the record is never half-flagged; the queue and the event follow
+                # flagged in the move's own step: never needsReview without a review-queue entry
                 fields.update(needsReview=True, reviewReason=decision.review)
                 detail["review"] = decision.review
             counters = (self.limits.success_counter(job.fields.get("ipHash"))
@@ -80,18 +83,36 @@ class Settler:
                                     allowed_from={job.state}, counters=counters,
                                     drop=["payload"] if decision.purge else [],
                                     increase="paidAmount" if decision.increase else None,
+                                    flag=(decision.review, {"source": report.source}) if decision.review else None,
                                     **(guard or {}))
             if moved.lease_lost:
                 return LEASE_LOST  # a late lease holder: another process owns the job now
             if moved.applied:
-                if decision.review:
-                    self.store.flag(trade_no, decision.review, {"source": report.source})
                 return decision.target
             if moved.previous == job.state or moved.previous is None:
                 # same state, refused by a guard (no more paid, a lost lease) or the job is gone
                 return UNCHANGED
             job = None  # moved by someone else meanwhile: decide again on what it is now
         return UNCHANGED
+
+    def orphan(self, trade_no: str, report: Report) -> bool:
+        """A report for a tradeNo with no job. Money (a paid or partial status, or one nobody
+        documented) is kept for a person — an orphan entry in the review queue, never dropped;
+        anything else is an ``orphan_report`` event. False when the job exists after all."""
+        kind = "orphan_callback" if report.source == settlement.CALLBACK else "orphan_report"
+        if settlement.status_kind(report.status) in _NO_MONEY:
+            self.store.note(trade_no, kind, {"source": report.source, "status": report.status})
+            return True
+        fields = {"source": report.source, "status": report.status}
+        if report.paid_amount is not None:
+            fields["paidAmount"] = report.paid_amount
+        if report.fields.get("platFormTradeNo"):
+            fields["platFormTradeNo"] = report.fields["platFormTradeNo"]
+        if not self.store.record_orphan(trade_no, fields):
+            return False
+        self.store.note(trade_no, kind, {"source": report.source, "status": report.status,
+                                         "review": "money reported for no job"})
+        return True
 
     def _no_move(self, trade_no: str, job: Job, report: Report, decision: settlement.Decision) -> None:
         if decision.annotate:

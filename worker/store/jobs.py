@@ -6,12 +6,17 @@ to the job's history, adds an event to the stream and keeps the per-state time i
 reconciler scans. A refused move changes nothing and reports the state it found.
 
 Its keys are named in ``worker.store.keys`` (a job's own share the hash tag ``{<tradeNo>}``);
-its scripts are ``worker/store/lua/*.lua`` (``create``, ``move``, ``flag``, ``count_attempt``,
-``renew_leases``, ``schedule_check``). The payload lives beside the hash, not in it: at ~0.5 kB it
+its scripts are ``worker/store/lua/*.lua`` (``create``, ``move``, ``flag``, ``unflag``, ``annotate``,
+``count_attempt``, ``renew_leases``, ``schedule_check``, ``orphan``, ``dismiss``). The payload lives beside the hash, not in it: at ~0.5 kB it
 is longer than Redis's ``hash-max-listpack-value``, and one such value turns a hash into a
 hashtable for good (three times the memory for the 30 days a finished job is kept;
 BENCHMARKS.md, 5). Every key a script reads or writes is passed in its ``KEYS`` (none is built
 inside Lua): the global keys too, and the webhook outbox the scripts append to.
+
+Every write of a job's record or history increments its ``version`` inside the same script (or
+pipeline): ``GET /v1/checkouts/<tradeNo>``'s ETag, and what an operator's resolve is conditional
+on. A job's keys have no TTL while it is open or flagged; the TTL (``ttl_seconds``) starts when it
+is closed and not flagged (``move.lua``, ``flag.lua``, ``unflag.lua``).
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ from worker.store import scripts
 from worker.store.connection import Replication
 from worker.store.keys import Keys
 
-__all__ = ["JobStore", "Job", "Moved", "fingerprint", "WEBHOOK_STATES"]
+__all__ = ["JobStore", "Job", "Moved", "fingerprint", "WEBHOOK_STATES", "RESOLVED", "GONE", "VERSION_CHANGED",
+           "NOT_IN_REVIEW"]
 
 log = logging.getLogger("vexora.store")
 
@@ -45,7 +51,9 @@ WEBHOOK_STATES = frozenset({states.PAYING, states.SUCCEEDED, states.PARTIALLY_PA
                             states.DECLINED, states.REJECTED, states.UNKNOWN})
 _OPEN = frozenset(states.OPEN)
 _JSON_FIELDS = {"errors", "contact"}
-_INT_FIELDS = {"attempts", "createdAt", "updatedAt", "leaseUntil", "reconcileChecks", "nextCheckAt"}
+_INT_FIELDS = {"attempts", "createdAt", "updatedAt", "leaseUntil", "reconcileChecks", "nextCheckAt", "version"}
+# ``unflag.lua``'s and ``dismiss.lua``'s answers
+RESOLVED, GONE, VERSION_CHANGED, NOT_IN_REVIEW = 1, 0, -1, -2
 
 
 def fingerprint(payload: Mapping[str, object]) -> str:
@@ -69,6 +77,7 @@ class Moved:
     payload: dict | None = None
     lease_token: str | None = None
     lease_lost: bool = False
+    version_changed: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,11 @@ class Job:
     lease_until: int
     payload: dict | None
     fields: dict
+
+    @property
+    def version(self) -> int:
+        """Grows with every write of the record or its history (0: written before versions)."""
+        return int(self.fields.get("version") or 0)
 
     def public(self, history: list[dict]) -> dict:
         """The public record (``CheckoutRecordSchema``), with ``history``."""
@@ -105,6 +119,10 @@ class JobStore:
         self._create = scripts.register(client, "create")
         self._move = scripts.register(client, "move")
         self._flag = scripts.register(client, "flag")
+        self._unflag = scripts.register(client, "unflag")
+        self._annotate = scripts.register(client, "annotate")
+        self._orphan = scripts.register(client, "orphan")
+        self._dismiss = scripts.register(client, "dismiss")
         self._count = scripts.register(client, "count_attempt")
         self._renew = scripts.register(client, "renew_leases")
         self._schedule = scripts.register(client, "schedule_check")
@@ -137,7 +155,7 @@ class JobStore:
         fp = fingerprint(payload)
         record = {
             "tradeNo": trade_no, "state": states.QUEUED, "createdAt": now, "updatedAt": now,
-            "attempts": 0, "fingerprint": fp, "contact": json.dumps(dict(contact)),
+            "attempts": 0, "fingerprint": fp, "contact": json.dumps(dict(contact)), "version": 1,
         }
         if isinstance(amount, str):
             record["amount"] = amount
@@ -164,7 +182,9 @@ class JobStore:
              allowed_from: Iterable[str] | None = None, claim_lease: float | None = None,
              counters: Iterable[tuple[str, str, int]] = (),
              detail_from: Mapping[str, Mapping[str, object]] | None = None,
-             increase: str | None = None, lease_token: str | None = None) -> Moved:
+             increase: str | None = None, lease_token: str | None = None,
+             version: int | None = None, flag: tuple[str, Mapping[str, object]] | None = None,
+             unflag: Mapping[str, object] | None = None) -> Moved:
         """Move a job to ``target`` if that is a forward move from its current state.
 
         ``claim_lease`` (seconds) makes this a lease claim: ``leaseUntil`` (Redis's clock) and a
@@ -176,6 +196,12 @@ class JobStore:
         replaces ``detail`` when the job is moved from one of its states. ``increase`` names a
         numeric field that must grow for a move from ``target`` to itself (more paid on a partial
         payment); otherwise that move is refused.
+
+        ``version`` makes the move conditional on the record's version (refused with
+        ``version_changed`` when it differs: an operator's resolve of what they saw). ``flag``
+        (``(reason, detail)``) flags the job for review in the same step (``needsReview``, the
+        review set, a ``needs_review`` history entry, event and webhook event), once per reason;
+        ``unflag`` (the ``review_resolved`` detail) takes it out of review in the same step.
         """
         now = self.now_ms()
         allowed = states.ENTERED_FROM[target] if allowed_from is None else frozenset(allowed_from)
@@ -190,7 +216,7 @@ class JobStore:
         k = self.keys
         applied, previous, attempts, payload, *lost = self._move(
             keys=[k.job(trade_no), k.history(trade_no), k.events, k.payload(trade_no), k.retained(trade_no),
-                  k.transitions, k.webhook_endpoints, k.webhook_outbox, *state_keys,
+                  k.transitions, k.webhook_endpoints, k.webhook_outbox, k.review, *state_keys,
                   *(key for key, _field, _ttl in counters)],
             args=scripts.argv(
                 "move", target=target, allowed_from=" ".join(sorted(allowed)), now=now, ttl=self.ttl,
@@ -200,15 +226,21 @@ class JobStore:
                 trade_no=trade_no, counters=json.dumps([[field, ttl] for _key, field, ttl in counters]),
                 retention=self.payload_retention, detail_by_state=json.dumps(by_state) if by_state else "",
                 increase=increase or "", lease_token=lease_token or "",
-                webhook_type=f"checkout.{target}" if target in WEBHOOK_STATES else ""),
+                webhook_type=f"checkout.{target}" if target in WEBHOOK_STATES else "",
+                version="" if version is None else int(version),
+                flag_reason=flag[0] if flag else "",
+                flag_detail=_compact({"kind": "needs_review", "reason": flag[0], **flag[1]}) if flag else "",
+                unflag=_compact({"kind": "review_resolved", **unflag}) if unflag is not None else ""),
         )
         moved = Moved(bool(applied), _text(previous) if previous else None, int(attempts or 0),
                       json.loads(payload) if payload else None, token if applied else None,
-                      bool(lost and lost[0]))
+                      bool(lost and lost[0]), bool(len(lost) > 1 and lost[1]))
         if moved.applied:
             detail = (detail_from or {}).get(moved.previous, detail)
             event(log, logging.INFO, "state_change", {"tradeNo": trade_no, "from": moved.previous, "to": target,
                                                      "attempt": moved.attempts, **_log_detail(detail)})
+            if flag:
+                event(log, logging.WARNING, "needs_review", tradeNo=trade_no, reason=flag[0])
         return moved
 
     def note(self, trade_no: str, kind: str, detail: Mapping[str, object] | None = None) -> None:
@@ -219,6 +251,7 @@ class JobStore:
         if self.redis.exists(self.keys.job(trade_no)):
             pipe.rpush(self.keys.history(trade_no),
                        f'{{"at":{now},"from":null,"to":null,"detail":{detail_json}}}')
+            pipe.hincrby(self.keys.job(trade_no), "version", 1)  # the history is part of the record
         pipe.xadd(self.keys.events, {"tradeNo": trade_no, "from": "", "to": "", "at": now,
                                     "detail": detail_json}, maxlen=self.events_maxlen, approximate=True)
         pipe.execute()
@@ -231,20 +264,50 @@ class JobStore:
         detail_json = json.dumps({"kind": "needs_review", "reason": reason, **(detail or {})},
                                  ensure_ascii=False, separators=(",", ":"))
         flagged = bool(self._flag(keys=[self.keys.job(trade_no), self.keys.history(trade_no), self.keys.events,
-                                        self.keys.review, self.keys.webhook_endpoints, self.keys.webhook_outbox],
+                                        self.keys.review, self.keys.webhook_endpoints, self.keys.webhook_outbox,
+                                        self.keys.payload(trade_no)],
                                   args=[trade_no, reason, now, detail_json, self.events_maxlen]))
         if flagged:
             event(log, logging.WARNING, "needs_review", tradeNo=trade_no, reason=reason)
         return flagged
 
-    def unflag(self, trade_no: str, detail: Mapping[str, object]) -> None:
-        """A person resolved the job: out of the review queue, with a ``review_resolved`` event."""
-        pipe = self.redis.pipeline()
-        pipe.hset(self.keys.job(trade_no), "needsReview", "false")
-        pipe.hdel(self.keys.job(trade_no), "flaggedReason")  # the same reason later flags again
-        pipe.srem(self.keys.review, trade_no)
-        pipe.execute()
-        self.note(trade_no, "review_resolved", detail)
+    def unflag(self, trade_no: str, version: int, fields: Mapping[str, object],
+               detail: Mapping[str, object]) -> int:
+        """A person resolved the job without moving it (it is in the state decided): out of the
+        review queue with ``fields`` and a ``review_resolved`` entry, only at ``version``, in one
+        step. ``RESOLVED``, ``GONE``, ``VERSION_CHANGED`` or ``NOT_IN_REVIEW``."""
+        detail_json = _compact({"kind": "review_resolved", **detail})
+        done = int(self._unflag(
+            keys=[self.keys.job(trade_no), self.keys.history(trade_no), self.keys.events, self.keys.review,
+                  self.keys.payload(trade_no)],
+            args=[trade_no, int(version), self.now_ms(), self.ttl, self.events_maxlen,
+                  json.dumps({k: _encode(v) for k, v in fields.items()}), detail_json, " ".join(states.OPEN)]))
+        if done == RESOLVED:
+            event(log, logging.INFO, "job_event", {"tradeNo": trade_no, "kind": "review_resolved",
+                                                  **_log_detail(detail)})
+        return done
+
+    # -- money reported for a tradeNo with no job ------------------------------------------
+    def record_orphan(self, trade_no: str, fields: Mapping[str, object]) -> bool:
+        """Keep a paid report for a tradeNo that has no job for a person (the review set): False
+        when the job exists after all (apply the report to it instead)."""
+        recorded = bool(self._orphan(keys=[self.keys.job(trade_no), self.keys.orphan(trade_no), self.keys.review],
+                                     args=[trade_no, self.now_ms(),
+                                           json.dumps({k: _encode(v) for k, v in fields.items()})]))
+        if recorded:
+            event(log, logging.WARNING, "needs_review", tradeNo=trade_no, reason="money reported for no job")
+        return recorded
+
+    def orphan(self, trade_no: str) -> dict | None:
+        """The orphan entry of ``trade_no`` (money reported for no job), or None."""
+        raw = self.redis.hgetall(self.keys.orphan(trade_no))
+        return {_text(k): _text(v) for k, v in raw.items()} or None
+
+    def dismiss_orphan(self, trade_no: str, operator: str, reason: str) -> int:
+        """A person looked at an orphan entry: out of the review set, kept ``ttl`` seconds more.
+        ``RESOLVED``, ``GONE`` or ``NOT_IN_REVIEW``."""
+        return int(self._dismiss(keys=[self.keys.orphan(trade_no), self.keys.review],
+                                 args=[trade_no, self.now_ms(), operator, reason, self.ttl]))
 
     def count_attempt(self, trade_no: str, *, lease_token: str | None = None, **fields: object) -> int:
         """Count one more request sent (or about to be sent) to the gateway for this job, and set
@@ -260,12 +323,13 @@ class JobStore:
             if fields:
                 pipe.hset(self.keys.job(trade_no), mapping={k: _encode(v) for k, v in fields.items()})
             pipe.hincrby(self.keys.job(trade_no), "attempts", 1)
+            pipe.hincrby(self.keys.job(trade_no), "version", 1)
             if replicated:
                 self.replication.wait_after(pipe)
             answers = pipe.execute()
             if replicated:
                 self.replication.check(answers.pop())
-            return int(answers[-1])
+            return int(answers[-2])
         flat = [x for k, v in fields.items() for x in (k, _encode(v))]
         if replicated:
             # A request is about to be sent: that it may have been must survive a failover, or
@@ -325,9 +389,10 @@ class JobStore:
         return int(seconds) * 1000 + int(micros) // 1000
 
     def annotate(self, trade_no: str, **fields: object) -> None:
-        """Set fields that are not a change of state (e.g. a flag for review)."""
-        if self.redis.exists(self.keys.job(trade_no)):
-            self.redis.hset(self.keys.job(trade_no), mapping={k: _encode(v) for k, v in fields.items()})
+        """Set fields that are not a change of state (a link, a message), growing the record's
+        ``version``; nothing when the job is gone (one round trip)."""
+        self._annotate(keys=[self.keys.job(trade_no)],
+                       args=[x for k, v in fields.items() for x in (k, _encode(v))])
 
     def reindex(self, state: str, trade_no: str, at_ms: int) -> None:
         """Move a job's entry in its state's time index (only if it is still there)."""

@@ -9,10 +9,11 @@ script may touch them all (README, "Redis Cluster"); every key a script touches 
     p:job:{<tradeNo>}:history            list    JSON entries {at, from, to, detail}
     p:job:{<tradeNo>}:payload            string  the merchant's payload (payer data) while the job needs it
     p:job:{<tradeNo>}:retained           string  the same, once purged, for ``payload_retention`` seconds
+    p:orphan:{<tradeNo>}                 hash    money reported for a tradeNo with no job, for a person
     p:events                             stream  {tradeNo, from, to, at, detail}
     p:index:<state>                      zset    tradeNos of open states, scored by when the reconciler is due
     p:entered:<state>                    zset    tradeNos of open states, scored by entry time (metrics)
-    p:review                             set     tradeNos flagged for a person, until resolved
+    p:review                             set     tradeNos flagged for a person (jobs and orphans), until resolved
     p:metrics:transitions                hash    ``from>to`` -> count of state changes
     p:metrics:counters                   hash    deployment-wide counters (``worker.ops.metrics``)
     p:ip:<JST day>:<hashed IP>           hash    per-IP daily counts (``worker.store.limits``)
@@ -53,6 +54,10 @@ class Keys:
 
     def retained(self, trade_no: str) -> str:
         return f"{self.job(trade_no)}:retained"
+
+    def orphan(self, trade_no: str) -> str:
+        """A paid report for a tradeNo with no job (same hash tag as the job it would be)."""
+        return f"{self.prefix}:orphan:{{{trade_no}}}"
 
     # -- the deployment's keys --------------------------------------------------------------
     @property

@@ -7,6 +7,11 @@ for the old names and renames each key to its new one with ``RENAMENX``, which k
 TTL and never overwrites: a key already under its new name (written by a worker that ran the new
 code first) is left as it is, and counted. Run it with the workers stopped (README "Upgrading");
 running it again renames nothing.
+
+``persist_kept_jobs`` (run by the same command, after the renames) removes the TTL that versions
+before issue 20 gave every job: open jobs (each open state's index and entry-time zsets) and
+flagged ones (the review set) are kept until they close and are resolved, as ``move.lua`` keeps
+them now. It reads those zsets and the set, never SCANs, and is safe to run again.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ from collections import Counter
 
 import redis
 
+from worker.domain import states
 from worker.store.keys import Keys
 
-__all__ = ["migrate_keys", "old_names"]
+__all__ = ["migrate_keys", "old_names", "persist_kept_jobs"]
 
 _NAME = r"[A-Za-z0-9_-]+"  # a tradeNo (schemas' rule; no brace, no colon); an endpoint's "_endpoint_<id>" too
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
@@ -80,3 +86,27 @@ def _rename(client: redis.Redis, pending: list[tuple[str, str, str]], done: Coun
             done[kind] += 1
         else:
             done["kept"] += 1
+
+
+def persist_kept_jobs(client: redis.Redis, prefix: str, *, batch: int = 1000) -> int:
+    """Remove the TTL of every open or flagged job's keys (record, history, payload; a flagged
+    tradeNo's orphan entry too); how many had one."""
+    keys = Keys(prefix)
+    trade_nos: set[str] = set()
+    for state in states.OPEN:
+        for zset in (keys.index(state), keys.entered(state)):
+            trade_nos.update(_text(t) for t in client.zrange(zset, 0, -1))
+    trade_nos.update(_text(t) for t in client.smembers(keys.review))
+    persisted = 0
+    names = sorted(trade_nos)
+    for start in range(0, len(names), batch):
+        pipe = client.pipeline(transaction=False)
+        for trade_no in names[start:start + batch]:
+            for key in (keys.job(trade_no), keys.history(trade_no), keys.payload(trade_no), keys.orphan(trade_no)):
+                pipe.persist(key)
+        persisted += sum(1 for answer in pipe.execute() if answer)
+    return persisted
+
+
+def _text(value: object) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)

@@ -27,10 +27,12 @@ from schemas import (
 from schemas.api import (
     AcceptedSchema,
     CheckoutEventSchema,
+    DismissRequestSchema,
     EndpointDisabledEventSchema,
     ErrorSchema,
     OpsFormSchema,
     OpsResolveFormSchema,
+    OrphanSchema,
     QueryAnswerSchema,
     ReplayRequestSchema,
     ReplayResultSchema,
@@ -56,9 +58,11 @@ COMPONENTS: dict[str, type[Schema]] = {
     "ReviewItem": ReviewItemSchema,
     "Accepted": AcceptedSchema,
     "Error": ErrorSchema,
+    "Orphan": OrphanSchema,
     "ReviewQueue": ReviewQueueSchema,
     "QueryAnswer": QueryAnswerSchema,
     "ResolveRequest": ResolveRequestSchema,
+    "DismissRequest": DismissRequestSchema,
     "WebhookSecretTail": WebhookSecretTailSchema,
     "WebhookEndpointRequest": WebhookEndpointRequestSchema,
     "WebhookEndpoint": WebhookEndpointSchema,
@@ -151,6 +155,10 @@ def _paths(trade_no: dict) -> dict[str, dict]:
     action = {"name": "action", "in": "path", "required": True,
               "schema": {"type": "string", "enum": ["disable", "enable", "rotate"]}}
     not_found = _error("No such checkout")
+    etag = {"ETag": {"description": "The record's version, quoted (strong): send it as If-Match to resolve.",
+                     "schema": {"type": "string"}}}
+    if_match = {"name": "If-Match", "in": "header", "required": True, "schema": {"type": "string"},
+                "description": "The ETag of the record the operator decided on (GET /v1/checkouts/{tradeNo})."}
     return {
         "/v1/checkouts": {"post": {
             "tags": ["checkouts"], "summary": "Enqueue a checkout", "security": BEARER,
@@ -169,7 +177,7 @@ def _paths(trade_no: dict) -> dict[str, dict]:
         "/v1/checkouts/{tradeNo}": {"get": {
             "tags": ["checkouts"], "summary": "A checkout's public record (payer data masked)",
             "security": BEARER, "parameters": [trade_no],
-            "responses": {"200": {"description": "The record", "content": _json("CheckoutRecord")},
+            "responses": {"200": {"description": "The record", "content": _json("CheckoutRecord"), "headers": etag},
                           "401": UNAUTHORIZED, "404": not_found, "503": UNAVAILABLE}}},
         "/v1/review": {"get": {
             "tags": ["review"], "summary": "The review queue: jobs flagged for a person, oldest flag first",
@@ -185,12 +193,27 @@ def _paths(trade_no: dict) -> dict[str, dict]:
                           "502": _error("The gateway gave no usable answer"), "503": UNAVAILABLE}}},
         "/v1/checkouts/{tradeNo}/resolve": {"post": {
             "tags": ["review"], "summary": "Settle a job in review as succeeded or failed",
-            "security": BEARER, "parameters": [trade_no],
+            "description": "Conditional on the record the operator decided on: If-Match with its ETag. The "
+                           "check, the move, the unflag and the review queue change are one atomic step.",
+            "security": BEARER, "parameters": [trade_no, if_match],
             "requestBody": {"required": True, "content": _json("ResolveRequest")},
-            "responses": {"200": {"description": "The record", "content": _json("CheckoutRecord")},
+            "responses": {"200": {"description": "The record", "content": _json("CheckoutRecord"), "headers": etag},
                           "400": _error("Not a JSON object"), "401": UNAUTHORIZED, "404": not_found,
                           "409": _error("The job is not in review"),
-                          "422": _error("No valid state, reason or operator"), "503": UNAVAILABLE}}},
+                          "412": _error("The job changed since that ETag; nothing changed (ETag: the current one)"),
+                          "422": _error("No valid state, reason or operator, or (succeeded) amount"),
+                          "428": _error("No If-Match (or *): nothing changed"), "503": UNAVAILABLE}}},
+        "/v1/review/orphans/{tradeNo}/dismiss": {"post": {
+            "tags": ["review"], "summary": "Dismiss money reported for a tradeNo with no job, once looked at",
+            "security": BEARER, "parameters": [trade_no],
+            "requestBody": {"required": True, "content": _json("DismissRequest")},
+            "responses": {"200": {"description": "Dismissed", "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"tradeNo": {"type": "string"}, "dismissedBy": {"type": "string"},
+                                                 "dismissedReason": {"type": "string"}}}}}},
+                          "400": _error("Not a JSON object"), "401": UNAUTHORIZED,
+                          "404": _error("No orphan report for this tradeNo"),
+                          "409": _error("Dismissed already"), "422": _error("No valid reason or operator"),
+                          "503": UNAVAILABLE}}},
         "/v1/checkouts/{tradeNo}/webhooks": {"get": {
             "tags": ["webhooks"], "summary": "Every delivery attempt of the job's webhook events",
             "security": BEARER, "parameters": [trade_no],
@@ -272,9 +295,12 @@ def _paths(trade_no: dict) -> dict[str, dict]:
                      "parameters": [trade_no],
                      "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {
                          "schema": _ref("OpsResolveForm")}}},
-                     "responses": {"303": {"description": "Resolved: see /ops"}, "401": _html("Sign in"),
+                     "responses": {"303": {"description": "Resolved: see /ops"},
+                                   "400": _html("The form carries no version"), "401": _html("Sign in"),
                                    "403": _html("No or wrong CSRF token"), "404": _html("No such job"),
-                                   "409": _html("Not in review"), "422": _html("The form, with its errors")}}},
+                                   "409": _html("Not in review, or changed since the form showed it: nothing "
+                                                "changed"),
+                                   "422": _html("The form, with its errors")}}},
         "/ops/jobs/{tradeNo}/resolve/confirm": {"post": {
             "tags": ["operations page"], "summary": "\"Resolve as …?\": the confirmation step (HTML)",
             "security": OPS_AUTH, "parameters": [trade_no],
@@ -282,7 +308,16 @@ def _paths(trade_no: dict) -> dict[str, dict]:
                 "schema": _ref("OpsResolveForm")}}},
             "responses": {"200": _html("Confirm or cancel"), "401": _html("Sign in"),
                           "403": _html("No or wrong CSRF token"), "404": _html("No such job"),
-                          "409": _html("Not in review"), "422": _html("The form, with its errors")}}},
+                          "409": _html("Not in review, or changed since the form showed it"),
+                          "422": _html("The form, with its errors")}}},
+        "/ops/orphans/{tradeNo}/dismiss": {"post": {
+            "tags": ["operations page"], "summary": "Dismiss money reported for no job, then 303 to /ops",
+            "security": OPS_AUTH, "parameters": [trade_no],
+            "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {
+                "schema": _ref("OpsForm")}}},
+            "responses": {"303": {"description": "Dismissed: see /ops"}, "401": _html("Sign in"),
+                          "403": _html("No or wrong CSRF token"), "404": _html("No such entry"),
+                          "409": _html("Dismissed already"), "422": _html("No reason")}}},
         "/ops/jobs/{tradeNo}/query": {"post": {
             "tags": ["operations page"], "summary": "Ask the gateway now; what it said and what changed (HTML)",
             "security": OPS_AUTH, "parameters": [trade_no],

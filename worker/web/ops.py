@@ -6,10 +6,15 @@ loaded, so no payer data can reach a page.
 
     GET  /ops                                 open-state counts and the review queue
     GET  /ops/jobs/<tradeNo>                  one job: its record and full history
-    GET  /ops/jobs/<tradeNo>/resolve          the resolve form (state, reason, operator)
+    GET  /ops/jobs/<tradeNo>/resolve          the resolve form (state, amount, reason, operator)
     POST /ops/jobs/<tradeNo>/resolve/confirm  "Resolve T… as failed?": Confirm / Cancel
     POST /ops/jobs/<tradeNo>/resolve          resolve, then 303 to /ops
     POST /ops/jobs/<tradeNo>/query            ask the gateway now; what it said and what changed
+    POST /ops/orphans/<tradeNo>/dismiss       dismiss money reported for a tradeNo with no job
+
+The resolve form and its confirmation carry the record's ``version`` they showed (a hidden field):
+when the job changed since — a late callback, another flag — the confirmation and the resolve are
+refused (409, "Changed since you looked") and nothing is changed; the operator opens it again.
 
 Access: HTTP basic auth whose password is the producer API token (``VEXORA_API_TOKEN``, compared
 in constant time); the user name is free and is the default operator. With no token configured
@@ -39,7 +44,7 @@ from schemas.record import EpochMillis
 from worker.config.settings import Settings
 from worker.domain import states
 from worker.domain.errors import CheckoutError, InvalidError
-from worker.flows.review import REASON_MAX, NoSuchJob, NotInReview
+from worker.flows.review import REASON_MAX, NoSuchJob, NotInReview, VersionChanged, VersionRequired
 from worker.runtime.wiring import Runtime
 
 __all__ = ["ops_pages"]
@@ -130,12 +135,20 @@ def ops_pages(settings: Settings, runtime: Callable[[], Runtime], flower_url: st
                     operator_max=OPERATOR_MAX)
 
     def submitted() -> dict:
-        return {name: request.form.get(name, "") for name in ("state", "reason", "operator")}
+        return {name: request.form.get(name, "") for name in ("state", "amount", "reason", "operator", "version")}
+
+    def changed(trade_no: str, record: dict | None):
+        now = f" It is now {record.get('state')}." if record else ""
+        return refused(409, "Changed since you looked",
+                       f"{trade_no} changed since this form showed it (a gateway report, another flag or "
+                       f"another person): nothing was changed.{now} Open it again and decide on what it "
+                       "says now.")
 
     @pages.get("")
     def index():
         rt = runtime()
         items = rt.review.items()
+        orphans = rt.review.orphans()
         store = rt.store
         counts, review = store.counts()
         resolved = None
@@ -145,7 +158,7 @@ def ops_pages(settings: Settings, runtime: Callable[[], Runtime], flower_url: st
             if record and record.get("resolvedBy") and not record.get("needsReview"):
                 resolved = record
         return page("index.html", title="Review queue", items=items, counts=list(counts.items()),
-                    review=review, resolved=resolved)
+                    review=review, resolved=resolved, orphans=orphans)
 
     @pages.get("/jobs/<trade_no>")
     def job(trade_no: str):
@@ -162,7 +175,8 @@ def ops_pages(settings: Settings, runtime: Callable[[], Runtime], flower_url: st
         record, problem = in_review(trade_no)
         if problem:
             return problem
-        return resolve_form(trade_no, record, {"state": "", "reason": "", "operator": g.ops_user}, {})
+        return resolve_form(trade_no, record, {"state": "", "amount": "", "reason": "", "operator": g.ops_user,
+                                               "version": str(record.get("version", 0))}, {})
 
     @pages.post("/jobs/<trade_no>/resolve/confirm")
     def resolve_confirm(trade_no: str):
@@ -170,6 +184,8 @@ def ops_pages(settings: Settings, runtime: Callable[[], Runtime], flower_url: st
         if problem:
             return problem
         fields = submitted()
+        if fields["version"] != str(record.get("version", 0)):
+            return changed(trade_no, record)
         errors = _form_errors(fields)
         if errors:
             return resolve_form(trade_no, record, fields, errors, 422)
@@ -182,15 +198,36 @@ def ops_pages(settings: Settings, runtime: Callable[[], Runtime], flower_url: st
             return not_found(trade_no)
         fields = submitted()
         try:
-            runtime().review.resolve(trade_no, fields["state"], fields["reason"], fields["operator"])
+            runtime().review.resolve(trade_no, fields["state"], fields["reason"], fields["operator"],
+                                     version=fields["version"] or None, amount=fields["amount"] or None)
         except InvalidError as exc:
             record = runtime().store.get(trade_no) or {}
-            return resolve_form(trade_no, record, fields, exc.errors, 422)
+            return resolve_form(trade_no, record, {**fields, "version": str(record.get("version", 0))},
+                                exc.errors, 422)
+        except NoSuchJob:
+            return not_found(trade_no)
+        except VersionRequired:
+            return refused(400, "Incomplete form", "This form does not say which version of the job it showed. "
+                                                   "Open the resolve form again.")
+        except VersionChanged:
+            return changed(trade_no, runtime().store.get(trade_no))
+        except NotInReview as exc:
+            return refused(409, "Not in review", str(exc))
+        return redirect(url_for("ops_pages.index", resolved=trade_no), 303)
+
+    @pages.post("/orphans/<trade_no>/dismiss")
+    def dismiss(trade_no: str):
+        if not valid(trade_no):
+            return not_found(trade_no)
+        try:
+            runtime().review.dismiss(trade_no, request.form.get("reason", ""), request.form.get("operator", ""))
+        except InvalidError:
+            return refused(422, "Incomplete", "A dismissal needs a reason and an operator.")
         except NoSuchJob:
             return not_found(trade_no)
         except NotInReview as exc:
             return refused(409, "Not in review", str(exc))
-        return redirect(url_for("ops_pages.index", resolved=trade_no), 303)
+        return redirect(url_for("ops_pages.index"), 303)
 
     @pages.post("/jobs/<trade_no>/query")
     def query(trade_no: str):
@@ -217,7 +254,7 @@ def _form_errors(fields: dict) -> dict:
     """The resolve form's rules (``ResolveRequestSchema``, what ``resolve`` checks again), before
     the confirmation step."""
     try:
-        _RESOLUTION.load(fields)
+        _RESOLUTION.load({k: v for k, v in fields.items() if not (k == "amount" and v == "")})
     except ValidationError as exc:
         return {k: list(dict.fromkeys(v)) for k, v in exc.messages.items()}
     return {}

@@ -7,4 +7,5 @@ if redis.call('HGET', KEYS[1], 'leaseToken') ~= ARGV[1] then return -1 end
 if redis.call('HGET', KEYS[1], 'state') ~= 'submitting' then return -1 end
 if tonumber(redis.call('HGET', KEYS[1], 'leaseUntil') or '0') <= server_now_ms() then return -1 end
 if #ARGV > 1 then redis.call('HSET', KEYS[1], unpack(ARGV, 2)) end
+redis.call('HINCRBY', KEYS[1], 'version', 1)  -- `attempts` is part of the record
 return redis.call('HINCRBY', KEYS[1], 'attempts', 1)

@@ -1,6 +1,8 @@
 -- Store a new job as `queued`, or say it exists (same payload) or conflicts (another payload).
+-- A new job is open: its keys have no TTL (PERSIST; move.lua gives them one when it closes).
 -- KEYS: 1 job, 2 history, 3 events, 4 payload, 5 index:queued, 6 entered:queued, 7 transitions
--- ARGV: 1 tradeNo, 2 fingerprint, 3 now ms, 4 ttl, 5 events maxlen, 6 record JSON, 7 payload JSON
+-- ARGV: 1 tradeNo, 2 fingerprint, 3 now ms, 4 ttl (unused: an open job never expires),
+--       5 events maxlen, 6 record JSON (with `version` 1), 7 payload JSON
 -- Returns {'created'|'existing'|'conflict', state}.
 local fp = redis.call('HGET', KEYS[1], 'fingerprint')
 if fp then
@@ -12,7 +14,7 @@ local fields = cjson.decode(ARGV[6])
 local flat = {}
 for k, v in pairs(fields) do flat[#flat + 1] = k; flat[#flat + 1] = tostring(v) end
 redis.call('HSET', KEYS[1], unpack(flat))
-redis.call('SET', KEYS[4], ARGV[7], 'EX', ARGV[4])
+redis.call('SET', KEYS[4], ARGV[7])
 redis.call('RPUSH', KEYS[2], '{"at":' .. ARGV[3] .. ',"from":null,"to":"queued","detail":{}}')
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'tradeNo', ARGV[1], 'from', '',
            'to', 'queued', 'at', ARGV[3], 'detail', '{}')
@@ -20,6 +22,7 @@ redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
 -- for the metrics: entry times per open state (the reconciler's index above is rescheduled)
 redis.call('ZADD', KEYS[6], ARGV[3], ARGV[1])
 redis.call('HINCRBY', KEYS[7], 'new>queued', 1)
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-redis.call('EXPIRE', KEYS[2], ARGV[4])
+-- a job left over from an older version (expired hash, history still there) keeps no TTL either
+redis.call('PERSIST', KEYS[1])
+redis.call('PERSIST', KEYS[2])
 return {'created', 'queued'}

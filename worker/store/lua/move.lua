@@ -3,11 +3,15 @@
 -- a job's state (the state machine's rules are worker/domain/states.py; this script enforces
 -- them with the store's data). Writes the fields, appends to the history and the event stream,
 -- keeps the per-state indexes, counts the transition, records a webhook event, increments the
--- counters that move with the state; a lease claim also returns the payload to send.
+-- counters that move with the state; a lease claim also returns the payload to send. In the same
+-- step it may flag the job for a person (`flag_reason`: the settler's move that needs review) or
+-- take it out of review (`unflag`: an operator's resolve, only at the `version` they saw).
+-- Every applied move increments the record's `version`. TTL: an open or flagged job's keys never
+-- expire (PERSIST); a closed, unflagged one's expire `ttl` seconds after this change.
 --
 -- KEYS: 1 job, 2 history, 3 events, 4 payload, 5 retained, 6 transitions, 7 webhook endpoints,
---       8 webhook outbox; then, for each state in `open_states` (in its order), its index and its
---       entered zset; then one hash per counter in `counters`
+--       8 webhook outbox, 9 review set; then, for each state in `open_states` (in its order), its
+--       index and its entered zset; then one hash per counter in `counters`
 -- ARGV (JobStore.move builds them by name, worker/store/scripts.py):
 --   target           the state to move to
 --   allowed_from     the states it may be moved from, space-separated
@@ -26,11 +30,18 @@
 --   increase         a field that must grow for a move from target to itself ("" none)
 --   lease_token      a lease holder's write: refused when another claim was made since ("" none)
 --   webhook_type     the webhook event to record ("" none)
+--   version          the record's version the caller saw: refused unless it still is ("" any)
+--   flag_reason      flag the job for review with this reason, in this step ("" no flag)
+--   flag_detail      JSON of the needs_review history entry's detail (with flag_reason)
+--   unflag           JSON of the review_resolved history entry's detail: out of review ("" no)
 -- ARGV: target, allowed_from, now, ttl, events_maxlen, open_states, fields, drop, claim_ms
 -- ARGV: detail, trade_no, counters, retention, detail_by_state, increase, lease_token, webhook_type
--- Returns {applied 1|0, the state found, attempts, the claimed payload or false[, 1 lease lost]}.
+-- ARGV: version, flag_reason, flag_detail, unflag
+-- Returns {applied 1|0, the state found, attempts, the claimed payload or false[, 1 lease lost
+-- [, 1 version changed]]}.
 local target, allowed_from, now, ttl, events_maxlen, open_states, fields, drop, claim_ms,
-      detail, trade_no, counters, retention, detail_by_state, increase, lease_token, webhook_type =
+      detail, trade_no, counters, retention, detail_by_state, increase, lease_token, webhook_type,
+      version, flag_reason, flag_detail, unflag =
       unpack(ARGV)
 
 local current = redis.call('HGET', KEYS[1], 'state')
@@ -40,6 +51,10 @@ for s in string.gmatch(allowed_from, '%S+') do
   if s == current then allowed = true end
 end
 if not allowed then return {0, current, 0, false} end
+if version ~= '' and (redis.call('HGET', KEYS[1], 'version') or '0') ~= version then
+  -- changed since the caller read it (an operator's resolve): nothing is written
+  return {0, current, 0, false, 0, 1}
+end
 local payload = false
 if lease_token ~= '' and redis.call('HGET', KEYS[1], 'leaseToken') ~= lease_token then
   -- a write of a lease holder: another process claimed the job since (the holder lost it)
@@ -65,6 +80,7 @@ if claim_ms ~= '' then
   payload = redis.call('GET', KEYS[4]) or redis.call('HGET', KEYS[1], 'payload')
   if not payload then return {0, current, 0, false} end
 end
+redis.call('HINCRBY', KEYS[1], 'version', 1)
 local flat = {'state', target, 'updatedAt', now}
 if lease_until then flat[#flat + 1] = 'leaseUntil'; flat[#flat + 1] = lease_until end
 for k, v in pairs(values) do flat[#flat + 1] = k; flat[#flat + 1] = tostring(v) end
@@ -98,8 +114,8 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', events_maxlen, '*', 'tradeNo', trade_
 local index, entered, n = {}, {}, 0
 for s in string.gmatch(open_states, '%S+') do
   n = n + 1
-  index[s] = KEYS[7 + 2 * n]
-  entered[s] = KEYS[8 + 2 * n]
+  index[s] = KEYS[8 + 2 * n]
+  entered[s] = KEYS[9 + 2 * n]
 end
 if index[current] then redis.call('ZREM', index[current], trade_no) end
 if index[target] then redis.call('ZADD', index[target], now, trade_no) end
@@ -121,11 +137,41 @@ if webhook_type ~= '' then
 end
 for i, c in ipairs(cjson.decode(counters)) do
   -- counters that must move with the state, exactly once (e.g. successes per payer IP)
-  local key = KEYS[8 + 2 * n + i]
+  local key = KEYS[9 + 2 * n + i]
   redis.call('HINCRBY', key, c[1], 1)
   redis.call('EXPIRE', key, c[2])
 end
-redis.call('EXPIRE', KEYS[1], ttl)
-redis.call('EXPIRE', KEYS[2], ttl)
-if not purge then redis.call('EXPIRE', KEYS[4], ttl) end
+if flag_reason ~= '' and redis.call('HGET', KEYS[1], 'flaggedReason') ~= flag_reason then
+  -- the flag with the move (flag.lua's writes): never needsReview without a review-queue entry
+  redis.call('HSET', KEYS[1], 'needsReview', 'true', 'reviewReason', flag_reason, 'reviewAt', now,
+             'flaggedReason', flag_reason)
+  redis.call('SADD', KEYS[9], trade_no)
+  if redis.call('EXISTS', KEYS[7]) == 1 then
+    local seq = redis.call('HINCRBY', KEYS[1], 'webhookSeq', 1)
+    redis.call('XADD', KEYS[8], 'MAXLEN', '~', events_maxlen, '*', 'type', 'checkout.needs_review',
+               'tradeNo', trade_no, 'sequence', seq, 'at', now, 'record', cjson.encode(redis.call('HGETALL', KEYS[1])))
+  end
+  redis.call('RPUSH', KEYS[2], '{"at":' .. now .. ',"from":null,"to":null,"detail":' .. flag_detail .. '}')
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', events_maxlen, '*', 'tradeNo', trade_no, 'from', '', 'to', '',
+             'at', now, 'detail', flag_detail)
+end
+if unflag ~= '' then
+  -- an operator's resolve: out of the review queue in the same step as the move
+  redis.call('HSET', KEYS[1], 'needsReview', 'false')
+  redis.call('HDEL', KEYS[1], 'flaggedReason')  -- the same reason later flags again
+  redis.call('SREM', KEYS[9], trade_no)
+  redis.call('RPUSH', KEYS[2], '{"at":' .. now .. ',"from":null,"to":null,"detail":' .. unflag .. '}')
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', events_maxlen, '*', 'tradeNo', trade_no, 'from', '', 'to', '',
+             'at', now, 'detail', unflag)
+end
+if index[target] or redis.call('HGET', KEYS[1], 'needsReview') == 'true' then
+  -- open or flagged: kept until it closes and a person (if needed) has looked at it
+  redis.call('PERSIST', KEYS[1])
+  redis.call('PERSIST', KEYS[2])
+  if not purge then redis.call('PERSIST', KEYS[4]) end
+else
+  redis.call('EXPIRE', KEYS[1], ttl)
+  redis.call('EXPIRE', KEYS[2], ttl)
+  if not purge then redis.call('EXPIRE', KEYS[4], ttl) end
+end
 return {1, current, tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0'), payload}

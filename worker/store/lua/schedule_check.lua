@@ -4,6 +4,7 @@
 -- Returns the number of checks (0: the job is gone).
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local checks = redis.call('HINCRBY', KEYS[1], 'reconcileChecks', 1)
+redis.call('HINCRBY', KEYS[1], 'version', 1)  -- `reconcileChecks` is part of the record
 local delay = math.min(tonumber(ARGV[4]), tonumber(ARGV[3]) * 2 ^ (checks - 1))
 local next_check = tonumber(ARGV[2]) + delay
 redis.call('HSET', KEYS[1], 'nextCheckAt', string.format('%d', next_check))
