@@ -291,3 +291,15 @@ def test_a_matching_platform_trade_no_is_applied():
     store, settler = FakeStore(FakeJob({"platFormTradeNo": "c167o1itir0fypid"})), FakeSettler()
     assert CallbackProcessor(store, settler).apply(paid("c167o1itir0fypid")) == "succeeded"
     assert store.flags == []
+
+
+# --- the sandbox: the remark comes back ---------------------------------------------------------
+
+def test_the_sandbox_callback_carries_the_orders_remark_as_it_is():
+    from worker.sandbox.notify import callback_fields
+    order = {"tradeNo": "T1", "platFormTradeNo": "P1", "status": "00029", "message": "Failed",
+             "paidAmount": None, "paidAt": None, "remark": "order 42"}
+    fields = callback_fields(order, 1)
+    assert fields["remark"] == "order 42"
+    assert "remark" not in callback_fields({**order, "remark": ""}, 1)  # never sent empty
+    assert boundary_errors(fields) == {}
