@@ -194,12 +194,17 @@ def run(bench: Bench, sizes: dict) -> Section:
             for t in trade_nos:
                 if time.perf_counter() > deadline:
                     break
-                reply = http.post(bench.web_url + "/vexora/notify", data=callback_body(t),
+                reply = http.post(bench.web_url + "/vexora/notify", data=callback_body(t, platform_no=ids.get(t)),
                                   headers={"Content-Type": "application/json"}, timeout=15)
                 reply.raise_for_status()
             wait_for(lambda: r.zcard(paying_key) == 0, timeout=max(60, m / 10), interval=0.1)
             wait_for(lambda: r.hlen("unacked") == 0 and r.llen("callbacks") == 0, timeout=30, interval=0.1)
 
+        # the gateway's id of each job, read before the phase is measured: callbacks must name it
+        pipe = r.pipeline(transaction=False)
+        for t in trade_nos:
+            pipe.hget(bench.runtime.store.keys.job(t), "platFormTradeNo")
+        ids = {t: v.decode() for t, v in zip(trade_nos, pipe.execute()) if v}
         cb = _less_idle(_phase(r, callbacks, {"zcard", "hlen", "llen"}), idle)
         bench.pause([worker], queues=("callbacks",))
         states = Counter(s.decode() if s else None for s in
@@ -248,8 +253,10 @@ def run(bench: Bench, sizes: dict) -> Section:
         rt_submit = _per_call(bench, [lambda t=j["tradeNo"]: submitter.submit(t) for j in fresh[1:]],
                               "Submitter.submit (in-process, 0 ms gateway)")
         processor = bench.runtime.callbacks
+        held = {j["tradeNo"]: r.hget(store.keys.job(j["tradeNo"]), "platFormTradeNo") for j in fresh[1:]}
         rt_callback = _per_call(bench, [lambda t=j["tradeNo"]: processor.apply(
-            {"tradeNo": t, "status": "0000", "amount": "300.00", "platFormTradeNo": "p-" + t[-8:],
+            {"tradeNo": t, "status": "0000", "amount": "300.00",
+             "platFormTradeNo": held[t].decode() if held[t] else "p-" + t[-8:],
              "message": "Success"}) for j in fresh[1:]], "CallbackProcessor.apply (in-process)")
         idle_small = tree_memory(worker.popen.pid)
     finally:

@@ -464,10 +464,12 @@ class MemorySampler:
 
 
 def callback_body(trade_no: str, status: str = "0000", amount: str = "300.00",
-                  secret: str = APP_SECRET) -> bytes:
+                  secret: str = APP_SECRET, platform_no: str | None = None) -> bytes:
     """A callback as the gateway sends it, with the fields of ``tests/support/stack.py``'s
-    ``Stack.callback_fields``: signed, ``amount`` a raw JSON number."""
-    fields = {"platFormTradeNo": "p-" + trade_no[-8:], "tradeNo": trade_no, "amount": amount,
+    ``Stack.callback_fields``: signed, ``amount`` a raw JSON number. ``platform_no`` is the
+    gateway's id the job holds (a callback naming another is never applied); by default the one
+    ``make_paying`` gives."""
+    fields = {"platFormTradeNo": platform_no or "p-" + trade_no[-8:], "tradeNo": trade_no, "amount": amount,
               "status": status, "message": {"0000": "Success", "0001": "Partially paid",
                                             "0015": "Paying"}.get(status, "Failed"),
               "timestamp": str(int(time.time() * 1000))}

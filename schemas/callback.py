@@ -2,17 +2,46 @@
 
 Input is the body parsed with ``worker.signing.parse_json_keeping_numbers``, so JSON numbers
 arrive as ``RawNumber`` (a ``str`` holding the exact wire text). The schema only checks shape;
-the caller verifies the signature on the values exactly as received. Unknown fields are kept
-because they are part of the signed string, but must be scalars so they sign unambiguously.
+the caller verifies the signature on the values exactly as received.
+
+The signed text is ``k1=v1k2=v2…`` with no separator, so a signature alone does not say where one
+field ends and the next begins. Two rules make that boundary unambiguous: only the fields the
+gateway's documentation names (``DOCUMENTED_FIELDS``) are accepted, and no value may contain ``=``
+(the argument: docs/gateway.md §Why a signature cannot be moved between fields).
+``boundary_errors`` states both on their own, so the endpoint can count such a callback apart.
 """
 
 from __future__ import annotations
 
-from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
+from collections.abc import Mapping
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from schemas._rules import FullMatch
 
-__all__ = ["CallbackSchema"]
+__all__ = ["CallbackSchema", "DOCUMENTED_FIELDS", "SIGNED_SEPARATOR", "boundary_errors"]
+
+# the callback fields the gateway's documentation names (docs/gateway.md §Callbacks (notify)); no other
+DOCUMENTED_FIELDS = frozenset({"platFormTradeNo", "tradeNo", "amount", "status", "message", "timestamp",
+                               "sign", "successTime", "remark"})
+SIGNED_SEPARATOR = "="  # between a key and its value in the signed text: the one boundary marker
+UNDOCUMENTED = "not a field the gateway documents: refused, a signature could be moved onto it"
+SHIFTS_BOUNDARY = "must not contain '=': it would let a signature be split into other fields"
+
+
+def boundary_errors(body: Mapping[str, object]) -> dict[str, list[str]]:
+    """The fields of ``body`` that would let its signature be re-split: ``{}`` when none.
+
+    Undocumented names, and any value whose text contains ``=`` (only strings can: a ``RawNumber``
+    is a str, booleans and ``null`` sign as ``true``/``false``/nothing). Never echoes a value.
+    """
+    errors: dict[str, list[str]] = {}
+    for key, value in body.items():
+        if key not in DOCUMENTED_FIELDS:
+            errors[key] = [UNDOCUMENTED]
+        elif isinstance(value, str) and SIGNED_SEPARATOR in value:
+            errors[key] = [SHIFTS_BOUNDARY]
+    return errors
 
 
 class _Str(fields.String):
@@ -31,10 +60,12 @@ def _non_empty(limit: int) -> validate.Length:
 
 
 class CallbackSchema(Schema):
-    """A callback body; ``load`` returns it with the declared fields checked."""
+    """A callback body; ``load`` returns it with every field checked (only documented ones)."""
 
     class Meta:
-        unknown = INCLUDE
+        unknown = RAISE  # an extra field is signed too: it could carry a moved boundary
+
+    error_messages = {"unknown": UNDOCUMENTED}
 
     tradeNo = _Str(required=True, validate=_non_empty(64))
     platFormTradeNo = _Str(required=True, validate=_non_empty(64))
@@ -50,17 +81,8 @@ class CallbackSchema(Schema):
     remark = _Str(allow_none=True)
 
     @validates_schema(skip_on_field_errors=False)
-    def _extras_are_scalars(self, data: dict, **_kwargs) -> None:
-        # A nested value has no agreed text form in the signed string; a Python int or float
-        # means the body was not parsed with parse_json_keeping_numbers (floats lose their text).
-        errors = {}
-        for key, value in data.items():
-            if key in self.fields or value is None or isinstance(value, (str, bool)):
-                continue
-            errors[key] = [
-                "must be a scalar (string, number, boolean or null), not an object or list"
-                if isinstance(value, (dict, list))
-                else "must be a string, boolean or null (JSON numbers arrive as RawNumber)"
-            ]
+    def _no_boundary_in_values(self, data: dict, **_kwargs) -> None:
+        errors = {key: messages for key, messages in boundary_errors(data).items()
+                  if messages == [SHIFTS_BOUNDARY]}
         if errors:
             raise ValidationError(errors)

@@ -95,6 +95,14 @@ _KATAKANA_RULE = "must be full-width Katakana (ァ-ヺ, ー and ・ only, e.g. �
 _katakana = [_max_length(64), FullMatch(r"^[\u30a1-\u30fc]+$", _KATAKANA_RULE)]
 
 
+# The remark comes back signed in every callback: no '=' (it would let a signature be split into
+# other fields) and only printable ASCII, which leaves no room for the arbitrary bytes an MD5
+# collision block needs (docs/gateway.md §Residual risk of the signature scheme).
+REMARK_PATTERN = r"^[\x20-\x3c\x3e-\x7e]+$"
+REMARK_RULE = ("may contain only printable ASCII (letters, digits, space and punctuation) "
+               "and no '='")
+
+
 TRADE_NO_RULES = [
     _max_length(TRADE_NO_MAX),
     FullMatch("^[A-Za-z0-9_-]+$", "may contain only letters A-Z a-z, digits, _ and -"),
@@ -164,7 +172,12 @@ class CheckoutRequestSchema(Schema):
     )
     returnUrl = _Text(required=True, validate=_url, metadata={
         "description": "Where the payer returns after paying."})
-    remark = _Text(metadata={"description": "Free text echoed back by the gateway."})
+    remark = _Text(validate=FullMatch(REMARK_PATTERN, REMARK_RULE), metadata={
+        "description": "Your reference, echoed back by the gateway in its answers and callbacks: "
+                       "printable ASCII without '=' (letters, digits, space and punctuation), at "
+                       "most the configured length. '=' is refused because the gateway's signature "
+                       "joins fields as key=value with no separator: "
+                       "docs/gateway.md §Why a signature cannot be moved between fields."})
 
     def __init__(
         self,

@@ -277,8 +277,17 @@ _DIGITS = re.compile(r"[0-9]+")
 _HEX32 = re.compile(r"[0-9A-Fa-f]{32}")
 
 
+DOCUMENTED_CALLBACK_FIELDS = {"tradeNo", "platFormTradeNo", "amount", "status", "timestamp", "sign", "message",
+                              "successTime", "remark"}
+
+
 def callback_is_valid(fields: dict) -> bool:
-    """The callback rules: required texts and their formats; extras scalar. Numbers are texts."""
+    """The callback rules: required texts and their formats; only the documented fields, and no
+    '=' in any value (docs/gateway.md, a signature must not move between fields). Numbers are texts."""
+    if set(fields) - DOCUMENTED_CALLBACK_FIELDS:
+        return False
+    if any(isinstance(v, str) and "=" in v for v in fields.values()):
+        return False
     def text(key):
         value = fields.get(key)
         return value.text if isinstance(value, Num) else value if isinstance(value, str) else None

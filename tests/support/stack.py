@@ -193,10 +193,15 @@ class Stack:
         empty = {"received": 0, "created": 0, "duplicates": 0, "faults": 0}
         return {**empty, **self.stats()["checkout"].get(trade_no, {})}
 
-    @staticmethod
-    def callback_fields(trade_no: str, status: str = "0000", amount: str = "300.00", **extra: str) -> dict:
-        """The fields of a callback as the gateway sends them, unsigned (``amount`` verbatim)."""
-        return {"platFormTradeNo": "p-" + trade_no[-8:], "tradeNo": trade_no, "amount": amount,
+    def callback_fields(self, trade_no: str, status: str = "0000", amount: str = "300.00", **extra: str) -> dict:
+        """The fields of a callback as the gateway sends them, unsigned (``amount`` verbatim).
+
+        ``platFormTradeNo`` is the one the job holds (the gateway's id for it), else made up: a
+        callback naming another id than the job's is never applied."""
+        store = self.runtime.store
+        held = store.redis.hget(store.keys.job(trade_no), "platFormTradeNo")
+        return {"platFormTradeNo": held.decode() if held else "p-" + trade_no[-8:],
+                "tradeNo": trade_no, "amount": amount,
                 "status": status, "message": {"0000": "Success", "0001": "Partially paid",
                                               "0015": "Paying"}.get(status, "Failed"),
                 "timestamp": str(int(time.time() * 1000)), **extra}

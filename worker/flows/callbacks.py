@@ -7,6 +7,7 @@ store: a move is atomic and forward-only, so the gateway's resends, duplicates d
 concurrently and late callbacks change nothing. A callback for an unknown ``tradeNo`` is an orphan
 event; one that reports money is also kept in the review queue (``Settler.orphan``); conflicts (paid for a job closed unpaid, unrecognised statuses, amounts that differ)
 are flagged for review, never applied.
+
 """
 
 from __future__ import annotations
@@ -19,20 +20,24 @@ from worker.domain.settlement import Report
 from worker.flows.settle import ORPHAN, Settler
 from worker.store.jobs import JobStore
 
-__all__ = ["CallbackProcessor"]
+__all__ = ["CallbackProcessor", "PLATFORM_MISMATCH", "platform_mismatch"]
 
 log = logging.getLogger("vexora.callbacks")
+
+PLATFORM_MISMATCH = "platform_mismatch"  # apply()'s answer, and the callbacks_total result
 
 
 class CallbackProcessor:
     """Moves jobs on callbacks; safe to call any number of times with the same callback."""
 
-    def __init__(self, store: JobStore, settler: Settler):
+    def __init__(self, store: JobStore, settler: Settler, meter=None):
         self.store = store
         self.settler = settler
+        self.meter = meter  # worker.ops.metrics.Meter, or None (metrics off)
 
     def apply(self, callback: Mapping[str, object]) -> str:
-        """Apply one callback; return what happened: the new state, ``unchanged`` or ``orphan``."""
+        """Apply one callback; return what happened: the new state, ``unchanged``, ``orphan`` or
+        ``platform_mismatch`` (it names another ``platFormTradeNo`` than the job holds)."""
         trade_no = str(callback["tradeNo"])
         status = str(callback["status"])
         job = self.store.load(trade_no)
@@ -43,11 +48,34 @@ class CallbackProcessor:
             if self.settler.orphan(trade_no, orphan):
                 return ORPHAN
             job = self.store.load(trade_no)  # created meanwhile: applied to it below
+        given, held = _text(callback.get("platFormTradeNo")), job.fields.get("platFormTradeNo")
+        if platform_mismatch(held, given):
+            return self._mismatch(trade_no, status, given, held)
         fields = {"message": str(callback.get("message") or ""), "callbackAt": self.store.now_ms()}
-        if callback.get("platFormTradeNo"):
-            fields["platFormTradeNo"] = str(callback["platFormTradeNo"])
+        if given:
+            fields["platFormTradeNo"] = given
         report = Report(settlement.CALLBACK, status, _text(callback.get("amount")), fields)
         return self.settler.apply(trade_no, report, job=job)
+
+    def _mismatch(self, trade_no: str, status: str, given: str | None, held: str) -> str:
+        """A signed callback that names another gateway id than the one the job holds: nothing
+        applied; in front of a person (a resend of it flags once), and counted."""
+        self.store.flag(trade_no, f"a signed callback named platFormTradeNo {given}, but the gateway "
+                                  f"gave this job {held}: not applied",
+                        {"source": settlement.CALLBACK, "check": "platFormTradeNo", "status": status,
+                         "platFormTradeNo": given, "held": held})
+        if self.meter is not None:
+            self.meter.inc("callbacks_total", result=PLATFORM_MISMATCH)
+        return PLATFORM_MISMATCH
+
+
+def platform_mismatch(held: object, given: object) -> bool:
+    """True when a callback's ``platFormTradeNo`` contradicts the one the job already holds.
+
+    A job that holds none yet (its create answer was lost) accepts the callback's, as the first
+    word from the gateway about it; a callback without one cannot contradict (the schema requires
+    it anyway)."""
+    return bool(held) and bool(given) and str(given) != str(held)
 
 
 def _text(value: object) -> str | None:

@@ -147,7 +147,7 @@ class Runtime:
     @cached_property
     def callbacks(self):
         from worker.flows.callbacks import CallbackProcessor
-        return CallbackProcessor(self.store, self.settler)
+        return CallbackProcessor(self.store, self.settler, meter=self.meter if self.settings.metrics else None)
 
     @cached_property
     def reconciler(self):

@@ -259,11 +259,16 @@ def _paths(trade_no: dict) -> dict[str, dict]:
             "tags": ["gateway"], "summary": "Gateway callback (signed per the gateway's rules)",
             "description": "The raw body is parsed keeping numbers as their JSON text, the signature "
                            "verified on those values, the schema checked, the fields queued; OK only "
-                           "once queued. VEXORA_CALLBACK_ALLOWED_IPS may restrict the sources.",
+                           "once queued. Only the documented fields are accepted, and no value may "
+                           "contain '=' (the signed text has no separator between fields, so such a "
+                           "body could carry a genuine signature re-split onto other fields). "
+                           "VEXORA_CALLBACK_ALLOWED_IPS may restrict the sources.",
             "requestBody": {"required": True, "content": _json("Callback")},
             "responses": {"200": _text("Queued", "OK"),
                           "400": {"description": "Malformed: not JSON, not an object, or fields the schema "
-                                                 "refuses (JSON: {error, fields})"},
+                                                 "refuses (JSON: {error, fields}); or refused: a field the "
+                                                 "gateway does not document or '=' in a value (JSON: "
+                                                 "{error, fields, undocumentedFields})"},
                           "401": _text("Bad signature", "invalid signature"),
                           "403": _text("Source not allowed", "forbidden"),
                           "413": _text("Larger than VEXORA_CALLBACK_MAX_BYTES"),

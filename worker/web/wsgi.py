@@ -6,7 +6,9 @@ can read it; it stays thin — each view calls plain logic and the store.
 
 ``POST /vexora/notify`` (docs/gateway.md §Callbacks (notify)): the raw body, size-limited, is parsed keeping numbers as
 their JSON text; the signature is verified on those values (constant time) → 401; the callback
-schema → 400; the verified fields go on the ``callbacks`` queue; ``OK`` is answered only once
+schema → 400 (a field the gateway does not document, or ``=`` in a value, first and counted apart:
+``refused_fields``, since such a body could carry a genuine signature moved onto other fields);
+the verified fields go on the ``callbacks`` queue; ``OK`` is answered only once
 the message is on the broker. If the broker cannot take it the answer is 503, so the gateway
 sends it again — never ``OK`` for a callback that was not queued.
 
@@ -37,6 +39,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from schemas import CallbackSchema
+from schemas.callback import DOCUMENTED_FIELDS, boundary_errors
 from worker.celery import CALLBACK_QUEUE
 from worker.config.settings import Settings
 from worker.config.startup import at_import
@@ -134,6 +137,20 @@ def create_app(settings: Settings | None = None, runtime=None) -> Flask:
             event(log, logging.WARNING, "callback_refused", reason="invalid signature")
             counted("bad_signature")
             return _text("invalid signature", 401)
+        refused = boundary_errors(body)
+        if refused:
+            # signed, but shaped so that its signature could belong to other fields: a re-split of
+            # a genuine callback (docs/gateway.md §Why a signature cannot be moved between fields).
+            # Only documented names are logged or echoed: other names and every value are the
+            # sender's text.
+            documented = sorted(key for key in refused if key in DOCUMENTED_FIELDS)
+            undocumented = len(refused) - len(documented)
+            event(log, logging.WARNING, "callback_refused", reason="undocumented field or '=' in a value",
+                  fieldsWithEquals=",".join(documented) or "none", undocumentedFields=undocumented)
+            counted("refused_fields")
+            return jsonify({"error": "refused callback: a field the gateway does not document, "
+                                     "or a value containing '='",
+                            "fields": documented, "undocumentedFields": undocumented}), 400
         errors = callback_schema.validate(body)
         if errors:
             counted("invalid")
