@@ -153,3 +153,27 @@ def test_a_query_with_only_the_orders_amount_never_closes_a_partial_payment(stac
     assert record["state"] == states.PARTIALLY_PAID and record["paidAmount"] == "250"
     assert record["needsReview"] is True and "not named as paid" in record["reviewReason"]
     assert states.SUCCEEDED not in visited(record)
+
+
+def test_a_flagged_job_sent_again_is_judged_as_flagged_by_its_submits_query(stack):
+    # A job already flagged (its first request was ambiguous) is sent again: the resend's query
+    # answers paid with only the plain amount, the order's. A flagged job is never settled by that
+    # (docs/gateway.md §Amounts): the submit must judge the job as it is, flagged, not as it
+    # claimed it (before this, the resend held a copy without the flag and moved it to succeeded).
+    rt = stack.runtime
+    job = payload()
+    trade_no = job["tradeNo"]
+    stack.drop_callbacks(trade_no)
+    # the order exists at the gateway (the first, ambiguous request created it), paid 250 of 300
+    assert rt.gateway.checkout({**job, "notifyUrl": stack.settings.notify_url}).code == "0000"
+    stack.set_gateway_status(trade_no, "0000", "250")
+    stack.faults({"endpoint": "query", "tradeNo": trade_no, "kind": "amount_only", "times": -1})
+    # the job as our store knows it: created, one request counted, flagged, queued to be sent again
+    rt.store.create(trade_no, job, contact={}, amount=job["amount"])
+    rt.store.count_attempt(trade_no)
+    assert rt.store.flag(trade_no, "checked by a person first")
+    state = rt.submitter.submit(trade_no)  # in this process: the real store and sandbox
+    record = stack.record(trade_no)
+    assert state != states.SUCCEEDED and record["state"] != states.SUCCEEDED, record
+    assert record["needsReview"] is True
+    assert stack.sent(trade_no)["created"] == 1  # the resend asked first, sent nothing

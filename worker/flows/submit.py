@@ -23,6 +23,7 @@ The rules (docs/design.md §Submission rules):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -98,9 +99,11 @@ class Submitter:
                 return self.record(trade_no, Outcome(states.REJECTED, {"errors": {"ipAddress": [refused]}},
                                                      "per-IP daily limit"), lease_token=token)
         outcome = self.send(trade_no, fields, resend=resend, hashed_ip=hashed_ip, lease_token=token)
-        # what this submit knows of its job; if a callback moved it meanwhile, the settler re-reads
-        held = Job(trade_no, states.SUBMITTING, claim.attempts, 0, None,
-                   {"amount": fields["amount"], "ipHash": hashed_ip})
+        # what this submit knows of its job; if a callback moved it meanwhile, the settler re-reads.
+        # A resend (a re-drive or a takeover) reads it again: the job may have been flagged since
+        # its first request, and a flagged job is judged as one (settlement.decide's ``flagged``).
+        held = None if resend else Job(trade_no, states.SUBMITTING, claim.attempts, 0, None,
+                                       {"amount": fields["amount"], "ipHash": hashed_ip})
         return self.record(trade_no, outcome, held=held, lease_token=token)
 
     def _lease_lost(self, trade_no: str, when: str) -> str | None:
@@ -207,6 +210,4 @@ def _error_fields(exc: CheckoutError) -> dict:
 
 def _timed(outcome: Outcome | Report, started: float) -> Outcome | Report:
     fields = {**outcome.fields, "latencyMs": int((time.monotonic() - started) * 1000)}
-    if isinstance(outcome, Report):
-        return Report(outcome.source, outcome.status, outcome.paid_amount, fields)
-    return Outcome(outcome.state, fields, outcome.reason)
+    return dataclasses.replace(outcome, fields=fields)  # everything else kept (amount_may_be_order)
