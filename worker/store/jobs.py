@@ -220,7 +220,7 @@ class JobStore:
             pipe.rpush(self.keys.history(trade_no),
                        f'{{"at":{now},"from":null,"to":null,"detail":{detail_json}}}')
         pipe.xadd(self.keys.events, {"tradeNo": trade_no, "from": "", "to": "", "at": now,
-                                    "detail": detail_json}, maxlen=self.events_maxlen, approximate=True)
+                                    "detail": detail_json})  # never capped here: streams.StreamTrimmer
         pipe.execute()
         event(log, logging.INFO, "job_event", {"tradeNo": trade_no, "kind": kind, **_log_detail(detail)})
 
