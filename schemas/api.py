@@ -205,6 +205,7 @@ class WebhookEndpointSchema(Schema):
     types = fields.List(fields.String(validate=validate.OneOf(EVENT_TYPES)), required=True)
     enabled = fields.Boolean(required=True)
     disabledReason = fields.String(required=True, allow_none=True)
+    disabledAt = EpochMillis(allow_none=True, metadata={"description": "When it was last disabled."})
     failingSince = EpochMillis(required=True, allow_none=True)
     createdAt = EpochMillis(required=True)
     secrets = fields.List(fields.Nested(WebhookSecretTailSchema), required=True)
@@ -252,7 +253,9 @@ class WebhookAttemptSchema(Schema):
                                                  "description": "The HTTP status, or what failed "
                                                                 "(timeout, connection...)."})
     latencyMs = fields.Integer(required=True, strict=True)
-    response = fields.String(required=True, metadata={"description": "The answer's first 200 characters."})
+    reason = fields.String(required=True, metadata={
+        "description": "A short reason of our own (the status in words, or what failed); the receiver's "
+                       "answer is never kept."})
 
 
 class WebhookAttemptsSchema(Schema):

@@ -45,6 +45,7 @@ VEXORA_METRICS = {
     "vexora_jobs", "vexora_jobs_needing_review", "vexora_oldest_job_age_seconds", "vexora_transitions_total",
     "vexora_gateway_requests_total", "vexora_callbacks_total", "vexora_reconcile_total",
     "vexora_reconcile_last_pass_timestamp_seconds",
+    "vexora_stream_unread_entries", "vexora_stream_oldest_unread_age_seconds",
     *(f"vexora_gateway_request_duration_seconds_{s}" for s in ("bucket", "sum", "count")),
 }
 OPEN_STATES = {"queued", "submitting", "paying", "partially_paid", "unknown"}
@@ -62,11 +63,13 @@ LABEL_VALUES = {
                "query_refused", "refused_needs_review",
                "deferred", "skipped", *(f"settled_{s}" for s in ALL_STATES)},  # the reconciler
     "job": {"vexora-web", "flower"},
+    "stream": {"webhooks", "events"},
 }
 REQUIRED_ALERTS = {  # what the rules must cover (issue 13)
     "VexoraJobsStuckUnknown", "VexoraJobsStuckSubmitting", "VexoraReviewQueueNotEmpty",
     "VexoraGatewayErrorRatioHigh", "VexoraCallbackBadSignatures", "VexoraReconcilerNoRecentPass",
     "VexoraReconcilerMetricMissing", "VexoraWebDown",
+    "VexoraWebhookOutboxLagging",  # issue 20: the outbox's lag
 }
 
 
@@ -237,6 +240,8 @@ BREAKAGES = {
     "secret-mismatch page ignores accepted callbacks": _expr("VexoraCallbacksAllBadSignature", "unless", "or"),
     "web down only when absent": _expr("VexoraWebDown", 'up{job="vexora-web"} == 0 or ', ""),
     "web down as a ticket": _label("VexoraWebDown", "severity", "ticket"),
+    "outbox alert on the job events": _expr("VexoraWebhookOutboxLagging", 'stream="webhooks"', 'stream=~".+"'),
+    "outbox alert after an hour": _expr("VexoraWebhookOutboxLagging", "> 300", "> 3600"),
 }
 
 

@@ -126,6 +126,31 @@ def test_every_outcome_arrives_verified_through_downtime_and_503s(stack, receive
     assert all(any(a["status"] in (204, 200) for a in stack.runtime.webhook_dispatcher.attempts(t)) for t in jobs)
 
 
+def test_a_refused_event_shows_our_reason_not_the_receivers_answer_and_replays(stack, receiver):
+    """Issue 20: a permanent 4xx fails the delivery at once; GET /v1/checkouts/<t>/webhooks shows
+    its status and a reason of ours, none of the receiver's body; POST /v1/webhooks/replay of
+    its window delivers it once the receiver is fixed."""
+    receiver.control(stack.http, "POST", "/_receiver/faults", fail_first=1, status=422)
+    since = time.time()
+    trade_no = stack.enqueue(payload())
+    stack.wait_state(trade_no, states.PAYING)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+
+    def shown():
+        answer = stack.http.get(f"{stack.web_url}/v1/checkouts/{trade_no}/webhooks", headers=headers, timeout=10)
+        return [a for a in answer.json()["attempts"] if a["status"] == 422]
+    refused = wait_until(shown, timeout=30, what="the refused attempt")
+    assert refused[0]["reason"] == "unprocessable" and "failing on purpose" not in json.dumps(refused)
+    assert b"failing on purpose" not in b"".join(
+        stack.runtime.redis.lrange(stack.runtime.webhook_dispatcher.attempts_key(trade_no), 0, -1))
+    receiver.control(stack.http, "DELETE", "/_receiver/faults")
+    replayed = stack.http.post(f"{stack.web_url}/v1/webhooks/replay", headers=headers,
+                               json={"since": since, "until": time.time()}, timeout=10)
+    assert replayed.status_code in (200, 202), replayed.text
+    wait_until(lambda: final_event_arrived_types(receiver, stack, [trade_no], "checkout.paying"), timeout=30,
+               what="the replayed event")
+
+
 def test_attempts_are_listed_by_the_cli_and_the_api(stack, receiver):
     trade_no = stack.enqueue(payload())
     stack.wait_state(trade_no, states.PAYING)
@@ -155,8 +180,12 @@ def test_the_api_get_checkout_the_cli_and_a_webhook_give_the_same_typed_record(s
     attempts = stack.runtime.webhook_dispatcher.attempts
     wait_until(lambda: any(a["type"] == "checkout.succeeded" for a in attempts(trade_no)), timeout=30,
                what="the checkout.succeeded webhook")
-    event_id = next(a["webhookId"] for a in attempts(trade_no) if a["type"] == "checkout.succeeded")
-    sent = json.loads(stack.runtime.redis.get(stack.runtime.webhook_dispatcher.body_key(event_id[len("msg_"):])))
+    hook_id = next(a["webhookId"] for a in attempts(trade_no) if a["type"] == "checkout.succeeded")
+    dispatcher = stack.runtime.webhook_dispatcher
+    event_id = next(i.decode() for i, f in dispatcher.redis.xrange(dispatcher.outbox)
+                    if f[b"tradeNo"].decode() == trade_no and f[b"type"] == b"checkout.succeeded")
+    sent = json.loads(stack.runtime.redis.get(dispatcher.body_key(event_id)))
+    assert hook_id == f"msg_{trade_no}_{sent['data']['sequence']}"  # (tradeNo, sequence): issue 20
 
     headers = {"Authorization": f"Bearer {TOKEN}"}
     api = stack.http.get(f"{stack.web_url}/v1/checkouts/{trade_no}", headers=headers, timeout=10).json()

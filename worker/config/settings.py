@@ -285,7 +285,7 @@ class Settings:
     log_format: str = "logfmt"  # or "json": one event per line either way
     job_ttl_seconds: int = 30 * 24 * 3600
     payload_retention_seconds: int = 0  # payer data kept after the checkout is created; 0: purged at once
-    events_maxlen: int = 100_000
+    events_maxlen: int = 100_000  # entries a stream keeps at least; older ones go once every group read them
 
     connect_timeout: float = 3.05
     read_timeout: float = 10.0

@@ -10,6 +10,11 @@ Two kinds of numbers:
   background thread every ``FLUSH_SECONDS`` in one round trip, so a request costs a few
   microseconds, not a round trip. A process that dies loses at most its last interval's counts.
 
+The streams' readers, read when Prometheus scrapes (``worker.store.streams.readers``): for each
+consumer group of the webhook outbox (the dispatcher's) and of ``p:events`` (apps' event
+consumers), how many entries it has not read or not acknowledged and the age of the oldest —
+the outbox's lag, which the trim pass never drops (``VexoraWebhookOutboxLagging``).
+
 ``collect`` turns both into Prometheus metric families (``prometheus_client``), labelled only by
 state, operation, outcome or result — never a tradeNo, an IP or a payer value.
 """
@@ -28,6 +33,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from worker.logs import event
 from worker.store.jobs import JobStore
+from worker.store.streams import readers
 
 __all__ = ["Meter", "StoreCollector", "BUCKETS", "FLUSH_SECONDS"]
 
@@ -148,6 +154,24 @@ class StoreCollector:
                                 "Unix time of the last completed reconciler pass (0: none yet).",
                                 value=last_pass / 1000 if last_pass else 0)
         yield from _process_counters(stats["counters"])
+        yield from self._streams(now)
+
+    def _streams(self, now: float):
+        unread = GaugeMetricFamily("vexora_stream_unread_entries",
+                                   "Entries of a stream a consumer group has not read or not acknowledged "
+                                   "(stream: webhooks = the webhook outbox, events = the job events).",
+                                   labels=["stream", "group"])
+        age = GaugeMetricFamily("vexora_stream_oldest_unread_age_seconds",
+                                "Age of the oldest entry a consumer group has not read or not acknowledged "
+                                "(0: none).", labels=["stream", "group"])
+        keys = self.store.keys
+        for stream, key in (("webhooks", keys.webhook_outbox), ("events", keys.events)):
+            for group in readers(self.store.redis, key):
+                unread.add_metric([stream, group["group"]], group["unread"])
+                oldest = group["oldestUnreadMs"]
+                age.add_metric([stream, group["group"]], max(0.0, now - oldest / 1000) if oldest else 0.0)
+        yield unread
+        yield age
 
 
 _COUNTERS = {

@@ -84,10 +84,12 @@ class Runtime:
 
     @cached_property
     def webhook_dispatcher(self):
-        from worker.webhooks.outbox import Dispatcher
+        from worker.webhooks.outbox import REPLAY_MARGIN_S, Dispatcher
         return Dispatcher(self.redis, self.settings.key_prefix, self.webhook_endpoints,
                           lambda members: self.send("vexora.webhooks.deliver", members),
-                          claim_seconds=self.settings.webhook_claim_seconds)
+                          claim_seconds=self.settings.webhook_claim_seconds,
+                          events_maxlen=self.settings.events_maxlen,
+                          replay_seconds=sum(self.settings.webhook_retry_schedule) + REPLAY_MARGIN_S)
 
     @cached_property
     def webhook_deliverer(self):

@@ -253,7 +253,7 @@ class JobStore:
                        f'{{"at":{now},"from":null,"to":null,"detail":{detail_json}}}')
             pipe.hincrby(self.keys.job(trade_no), "version", 1)  # the history is part of the record
         pipe.xadd(self.keys.events, {"tradeNo": trade_no, "from": "", "to": "", "at": now,
-                                    "detail": detail_json}, maxlen=self.events_maxlen, approximate=True)
+                                    "detail": detail_json})  # never capped here: streams.StreamTrimmer
         pipe.execute()
         event(log, logging.INFO, "job_event", {"tradeNo": trade_no, "kind": kind, **_log_detail(detail)})
 

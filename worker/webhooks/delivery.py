@@ -4,8 +4,15 @@
 retry schedule (``VEXORA_WEBHOOK_RETRY_SCHEDULE``; a ``Retry-After`` wins), until it runs out.
 410 Gone: the endpoint is disabled at once. Any other answer: failed (the receiver refused it;
 replay it once fixed). An endpoint failing for ``VEXORA_WEBHOOK_DISABLE_AFTER`` is disabled too;
-both emit ``webhook.endpoint_disabled`` to the other endpoints. Every attempt is recorded: time,
-endpoint, status, latency, the first 200 characters of the answer.
+both emit ``webhook.endpoint_disabled`` to the other endpoints, naming the endpoint by its id
+(never its URL: a query string may hold the receiver's token). Every attempt is recorded: time,
+endpoint, status, latency and a short reason of our own (``reason_for``) — never the receiver's
+answer, which is read but not kept.
+
+The endpoint's host is resolved once per minute (``resolve_url``): every address it resolves to
+is checked, and the POST connects to the checked address itself (pinned; TLS still verifies the
+host name and sends it as SNI), so a name that answers differently when the connection is made
+(DNS rebinding) cannot turn a webhook into a request into the operator's own network.
 """
 
 from __future__ import annotations
@@ -17,9 +24,9 @@ from collections.abc import Callable
 
 from worker.logs import event
 from worker.store import scripts
-from worker.webhooks.endpoints import Endpoints, check_url
-from worker.webhooks.outbox import Dispatcher
-from worker.webhooks.poster import PostFailed, Poster
+from worker.webhooks.endpoints import Endpoints, resolve_url
+from worker.webhooks.outbox import Dispatcher, webhook_id
+from worker.webhooks.poster import PostFailed, Poster, reason_for
 from worker.webhooks.signing import signature_header
 
 __all__ = ["Deliverer"]
@@ -36,7 +43,7 @@ class Deliverer:
 
     def __init__(self, dispatcher: Dispatcher, endpoints: Endpoints, *, schedule: tuple[float, ...],
                  timeout: float, disable_after: float, allow_private: bool, meter=None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, resolve: Callable[[str], list[str]] | None = None):
         self.dispatcher = dispatcher
         self.redis = dispatcher.redis
         self.endpoints = endpoints
@@ -45,7 +52,8 @@ class Deliverer:
         self.allow_private = allow_private
         self.meter = meter
         self.clock = clock
-        self._checked: dict[str, tuple[str | None, float]] = {}
+        self.resolve = resolve  # the name lookup (None: the system's); injectable for tests
+        self._checked: dict[str, tuple[str | None, str | None, float]] = {}
         self._settle_script = scripts.register(self.redis, "webhook_settle")
         self.total = timeout + 3  # a request's ceiling, connect to last byte
         self.http = Poster(connect_timeout=min(3.0, timeout), total=self.total)
@@ -100,8 +108,9 @@ class Deliverer:
             self._settle(member, key, delivery, endpoint_id, event_id, None, {"status": "skipped"}, then=then)
             return "skipped"
         attempt = int(delivery.get("attempts") or 0) + 1
-        status, retry_after, snippet, latency_ms = self._post(endpoint, event_id, body)
-        entry = self._attempt(delivery, endpoint_id, event_id, attempt, status, latency_ms, snippet)
+        hook_id = delivery.get("webhookId") or webhook_id(delivery, event_id)
+        status, retry_after, reason, latency_ms = self._post(endpoint, hook_id, body)
+        entry = self._attempt(delivery, endpoint_id, hook_id, attempt, status, latency_ms, reason)
         if isinstance(status, int) and 200 <= status < 300:
             self._settle(member, key, delivery, endpoint_id, event_id, entry,
                          {"status": "delivered", "attempts": attempt}, then=then)
@@ -132,40 +141,40 @@ class Deliverer:
             self._disable(endpoint, f"failing for more than {self.disable_after / 86400:g} days")
         return self._count(result)
 
-    def _post(self, endpoint: dict, event_id: str, body: bytes) -> tuple[object, float | None, str, int]:
-        why = self._url_problem(endpoint["url"])
+    def _post(self, endpoint: dict, msg_id: str, body: bytes) -> tuple[object, float | None, str, int]:
+        why, address = self._url_problem(endpoint["url"])
         if why:  # checked again now: a name may resolve elsewhere than when it was added
             return "refused_url", None, why, 0
         timestamp = int(self.clock())
-        msg_id = f"msg_{event_id}"
         headers = {"content-type": "application/json", "user-agent": "vexora-checkout-webhooks",
                    "webhook-id": msg_id, "webhook-timestamp": str(timestamp),
                    "webhook-signature": signature_header(msg_id, timestamp, body,
                                                           self.endpoints.signing_secrets(endpoint))}
         started = time.monotonic()
         try:
-            answer = self.http.post(endpoint["url"], body, headers)
+            answer = self.http.post(endpoint["url"], body, headers, address=address)
         except PostFailed as exc:
             return exc.kind, None, str(exc), int((time.monotonic() - started) * 1000)
         latency = int((time.monotonic() - started) * 1000)
-        snippet = answer.snippet.decode("utf-8", "replace")
-        return answer.status, _retry_after(answer.headers.get("Retry-After")), snippet, latency
+        return answer.status, _retry_after(answer.headers.get("Retry-After")), reason_for(answer.status), latency
 
-    def _url_problem(self, url: str) -> str | None:
-        """``check_url``, its answer kept a minute (a DNS lookup per delivery is not needed)."""
+    def _url_problem(self, url: str) -> tuple[str | None, str | None]:
+        """``resolve_url``: (why refused, or None; the checked address to connect to), kept a
+        minute (a DNS lookup per delivery is not needed; the connection goes to the address that
+        was checked, whatever the name answers meanwhile)."""
         now = self.clock()
         cached = self._checked.get(url)
-        if cached and cached[1] > now:
-            return cached[0]
-        why = check_url(url, allow_private=self.allow_private)
-        self._checked[url] = (why, now + 60)
-        return why
+        if cached and cached[2] > now:
+            return cached[0], cached[1]
+        why, address = resolve_url(url, allow_private=self.allow_private, resolve=self.resolve)
+        self._checked[url] = (why, address, now + 60)
+        return why, address
 
-    def _attempt(self, delivery: dict, endpoint_id: str, event_id: str, attempt: int, status,
-                 latency_ms: int, snippet: str) -> dict:
-        return {"at": int(self.clock() * 1000), "endpoint": endpoint_id, "webhookId": f"msg_{event_id}",
+    def _attempt(self, delivery: dict, endpoint_id: str, hook_id: str, attempt: int, status,
+                 latency_ms: int, reason: str) -> dict:
+        return {"at": int(self.clock() * 1000), "endpoint": endpoint_id, "webhookId": hook_id,
                 "type": delivery.get("type"), "sequence": int(delivery.get("sequence") or 0),
-                "attempt": attempt, "status": status, "latencyMs": latency_ms, "response": snippet}
+                "attempt": attempt, "status": status, "latencyMs": latency_ms, "reason": reason}
 
     def _settle(self, member: str, key: str | None, delivery: dict, endpoint_id: str, event_id: str,
                 entry: dict | None, mapping: dict | None, *, due: int | None = None,
@@ -183,10 +192,11 @@ class Deliverer:
     def _disable(self, endpoint: dict, reason: str) -> None:
         if not endpoint.get("enabled", True):
             return
-        self.endpoints.set_enabled(endpoint["id"], False, reason)
+        record = self.endpoints.set_enabled(endpoint["id"], False, reason)
         event(log, logging.WARNING, "webhook_endpoint_disabled", endpoint=endpoint["id"], reason=reason)
-        self.dispatcher.emit("webhook.endpoint_disabled", {"endpointId": endpoint["id"], "url": endpoint["url"],
-                                                           "reason": reason})
+        # by id only: the URL (its query string may carry the receiver's token) goes to nobody
+        self.dispatcher.emit("webhook.endpoint_disabled", {"endpointId": endpoint["id"], "reason": reason},
+                             key=f"endpoint_disabled_{endpoint['id']}_{record.get('disabledAt') or 0}")
 
     def _count(self, result: str) -> str:
         if self.meter is not None:

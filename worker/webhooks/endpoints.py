@@ -25,7 +25,7 @@ from worker.domain.errors import InvalidError
 from worker.store.keys import Keys
 from worker.webhooks.signing import new_secret, secret_bytes
 
-__all__ = ["Endpoints", "EVENT_TYPES", "check_url"]
+__all__ = ["Endpoints", "EVENT_TYPES", "check_url", "resolve_url"]
 
 EVENT_TYPES = ("checkout.paying", "checkout.succeeded", "checkout.partially_paid", "checkout.failed",
                "checkout.declined", "checkout.rejected", "checkout.unknown", "checkout.needs_review",
@@ -35,29 +35,48 @@ EVENT_TYPES = ("checkout.paying", "checkout.succeeded", "checkout.partially_paid
 def check_url(url: object, *, allow_private: bool,
               resolve: Callable[[str], Iterable[str]] | None = None) -> str | None:
     """Why ``url`` may not receive webhooks, or None. Every address its host resolves to counts."""
+    return resolve_url(url, allow_private=allow_private, resolve=resolve)[0]
+
+
+def resolve_url(url: object, *, allow_private: bool,
+                resolve: Callable[[str], Iterable[str]] | None = None) -> tuple[str | None, str | None]:
+    """(why ``url`` may not receive webhooks or None, the address to connect to): the host is
+    resolved once, every address it resolves to is checked, and the first one is the address a
+    POST connects to (pinned: asking the resolver again when connecting could get another answer).
+    The address is None for a refused URL."""
     if not isinstance(url, str) or len(url) > 2048:
-        return "must be an http(s) URL of at most 2048 characters"
+        return "must be an http(s) URL of at most 2048 characters", None
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "must be an absolute http(s) URL with a host"
-    if allow_private:
-        return None
     try:
-        addresses = list((resolve or _resolve)(parts.hostname))
-    except OSError:
-        return "its host does not resolve"
-    for text in addresses:
-        address = ipaddress.ip_address(text.split("%")[0])
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            address = address.ipv4_mapped
-        if not address.is_global or address.is_multicast:
-            return ("resolves to a loopback, private or link-local address "
-                    "(set VEXORA_WEBHOOK_ALLOW_PRIVATE=true for a local receiver)")
-    return None if addresses else "its host does not resolve"
+        host = parts.hostname
+        parts.port  # noqa: B018 - a port that is not a number is refused here, not when connecting
+    except ValueError:
+        return "must be an absolute http(s) URL with a host", None
+    if parts.scheme not in ("http", "https") or not host:
+        return "must be an absolute http(s) URL with a host", None
+    try:
+        addresses = list((resolve or _resolve)(host))
+    except (OSError, UnicodeError):
+        return "its host does not resolve", None
+    if not addresses:
+        return "its host does not resolve", None
+    if not allow_private:
+        for text in addresses:
+            address = ipaddress.ip_address(text.split("%")[0])
+            if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+                address = address.ipv4_mapped
+            if not address.is_global or address.is_multicast:
+                return ("resolves to a loopback, private or link-local address "
+                        "(set VEXORA_WEBHOOK_ALLOW_PRIVATE=true for a local receiver)"), None
+    return None, addresses[0]
 
 
 def _resolve(host: str) -> list[str]:
-    return sorted({info[4][0] for info in socket.getaddrinfo(host, None)})
+    try:  # an address already: no lookup
+        return [str(ipaddress.ip_address(host))]
+    except ValueError:
+        pass
+    return sorted({info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)})
 
 
 class Endpoints:
@@ -142,7 +161,8 @@ class Endpoints:
 
     def set_enabled(self, endpoint_id: str, enabled: bool, reason: str | None = None) -> dict:
         record = self._require(endpoint_id)
-        record.update(enabled=enabled, disabledReason=None if enabled else (reason or "disabled by the operator"))
+        record.update(enabled=enabled, disabledReason=None if enabled else (reason or "disabled by the operator"),
+                      disabledAt=None if enabled else self._now_ms())
         if enabled:
             record["failingSince"] = None
         return self._save(record)

@@ -9,8 +9,17 @@ it is due) and each job's list of attempts (the newest 100); its scripts are
 time under a lock): it reads new events with a consumer group (an event is acknowledged only once
 its deliveries exist; a pass that died is re-read after a minute), creates one delivery per
 endpoint that wants the type, and hands the due ones to ``vexora.webhooks.deliver`` — claiming
-each for a minute, so a delivery whose worker died is handed out again. Long waits live here, in
-the due set, never in Celery countdowns (which the Redis broker would run twice).
+each for a minute, so a delivery whose worker died is handed out again. A pass drains: it reads
+and hands out batch after batch until nothing is left or half its lock's time is spent, so a
+backlog (after an outage of beat or of the webhook worker, or a peak) is caught up at once, not
+one batch per second. Long waits live here, in the due set, never in Celery countdowns (which the
+Redis broker would run twice).
+
+Last, the pass trims both streams (``worker.store.streams``): never an entry a consumer group has
+not read and acknowledged, and the outbox never an entry younger than its replay horizon (the
+retry schedule's whole length plus a day: ``replay_seconds``), so an event refused for good by a
+receiver (a 4xx other than 410), or held back while its endpoint was disabled, can be replayed
+(``replay``) at least that long after it was recorded.
 """
 
 from __future__ import annotations
@@ -29,9 +38,11 @@ from schemas.record import HIDDEN
 from worker.store import scripts
 from worker.store.keys import Keys
 from worker.store.locks import held
+from worker.store.streams import StreamTrimmer
 from worker.webhooks.endpoints import Endpoints
+from worker.webhooks.poster import reason_for
 
-__all__ = ["Dispatcher", "build_body", "WEBHOOK_HIDDEN"]
+__all__ = ["Dispatcher", "build_body", "webhook_id", "WEBHOOK_HIDDEN"]
 
 log = logging.getLogger("vexora.webhooks")
 
@@ -39,6 +50,8 @@ GROUP = "dispatch"
 CLAIM_MS = 60_000  # an event read but not acknowledged (its dispatcher died) is read again after this
 BATCH = 20  # deliveries per deliver task (same endpoint, one connection)
 KEEP_S = 7 * 24 * 3600  # bodies and delivery records: longer than the whole retry schedule
+REPLAY_MARGIN_S = 24 * 3600  # the outbox keeps an event this long past the whole retry schedule
+PASS_SECONDS = 15.0  # a pass drains for at most half its lock's 30 s
 # internal bookkeeping a merchant has no use for: no reader shows it (CheckoutEventDataSchema
 # declares none of it); left out again here, so that declaring one by mistake still shows nothing
 WEBHOOK_HIDDEN = HIDDEN
@@ -46,6 +59,20 @@ _EVENT_DATA = CheckoutEventDataSchema()
 
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def webhook_id(fields: dict, event_id: str = "") -> str:
+    """The ``webhook-id`` of an outbox entry (or a delivery record): ``msg_<tradeNo>_<sequence>``
+    for a job's event, so that a change re-applied after a failover (a new stream entry, the same
+    job sequence) reaches receivers with the id they already saw; ``msg_<key>`` for an event that
+    is not a job's (its ``key``, chosen by whoever emitted it); the entry id only for an entry
+    written before either existed."""
+    trade_no, sequence = fields.get("tradeNo") or "", str(fields.get("sequence") or "0")
+    if trade_no and sequence != "0":
+        return f"msg_{trade_no}_{sequence}"
+    if fields.get("key"):
+        return f"msg_{fields['key']}"
+    return f"msg_{event_id}"
 
 
 def build_body(fields: dict) -> str:
@@ -69,7 +96,8 @@ class Dispatcher:
 
     def __init__(self, client: redis.Redis, prefix: str, endpoints: Endpoints,
                  send_deliver: Callable[[list[str]], object], *, claim_seconds: float = 60.0,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, events_maxlen: int = 100_000,
+                 replay_seconds: float = KEEP_S):
         self.redis = client
         self.prefix = prefix
         self.endpoints = endpoints
@@ -85,6 +113,9 @@ class Dispatcher:
         self.body_key = self.keys.webhook_body
         self.delivery_key = self.keys.webhook_delivery
         self.attempts_key = self.keys.webhook_attempts
+        self.events_maxlen = int(events_maxlen)
+        self.replay_ms = int(replay_seconds * 1000)  # the outbox keeps every event at least this long
+        self.trimmer = StreamTrimmer(client)
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -94,9 +125,28 @@ class Dispatcher:
         with held(self.redis, self.keys.webhook_dispatch_lock, 30) as mine:
             if not mine:
                 return {"skipped": 1}
-            fanned = self.fan_out(limit)
-            handed = self.hand_out(limit)
-            return {"events": fanned, "handed_out": handed}
+            deadline = time.monotonic() + PASS_SECONDS
+            fanned = handed = 0
+            while True:  # drain: batch after batch while a whole one came, within the pass's time
+                n = self.fan_out(limit)
+                fanned += n
+                if n < limit or time.monotonic() >= deadline:
+                    break
+            while True:
+                n = self.hand_out(limit)
+                handed += n
+                if n < limit or time.monotonic() >= deadline:
+                    break
+            trimmed = self.trim(budget=max(0.5, deadline - time.monotonic()))
+            return {"events": fanned, "handed_out": handed, "trimmed": trimmed}
+
+    def trim(self, budget: float = 5.0) -> int:
+        """Both streams trimmed, losing no unread entry (``worker.store.streams``); the outbox also
+        keeps everything younger than ``replay_seconds``."""
+        outbox, _ = self.trimmer.trim(self.outbox, self.events_maxlen,
+                                      keep_from_ms=self.now_ms() - self.replay_ms, budget=budget / 2)
+        events, _ = self.trimmer.trim(self.keys.events, self.events_maxlen, budget=budget / 2)
+        return outbox + events
 
     def fan_out(self, limit: int) -> int:
         """New (or abandoned) events -> one delivery per endpoint that wants the type."""
@@ -124,7 +174,7 @@ class Dispatcher:
             kind = fields["type"]
             wanted = [e["id"] for e in endpoints if not e.get("types") or kind in e["types"]]
             args += [event_id, kind, fields.get("tradeNo", ""), fields.get("sequence", "0"),
-                     build_body(fields) if wanted else "", len(wanted), *wanted]
+                     webhook_id(fields, event_id), build_body(fields) if wanted else "", len(wanted), *wanted]
             if wanted:
                 keys += [self.body_key(event_id), *(self.delivery_key(event_id, e) for e in wanted)]
         if len(args) > 3:
@@ -142,7 +192,7 @@ class Dispatcher:
             key = self.delivery_key(event_id, endpoint["id"])
             pipe.hset(key, mapping={"eventId": event_id, "endpoint": endpoint["id"], "type": kind,
                                     "tradeNo": fields.get("tradeNo", ""), "sequence": fields.get("sequence", "0"),
-                                    "status": "pending", "attempts": 0, "createdAt": now})
+                                    "webhookId": webhook_id(fields, event_id), "status": "pending", "attempts": 0, "createdAt": now})
             pipe.expire(key, KEEP_S)
             pipe.zadd(self.due_key, {f"{event_id}|{endpoint['id']}": now})
         return len(wanted)
@@ -183,12 +233,25 @@ class Dispatcher:
         return count
 
     def attempts(self, trade_no: str) -> list[dict]:
-        return [json.loads(_text(a)) for a in self.redis.lrange(self.attempts_key(trade_no), 0, -1)]
+        """The job's recorded attempts, newest last; each with a status and a short ``reason`` of
+        our own. An attempt recorded before that rule kept part of the receiver's answer
+        (``response``): it is never shown, its reason is made from its status."""
+        out = []
+        for raw in self.redis.lrange(self.attempts_key(trade_no), 0, -1):
+            attempt = json.loads(_text(raw))
+            if "response" in attempt or "reason" not in attempt:
+                attempt.pop("response", None)
+                status = attempt.get("status")
+                attempt["reason"] = reason_for(status) if isinstance(status, int) else str(status)
+            out.append(attempt)
+        return out
 
-    def emit(self, kind: str, data: dict) -> None:
-        """An event that is not a job's (``webhook.endpoint_disabled``), to the other endpoints."""
-        self.redis.xadd(self.outbox, {"type": kind, "tradeNo": "", "sequence": 0, "at": self.now_ms(),
-                                      "record": json.dumps(data)}, maxlen=100_000, approximate=True)
+    def emit(self, kind: str, data: dict, key: str) -> None:
+        """An event that is not a job's (``webhook.endpoint_disabled``), to the other endpoints;
+        ``key`` names it for good (its ``webhook-id`` is ``msg_<key>``). Never trimmed here: the
+        outbox is trimmed only by ``trim``."""
+        self.redis.xadd(self.outbox, {"type": kind, "tradeNo": "", "sequence": 0, "key": key,
+                                      "at": self.now_ms(), "record": json.dumps(data)})
 
 
 def _text(value: object) -> str:

@@ -20,8 +20,12 @@ and fitted in those 200 bytes, nothing followed it, and the receiver allows it (
 ``Connection: close``, HTTP/1.0 only with ``keep-alive``). A kept-alive connection the receiver
 had closed meanwhile (a reset, or the end of the stream before any answer) is replaced once,
 within the deadline. Interim ``1xx`` answers are skipped. The request's ``Host`` and
-``Content-Length`` are the client's own: callers do not pass them. The name lookup before a new
-connection is the system resolver's, not bounded by the deadline (as with ``http.client``).
+``Content-Length`` are the client's own: callers do not pass them. ``address`` pins the connection
+to an address the caller resolved and checked (the deliverer always gives one: no second lookup
+that could answer otherwise); the ``Host`` header, TLS's SNI and the certificate check still use
+the URL's host name. Without it, the name lookup before a new connection is the system resolver's,
+not bounded by the deadline (as with ``http.client``). The answer's first bytes are read to frame
+it and keep the connection; callers are told its status and headers, and record no more.
 """
 
 from __future__ import annotations
@@ -32,13 +36,31 @@ import threading
 import time
 from urllib.parse import urlsplit
 
-__all__ = ["Poster", "Answer", "Headers", "PostFailed"]
+__all__ = ["Poster", "Answer", "Headers", "PostFailed", "reason_for"]
 
 _SNIPPET = 200
 _MAX_HEAD = 16 * 1024  # status line and headers of one answer
 _MAX_LINE = 4096  # a chunk-size or trailer line
 _RECV = 16 * 1024
 _monotonic = time.monotonic
+
+
+_REASONS = {400: "bad request", 401: "unauthorized", 403: "forbidden", 404: "not found",
+            405: "method not allowed", 408: "request timeout", 409: "conflict", 410: "gone",
+            413: "payload too large", 415: "unsupported media type", 422: "unprocessable",
+            429: "too many requests", 500: "server error", 502: "bad gateway", 503: "unavailable",
+            504: "gateway timeout"}
+
+
+def reason_for(status: int) -> str:
+    """What an attempt records of an answer: our own words for its status, never its body."""
+    if 200 <= status < 300:
+        return "delivered"
+    named = _REASONS.get(status)
+    if named:
+        return named
+    return {1: "informational", 3: "redirect, not followed", 4: "refused by the receiver",
+            5: "server error"}.get(status // 100, "unexpected status")
 
 
 class PostFailed(Exception):
@@ -283,7 +305,7 @@ class Poster:
         self._ssl_context = ssl_context
         self._local = threading.local()
 
-    def post(self, url: str, body: bytes, headers: dict[str, str]) -> Answer:
+    def post(self, url: str, body: bytes, headers: dict[str, str], *, address: str | None = None) -> Answer:
         parts = urlsplit(url)
         scheme, host, port = parts.scheme, parts.hostname, parts.port
         if scheme not in ("http", "https") or not host:
@@ -293,14 +315,15 @@ class Poster:
             raise PostFailed("connection", "InvalidURL")
         origin = (scheme, host, port)
         request = self._request(origin, target, body, headers)
+        pooled = (scheme, host, port, address)  # a connection is reused only to the same address
         deadline = _monotonic() + self.total
         pool = self._local.__dict__.setdefault("pool", {})
-        sock = pool.pop(origin, None)
+        sock = pool.pop(pooled, None)
         was_open = sock is not None
         while True:
             try:
                 if sock is None:
-                    sock = self._connect(scheme, host, port, deadline)
+                    sock = self._connect(scheme, host, port, deadline, address)
                 status, answer_headers, snippet, keep = _exchange(sock, request, deadline)
             except _Stale as exc:
                 _close(sock)
@@ -319,7 +342,7 @@ class Poster:
                 _close(sock)
                 raise PostFailed("connection", type(exc).__name__) from None
             if keep:
-                pool[origin] = sock
+                pool[pooled] = sock
             else:
                 _close(sock)
             return Answer(status, answer_headers, snippet)
@@ -341,12 +364,15 @@ class Poster:
             raise ValueError("a header name or value holds a line break")
         return head.encode("latin-1") + body
 
-    def _connect(self, scheme: str, host: str, port: int | None, deadline: float) -> socket.socket:
+    def _connect(self, scheme: str, host: str, port: int | None, deadline: float,
+                 address: str | None = None) -> socket.socket:
         left = deadline - _monotonic()
         if left <= 0:
             raise TimeoutError("no time left to connect")
         timeout = min(self.connect_timeout, left)
-        sock = socket.create_connection((host, port or (443 if scheme == "https" else 80)), timeout=timeout)
+        # pinned: to the checked address itself, never a second lookup of the name
+        sock = socket.create_connection((address or host, port or (443 if scheme == "https" else 80)),
+                                        timeout=timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if scheme == "https":

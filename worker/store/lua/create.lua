@@ -16,7 +16,7 @@ for k, v in pairs(fields) do flat[#flat + 1] = k; flat[#flat + 1] = tostring(v) 
 redis.call('HSET', KEYS[1], unpack(flat))
 redis.call('SET', KEYS[4], ARGV[7])
 redis.call('RPUSH', KEYS[2], '{"at":' .. ARGV[3] .. ',"from":null,"to":"queued","detail":{}}')
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'tradeNo', ARGV[1], 'from', '',
+redis.call('XADD', KEYS[3], '*', 'tradeNo', ARGV[1], 'from', '',
            'to', 'queued', 'at', ARGV[3], 'detail', '{}')
 redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
 -- for the metrics: entry times per open state (the reconciler's index above is rescheduled)

@@ -17,10 +17,10 @@ redis.call('PERSIST', KEYS[2])
 redis.call('PERSIST', KEYS[7])
 if redis.call('EXISTS', KEYS[5]) == 1 then
   local seq = redis.call('HINCRBY', KEYS[1], 'webhookSeq', 1)
-  redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[5], '*', 'type', 'checkout.needs_review',
+  redis.call('XADD', KEYS[6], '*', 'type', 'checkout.needs_review',
              'tradeNo', ARGV[1], 'sequence', seq, 'at', ARGV[3], 'record', cjson.encode(redis.call('HGETALL', KEYS[1])))
 end
 redis.call('RPUSH', KEYS[2], '{"at":' .. ARGV[3] .. ',"from":null,"to":null,"detail":' .. ARGV[4] .. '}')
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'tradeNo', ARGV[1], 'from', '', 'to', '',
+redis.call('XADD', KEYS[3], '*', 'tradeNo', ARGV[1], 'from', '', 'to', '',
            'at', ARGV[3], 'detail', ARGV[4])
 return 1

@@ -17,7 +17,7 @@
 --   allowed_from     the states it may be moved from, space-separated
 --   now              ms, the worker's clock (history, events, indexes)
 --   ttl              seconds every key of the job lives after this change
---   events_maxlen    the event stream's approximate length
+--   events_maxlen    unused (the streams are trimmed by stream_trim.lua, never by XADD)
 --   open_states      the open states among allowed_from and target, space-separated (their KEYS)
 --   fields           JSON object of fields to set
 --   drop             JSON array of fields to delete ("payload": purge the payer data)
@@ -108,7 +108,7 @@ if detail_by_state ~= '' then
 end
 redis.call('RPUSH', KEYS[2], '{"at":' .. now .. ',"from":"' .. current .. '","to":"' .. target ..
            '","detail":' .. detail .. '}')
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', events_maxlen, '*', 'tradeNo', trade_no, 'from', current,
+redis.call('XADD', KEYS[3], '*', 'tradeNo', trade_no, 'from', current,
            'to', target, 'at', now, 'detail', detail)
 -- the open states' keys, by state: only open states are indexed (a closed one has none)
 local index, entered, n = {}, {}, 0
@@ -130,7 +130,7 @@ if webhook_type ~= '' then
   -- event is lost when a worker dies after it (delivered later by worker.webhooks)
   if redis.call('EXISTS', KEYS[7]) == 1 then
     local seq = redis.call('HINCRBY', KEYS[1], 'webhookSeq', 1)
-    redis.call('XADD', KEYS[8], 'MAXLEN', '~', events_maxlen, '*', 'type', webhook_type,
+    redis.call('XADD', KEYS[8], '*', 'type', webhook_type,
                'tradeNo', trade_no, 'sequence', seq, 'at', now,
                'record', cjson.encode(redis.call('HGETALL', KEYS[1])))
   end
