@@ -148,11 +148,11 @@ if flag_reason ~= '' and redis.call('HGET', KEYS[1], 'flaggedReason') ~= flag_re
   redis.call('SADD', KEYS[9], trade_no)
   if redis.call('EXISTS', KEYS[7]) == 1 then
     local seq = redis.call('HINCRBY', KEYS[1], 'webhookSeq', 1)
-    redis.call('XADD', KEYS[8], 'MAXLEN', '~', events_maxlen, '*', 'type', 'checkout.needs_review',
+    redis.call('XADD', KEYS[8], '*', 'type', 'checkout.needs_review',
                'tradeNo', trade_no, 'sequence', seq, 'at', now, 'record', cjson.encode(redis.call('HGETALL', KEYS[1])))
   end
   redis.call('RPUSH', KEYS[2], '{"at":' .. now .. ',"from":null,"to":null,"detail":' .. flag_detail .. '}')
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', events_maxlen, '*', 'tradeNo', trade_no, 'from', '', 'to', '',
+  redis.call('XADD', KEYS[3], '*', 'tradeNo', trade_no, 'from', '', 'to', '',
              'at', now, 'detail', flag_detail)
 end
 if unflag ~= '' then
@@ -161,7 +161,7 @@ if unflag ~= '' then
   redis.call('HDEL', KEYS[1], 'flaggedReason')  -- the same reason later flags again
   redis.call('SREM', KEYS[9], trade_no)
   redis.call('RPUSH', KEYS[2], '{"at":' .. now .. ',"from":null,"to":null,"detail":' .. unflag .. '}')
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', events_maxlen, '*', 'tradeNo', trade_no, 'from', '', 'to', '',
+  redis.call('XADD', KEYS[3], '*', 'tradeNo', trade_no, 'from', '', 'to', '',
              'at', now, 'detail', unflag)
 end
 if index[target] or redis.call('HGET', KEYS[1], 'needsReview') == 'true' then

@@ -3,7 +3,7 @@
 -- saw. The check, the fields, the unflag and the review set change are one step (a resolve that
 -- moves the job is move.lua with `version` and `unflag`). A closed job's keys then expire.
 -- KEYS: 1 job, 2 history, 3 events, 4 review set, 5 payload
--- ARGV: 1 tradeNo, 2 version seen, 3 now ms, 4 ttl, 5 events maxlen, 6 fields JSON,
+-- ARGV: 1 tradeNo, 2 version seen, 3 now ms, 4 ttl, 5 unused (was the events maxlen), 6 fields JSON,
 --       7 review_resolved detail JSON, 8 the open states, space-separated
 -- Returns 1 resolved, 0 no such job, -1 the version changed, -2 not in review.
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -16,7 +16,7 @@ redis.call('HDEL', KEYS[1], 'flaggedReason')  -- the same reason later flags aga
 redis.call('HINCRBY', KEYS[1], 'version', 1)
 redis.call('SREM', KEYS[4], ARGV[1])
 redis.call('RPUSH', KEYS[2], '{"at":' .. ARGV[3] .. ',"from":null,"to":null,"detail":' .. ARGV[7] .. '}')
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'tradeNo', ARGV[1], 'from', '', 'to', '',
+redis.call('XADD', KEYS[3], '*', 'tradeNo', ARGV[1], 'from', '', 'to', '',
            'at', ARGV[3], 'detail', ARGV[7])
 local state = redis.call('HGET', KEYS[1], 'state')
 for s in string.gmatch(ARGV[8], '%S+') do
