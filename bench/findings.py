@@ -397,7 +397,16 @@ SESSION_CHECK = [
     'No difference above the noise (means: 0.86 after, 0.86 before at 100 ms; 4.07 vs 3.99 ms of worker CPU per job); ≥ 0.85 after in every run.',
     '',
     "A second sitting on the final tree (the metrics counters flushed through the store as well), 2026-12-07 20:45 UTC, other processes 0.46–0.55 of the 2 CPUs, ratio at 100 ms in run order: after 0.85, before 0.88, after 0.82, before 0.83, after 0.88, before 0.84, after 0.89, before 0.85, after 0.88 (means: after 0.86, before 0.85; workers' CPU per job at 100 ms 3.42–4.03 ms after, 3.42–4.20 ms before). Single quick runs swing by ±0.04 on this shared machine; one of nine after-runs fell to 0.82, as did before-runs to 0.83.",
-]
+] + ['',
+    '### Per-job path after the second money review (issue 20), side by side',
+    '', "What issue 20 added per job: a `version` increment inside the Lua steps that already ran (no round trip), uncapped `XADD`s (the trim moved to the dispatcher's pass), a resend that re-reads its job before settling, and on the callback path two checks on fields already parsed. `python -m bench.run --quick --only pipeline --no-write` (400 jobs a round), alternating the tree before the issue (`9e08924`) and after it, twice each, 2026-12-07 21:58 UTC; other processes used 0.47–0.54 of the 2 CPUs:", '',
+    '| run | tree | ratio at 100 ms, shipped shape (2 × threads -c 16) | jobs/s vs bare req/s | ratio at 0 ms | workers CPU ms per job, 100 ms / 0 ms |',
+    '|---|---|---|---|---|---|',
+    '| 1 | before | 0.90 | 267 vs 298 | 0.44 | 3.28 / 2.85 |',
+    '| 1 | after | 0.88 | 261 vs 298 | 0.42 | 3.30 / 2.98 |',
+    '| 2 | before | 0.88 | 263 vs 297 | 0.43 | 3.17 / 2.88 |',
+    '| 2 | after | 0.89 | 265 vs 298 | 0.33 | 3.33 / 3.45 |',
+    '', "At 100 ms no difference above the noise (means 0.885 after, 0.89 before); ≥ 0.85 in every run. The workers' CPU per job is about 3 % higher at 100 ms (3.32 vs 3.23 ms); the second after-run at 0 ms (0.33, 3.45 ms) is an outlier of this shared machine, the first (0.42) is within 0.02 of before."]
 
 # Where the round of issues 10-13 (settlement, takeover, metrics and review, webhooks) started: the
 # full run that ended issue 6 (code digest 233a1b3cff7f, 2026-11-28).
