@@ -59,6 +59,7 @@ LABEL_VALUES = {
     "outcome": {"ok", "declined", "not_found", "refused", "5000", "other_code", "http_429", "http_4xx", "http_5xx",
                 "timeout", "connection", "invalid_answer"},
     "result": {"accepted", "bad_signature", "invalid", "refused_source", "too_large", "unavailable",  # callbacks
+               "refused_fields", "platform_mismatch",
                "resent", "redriven", "lease_live", "unchanged", "not_known", "check_failed", "needs_review",
                "query_refused", "refused_needs_review",
                "deferred", "skipped", *(f"settled_{s}" for s in ALL_STATES)},  # the reconciler
@@ -70,6 +71,7 @@ REQUIRED_ALERTS = {  # what the rules must cover (issue 13)
     "VexoraGatewayErrorRatioHigh", "VexoraCallbackBadSignatures", "VexoraReconcilerNoRecentPass",
     "VexoraReconcilerMetricMissing", "VexoraWebDown",
     "VexoraWebhookOutboxLagging",  # issue 20: the outbox's lag
+    "VexoraCallbackResplitRefused",  # issue 20: a genuine signature on other fields
 }
 
 
