@@ -45,6 +45,7 @@ DEFAULTS = {
     "reconcile_interval": 10.0, "reconcile_batch": 200, "paying_query_after": 900.0,
     "queued_redrive_after": 300.0, "reconcile_backoff_base": 30.0, "reconcile_backoff_max": 3600.0,
     "reconcile_horizon": 86_400.0, "query_not_found_messages": (), "refused_review_after": 3,
+    "audit_retention_days": 400,
 }
 
 
@@ -134,6 +135,7 @@ CASES = [
     ("VEXORA_RECONCILE_BACKOFF_MAX", ["0"], ("60", 60.0)),
     ("VEXORA_RECONCILE_HORIZON", ["0"], ("3600", 3600.0)),
     ("VEXORA_REFUSED_REVIEW_AFTER", ["0", "three"], ("5", 5)),
+    ("VEXORA_AUDIT_RETENTION_DAYS", ["0", "a year"], ("30", 30)),
 ]
 FREE_TEXT = {"VEXORA_MERCHANT_NO", "VEXORA_APP_SECRET", "VEXORA_API_TOKEN", "VEXORA_METRICS_TOKEN",
              "VEXORA_REDIS_SENTINEL_PASSWORD", "VEXORA_QUERY_NOT_FOUND_MESSAGES"}

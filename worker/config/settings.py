@@ -286,6 +286,7 @@ class Settings:
     job_ttl_seconds: int = 30 * 24 * 3600
     payload_retention_seconds: int = 0  # payer data kept after the checkout is created; 0: purged at once
     events_maxlen: int = 100_000  # entries a stream keeps at least; older ones go once every group read them
+    audit_retention_days: int = 400  # the audit log's entries are kept this long
 
     connect_timeout: float = 3.05
     read_timeout: float = 10.0
@@ -370,6 +371,7 @@ class Settings:
         "job_ttl_seconds": ("VEXORA_JOB_TTL_SECONDS", _count(1)),
         "payload_retention_seconds": ("VEXORA_PAYLOAD_RETENTION_SECONDS", _count(0)),
         "events_maxlen": ("VEXORA_EVENTS_MAXLEN", _count(1)),
+        "audit_retention_days": ("VEXORA_AUDIT_RETENTION_DAYS", _count(1)),
         "connect_timeout": ("VEXORA_CONNECT_TIMEOUT", _seconds(0, above=True)),
         "read_timeout": ("VEXORA_READ_TIMEOUT", _seconds(0, above=True)),
         "retry_max_attempts": ("VEXORA_RETRY_MAX_ATTEMPTS", _count(1)),

@@ -76,6 +76,12 @@ class Runtime:
         return store
 
     @cached_property
+    def audit(self):
+        """The audit log (``worker.store.audit``): every operator and admin action."""
+        from worker.store.audit import AuditLog
+        return AuditLog(self.redis, self.store.keys, retention_days=self.settings.audit_retention_days)
+
+    @cached_property
     def webhook_endpoints(self):
         from worker.webhooks.endpoints import Endpoints
         s = self.settings

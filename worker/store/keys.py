@@ -27,6 +27,7 @@ script may touch them all (README, "Redis Cluster"); every key a script touches 
     p:webhooks:delivery:<event>:<ep>     hash    one delivery's status and attempts
     p:webhooks:attempts:{<tradeNo>}      list    the attempts of a job's deliveries
     p:webhooks:dispatch:lock             string  one dispatcher pass at a time
+    p:audit                              stream  operator and admin actions (``worker.store.audit``)
 """
 
 from __future__ import annotations
@@ -128,3 +129,8 @@ class Keys:
     def webhook_attempts(self, trade_no: str) -> str:
         """Per job, under the job's hash tag."""
         return f"{self.prefix}:webhooks:attempts:{{{trade_no}}}"
+
+    @property
+    def audit(self) -> str:
+        """Every operator and admin action, kept ``VEXORA_AUDIT_RETENTION_DAYS``."""
+        return f"{self.prefix}:audit"
