@@ -1,4 +1,9 @@
-"""``vexora-checkout review``: the review queue, a gateway query for one job, a person's resolve."""
+"""``vexora-checkout review``: the review queue, a gateway query for one job, a person's resolve.
+
+Who resolves or dismisses is the shell user, recorded as ``cli:<user>`` (the CLI reaches Redis
+directly, so it is trusted as whoever runs it); ``--operator`` is ignored, with a notice. Each
+query, resolve and dismissal is audited.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,20 @@ import json
 import click
 
 from worker.cli.main import REDIS_DOWN, main
+from worker.cli.operators import shell_principal
+
+_AUDITED = ("state", "version", "needsReview", "reviewReason", "amount", "paidAmount", "resolvedBy",
+            "resolvedReason", "resolvedAmount", "account")
+
+
+def _audited(record: dict | None) -> dict:
+    return {name: record[name] for name in _AUDITED if record and name in record}
+
+
+def _ignored(operator: str | None) -> None:
+    if operator is not None:
+        click.echo("notice: --operator is ignored: the CLI records who runs it "
+                   f"({shell_principal().label})", err=True)
 
 
 @main.group(invoke_without_command=True)
@@ -20,8 +39,8 @@ def review(ctx: click.Context, as_json: bool) -> None:
     vexora-checkout review query TRADENO                    ask the gateway now
     vexora-checkout review resolve TRADENO                  the record and its version
     vexora-checkout review resolve TRADENO --version 7 --state succeeded --amount 300 \
-        --reason "..." --operator alice                   settle it, if still at version 7
-    vexora-checkout review dismiss TRADENO --reason "..." --operator alice
+        --reason "..."                                   settle it, if still at version 7
+    vexora-checkout review dismiss TRADENO --reason "..."
                                                             money reported for no job: looked at
     """
     if ctx.invoked_subcommand is not None:
@@ -56,12 +75,21 @@ def review_query(trade_no: str) -> None:
     from worker.flows.review import NoSuchJob
     from worker.runtime.wiring import get_runtime
 
+    runtime = get_runtime()
+    before = runtime.store.get(trade_no)
     try:
-        answer = get_runtime().review.query(trade_no)
+        answer = runtime.review.query(trade_no)
     except NoSuchJob:
         raise click.ClickException(f"no job with tradeNo {trade_no}") from None
     except CheckoutError as exc:
+        runtime.audit.record(shell_principal(), "review.query", target=trade_no,
+                             account=(before or {}).get("account", "default"), before=_audited(before),
+                             detail={"error": exc.message})
         raise click.ClickException(f"the gateway gave no usable answer: {exc}") from None
+    runtime.audit.record(shell_principal(), "review.query", target=trade_no,
+                         account=(before or {}).get("account", "default"), before=_audited(before),
+                         after=_audited(answer.get("record")),
+                         detail={"gateway": answer.get("gateway"), "result": answer.get("result")})
     click.echo(json.dumps(answer, ensure_ascii=False, indent=2))
 
 @review.command("resolve")
@@ -71,7 +99,7 @@ def review_query(trade_no: str) -> None:
 @click.option("--state", type=click.Choice(["succeeded", "failed"]), help="The outcome decided.")
 @click.option("--amount", help="With succeeded: the amount in yen you confirmed paid.")
 @click.option("--reason", help="Why (kept in the job's history).")
-@click.option("--operator", help="Who decides (kept in the job's history).")
+@click.option("--operator", hidden=True, help="Ignored: the shell user is recorded.")
 def review_resolve(trade_no: str, version: int | None, state: str | None, amount: str | None,
                    reason: str | None, operator: str | None) -> None:
     """Settle TRADENO, which is waiting for a person, as succeeded or failed.
@@ -83,6 +111,7 @@ def review_resolve(trade_no: str, version: int | None, state: str | None, amount
     from worker.flows.review import NoSuchJob, NotInReview, VersionChanged
     from worker.runtime.wiring import get_runtime
 
+    _ignored(operator)
     runtime = get_runtime()
     if version is None:
         record = runtime.store.get(trade_no)
@@ -91,10 +120,12 @@ def review_resolve(trade_no: str, version: int | None, state: str | None, amount
         record.pop("contact", None)
         click.echo(json.dumps(record, ensure_ascii=False, indent=2))
         raise click.UsageError(f"check the record above, then resolve it with --version {record.get('version', 0)}")
-    if state is None or reason is None or operator is None:
-        raise click.UsageError("--state, --reason and --operator are required with --version")
+    if state is None or reason is None:
+        raise click.UsageError("--state and --reason are required with --version")
+    who = shell_principal()
+    before = runtime.store.get(trade_no)
     try:
-        record = runtime.review.resolve(trade_no, state, reason, operator, version=version, amount=amount)
+        record = runtime.review.resolve(trade_no, state, reason, operator=who.label, version=version, amount=amount)
     except NoSuchJob:
         raise click.ClickException(f"no job with tradeNo {trade_no}") from None
     except VersionChanged as exc:
@@ -104,25 +135,31 @@ def review_resolve(trade_no: str, version: int | None, state: str | None, amount
         raise click.ClickException(str(exc)) from None
     except InvalidError as exc:
         raise click.ClickException(f"{exc.message}: {exc.errors}") from None
-    click.echo(f"{trade_no} resolved as {record['state']} by {operator}")
+    runtime.audit.record(who, "review.resolve", target=trade_no, account=(before or {}).get("account", "default"),
+                         before=_audited(before), after=_audited(record), detail={"state": state, "reason": reason})
+    click.echo(f"{trade_no} resolved as {record['state']} by {who.label}")
 
 
 @review.command("dismiss")
 @click.argument("trade_no")
 @click.option("--reason", required=True, help="Why it needs nothing more (e.g. refunded at the gateway).")
-@click.option("--operator", required=True, help="Who looked at it.")
-def review_dismiss(trade_no: str, reason: str, operator: str) -> None:
+@click.option("--operator", hidden=True, help="Ignored: the shell user is recorded.")
+def review_dismiss(trade_no: str, reason: str, operator: str | None) -> None:
     """Dismiss money the gateway reported for TRADENO, which has no job, once you have looked at it."""
     from worker.domain.errors import InvalidError
     from worker.flows.review import NoSuchJob, NotInReview
     from worker.runtime.wiring import get_runtime
 
+    _ignored(operator)
+    who = shell_principal()
     try:
-        get_runtime().review.dismiss(trade_no, reason, operator)
+        entry = get_runtime().review.dismiss(trade_no, reason, operator=who.label)
     except NoSuchJob:
         raise click.ClickException(f"no orphan report for tradeNo {trade_no}") from None
     except NotInReview as exc:
         raise click.ClickException(str(exc)) from None
     except InvalidError as exc:
         raise click.ClickException(f"{exc.message}: {exc.errors}") from None
-    click.echo(f"{trade_no} dismissed by {operator}")
+    get_runtime().audit.record(who, "review.dismiss", target=trade_no, account=entry.get("account", ""),
+                               detail={"reason": reason})
+    click.echo(f"{trade_no} dismissed by {who.label}")

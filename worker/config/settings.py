@@ -193,6 +193,11 @@ def _webhook_secret(text: str) -> None:
         _fail("not a webhook secret")
 
 
+def _header_name(text: str) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", text):
+        _fail("not an HTTP header name")
+
+
 def _text() -> Parse:
     return Parse("str", "text")
 
@@ -287,6 +292,14 @@ class Settings:
     payload_retention_seconds: int = 0  # payer data kept after the checkout is created; 0: purged at once
     events_maxlen: int = 100_000  # entries a stream keeps at least; older ones go once every group read them
     audit_retention_days: int = 400  # the audit log's entries are kept this long
+    # /ops operators (worker/web/ops.py): an SSO proxy's header naming the operator, trusted only
+    # from a direct peer in ops_auth_proxies; sessions; failed-login limits per name and address
+    ops_auth_header: str = ""
+    ops_auth_proxies: tuple[str, ...] = ()
+    ops_session_seconds: int = 8 * 3600
+    ops_login_failures: int = 5  # failed logins per name within the window, then 429
+    ops_login_address_failures: int = 20  # failed logins per address within the window, then 429
+    ops_login_window: int = 15 * 60
 
     connect_timeout: float = 3.05
     read_timeout: float = 10.0
@@ -372,6 +385,15 @@ class Settings:
         "payload_retention_seconds": ("VEXORA_PAYLOAD_RETENTION_SECONDS", _count(0)),
         "events_maxlen": ("VEXORA_EVENTS_MAXLEN", _count(1)),
         "audit_retention_days": ("VEXORA_AUDIT_RETENTION_DAYS", _count(1)),
+        "ops_auth_header": ("VEXORA_OPS_AUTH_HEADER", Parse(
+            "str", "an HTTP header name (e.g. X-Forwarded-User)", (_header_name,))),
+        "ops_auth_proxies": ("VEXORA_OPS_AUTH_PROXIES", Parse(
+            "items", "comma-separated IP networks in CIDR notation (the SSO proxy's addresses)",
+            (_each(_network),))),
+        "ops_session_seconds": ("VEXORA_OPS_SESSION_SECONDS", _count(60)),
+        "ops_login_failures": ("VEXORA_OPS_LOGIN_FAILURES", _count(1)),
+        "ops_login_address_failures": ("VEXORA_OPS_LOGIN_ADDRESS_FAILURES", _count(1)),
+        "ops_login_window": ("VEXORA_OPS_LOGIN_WINDOW", _count(1)),
         "connect_timeout": ("VEXORA_CONNECT_TIMEOUT", _seconds(0, above=True)),
         "read_timeout": ("VEXORA_READ_TIMEOUT", _seconds(0, above=True)),
         "retry_max_attempts": ("VEXORA_RETRY_MAX_ATTEMPTS", _count(1)),
@@ -490,6 +512,11 @@ class Settings:
             problems["VEXORA_LEASE_RENEW_SECONDS"] = [
                 "must be shorter than the lease (VEXORA_LEASE_SECONDS), or 0 for a quarter of it: "
                 "a lease must not run out between two renewals"]
+        if ("VEXORA_OPS_AUTH_HEADER" not in failed and "VEXORA_OPS_AUTH_PROXIES" not in failed
+                and self.ops_auth_header and not self.ops_auth_proxies):
+            problems["VEXORA_OPS_AUTH_PROXIES"] = [
+                "must list the SSO proxy's addresses (CIDRs) when VEXORA_OPS_AUTH_HEADER is set: the "
+                "header is believed only from a direct peer among them"]
         if "REDIS_URL" not in failed and is_sentinel(self.redis_url) and not self.redis_sentinel_master:
             problems["VEXORA_REDIS_SENTINEL_MASTER"] = [
                 "must name the master (as the Sentinels know it) when REDIS_URL lists Sentinels"]

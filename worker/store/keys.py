@@ -28,6 +28,12 @@ script may touch them all (README, "Redis Cluster"); every key a script touches 
     p:webhooks:attempts:{<tradeNo>}      list    the attempts of a job's deliveries
     p:webhooks:dispatch:lock             string  one dispatcher pass at a time
     p:audit                              stream  operator and admin actions (``worker.store.audit``)
+    p:ops:operators                      hash    operator name -> JSON record with its scrypt hash (``worker.store.operators``)
+    p:ops:last_login                     hash    operator name -> when they last logged in (ms)
+    p:ops:secret                         string  a random key, made once: the /ops form tokens of SSO requests
+    p:ops:session:<sha256 of id>         string  a logged-in operator's /ops session (JSON), with a TTL
+    p:ops:fail:name:<sha256 of name>     string  failed /ops logins for a name, with a TTL (the window)
+    p:ops:fail:addr:<sha256 of address>  string  failed /ops logins from an address, with a TTL
 """
 
 from __future__ import annotations
@@ -134,3 +140,24 @@ class Keys:
     def audit(self) -> str:
         """Every operator and admin action, kept ``VEXORA_AUDIT_RETENTION_DAYS``."""
         return f"{self.prefix}:audit"
+
+    # -- operators (/ops) -------------------------------------------------------------------
+    @property
+    def operators(self) -> str:
+        return f"{self.prefix}:ops:operators"
+
+    @property
+    def operators_last_login(self) -> str:
+        return f"{self.prefix}:ops:last_login"
+
+    @property
+    def ops_secret(self) -> str:
+        return f"{self.prefix}:ops:secret"
+
+    def ops_session(self, hashed_id: str) -> str:
+        """A session by the SHA-256 of its id: a reader of Redis cannot take the cookie's value."""
+        return f"{self.prefix}:ops:session:{hashed_id}"
+
+    def ops_failures(self, kind: str, hashed: str) -> str:
+        """Failed logins for a name (``kind="name"``) or an address (``"addr"``), hashed."""
+        return f"{self.prefix}:ops:fail:{kind}:{hashed}"
