@@ -45,7 +45,8 @@ DEFAULTS = {
     "reconcile_interval": 10.0, "reconcile_batch": 200, "paying_query_after": 900.0,
     "queued_redrive_after": 300.0, "reconcile_backoff_base": 30.0, "reconcile_backoff_max": 3600.0,
     "reconcile_horizon": 86_400.0, "query_not_found_messages": (), "refused_review_after": 3,
-    "audit_retention_days": 400,
+    "audit_retention_days": 400, "ops_auth_header": "", "ops_auth_proxies": (), "ops_session_seconds": 28_800,
+    "ops_login_failures": 5, "ops_login_address_failures": 20, "ops_login_window": 900,
 }
 
 
@@ -136,6 +137,12 @@ CASES = [
     ("VEXORA_RECONCILE_HORIZON", ["0"], ("3600", 3600.0)),
     ("VEXORA_REFUSED_REVIEW_AFTER", ["0", "three"], ("5", 5)),
     ("VEXORA_AUDIT_RETENTION_DAYS", ["0", "a year"], ("30", 30)),
+    ("VEXORA_OPS_AUTH_HEADER", ["X Forwarded User", "X-User:"], ("X-Forwarded-User", "X-Forwarded-User")),
+    ("VEXORA_OPS_AUTH_PROXIES", ["10.0.0.300/32", "proxy"], ("10.0.0.5/32,fd00::/64", ("10.0.0.5/32", "fd00::/64"))),
+    ("VEXORA_OPS_SESSION_SECONDS", ["59", "a day"], ("3600", 3600)),
+    ("VEXORA_OPS_LOGIN_FAILURES", ["0"], ("10", 10)),
+    ("VEXORA_OPS_LOGIN_ADDRESS_FAILURES", ["0"], ("50", 50)),
+    ("VEXORA_OPS_LOGIN_WINDOW", ["0"], ("60", 60)),
 ]
 FREE_TEXT = {"VEXORA_MERCHANT_NO", "VEXORA_APP_SECRET", "VEXORA_API_TOKEN", "VEXORA_METRICS_TOKEN",
              "VEXORA_REDIS_SENTINEL_PASSWORD", "VEXORA_QUERY_NOT_FOUND_MESSAGES"}

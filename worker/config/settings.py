@@ -512,11 +512,6 @@ class Settings:
             problems["VEXORA_LEASE_RENEW_SECONDS"] = [
                 "must be shorter than the lease (VEXORA_LEASE_SECONDS), or 0 for a quarter of it: "
                 "a lease must not run out between two renewals"]
-        if ("VEXORA_OPS_AUTH_HEADER" not in failed and "VEXORA_OPS_AUTH_PROXIES" not in failed
-                and self.ops_auth_header and not self.ops_auth_proxies):
-            problems["VEXORA_OPS_AUTH_PROXIES"] = [
-                "must list the SSO proxy's addresses (CIDRs) when VEXORA_OPS_AUTH_HEADER is set: the "
-                "header is believed only from a direct peer among them"]
         if "REDIS_URL" not in failed and is_sentinel(self.redis_url) and not self.redis_sentinel_master:
             problems["VEXORA_REDIS_SENTINEL_MASTER"] = [
                 "must name the master (as the Sentinels know it) when REDIS_URL lists Sentinels"]

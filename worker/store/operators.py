@@ -224,24 +224,28 @@ class LoginLimits:
         self.per_address = per_address
         self.window = int(window)
 
-    def _keys(self, name: str, address: str) -> tuple[str, str]:
-        return (self.keys.ops_failures("name", _sha(normalized_name(name))),
-                self.keys.ops_failures("addr", _sha(address or "")))
+    def _keys(self, name: str | None, address: str) -> list[str]:
+        """The counters of ``address`` and, unless None, of ``name``."""
+        keys = [self.keys.ops_failures("addr", _sha(address or ""))]
+        if name is not None:
+            keys.append(self.keys.ops_failures("name", _sha(normalized_name(name))))
+        return keys
 
-    def retry_after(self, name: str, address: str) -> int:
-        """Seconds until a login for ``name`` from ``address`` may be tried again; 0: now."""
-        by_name, by_addr = self._keys(name, address)
+    def retry_after(self, name: str | None, address: str) -> int:
+        """Seconds until a login for ``name`` (None: any) from ``address`` may be tried again; 0: now."""
+        keys = self._keys(name, address)
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.get(by_name).ttl(by_name).get(by_addr).ttl(by_addr)
-            name_count, name_ttl, addr_count, addr_ttl = pipe.execute()
+            for key in keys:
+                pipe.get(key).ttl(key)
+            found = pipe.execute()
         waits = [0]
-        if int(name_count or 0) >= self.per_name:
-            waits.append(max(1, int(name_ttl)))
-        if int(addr_count or 0) >= self.per_address:
-            waits.append(max(1, int(addr_ttl)))
+        for i, limit in enumerate((self.per_address, self.per_name)[:len(keys)]):
+            count, ttl = found[2 * i], found[2 * i + 1]
+            if int(count or 0) >= limit:
+                waits.append(max(1, int(ttl)))
         return max(waits)
 
-    def failed(self, name: str, address: str) -> None:
+    def failed(self, name: str | None, address: str) -> None:
         with self.redis.pipeline(transaction=True) as pipe:
             for key in self._keys(name, address):
                 pipe.set(key, 0, ex=self.window, nx=True)  # the window starts at the first failure
@@ -249,7 +253,7 @@ class LoginLimits:
             pipe.execute()
 
     def succeeded(self, name: str) -> None:
-        self.redis.delete(self._keys(name, "")[0])
+        self.redis.delete(self._keys(name, "")[1])
 
 
 def _text(value) -> str:
