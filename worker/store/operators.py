@@ -224,36 +224,39 @@ class LoginLimits:
         self.per_address = per_address
         self.window = int(window)
 
-    def _keys(self, name: str | None, address: str) -> list[str]:
-        """The counters of ``address`` and, unless None, of ``name``."""
-        keys = [self.keys.ops_failures("addr", _sha(address or ""))]
+    def _keys(self, name: str | None, address: str | None) -> list[tuple[str, int]]:
+        """The counters (and their limits) of ``address`` and ``name``, each unless None."""
+        keys = []
+        if address is not None:
+            keys.append((self.keys.ops_failures("addr", _sha(address)), self.per_address))
         if name is not None:
-            keys.append(self.keys.ops_failures("name", _sha(normalized_name(name))))
+            keys.append((self.keys.ops_failures("name", _sha(normalized_name(name))), self.per_name))
         return keys
 
-    def retry_after(self, name: str | None, address: str) -> int:
-        """Seconds until a login for ``name`` (None: any) from ``address`` may be tried again; 0: now."""
+    def retry_after(self, name: str | None, address: str | None) -> int:
+        """Seconds until a login for ``name`` from ``address`` may be tried again (None: not
+        counted that way); 0: now."""
         keys = self._keys(name, address)
         with self.redis.pipeline(transaction=False) as pipe:
-            for key in keys:
+            for key, _ in keys:
                 pipe.get(key).ttl(key)
             found = pipe.execute()
         waits = [0]
-        for i, limit in enumerate((self.per_address, self.per_name)[:len(keys)]):
+        for i, (_, limit) in enumerate(keys):
             count, ttl = found[2 * i], found[2 * i + 1]
             if int(count or 0) >= limit:
                 waits.append(max(1, int(ttl)))
         return max(waits)
 
-    def failed(self, name: str | None, address: str) -> None:
+    def failed(self, name: str | None, address: str | None) -> None:
         with self.redis.pipeline(transaction=True) as pipe:
-            for key in self._keys(name, address):
+            for key, _ in self._keys(name, address):
                 pipe.set(key, 0, ex=self.window, nx=True)  # the window starts at the first failure
                 pipe.incr(key)
             pipe.execute()
 
     def succeeded(self, name: str) -> None:
-        self.redis.delete(self._keys(name, "")[1])
+        self.redis.delete(self._keys(name, None)[0][0])
 
 
 def _text(value) -> str:

@@ -210,12 +210,14 @@ def ops_pages(settings: Settings, runtime: Callable[[], Runtime], flower_url: st
         if not any(peer in network for network in sso_proxies):
             return None, None  # a client's own header: ignored
         name = normalized_name(request.headers.get(sso_header))
-        wait = limits().retry_after(name, address())
+        # counted per name only: the proxy vouches for the person, and without ProxyFix every
+        # request's address is the proxy's, which one person's retries must not lock out
+        wait = limits().retry_after(name, None)
         if wait:
             return None, too_many(wait)
         record = operators().get(name) if name else None
         if record is None or record.get("disabled"):
-            limits().failed(name, address())
+            limits().failed(name, None)
             audit(None, "login.failed", target=name[:64], detail={"via": "sso"})
             return None, refused(403, "Not an operator", "Your sign-in does not name an operator of this "
                                                           "page, or the operator is disabled.")
