@@ -28,6 +28,8 @@ script may touch them all (README, "Redis Cluster"); every key a script touches 
     p:webhooks:attempts:{<tradeNo>}      list    the attempts of a job's deliveries
     p:webhooks:dispatch:lock             string  one dispatcher pass at a time
     p:audit                              stream  operator and admin actions (``worker.store.audit``)
+    p:apikeys                            hash    API key id -> record: name, account, scopes, SHA-256 of the key (``worker.store.apikeys``)
+    p:apikeys:used                       hash    API key id -> when it was last used (ms), written at most once a minute
 """
 
 from __future__ import annotations
@@ -134,3 +136,14 @@ class Keys:
     def audit(self) -> str:
         """Every operator and admin action, kept ``VEXORA_AUDIT_RETENTION_DAYS``."""
         return f"{self.prefix}:audit"
+
+    # -- access -----------------------------------------------------------------------------
+    @property
+    def api_keys(self) -> str:
+        """API key id -> JSON record (the key itself never: only its SHA-256)."""
+        return f"{self.prefix}:apikeys"
+
+    @property
+    def api_keys_used(self) -> str:
+        """API key id -> when it was last used (ms)."""
+        return f"{self.prefix}:apikeys:used"
