@@ -169,7 +169,7 @@ def create_app(settings: Settings | None = None, runtime=None) -> Flask:
         return _text("OK", 200)
 
     web.register_blueprint(producer_api(settings, rt))
-    web.register_blueprint(webhooks_api(bearer_guard(settings), rt))
+    web.register_blueprint(webhooks_api(bearer_guard(settings, rt), rt))
     web.register_blueprint(ops_pages(settings, rt, settings.flower_url))
 
     @web.get("/metrics")
