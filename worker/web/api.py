@@ -378,10 +378,8 @@ def producer_api(settings: Settings, runtime: Callable[[], Runtime]) -> Blueprin
         principal = api_principal()
         try:
             entry = rt.store.orphan(trade_no)
-            # an orphan has no job, so no account: only principals of every account see it
-            # (or those of the account its entry records)
-            if entry is None or not (principal.account == ALL_ACCOUNTS
-                                     or entry.get("account") == principal.account):
+            # an orphan has no job: it belongs to the account its entry records, else to default
+            if entry is None or not principal.sees(entry.get("account") or DEFAULT_ACCOUNT):
                 raise NoSuchJob(trade_no)
             entry = rt.review.dismiss(trade_no, body.get("reason"), principal.label)
         except InvalidError as exc:
@@ -392,7 +390,7 @@ def producer_api(settings: Settings, runtime: Callable[[], Runtime]) -> Blueprin
             return _problem(409, str(exc))
         except _REDIS_DOWN:
             return _problem(503, "temporarily unavailable")
-        audit(rt, "review.dismiss", target=trade_no, account=entry.get("account", ""),
+        audit(rt, "review.dismiss", target=trade_no, account=entry.get("account") or DEFAULT_ACCOUNT,
               after={"dismissedBy": entry.get("dismissedBy"), "dismissedReason": entry.get("dismissedReason")})
         return jsonify({"tradeNo": trade_no, "dismissedBy": entry.get("dismissedBy"),
                         "dismissedReason": entry.get("dismissedReason")})

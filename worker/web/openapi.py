@@ -241,8 +241,8 @@ def _paths(trade_no: dict) -> dict[str, dict]:
                 "type": "object", "properties": {"tradeNo": {"type": "string"}, "dismissedBy": {"type": "string"},
                                                  "dismissedReason": {"type": "string"}}}}}},
                           "400": _error("Not a JSON object"), "401": UNAUTHORIZED, "403": _forbidden("review:write"),
-                          "404": _error("No orphan report for this tradeNo (orphans have no account: only keys for "
-                                        "every account see them)"),
+                          "404": _error("No orphan report for this tradeNo (or another account's: an orphan "
+                                        "belongs to the account its entry records, else to default)"),
                           "409": _error("Dismissed already"), "422": _error("No valid reason"),
                           "503": UNAVAILABLE}}},
         "/v1/checkouts/{tradeNo}/webhooks": {"get": {
