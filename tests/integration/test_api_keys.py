@@ -253,3 +253,20 @@ def test_the_legacy_token_still_works_with_one_deprecation_line_a_process(stack)
     assert TOKEN not in web.log()
     record = stack.runtime.redis.hget(stack.runtime.store.keys.job(job["tradeNo"]), "account")
     assert record == b"default"
+
+
+def test_replay_sends_a_keys_account_events_only_to_that_accounts_endpoints(stack):
+    ours, theirs = create_key(stack, "default", "webhooks:admin"), key_of(stack, "b", "webhooks:admin")
+    mine = call(stack, "POST", "/v1/webhooks/endpoints", ours, json={"url": "http://127.0.0.1:9/a"}).json()["id"]
+    other = call(stack, "POST", "/v1/webhooks/endpoints", theirs, json={"url": "http://127.0.0.1:9/b"}).json()["id"]
+    trade_no = job_of(stack, "b")  # flagged: a checkout.needs_review event of account b in the outbox
+    redis, keys = stack.runtime.redis, stack.runtime.store.keys
+    [event_id] = [i.decode() for i, f in redis.xrange(keys.webhook_outbox) if f[b"tradeNo"] == trade_no.encode()]
+    assert call(stack, "POST", "/v1/webhooks/replay", ours, json={"since": 0, "all": True}).status_code == 200
+    assert not redis.exists(keys.webhook_delivery(event_id, mine))  # b's event never goes to default's endpoint
+    assert call(stack, "POST", "/v1/webhooks/replay", theirs, json={"since": 0, "all": True}).status_code == 200
+    assert redis.hget(keys.webhook_delivery(event_id, other), "status") == b"pending"
+    assert not redis.exists(keys.webhook_delivery(event_id, mine))
+    [entry] = [e for e in stack.runtime.audit.read(limit=1000)
+               if e["action"] == "webhooks.replay" and e["actor"].startswith("key:") and e["account"] == "b"]
+    assert entry["detail"]["scheduled"] >= 1 and entry["address"] == "127.0.0.1"
