@@ -26,7 +26,7 @@ __all__ = ["AcceptedSchema", "ErrorSchema", "ReviewQueueSchema", "QueryAnswerSch
            "WebhookEndpointCreatedSchema", "WebhookSecretTailSchema", "ReplayRequestSchema", "ReplayResultSchema",
            "WebhookAttemptSchema", "WebhookAttemptsSchema", "CheckoutEventSchema",
            "EndpointDisabledEventSchema", "OpsFormSchema", "OpsResolveFormSchema", "EVENT_TYPES", "REASON_MAX", "OPERATOR_MAX",
-           "AMOUNT_RULE"]
+           "AMOUNT_RULE", "ApiResolveRequestSchema", "ApiDismissRequestSchema", "AuditEntrySchema"]
 
 # worker.webhooks.endpoints.EVENT_TYPES (a unit test keeps the two equal)
 EVENT_TYPES = tuple(f"checkout.{s}" for s in ("paying", "succeeded", "partially_paid", "failed", "declined",
@@ -168,6 +168,57 @@ class DismissRequestSchema(Schema):
     operator = ResolveRequestSchema._declared_fields["operator"]
 
 
+_IGNORED_OPERATOR = fields.String(metadata={
+    "description": "Ignored: who resolved or dismissed is the API key (recorded as key:<id>), never a "
+                   "field of the request. Accepted so that clients written before keys keep working."})
+
+
+class ApiResolveRequestSchema(Schema):
+    """``POST /v1/checkouts/<tradeNo>/resolve`` as the HTTP API takes it: who decides is the key."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    state = ResolveRequestSchema._declared_fields["state"]
+    reason = ResolveRequestSchema._declared_fields["reason"]
+    amount = ResolveRequestSchema._declared_fields["amount"]
+    operator = _IGNORED_OPERATOR
+
+
+class ApiDismissRequestSchema(Schema):
+    """``POST /v1/review/orphans/<tradeNo>/dismiss`` as the HTTP API takes it: who is the key."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    reason = ResolveRequestSchema._declared_fields["reason"]
+    operator = _IGNORED_OPERATOR
+
+
+class AuditEntrySchema(Schema):
+    """One entry of the audit log (``GET /v1/audit``), newest first."""
+
+    class Meta:
+        unknown = RAISE
+
+    id = fields.String(required=True, metadata={"description": "The entry's id; page on with before=<id>."})
+    at = EpochMillis(required=True)
+    actor = fields.String(required=True, metadata={
+        "description": "Who: the principal's label (key:<id>, operator:<name>, cli:<user>, token:VEXORA_API_TOKEN) "
+                       "or anonymous (a failed login)."})
+    actorKind = fields.String(required=True, metadata={"description": "key, operator, token, cli, or empty."})
+    actorAccount = fields.String(required=True, metadata={"description": "The account the actor acts for, or *."})
+    action = fields.String(required=True, metadata={
+        "description": "review.resolve, review.query, review.dismiss, webhooks.replay, endpoint.add|disable|"
+                       "enable|rotate, key.create|revoke, operator.add|disable, login, login.failed."})
+    target = fields.String(required=True, metadata={"description": "A tradeNo, an endpoint, key or operator id."})
+    account = fields.String(required=True, metadata={"description": "The account acted on (empty: none)."})
+    address = fields.String(required=True, metadata={"description": "The request's client address (empty: the shell)."})
+    before = fields.Dict(required=True, allow_none=True, metadata={"description": "The record before (no secret)."})
+    after = fields.Dict(required=True, allow_none=True, metadata={"description": "The record after (no secret)."})
+    detail = fields.Dict(required=True, allow_none=True)
+
+
 class WebhookEndpointRequestSchema(Schema):
     """``POST /v1/webhooks/endpoints``."""
 
@@ -181,6 +232,8 @@ class WebhookEndpointRequestSchema(Schema):
         "description": "The event types it receives; none or empty: all."})
     secret = fields.String(validate=FullMatch(r"^whsec_[\s\S]+$", "a webhook secret starts with whsec_"),
                            metadata={"description": "Its signing secret; generated when absent."})
+    account = fields.String(metadata={"description": "The account whose events it receives: required with a key "
+                                                     "for every account (*); else the key's own (or absent)."})
 
 
 class WebhookSecretTailSchema(Schema):
@@ -201,6 +254,7 @@ class WebhookEndpointSchema(Schema):
         unknown = RAISE
 
     id = fields.String(required=True)
+    account = fields.String(required=True, metadata={"description": "The account whose jobs' events it receives."})
     url = fields.String(required=True, metadata={"format": "uri"})
     types = fields.List(fields.String(validate=validate.OneOf(EVENT_TYPES)), required=True)
     enabled = fields.Boolean(required=True)

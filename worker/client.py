@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 from schemas import generate_trade_no, trade_no_errors
 from worker.domain import states
+from worker.domain.access import DEFAULT_ACCOUNT
 from worker.domain.errors import CheckoutError, DuplicateTradeNoError, InvalidError
 from worker.domain.masking import mask_contact
 from worker.runtime.wiring import Runtime, get_runtime
@@ -20,8 +21,9 @@ from worker.runtime.wiring import Runtime, get_runtime
 # the errors a producer catches, re-exported: they live in worker/domain/errors.py
 __all__ = ["enqueue_checkout", "get_checkout", "CheckoutError", "InvalidError", "DuplicateTradeNoError"]
 
-def enqueue_checkout(payload: Mapping[str, object], *, runtime: Runtime | None = None) -> str:
-    """Store a checkout job and queue it; return its ``tradeNo`` (generated when absent)."""
+def enqueue_checkout(payload: Mapping[str, object], *, account: str = DEFAULT_ACCOUNT,
+                     runtime: Runtime | None = None) -> str:
+    """Store a checkout job of ``account`` and queue it; return its ``tradeNo`` (generated when absent)."""
     if not isinstance(payload, Mapping):
         raise InvalidError("payload must be a JSON object", errors={"_schema": ["must be an object"]})
     rt = runtime or get_runtime()
@@ -33,7 +35,8 @@ def enqueue_checkout(payload: Mapping[str, object], *, runtime: Runtime | None =
     if errors:
         # checked before it becomes a key: "X:history" must never name a job (or half of one)
         raise InvalidError("tradeNo cannot identify a job", errors={"tradeNo": errors})
-    outcome, state = rt.store.create(trade_no, job, contact=mask_contact(job), amount=job.get("amount"))
+    outcome, state = rt.store.create(trade_no, job, contact=mask_contact(job), amount=job.get("amount"),
+                                     account=account)
     if outcome == "created" or state == states.QUEUED:
         rt.send("vexora.checkout.submit", trade_no)
     # acknowledged means replicated (VEXORA_REDIS_MIN_REPLICAS): the record — and the message,

@@ -102,7 +102,8 @@ def test_a_resolve_to_succeeded_records_the_amount_confirmed(stack):
     assert done.status_code == 200, done.text
     record = done.json()
     assert record["state"] == states.SUCCEEDED and record["needsReview"] is False
-    assert record["resolvedAmount"] == "300" and record["resolvedBy"] == "carol"
+    # who resolved is the principal (the deprecated token here), never the body's "operator" (issue 21)
+    assert record["resolvedAmount"] == "300" and record["resolvedBy"] == "token:VEXORA_API_TOKEN"
     assert done.headers["ETag"] == f'"{record["version"]}"' != etag
     moved = [h for h in record["history"] if h["to"] == states.SUCCEEDED][-1]
     assert moved["detail"]["amount"] == "300" and record["history"][-1]["detail"]["kind"] == "review_resolved"

@@ -49,9 +49,10 @@ def test_a_job_the_reconciler_cannot_settle_is_listed_and_resolved_with_who_and_
     assert answer.status_code == 200, answer.text
     record = answer.json()
     assert record["state"] == states.FAILED and record["needsReview"] is False
-    assert record["resolvedBy"] == "alice" and record["resolvedReason"] == "gateway support: never paid"
+    # who resolved is the principal (the deprecated token here), never the body's "operator" (issue 21)
+    assert record["resolvedBy"] == "token:VEXORA_API_TOKEN" and record["resolvedReason"] == "gateway support: never paid"
     last = [h for h in record["history"] if h["to"] == states.FAILED][-1]
-    assert last["detail"]["operator"] == "alice" and last["detail"]["why"] == "gateway support: never paid"
+    assert last["detail"]["operator"] == "token:VEXORA_API_TOKEN" and last["detail"]["why"] == "gateway support: never paid"
     assert trade_no not in [i["tradeNo"] for i in api(stack, "GET", "/v1/review").json()["items"]]
     # not in review any more: 409
     again = api(stack, "POST", f"/v1/checkouts/{trade_no}/resolve",

@@ -18,6 +18,7 @@ from schemas import CheckoutRecordSchema, CheckoutRequestSchema
 from schemas._rules import FullMatch
 from schemas.record import HIDDEN
 from worker.config.settings import Settings
+from worker.domain import access
 from worker.runtime.wiring import checkout_schema
 from worker.web import create_app
 from worker.web.openapi import COMPONENTS, build_openapi
@@ -75,23 +76,61 @@ def test_the_document_is_valid_openapi_3_1(schema):
 
 def test_paths_and_methods_are_exactly_the_routes():
     app = create_app(Settings(app_secret="s", api_token="t", metrics=False))
-    assert {path: set(ops) for path, ops in DOCUMENT["paths"].items()} == routes(app)
+    served = routes(app)
+    assert {path: set(ops) for path, ops in DOCUMENT["paths"].items()} == served
 
 
 def test_every_api_route_but_the_public_ones_needs_the_bearer_token():
-    public = {"/v1/openapi.json", "/vexora/notify", "/healthz", "/metrics"}
-    assert DOCUMENT["components"]["securitySchemes"]["bearer"] == {
-        "type": "http", "scheme": "bearer", "description": "VEXORA_API_TOKEN"}
+    public = {"/v1/openapi.json", "/vexora/notify", "/healthz", "/metrics", "/ops/login", "/ops/logout"}
+    scheme = DOCUMENT["components"]["securitySchemes"]["bearer"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    assert all(scope in scheme["description"] for scope in access.SCOPES)
     for path, operations in DOCUMENT["paths"].items():
         for method, operation in operations.items():
             if path in public:
-                assert {"bearer": []} not in operation.get("security", []) or path == "/metrics"
+                assert all(not s.get("bearer") for s in operation.get("security", [])), (method, path)
             elif path.startswith("/ops"):
-                assert operation["security"] == [{"opsBasic": []}], (method, path)
+                assert operation["security"] == [{"opsSession": []}], (method, path)
             else:
-                assert operation["security"] == [{"bearer": []}], (method, path)
-                assert operation["responses"]["401"]["content"]["application/problem+json"]["schema"] == {
-                    "$ref": "#/components/schemas/Error"}
+                [scope] = operation["security"][0]["bearer"]
+                assert operation["security"] == [{"bearer": [scope]}] and scope in access.SCOPES, (method, path)
+                for status in ("401", "403"):
+                    assert operation["responses"][status]["content"]["application/problem+json"]["schema"] == {
+                        "$ref": "#/components/schemas/Error"}, (method, path, status)
+                assert scope in operation["responses"]["403"]["description"]
+
+
+# each route's scope (issue 21): what the API enforces (tests/integration/test_api_keys.py) and documents
+ROUTE_SCOPES = {
+    ("post", "/v1/checkouts"): "checkouts:write",
+    ("get", "/v1/checkouts/{tradeNo}"): "checkouts:read",
+    ("get", "/v1/checkouts/{tradeNo}/webhooks"): "checkouts:read",
+    ("get", "/v1/review"): "checkouts:read",
+    ("post", "/v1/checkouts/{tradeNo}/query"): "review:write",
+    ("post", "/v1/checkouts/{tradeNo}/resolve"): "review:write",
+    ("post", "/v1/review/orphans/{tradeNo}/dismiss"): "review:write",
+    ("get", "/v1/webhooks/endpoints"): "webhooks:admin",
+    ("post", "/v1/webhooks/endpoints"): "webhooks:admin",
+    ("post", "/v1/webhooks/endpoints/{endpointId}/{action}"): "webhooks:admin",
+    ("post", "/v1/webhooks/replay"): "webhooks:admin",
+    ("get", "/v1/audit"): "audit:read",
+}
+
+
+def test_each_operation_names_its_scope_and_its_404_where_a_job_may_be_another_accounts():
+    documented = {(method, path): op["security"][0]["bearer"][0] for path, ops in DOCUMENT["paths"].items()
+                  for method, op in ops.items() if path.startswith("/v1/") and op.get("security")}
+    assert documented == ROUTE_SCOPES
+    for (method, path) in ROUTE_SCOPES:
+        if "{tradeNo}" in path or "{endpointId}" in path:
+            assert "404" in DOCUMENT["paths"][path][method]["responses"], (method, path)
+    audit = DOCUMENT["paths"]["/v1/audit"]["get"]
+    assert {p["name"] for p in audit["parameters"]} == {"since", "until", "limit", "before"}
+    entry = DOCUMENT["components"]["schemas"]["AuditEntry"]
+    assert set(entry["properties"]) == {"id", "at", "actor", "actorKind", "actorAccount", "action", "target",
+                                        "account", "address", "before", "after", "detail"}
+    # the API's resolve takes no operator: who resolved is the key
+    assert "operator" not in DOCUMENT["components"]["schemas"]["ResolveRequest"].get("required", [])
 
 
 def test_every_ref_resolves():

@@ -12,10 +12,13 @@ def webhooks() -> None:
     """Signed webhooks to your apps: endpoints, replay, attempts.
 
     \b
-    vexora-checkout webhooks list
-    vexora-checkout webhooks add https://shop.example/hooks [--type checkout.succeeded ...]
+    vexora-checkout webhooks list [--account ID]
+    vexora-checkout webhooks add https://shop.example/hooks [--account ID] [--type checkout.succeeded ...]
     vexora-checkout webhooks disable|enable|rotate ENDPOINT_ID
-    vexora-checkout webhooks replay --since 2026-12-03T09:00Z [--until ...] [--endpoint ID] [--all]
+    vexora-checkout webhooks replay --since 2026-12-03T09:00Z [--until ...] [--endpoint ID] [--all] [--account ID]
+
+    They act for every account unless --account names one; a new endpoint is default's unless
+    --account says otherwise. An endpoint gets only its own account's events.
     vexora-checkout webhooks attempts TRADENO
     """
 
@@ -26,14 +29,15 @@ def _webhooks_runtime():
 def _endpoint_line(record: dict) -> str:
     state = "enabled" if record["enabled"] else f"disabled ({record.get('disabledReason')})"
     types = ",".join(record.get("types") or []) or "all events"
-    return f"{record['id']}  {record['url']}  {state}  {types}"
+    return f"{record['id']}  account={record.get('account') or 'default'}  {record['url']}  {state}  {types}"
 
 @webhooks.command("list")
-def webhooks_list() -> None:
+@click.option("--account", default=None, help="Only this account's endpoints (default: every account's).")
+def webhooks_list(account: str | None) -> None:
     """The endpoints (secrets never shown; only their last characters)."""
     from worker.webhooks.endpoints import Endpoints
     try:
-        records = _webhooks_runtime().webhook_endpoints.all()
+        records = _webhooks_runtime().webhook_endpoints.all(account)
     except REDIS_DOWN as exc:
         raise click.ClickException(f"Redis unreachable: {exc}") from None
     for record in records:
@@ -46,11 +50,12 @@ def webhooks_list() -> None:
 @click.argument("url")
 @click.option("--type", "types", multiple=True, help="Only these event types (repeatable; default: all).")
 @click.option("--secret", default=None, help="A whsec_ secret (default: a new one, printed once).")
-def webhooks_add(url: str, types: tuple[str, ...], secret: str | None) -> None:
+@click.option("--account", default="default", show_default=True, help="The account whose events it gets.")
+def webhooks_add(url: str, types: tuple[str, ...], secret: str | None, account: str) -> None:
     """Add an endpoint; prints its secret once."""
     from worker.domain.errors import InvalidError
     try:
-        record = _webhooks_runtime().webhook_endpoints.add(url, types=types, secret=secret)
+        record = _webhooks_runtime().webhook_endpoints.add(url, types=types, secret=secret, account=account)
     except InvalidError as exc:
         raise click.ClickException(f"{exc.message}: {exc.errors}") from None
     click.echo(_endpoint_line(record))
@@ -93,7 +98,9 @@ def webhooks_rotate(endpoint_id: str, secret: str | None) -> None:
 @click.option("--until", default=None, help="ISO-8601 time (or unix seconds): events until then.")
 @click.option("--endpoint", default=None, help="Only this endpoint.")
 @click.option("--all", "include_delivered", is_flag=True, help="Also events already delivered.")
-def webhooks_replay(since: str, until: str | None, endpoint: str | None, include_delivered: bool) -> None:
+@click.option("--account", default=None, help="Only this account's endpoints (default: every account's).")
+def webhooks_replay(since: str, until: str | None, endpoint: str | None, include_delivered: bool,
+                    account: str | None) -> None:
     """Deliver again the failed (or all) events of a window."""
     from worker.web.webhooks_api import parse_time_ms
     try:
@@ -103,7 +110,8 @@ def webhooks_replay(since: str, until: str | None, endpoint: str | None, include
         raise click.BadParameter(str(exc)) from None
     try:
         count = _webhooks_runtime().webhook_dispatcher.replay(since_ms, until_ms, endpoint_id=endpoint,
-                                                               include_delivered=include_delivered)
+                                                               include_delivered=include_delivered,
+                                                               account=account)
     except KeyError:
         raise click.ClickException(f"no enabled endpoint {endpoint}") from None
     click.echo(f"{count} deliveries scheduled")

@@ -17,6 +17,12 @@ the amount the person confirmed paid (``resolvedAmount``).
 
 Money the gateway reports for a tradeNo with no job (``Settler.orphan``) is an orphan entry in the
 same queue (``orphans``); a person dismisses it with a reason (``dismiss``).
+
+Per account: ``items`` and ``orphans`` take the principal's ``account`` (None or ``*``: every
+account). A job belongs to its record's ``account`` (a record from before accounts: ``default``);
+an orphan has no job: it belongs to the ``account`` its entry records, else to ``default`` (the
+same rule as a record without one). Who resolved or dismissed is the caller's
+authenticated principal's label, passed as ``operator`` — never a field of a request.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from marshmallow import ValidationError
 from schemas.api import REASON_MAX, DismissRequestSchema, OrphanSchema, QueryAnswerSchema, ResolveRequestSchema
 from schemas.record import ReviewItemSchema
 from worker.domain import settlement
+from worker.domain.access import ALL_ACCOUNTS, DEFAULT_ACCOUNT
 from worker.domain.errors import InvalidError
 from worker.flows.settle import Settler
 from worker.gateway import answers
@@ -74,9 +81,10 @@ class ReviewQueue:
         self.gateway_factory = gateway_factory  # built on first use: listing needs no gateway
         self.clock = clock
 
-    def items(self, limit: int = 500) -> list[dict]:
+    def items(self, limit: int = 500, *, account: str | None = None) -> list[dict]:
         """The queue, oldest flag first: each job's public record without its history
-        and contact (``ReviewItemSchema``: no payer data) and its age."""
+        and contact (``ReviewItemSchema``: no payer data) and its age; only the jobs of
+        ``account`` (None or ``*``: every account's; a job without one is ``default``'s)."""
         out = []
         for trade_no in self.store.flagged():
             job = self.store.load(trade_no)
@@ -84,15 +92,21 @@ class ReviewQueue:
                 if not self._orphan_waits(trade_no):
                     self.store.forget_flag(trade_no)  # resolved (or gone, before jobs in review kept)
                 continue
+            if not _belongs(job.fields.get("account") or DEFAULT_ACCOUNT, account):
+                continue
             age = max(0, int(self.clock() - int(job.fields.get("createdAt") or 0) / 1000))
             out.append(_ITEM.dump({**job.fields, "ageSeconds": age}))
         out.sort(key=lambda item: item.get("reviewAt", 0))
         return out[:limit]
 
-    def orphans(self, limit: int = 500) -> list[dict]:
-        """Money reported for tradeNos with no job, waiting for a person, oldest first."""
+    def orphans(self, limit: int = 500, *, account: str | None = None) -> list[dict]:
+        """Money reported for tradeNos with no job, waiting for a person, oldest first; only those
+        of ``account`` (None or ``*``: all). An orphan has no job: it belongs to the account its
+        entry records (the callback's merchant, when the callback path records it), else to
+        ``default`` — the one account of a deployment without an accounts file."""
         out = [_ORPHAN.dump(entry) for entry in (self.store.orphan(t) for t in self.store.flagged())
-               if entry and entry.get("needsReview") == "true"]
+               if entry and entry.get("needsReview") == "true"
+               and _belongs(entry.get("account") or DEFAULT_ACCOUNT, account)]
         out.sort(key=lambda item: item.get("firstAt", 0))
         return out[:limit]
 
@@ -181,6 +195,11 @@ class ReviewQueue:
     def _version(self, trade_no: str) -> int | None:
         job = self.store.load(trade_no)
         return None if job is None else job.version
+
+
+def _belongs(owner: str, account: str | None) -> bool:
+    """Whether an item of ``owner`` is listed for a principal of ``account`` (None, ``*``: all)."""
+    return account is None or account == ALL_ACCOUNTS or owner == account
 
 
 def _versions(version: object) -> frozenset[int] | None:

@@ -33,6 +33,7 @@ import redis
 
 from schemas import CheckoutRecordSchema, trade_no_errors
 from worker.domain import states
+from worker.domain.access import DEFAULT_ACCOUNT
 from worker.domain.errors import DuplicateTradeNoError, InvalidError, LeaseLostError
 from worker.logs import event
 from worker.store import scripts
@@ -143,7 +144,7 @@ class JobStore:
 
     # -- writes -----------------------------------------------------------------------------
     def create(self, trade_no: str, payload: Mapping[str, object], *, contact: Mapping[str, str],
-               amount: object = None) -> tuple[str, str]:
+               amount: object = None, account: str = DEFAULT_ACCOUNT) -> tuple[str, str]:
         """Store a new ``queued`` job; ``("created"|"existing", state)`` (existing: same payload).
 
         Raises ``DuplicateTradeNoError`` when the tradeNo is taken by a different payload.
@@ -156,6 +157,7 @@ class JobStore:
         record = {
             "tradeNo": trade_no, "state": states.QUEUED, "createdAt": now, "updatedAt": now,
             "attempts": 0, "fingerprint": fp, "contact": json.dumps(dict(contact)), "version": 1,
+            "account": account,
         }
         if isinstance(amount, str):
             record["amount"] = amount

@@ -34,6 +34,8 @@ script may touch them all (README, "Redis Cluster"); every key a script touches 
     p:ops:session:<sha256 of id>         string  a logged-in operator's /ops session (JSON), with a TTL
     p:ops:fail:name:<sha256 of name>     string  failed /ops logins for a name, with a TTL (the window)
     p:ops:fail:addr:<sha256 of address>  string  failed /ops logins from an address, with a TTL
+    p:apikeys                            hash    API key id -> record: name, account, scopes, SHA-256 of the key (``worker.store.apikeys``)
+    p:apikeys:used                       hash    API key id -> when it was last used (ms), written at most once a minute
 """
 
 from __future__ import annotations
@@ -161,3 +163,14 @@ class Keys:
     def ops_failures(self, kind: str, hashed: str) -> str:
         """Failed logins for a name (``kind="name"``) or an address (``"addr"``), hashed."""
         return f"{self.prefix}:ops:fail:{kind}:{hashed}"
+
+    # -- access -----------------------------------------------------------------------------
+    @property
+    def api_keys(self) -> str:
+        """API key id -> JSON record (the key itself never: only its SHA-256)."""
+        return f"{self.prefix}:apikeys"
+
+    @property
+    def api_keys_used(self) -> str:
+        """API key id -> when it was last used (ms)."""
+        return f"{self.prefix}:apikeys:used"

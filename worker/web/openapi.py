@@ -26,8 +26,10 @@ from schemas import (
 )
 from schemas.api import (
     AcceptedSchema,
+    ApiDismissRequestSchema,
+    ApiResolveRequestSchema,
+    AuditEntrySchema,
     CheckoutEventSchema,
-    DismissRequestSchema,
     EndpointDisabledEventSchema,
     ErrorSchema,
     OpsFormSchema,
@@ -36,7 +38,6 @@ from schemas.api import (
     QueryAnswerSchema,
     ReplayRequestSchema,
     ReplayResultSchema,
-    ResolveRequestSchema,
     ReviewQueueSchema,
     WebhookAttemptSchema,
     WebhookAttemptsSchema,
@@ -61,8 +62,9 @@ COMPONENTS: dict[str, type[Schema]] = {
     "Orphan": OrphanSchema,
     "ReviewQueue": ReviewQueueSchema,
     "QueryAnswer": QueryAnswerSchema,
-    "ResolveRequest": ResolveRequestSchema,
-    "DismissRequest": DismissRequestSchema,
+    "ResolveRequest": ApiResolveRequestSchema,
+    "DismissRequest": ApiDismissRequestSchema,
+    "AuditEntry": AuditEntrySchema,
     "WebhookSecretTail": WebhookSecretTailSchema,
     "WebhookEndpointRequest": WebhookEndpointRequestSchema,
     "WebhookEndpoint": WebhookEndpointSchema,
@@ -85,10 +87,32 @@ as the gateway's integer string ("1500"; the gateway's own text of a paid amount
 gatewayPaidAmount); payer data only masked, in contact; a field a job does not have is absent.
 
 Errors are JSON {error, errors?, tradeNo?}: 422 lists the fields and their rules (never the
-values sent) and stores nothing."""
+values sent) and stores nothing.
 
-BEARER = [{"bearer": []}]
-OPS_AUTH = [{"opsBasic": []}]
+Access: every /v1 route but this document needs Authorization: Bearer <API key> (vexora-checkout
+keys create). A key acts for one account (or every account, *) and holds scopes; each operation's
+security names the scope it needs. No key, an unknown or a revoked one: 401. A key without the
+scope: 403 naming it (scope). A job or endpoint of another account: 404, the same answer as one
+that does not exist. VEXORA_API_TOKEN still works, deprecated, as a key with every scope on the
+account default."""
+
+SCOPE_DESCRIPTION = (
+    "An API key, vxk_<id>_<secret> (vexora-checkout keys create; stored as a SHA-256 hash only), or "
+    "the deprecated VEXORA_API_TOKEN (every scope on the account default). Scopes, named in each "
+    "operation's security: checkouts:write (enqueue), checkouts:read (read jobs, their webhooks, the "
+    "review queue), review:write (query, resolve, dismiss), webhooks:admin (endpoints, replay), "
+    "audit:read (the audit log).")
+
+
+def _bearer(scope: str) -> list[dict]:
+    """An operation's security: a bearer key holding ``scope`` (OpenAPI 3.1 lets a non-OAuth
+    scheme name the roles it needs in the array)."""
+    return [{"bearer": [scope]}]
+
+
+def _forbidden(scope: str) -> dict:
+    return _error(f"The key lacks the scope {scope} (the answer's scope names it)")
+OPS_AUTH = [{"opsSession": []}]
 
 
 def _formats(self, field, ret, **_kwargs) -> dict:
@@ -123,7 +147,7 @@ def _html(description: str) -> dict:
     return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
 
 
-UNAUTHORIZED = _error("Missing or wrong bearer token (or VEXORA_API_TOKEN unset): WWW-Authenticate: Bearer")
+UNAUTHORIZED = _error("No bearer key, or an unknown or revoked one: WWW-Authenticate: Bearer")
 UNAVAILABLE = _error("Redis unavailable; retry")
 
 
@@ -134,9 +158,12 @@ def build_openapi(schema: CheckoutRequestSchema) -> dict:
                    info={"description": DESCRIPTION})
     plugin.converter.add_attribute_function(_formats)
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer",
-                                               "description": "VEXORA_API_TOKEN"})
-    spec.components.security_scheme("opsBasic", {"type": "http", "scheme": "basic",
-                                                 "description": "Any user name; the API token as password."})
+                                               "description": SCOPE_DESCRIPTION})
+    spec.components.security_scheme("opsSession", {
+        "type": "apiKey", "in": "cookie", "name": "vexora_ops",
+        "description": "An operator's session, from POST /ops/login (or a trusted SSO proxy's header, "
+                       "VEXORA_OPS_AUTH_HEADER). Until the first operator is added, basic auth with "
+                       "VEXORA_API_TOKEN as the password is accepted (deprecated)."})
     spec.components.schema("CheckoutRequest", schema=schema)
     for name, component in COMPONENTS.items():
         spec.components.schema(name, schema=component)
@@ -154,14 +181,18 @@ def _paths(trade_no: dict) -> dict[str, dict]:
     endpoint_id = {"name": "endpointId", "in": "path", "required": True, "schema": {"type": "string"}}
     action = {"name": "action", "in": "path", "required": True,
               "schema": {"type": "string", "enum": ["disable", "enable", "rotate"]}}
-    not_found = _error("No such checkout")
+    not_found = _error("No such checkout (a job of another account is the same answer)")
+    account_header = {"name": "Vexora-Account", "in": "header", "required": False, "schema": {"type": "string"},
+                      "description": "With a key for every account (*), required: the account the checkout "
+                                     "belongs to; a key of one account leaves it out (it is the key's)."}
     etag = {"ETag": {"description": "The record's version, quoted (strong): send it as If-Match to resolve.",
                      "schema": {"type": "string"}}}
     if_match = {"name": "If-Match", "in": "header", "required": True, "schema": {"type": "string"},
                 "description": "The ETag of the record the operator decided on (GET /v1/checkouts/{tradeNo})."}
     return {
         "/v1/checkouts": {"post": {
-            "tags": ["checkouts"], "summary": "Enqueue a checkout", "security": BEARER,
+            "tags": ["checkouts"], "summary": "Enqueue a checkout", "security": _bearer("checkouts:write"),
+            "parameters": [account_header],
             "description": "Validated at once (422, nothing stored), stored and queued; idempotent on "
                            "tradeNo: the same payload again answers the same job.",
             "requestBody": {"required": True, "content": _json("CheckoutRequest")},
@@ -169,87 +200,122 @@ def _paths(trade_no: dict) -> dict[str, dict]:
                 "202": {"description": "Stored and queued; Location is the statusUrl", "content": _json("Accepted")},
                 "400": _error("Not a JSON object"),
                 "401": UNAUTHORIZED,
-                "409": _error("tradeNo used by another payload"),
+                "403": _forbidden("checkouts:write"),
+                "409": _error("tradeNo used by another payload (or another account)"),
                 "413": _text("Body larger than VEXORA_CALLBACK_MAX_BYTES"),
-                "422": _error("Invalid fields: errors maps each field to its rules; nothing stored"),
+                "422": _error("Invalid fields: errors maps each field to its rules; nothing stored (or a key for "
+                              "every account without a known Vexora-Account)"),
                 "503": _error("Redis or the broker refused; retry with the tradeNo"),
             }}},
         "/v1/checkouts/{tradeNo}": {"get": {
             "tags": ["checkouts"], "summary": "A checkout's public record (payer data masked)",
-            "security": BEARER, "parameters": [trade_no],
+            "security": _bearer("checkouts:read"), "parameters": [trade_no],
             "responses": {"200": {"description": "The record", "content": _json("CheckoutRecord"), "headers": etag},
-                          "401": UNAUTHORIZED, "404": not_found, "503": UNAVAILABLE}}},
+                          "401": UNAUTHORIZED, "403": _forbidden("checkouts:read"), "404": not_found, "503": UNAVAILABLE}}},
         "/v1/review": {"get": {
             "tags": ["review"], "summary": "The review queue: jobs flagged for a person, oldest flag first",
-            "security": BEARER,
+            "security": _bearer("checkouts:read"),
             "responses": {"200": {"description": "The queue", "content": _json("ReviewQueue")},
-                          "401": UNAUTHORIZED, "503": UNAVAILABLE}}},
+                          "401": UNAUTHORIZED, "403": _forbidden("checkouts:read"), "503": UNAVAILABLE}}},
         "/v1/checkouts/{tradeNo}/query": {"post": {
             "tags": ["review"], "summary": "Ask the gateway now; its answer is applied by the normal rules",
-            "security": BEARER, "parameters": [trade_no],
+            "security": _bearer("review:write"), "parameters": [trade_no],
             "responses": {"200": {"description": "What the gateway said and the record after it",
                                   "content": _json("QueryAnswer")},
-                          "401": UNAUTHORIZED, "404": not_found,
+                          "401": UNAUTHORIZED, "403": _forbidden("review:write"), "404": not_found,
                           "502": _error("The gateway gave no usable answer"), "503": UNAVAILABLE}}},
         "/v1/checkouts/{tradeNo}/resolve": {"post": {
             "tags": ["review"], "summary": "Settle a job in review as succeeded or failed",
             "description": "Conditional on the record the operator decided on: If-Match with its ETag. The "
                            "check, the move, the unflag and the review queue change are one atomic step.",
-            "security": BEARER, "parameters": [trade_no, if_match],
+            "security": _bearer("review:write"), "parameters": [trade_no, if_match],
             "requestBody": {"required": True, "content": _json("ResolveRequest")},
             "responses": {"200": {"description": "The record", "content": _json("CheckoutRecord"), "headers": etag},
-                          "400": _error("Not a JSON object"), "401": UNAUTHORIZED, "404": not_found,
+                          "400": _error("Not a JSON object"), "401": UNAUTHORIZED, "403": _forbidden("review:write"), "404": not_found,
                           "409": _error("The job is not in review"),
                           "412": _error("The job changed since that ETag; nothing changed (ETag: the current one)"),
-                          "422": _error("No valid state, reason or operator, or (succeeded) amount"),
+                          "422": _error("No valid state or reason, or (succeeded) amount"),
                           "428": _error("No If-Match (or *): nothing changed"), "503": UNAVAILABLE}}},
         "/v1/review/orphans/{tradeNo}/dismiss": {"post": {
             "tags": ["review"], "summary": "Dismiss money reported for a tradeNo with no job, once looked at",
-            "security": BEARER, "parameters": [trade_no],
+            "security": _bearer("review:write"), "parameters": [trade_no],
             "requestBody": {"required": True, "content": _json("DismissRequest")},
             "responses": {"200": {"description": "Dismissed", "content": {"application/json": {"schema": {
                 "type": "object", "properties": {"tradeNo": {"type": "string"}, "dismissedBy": {"type": "string"},
                                                  "dismissedReason": {"type": "string"}}}}}},
-                          "400": _error("Not a JSON object"), "401": UNAUTHORIZED,
-                          "404": _error("No orphan report for this tradeNo"),
-                          "409": _error("Dismissed already"), "422": _error("No valid reason or operator"),
+                          "400": _error("Not a JSON object"), "401": UNAUTHORIZED, "403": _forbidden("review:write"),
+                          "404": _error("No orphan report for this tradeNo (or another account's: an orphan "
+                                        "belongs to the account its entry records, else to default)"),
+                          "409": _error("Dismissed already"), "422": _error("No valid reason"),
                           "503": UNAVAILABLE}}},
         "/v1/checkouts/{tradeNo}/webhooks": {"get": {
             "tags": ["webhooks"], "summary": "Every delivery attempt of the job's webhook events",
-            "security": BEARER, "parameters": [trade_no],
+            "security": _bearer("checkouts:read"), "parameters": [trade_no],
             "responses": {"200": {"description": "The attempts, oldest first", "content": _json("WebhookAttempts")},
-                          "401": UNAUTHORIZED, "503": UNAVAILABLE}}},
+                          "401": UNAUTHORIZED, "403": _forbidden("checkouts:read"), "404": not_found,
+                          "503": UNAVAILABLE}}},
         "/v1/webhooks/endpoints": {
             "get": {"tags": ["webhooks"], "summary": "Webhook endpoints (secrets by their last 4 characters)",
-                    "security": BEARER,
+                    "security": _bearer("webhooks:admin"),
                     "responses": {"200": {"description": "The endpoints", "content": {"application/json": {
                         "schema": {"type": "array", "items": _ref("WebhookEndpoint")}}}},
-                                  "401": UNAUTHORIZED, "503": UNAVAILABLE}},
+                                  "401": UNAUTHORIZED, "403": _forbidden("webhooks:admin"), "503": UNAVAILABLE}},
             "post": {"tags": ["webhooks"], "summary": "Add a webhook endpoint; the answer shows its secret once",
-                     "security": BEARER,
+                     "security": _bearer("webhooks:admin"),
                      "requestBody": {"required": True, "content": _json("WebhookEndpointRequest")},
                      "responses": {"201": {"description": "Added", "content": _json("WebhookEndpointCreated")},
-                                   "400": _error("Not a JSON object"), "401": UNAUTHORIZED,
-                                   "422": _error("A private URL, an unknown type, a bad secret"),
+                                   "400": _error("Not a JSON object"), "401": UNAUTHORIZED, "403": _forbidden("webhooks:admin"),
+                                   "422": _error("A private URL, an unknown type, a bad secret, an account "
+                                                 "that is not the key's (or, for a * key, not a known one)"),
                                    "503": UNAVAILABLE}}},
         "/v1/webhooks/endpoints/{endpointId}/{action}": {"post": {
             "tags": ["webhooks"],
             "summary": "disable, enable or rotate (a new secret; the old one signs for a grace period)",
-            "security": BEARER, "parameters": [endpoint_id, action],
+            "security": _bearer("webhooks:admin"), "parameters": [endpoint_id, action],
             "requestBody": {"required": False, "content": {"application/json": {"schema": {
                 "type": "object", "properties": {"secret": {"type": "string", "pattern": "^whsec_"}},
                 "description": "rotate only: the new secret; generated when absent"}}}},
             "responses": {"200": {"description": "The endpoint (rotate: with its new secret, once)",
                                   "content": {"application/json": {"schema": {"oneOf": [
                                       _ref("WebhookEndpoint"), _ref("WebhookEndpointCreated")]}}}},
-                          "401": UNAUTHORIZED, "404": _error("No such endpoint or action"),
+                          "401": UNAUTHORIZED, "403": _forbidden("webhooks:admin"),
+                          "404": _error("No such endpoint or action (another account's endpoint is the same answer)"),
                           "422": _error("A bad secret"), "503": UNAVAILABLE}}},
         "/v1/webhooks/replay": {"post": {
             "tags": ["webhooks"], "summary": "Deliver again the events of a window: failed ones, or all",
-            "security": BEARER, "requestBody": {"required": True, "content": _json("ReplayRequest")},
+            "security": _bearer("webhooks:admin"), "requestBody": {"required": True, "content": _json("ReplayRequest")},
             "responses": {"200": {"description": "How many deliveries were scheduled", "content": _json("ReplayResult")},
-                          "400": _error("Not a JSON object with since"), "401": UNAUTHORIZED,
+                          "400": _error("Not a JSON object with since"), "401": UNAUTHORIZED, "403": _forbidden("webhooks:admin"),
                           "404": _error("No such enabled endpoint"), "422": _error("A time that is not one"),
+                          "503": UNAVAILABLE}}},
+        "/v1/audit": {"get": {
+            "tags": ["audit"], "summary": "The audit log, newest first: who did what, when, from where",
+            "description": "Every operator and admin action: review resolves, queries and dismissals, webhook "
+                           "replays and endpoint changes, keys and operators created or revoked, logins and "
+                           "failed logins. A key of one account sees its account's entries (and those for "
+                           "none or every account); kept VEXORA_AUDIT_RETENTION_DAYS.",
+            "security": _bearer("audit:read"),
+            "parameters": [
+                {"name": "since", "in": "query", "required": False, "schema": {"type": "string"},
+                 "description": "Entries from then: an ISO-8601 time, epoch milliseconds, or a duration back "
+                                "from now (90s, 30m, 24h, 7d)."},
+                {"name": "until", "in": "query", "required": False, "schema": {"type": "string"},
+                 "description": "Entries until then: an ISO-8601 time or epoch milliseconds."},
+                {"name": "limit", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 100}},
+                {"name": "before", "in": "query", "required": False,
+                 "schema": {"type": "string", "pattern": "^[0-9]{1,20}-[0-9]{1,20}$"},
+                 "description": "An entry's id (a page's `next`): the entries older than it."},
+                {"name": "account", "in": "query", "required": False, "schema": {"type": "string"},
+                 "description": "One account's entries (a key of every account only; a key of one "
+                                "account always sees its own)."}],
+            "responses": {"200": {"description": "The entries, newest first, and the id to page on from",
+                                  "content": {"application/json": {"schema": {
+                                      "type": "object", "required": ["entries", "next"],
+                                      "properties": {"entries": {"type": "array", "items": _ref("AuditEntry")},
+                                                     "next": {"type": ["string", "null"]}}}}}},
+                          "400": _error("A parameter that is not a time, a limit, an id or an account"),
+                          "401": UNAUTHORIZED, "403": _forbidden("audit:read"),
                           "503": UNAVAILABLE}}},
         "/v1/openapi.json": {"get": {
             "tags": ["meta"], "summary": "This document",
@@ -287,6 +353,26 @@ def _paths(trade_no: dict) -> dict[str, dict]:
             "security": OPS_AUTH,
             "responses": {"200": _html("The page"), "401": _html("Sign in"),
                           "403": _html("VEXORA_API_TOKEN is not set")}}},
+        "/ops/login": {
+            "get": {"tags": ["operations page"], "summary": "The sign-in form (HTML)",
+                    "responses": {"200": _html("The form")}},
+            "post": {"tags": ["operations page"], "summary": "Sign in as an operator, then 303 to /ops",
+                     "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {
+                         "schema": {"type": "object", "required": ["name", "password"],
+                                    "properties": {"name": {"type": "string"},
+                                                   "password": {"type": "string", "format": "password"}}}}}},
+                     "responses": {"303": {"description": "Signed in: the session cookie is set"},
+                                   "401": _html("Wrong name or password, or a disabled operator"),
+                                   "403": _html("A sign-in posted from another site"),
+                                   "429": _html("Too many failed sign-ins for this name or address")}}},
+        "/ops/logout": {"post": {
+            "tags": ["operations page"], "summary": "End the session, then 303 to the sign-in form",
+            "responses": {"303": {"description": "Signed out"}}}},
+        "/ops/audit": {"get": {
+            "tags": ["operations page"], "summary": "The audit log for admins, newest first (HTML)",
+            "security": OPS_AUTH,
+            "responses": {"200": _html("The page"), "401": _html("Sign in"),
+                          "403": _html("Not an admin")}}},
         "/ops/jobs/{tradeNo}": {"get": {
             "tags": ["operations page"], "summary": "One job: its record and full history (HTML)",
             "security": OPS_AUTH, "parameters": [trade_no],

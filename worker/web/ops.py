@@ -366,11 +366,7 @@ def ops_pages(settings: Settings, runtime: Callable[[], Runtime], flower_url: st
 
     def queue(method: Callable[..., list]) -> list[dict]:
         """``items``/``orphans`` of the review queue that exist for this principal."""
-        try:
-            found = method(**limited())
-        except TypeError:  # TODO(merge): the account filter is H2's; drop this fallback once it is in
-            found = method()
-        return [item for item in found if principal().sees(item.get("account"))]
+        return [item for item in method(**limited()) if principal().sees(item.get("account"))]
 
     def resolve_form(trade_no: str, record: dict, fields: dict, errors: dict, status: int = 200):
         return page("resolve.html", status, title=f"Resolve {trade_no}", trade_no=trade_no, record=record,

@@ -50,6 +50,7 @@ from worker.ops.metrics import StoreCollector
 from worker.runtime.wiring import get_runtime
 from worker.web.api import bearer_guard, producer_api
 from worker.web.audit_api import audit_api
+from worker.domain.access import AUDIT_READ
 from worker.web.bodies import read_limited
 from worker.web.ops import ops_pages
 from worker.web.problems import problem, title_of
@@ -170,9 +171,9 @@ def create_app(settings: Settings | None = None, runtime=None) -> Flask:
         return _text("OK", 200)
 
     web.register_blueprint(producer_api(settings, rt))
-    web.register_blueprint(webhooks_api(bearer_guard(settings), rt))
+    web.register_blueprint(webhooks_api(bearer_guard(settings, rt), rt))
     web.register_blueprint(ops_pages(settings, rt, settings.flower_url))
-    web.register_blueprint(audit_api(bearer_guard(settings), rt))  # TODO(H2): the guard for scope audit:read
+    web.register_blueprint(audit_api(bearer_guard(settings, rt, AUDIT_READ), rt))
 
     @web.get("/metrics")
     def metrics():

@@ -1,9 +1,11 @@
 """The operator's webhook endpoints: where events go, signed with which secrets, which types.
 
-One Redis hash, ``p:webhooks:endpoints``, id -> JSON record ``{id, url, secrets: [{secret,
-expiresAt}], types, enabled, disabledReason, failingSince, createdAt}``. Endpoints are set by
+One Redis hash, ``p:webhooks:endpoints``, id -> JSON record ``{id, account, url, secrets: [{secret,
+expiresAt}], types, enabled, disabledReason, failingSince, createdAt}``. An endpoint belongs to
+one account (``account``; a record written before accounts has none and is ``default``'s): it
+receives only that account's jobs' events, and only that account's keys see or change it. Endpoints are set by
 the operator (CLI, HTTP API, ``VEXORA_WEBHOOK_URL``/``VEXORA_WEBHOOK_SECRET`` for the endpoint
-``default``), never by a job payload. A URL must be http(s) and resolve only to public
+``default``, which belongs to the account ``default``), never by a job payload. A URL must be http(s) and resolve only to public
 addresses, unless ``VEXORA_WEBHOOK_ALLOW_PRIVATE`` (the sandbox and tests): a webhook must not
 become a way into the operator's own network. The hash existing is also what tells the store's
 move script to record webhook events at all.
@@ -21,15 +23,21 @@ from urllib.parse import urlsplit
 
 import redis
 
+from worker.domain.access import ACCOUNT_ID, DEFAULT_ACCOUNT
 from worker.domain.errors import InvalidError
 from worker.store.keys import Keys
 from worker.webhooks.signing import new_secret, secret_bytes
 
-__all__ = ["Endpoints", "EVENT_TYPES", "check_url", "resolve_url"]
+__all__ = ["Endpoints", "EVENT_TYPES", "check_url", "resolve_url", "account_of"]
 
 EVENT_TYPES = ("checkout.paying", "checkout.succeeded", "checkout.partially_paid", "checkout.failed",
                "checkout.declined", "checkout.rejected", "checkout.unknown", "checkout.needs_review",
                "webhook.endpoint_disabled")
+
+
+def account_of(record: dict) -> str:
+    """The account an endpoint belongs to (a record from before accounts: ``default``)."""
+    return record.get("account") or DEFAULT_ACCOUNT
 
 
 def check_url(url: object, *, allow_private: bool,
@@ -103,13 +111,19 @@ class Endpoints:
         raw = self.redis.hget(self.key, endpoint_id)
         return json.loads(raw) if raw else None
 
-    def all(self) -> list[dict]:
-        return sorted((json.loads(v) for v in self.redis.hvals(self.key)), key=lambda r: r["createdAt"])
+    def all(self, account: str | None = None) -> list[dict]:
+        """The endpoints, oldest first: of one ``account``, or (None) of every account."""
+        records = (json.loads(v) for v in self.redis.hvals(self.key))
+        return sorted((r for r in records if account is None or account_of(r) == account),
+                      key=lambda r: r["createdAt"])
 
     def add(self, url: str, *, types: Iterable[str] = (), secret: str | None = None,
-            endpoint_id: str | None = None) -> dict:
-        """A new endpoint (its secret generated unless given); InvalidError names the field."""
+            account: str = DEFAULT_ACCOUNT, endpoint_id: str | None = None) -> dict:
+        """A new endpoint of ``account`` (its secret generated unless given); InvalidError names
+        the field."""
         errors = {}
+        if not isinstance(account, str) or not ACCOUNT_ID.match(account):
+            errors["account"] = ["an account id: [a-z0-9-]{1,32}"]
         why = check_url(url, allow_private=self.allow_private, resolve=self.resolve)
         if why:
             errors["url"] = [why]
@@ -124,7 +138,7 @@ class Endpoints:
             errors["secret"] = [str(exc)]
         if errors:
             raise InvalidError("the endpoint is not valid", errors=errors)
-        record = {"id": endpoint_id or "ep_" + random.token_hex(6), "url": url,
+        record = {"id": endpoint_id or "ep_" + random.token_hex(6), "account": account, "url": url,
                   "secrets": [{"secret": secret, "expiresAt": None}], "types": types, "enabled": True,
                   "disabledReason": None, "failingSince": None, "createdAt": self._now_ms()}
         return self._save(record)
@@ -135,7 +149,7 @@ class Endpoints:
             return None
         current = self.get("default")
         if current is None:
-            return self.add(url, secret=secret or None, endpoint_id="default")
+            return self.add(url, secret=secret or None, account=DEFAULT_ACCOUNT, endpoint_id="default")
         if current["url"] != url:
             why = check_url(url, allow_private=self.allow_private, resolve=self.resolve)
             if why:
@@ -194,5 +208,6 @@ class Endpoints:
     def public(record: dict) -> dict:
         """A record as listed: the secrets' tails only (the full secret is shown once, at creation)."""
         shown = {k: v for k, v in record.items() if k != "secrets"}
+        shown["account"] = account_of(record)
         shown["secrets"] = [{"secretEnd": s["secret"][-4:], "expiresAt": s["expiresAt"]} for s in record["secrets"]]
         return shown

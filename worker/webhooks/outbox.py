@@ -35,11 +35,12 @@ import redis
 
 from schemas import CheckoutEventDataSchema
 from schemas.record import HIDDEN
+from worker.domain.access import DEFAULT_ACCOUNT
 from worker.store import scripts
 from worker.store.keys import Keys
 from worker.store.locks import held
 from worker.store.streams import StreamTrimmer
-from worker.webhooks.endpoints import Endpoints
+from worker.webhooks.endpoints import Endpoints, account_of
 from worker.webhooks.poster import reason_for
 
 __all__ = ["Dispatcher", "build_body", "webhook_id", "WEBHOOK_HIDDEN"]
@@ -212,9 +213,11 @@ class Dispatcher:
 
     # -- operator tools ------------------------------------------------------------------------
     def replay(self, since_ms: int, until_ms: int | None = None, *, endpoint_id: str | None = None,
-               include_delivered: bool = False) -> int:
-        """Deliver again the events of a window (by their time): failed ones, or all of them."""
-        endpoints = [e for e in self.endpoints.all() if e["enabled"]
+               include_delivered: bool = False, account: str | None = None) -> int:
+        """Deliver again the events of a window (by their time): failed ones, or all of them; to
+        the endpoints of ``account`` only (None: every account's). An event goes only to endpoints
+        of its own job's account, as in the fan-out."""
+        endpoints = [e for e in self.endpoints.all(account) if e["enabled"]
                      and (endpoint_id is None or e["id"] == endpoint_id)]
         if endpoint_id and not endpoints:
             raise KeyError(endpoint_id)
@@ -223,10 +226,13 @@ class Dispatcher:
         for raw_id, raw in self.redis.xrange(self.outbox, min=f"{since_ms}-0", max=until):
             event_id = _text(raw_id)
             fields = {_text(k): _text(v) for k, v in raw.items()}
-            chosen = endpoints
+            owner = _event_account(fields)
+            chosen = [e for e in endpoints if account_of(e) == owner]
+            if not chosen:
+                continue
             if not include_delivered:
-                statuses = [self.redis.hget(self.delivery_key(event_id, e["id"]), "status") for e in endpoints]
-                chosen = [e for e, status in zip(endpoints, statuses) if _text(status or b"") != "delivered"]
+                statuses = [self.redis.hget(self.delivery_key(event_id, e["id"]), "status") for e in chosen]
+                chosen = [e for e, status in zip(chosen, statuses) if _text(status or b"") != "delivered"]
             pipe = self.redis.pipeline(transaction=False)
             count += self._reschedule(pipe, event_id, fields, chosen, now)
             pipe.execute()
@@ -252,6 +258,16 @@ class Dispatcher:
         outbox is trimmed only by ``trim``."""
         self.redis.xadd(self.outbox, {"type": kind, "tradeNo": "", "sequence": 0, "key": key,
                                       "at": self.now_ms(), "record": json.dumps(data)})
+
+
+def _event_account(fields: dict) -> str:
+    """The account an outbox entry belongs to: its job record's ``account`` (absent: ``default``)."""
+    try:
+        raw = json.loads(fields.get("record") or "[]")
+    except ValueError:
+        raw = []
+    pairs = dict(zip(raw[::2], raw[1::2])) if isinstance(raw, list) else raw if isinstance(raw, dict) else {}
+    return str(pairs.get("account") or DEFAULT_ACCOUNT)
 
 
 def _text(value: object) -> str:
