@@ -125,7 +125,7 @@ def test_each_operation_names_its_scope_and_its_404_where_a_job_may_be_another_a
         if "{tradeNo}" in path or "{endpointId}" in path:
             assert "404" in DOCUMENT["paths"][path][method]["responses"], (method, path)
     audit = DOCUMENT["paths"]["/v1/audit"]["get"]
-    assert {p["name"] for p in audit["parameters"]} == {"since", "until", "limit", "before"}
+    assert {p["name"] for p in audit["parameters"]} == {"since", "until", "limit", "before", "account"}
     entry = DOCUMENT["components"]["schemas"]["AuditEntry"]
     assert set(entry["properties"]) == {"id", "at", "actor", "actorKind", "actorAccount", "action", "target",
                                         "account", "address", "before", "after", "detail"}
