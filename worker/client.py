@@ -5,6 +5,11 @@
 own rule, because it becomes a Redis key. Enqueueing the same ``tradeNo`` with the same payload again
 returns the existing job (and re-queues it if it is still waiting, which the lease makes safe);
 with a different payload it raises ``DuplicateTradeNoError``.
+
+Every job belongs to one merchant account (``account``, ``default`` when not given), fixed here:
+its checkout is signed with that account's secret and ``merchantNo``, its per-IP limits are that
+account's, its callbacks must be signed with that account's secret (README, "Accounts"). An
+account the settings do not define is refused (``InvalidError`` on ``account``).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from collections.abc import Mapping
 
 from schemas import generate_trade_no, trade_no_errors
 from worker.domain import states
+from worker.domain.access import DEFAULT_ACCOUNT
 from worker.domain.errors import CheckoutError, DuplicateTradeNoError, InvalidError
 from worker.domain.masking import mask_contact
 from worker.runtime.wiring import Runtime, get_runtime
@@ -20,11 +26,18 @@ from worker.runtime.wiring import Runtime, get_runtime
 # the errors a producer catches, re-exported: they live in worker/domain/errors.py
 __all__ = ["enqueue_checkout", "get_checkout", "CheckoutError", "InvalidError", "DuplicateTradeNoError"]
 
-def enqueue_checkout(payload: Mapping[str, object], *, runtime: Runtime | None = None) -> str:
-    """Store a checkout job and queue it; return its ``tradeNo`` (generated when absent)."""
+def enqueue_checkout(payload: Mapping[str, object], *, account: str = DEFAULT_ACCOUNT,
+                     runtime: Runtime | None = None) -> str:
+    """Store a checkout job of ``account`` and queue it; return its ``tradeNo`` (generated when
+    absent)."""
     if not isinstance(payload, Mapping):
         raise InvalidError("payload must be a JSON object", errors={"_schema": ["must be an object"]})
     rt = runtime or get_runtime()
+    if account is None:
+        account = DEFAULT_ACCOUNT
+    if not isinstance(account, str) or rt.settings.account(account) is None:
+        # the rule, never the value: an account id nobody configured may be anything
+        raise InvalidError("unknown account", errors={"account": ["not an account of this deployment"]})
     job = dict(payload)
     trade_no = job.get("tradeNo")
     if trade_no is None:
@@ -33,7 +46,8 @@ def enqueue_checkout(payload: Mapping[str, object], *, runtime: Runtime | None =
     if errors:
         # checked before it becomes a key: "X:history" must never name a job (or half of one)
         raise InvalidError("tradeNo cannot identify a job", errors={"tradeNo": errors})
-    outcome, state = rt.store.create(trade_no, job, contact=mask_contact(job), amount=job.get("amount"))
+    outcome, state = rt.store.create(trade_no, job, contact=mask_contact(job), amount=job.get("amount"),
+                                     account=account)
     if outcome == "created" or state == states.QUEUED:
         rt.send("vexora.checkout.submit", trade_no)
     # acknowledged means replicated (VEXORA_REDIS_MIN_REPLICAS): the record — and the message,

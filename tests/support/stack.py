@@ -77,6 +77,7 @@ class Stack:
             **os.environ,
             "REDIS_URL": redis_url,
             "VEXORA_BASE_URL": self.sandbox_url,
+            "VEXORA_ENV": "sandbox",  # the only switch for the sandbox's relaxations
             "VEXORA_MERCHANT_NO": MERCHANT_NO,
             "VEXORA_APP_SECRET": APP_SECRET,
             "VEXORA_NOTIFY_URL": f"{self.web_url}/vexora/notify",
