@@ -222,6 +222,11 @@ class Stack:
         from worker.client import enqueue_checkout
         return enqueue_checkout(job, runtime=self.runtime)
 
+    def enqueue_for(self, account: str, job: dict) -> str:
+        """A job of the merchant account ``account``."""
+        from worker.client import enqueue_checkout
+        return enqueue_checkout(job, account=account, runtime=self.runtime)
+
     def paying(self, **overrides) -> str:
         """A new job (``payload(**overrides)``) taken as far as ``paying``; its tradeNo."""
         from worker.domain import states
