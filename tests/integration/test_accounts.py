@@ -15,7 +15,6 @@ worker and the web app (gunicorn) on an accounts file with two accounts.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import uuid
 
@@ -24,7 +23,7 @@ import requests
 
 from worker.domain import states
 from worker.gateway.client import CHECKOUT_PATH
-from worker.signing import callback_body, sign
+from worker.signing import sign
 from worker.waiting import wait_until
 
 from tests.support.processes import python_cmd
@@ -218,7 +217,21 @@ app_secret_env = "SHOP_B_UNSET"
         assert lines == [
             "VEXORA_ACCOUNTS_FILE: accounts.default: unknown key 'app_secret': a secret never sits in the "
             "file, name its variable in app_secret_env",
-            f"VEXORA_ACCOUNTS_FILE: accounts.shop-b.merchant_no: the same as accounts.default's: one "
+            "VEXORA_ACCOUNTS_FILE: accounts.shop-b.merchant_no: the same as accounts.default's: one "
             "merchant number belongs to one account",
             "VEXORA_ACCOUNTS_FILE: accounts.shop-b.app_secret_env: the variable SHOP_B_UNSET is not set",
         ], done.stderr
+
+
+def test_a_loopback_gateway_without_vexora_env_sandbox_refuses_placeholders(stack):
+    """Sandbox only when said: a loopback VEXORA_BASE_URL (a production egress proxy, say) no
+    longer lets a process start with change-me; VEXORA_ENV=sandbox does."""
+    env = {k: v for k, v in stack.env.items() if k not in ("VEXORA_ENV", "VEXORA_ACCOUNTS_FILE")}
+    env.update({"VEXORA_BASE_URL": "http://127.0.0.1:9", "VEXORA_MERCHANT_NO": "M-1",
+                "VEXORA_APP_SECRET": "change-me"})
+    done = subprocess.run(python_cmd("-m", "worker.cli", "webhooks", "list"), env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2 and "VEXORA_APP_SECRET: is a placeholder" in done.stderr, done.stderr
+    done = subprocess.run(python_cmd("-m", "worker.cli", "webhooks", "list"), env={**env, "VEXORA_ENV": "sandbox"},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr

@@ -150,7 +150,13 @@ def create_app(settings: Settings | None = None, runtime=None) -> Flask:
         if not isinstance(body, dict):
             counted("invalid")
             return _text("malformed callback: body is not a JSON object", 400)
-        candidates, label = signers(body)
+        try:
+            candidates, label = signers(body)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            # the job's account cannot be read: not refused, answered 503 so the gateway resends
+            event(log, logging.ERROR, "callback_not_queued", reason="redis unavailable", error=type(exc).__name__)
+            counted("unavailable")
+            return _text("temporarily unavailable", 503)
         signed_by = [a for a in candidates if any(verify(body, secret) for secret in a.callback_secrets)]
         if not signed_by:
             event(log, logging.WARNING, "callback_refused", reason="invalid signature")
