@@ -22,8 +22,10 @@ from schemas._rules import FullMatch
 __all__ = ["CallbackSchema", "DOCUMENTED_FIELDS", "SIGNED_SEPARATOR", "boundary_errors"]
 
 # the callback fields the gateway's documentation names (docs/gateway.md §Callbacks (notify)); no other
+# ``merchantNo``: the gateway's documentation names it on its requests (a header) and some country
+# pages' notifications carry it; when a callback does, it must name the job's account (wsgi.py)
 DOCUMENTED_FIELDS = frozenset({"platFormTradeNo", "tradeNo", "amount", "status", "message", "timestamp",
-                               "sign", "successTime", "remark"})
+                               "sign", "successTime", "remark", "merchantNo"})
 SIGNED_SEPARATOR = "="  # between a key and its value in the signed text: the one boundary marker
 UNDOCUMENTED = "not a field the gateway documents: refused, a signature could be moved onto it"
 SHIFTS_BOUNDARY = "must not contain '=': it would let a signature be split into other fields"
@@ -79,6 +81,7 @@ class CallbackSchema(Schema):
     message = _Str(allow_none=True)
     successTime = _Str(allow_none=True)
     remark = _Str(allow_none=True)
+    merchantNo = _Str(allow_none=True, validate=_non_empty(64))
 
     @validates_schema(skip_on_field_errors=False)
     def _no_boundary_in_values(self, data: dict, **_kwargs) -> None:

@@ -153,6 +153,10 @@ class CheckoutRecordSchema(Schema):
 
     tradeNo = fields.String(required=True, validate=TRADE_NO_RULES, metadata={
         "description": "The job's order number (its idempotency key)."})
+    account = fields.String(required=True, dump_default="default", metadata={
+        "description": "The merchant account the job belongs to, fixed when it was created (README, "
+                       "Accounts); a job stored before accounts existed belongs to \"default\".",
+        "example": "default"})
     state = _state(required=True, metadata={"description": "The job's state (README, Job states)."})
     amount = Yen(metadata={"description": "The order's amount in yen, as enqueued (absent when the "
                                           "payload had no usable amount)."})

@@ -5,6 +5,11 @@
 own rule, because it becomes a Redis key. Enqueueing the same ``tradeNo`` with the same payload again
 returns the existing job (and re-queues it if it is still waiting, which the lease makes safe);
 with a different payload it raises ``DuplicateTradeNoError``.
+
+Every job belongs to one merchant account (``account``, ``default`` when not given), fixed here:
+its checkout is signed with that account's secret and ``merchantNo``, its per-IP limits are that
+account's, its callbacks must be signed with that account's secret (README, "Accounts"). An
+account the settings do not define is refused (``InvalidError`` on ``account``).
 """
 
 from __future__ import annotations
@@ -23,10 +28,16 @@ __all__ = ["enqueue_checkout", "get_checkout", "CheckoutError", "InvalidError", 
 
 def enqueue_checkout(payload: Mapping[str, object], *, account: str = DEFAULT_ACCOUNT,
                      runtime: Runtime | None = None) -> str:
-    """Store a checkout job of ``account`` and queue it; return its ``tradeNo`` (generated when absent)."""
+    """Store a checkout job of ``account`` and queue it; return its ``tradeNo`` (generated when
+    absent)."""
     if not isinstance(payload, Mapping):
         raise InvalidError("payload must be a JSON object", errors={"_schema": ["must be an object"]})
     rt = runtime or get_runtime()
+    if account is None:
+        account = DEFAULT_ACCOUNT
+    if not isinstance(account, str) or rt.settings.account(account) is None:
+        # the rule, never the value: an account id nobody configured may be anything
+        raise InvalidError("unknown account", errors={"account": ["not an account of this deployment"]})
     job = dict(payload)
     trade_no = job.get("tradeNo")
     if trade_no is None:

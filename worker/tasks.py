@@ -56,7 +56,9 @@ class PayloadHidingRequest(Request):
         payload = self._kwargs if isinstance(self._kwargs, dict) else {}
         trade_no = payload.get("tradeNo")
         self._argsrepr = "()"
-        self._kwargsrepr = repr({"tradeNo": trade_no if isinstance(trade_no, str) else None})
+        account = payload.get("account")
+        self._kwargsrepr = repr({"tradeNo": trade_no if isinstance(trade_no, str) else None,
+                                 **({"account": account} if isinstance(account, str) else {})})
         # the tracer in the pool reads these, not the attributes above
         self._request_dict["argsrepr"] = self._argsrepr
         self._request_dict["kwargsrepr"] = self._kwargsrepr
@@ -76,10 +78,12 @@ def submit(trade_no: str) -> str | None:
 
 @app.task(name="vexora.checkout.enqueue", Request=PayloadHidingRequest, autoretry_for=_REDIS_DOWN,
           retry_backoff=True, max_retries=8, ignore_result=False)
-def enqueue(**payload) -> dict:
-    """What ``enqueue_checkout`` does, for producers in other languages."""
+def enqueue(account: str | None = None, **payload) -> dict:
+    """What ``enqueue_checkout`` does, for producers in other languages: the payload as keyword
+    arguments, and the job's merchant ``account`` as the keyword ``account`` (a message without
+    it, as every message before accounts, is for ``default``)."""
     try:
-        trade_no = client.enqueue_checkout(payload, runtime=get_runtime())
+        trade_no = client.enqueue_checkout(payload, account=account, runtime=get_runtime())
     except InvalidError as exc:
         event(log, logging.WARNING, "enqueue_refused", reason=exc.message)  # the rule, never the values
         return {"tradeNo": None, "error": exc.message, "errors": exc.errors}

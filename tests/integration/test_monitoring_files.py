@@ -59,7 +59,7 @@ LABEL_VALUES = {
     "outcome": {"ok", "declined", "not_found", "refused", "5000", "other_code", "http_429", "http_4xx", "http_5xx",
                 "timeout", "connection", "invalid_answer"},
     "result": {"accepted", "bad_signature", "invalid", "refused_source", "too_large", "unavailable",  # callbacks
-               "refused_fields", "platform_mismatch",
+               "refused_fields", "platform_mismatch", "refused_merchant", "account_mismatch",
                "resent", "redriven", "lease_live", "unchanged", "not_known", "check_failed", "needs_review",
                "query_refused", "refused_needs_review",
                "deferred", "skipped", *(f"settled_{s}" for s in ALL_STATES)},  # the reconciler
@@ -334,7 +334,7 @@ def test_flower_serves_metrics_without_its_basic_auth(tmp_path):
     """Why the flower scrape job has no credentials: with basic auth on (FLOWER_BASIC_AUTH, as
     deployed), / is 401 but /metrics answers. Started with an unreachable broker (no Redis needed)."""
     port = free_port()
-    env = {**os.environ, "REDIS_URL": "redis://127.0.0.1:1/0", "VEXORA_BASE_URL": "http://127.0.0.1:9",
+    env = {**os.environ, "REDIS_URL": "redis://127.0.0.1:1/0", "VEXORA_BASE_URL": "http://127.0.0.1:9", "VEXORA_ENV": "sandbox",
            "VEXORA_MERCHANT_NO": "m", "VEXORA_APP_SECRET": "s", "VEXORA_NOTIFY_URL": "http://127.0.0.1:9/n",
            "FLOWER_BASIC_AUTH": "u:p"}
     log = (tmp_path / "flower.log").open("w")

@@ -114,7 +114,7 @@ def test_metrics_parse_and_equal_the_store_after_an_end_to_end_run(stack):
     def equal():
         m = _metrics(stack)
         for state in states.OPEN:
-            if m.get(("vexora_jobs", (("state", state),))) != store.redis.zcard(store.keys.entered(state)):
+            if m.get(("vexora_jobs", (("account", "default"), ("state", state)))) != store.redis.zcard(store.keys.entered(state)):
                 return False
         live = {s: 0 for s in states.OPEN}
         for key in store.redis.scan_iter(match="vexora:job:*", count=1000):
@@ -122,19 +122,19 @@ def test_metrics_parse_and_equal_the_store_after_an_end_to_end_run(stack):
                 state = store.redis.hget(key, "state").decode()
                 if state in live:
                     live[state] += 1
-        jobs_ok = all(m[("vexora_jobs", (("state", s),))] == n for s, n in live.items())
+        jobs_ok = all(m[("vexora_jobs", (("account", "default"), ("state", s)))] == n for s, n in live.items())
         review_ok = m[("vexora_jobs_needing_review", ())] == store.redis.scard(store.keys.review)
         into_succeeded = sum(v for (name, labels), v in m.items()
                              if name == "vexora_transitions_total" and ("to", "succeeded") in labels)
         succeeded = sum(1 for key in store.redis.scan_iter(match="vexora:job:*", count=1000)
                         if key.count(b":") == 2 and store.redis.hget(key, "state") == b"succeeded")
-        created = m.get(("vexora_transitions_total", (("from", "new"), ("to", "queued"))))
+        created = m.get(("vexora_transitions_total", (("account", "default"), ("from", "new"), ("to", "queued"))))
         all_jobs = sum(1 for key in store.redis.scan_iter(match="vexora:job:*", count=1000) if key.count(b":") == 2)
         requests = sum(v for (name, labels), v in m.items()
                        if name == "vexora_gateway_requests_total" and ("op", "checkout") in labels)
         sent = sum(c["received"] for c in stack.stats()["checkout"].values())
         # the web app's and the workers' own counts arrive with their next flush too
-        flushed = (m.get(("vexora_callbacks_total", (("result", "accepted"),)), 0) >= 1
+        flushed = (m.get(("vexora_callbacks_total", (("account", "default"), ("result", "accepted"))), 0) >= 1
                    and m.get(("vexora_gateway_request_duration_seconds_count", (("op", "checkout"),)), 0) >= 6)
         return (jobs_ok and review_ok and into_succeeded == succeeded and created == all_jobs
                 and requests == sent and flushed)

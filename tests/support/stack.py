@@ -77,6 +77,7 @@ class Stack:
             **os.environ,
             "REDIS_URL": redis_url,
             "VEXORA_BASE_URL": self.sandbox_url,
+            "VEXORA_ENV": "sandbox",  # the only switch for the sandbox's relaxations
             "VEXORA_MERCHANT_NO": MERCHANT_NO,
             "VEXORA_APP_SECRET": APP_SECRET,
             "VEXORA_NOTIFY_URL": f"{self.web_url}/vexora/notify",
@@ -220,6 +221,11 @@ class Stack:
     def enqueue(self, job: dict) -> str:
         from worker.client import enqueue_checkout
         return enqueue_checkout(job, runtime=self.runtime)
+
+    def enqueue_for(self, account: str, job: dict) -> str:
+        """A job of the merchant account ``account``."""
+        from worker.client import enqueue_checkout
+        return enqueue_checkout(job, account=account, runtime=self.runtime)
 
     def paying(self, **overrides) -> str:
         """A new job (``payload(**overrides)``) taken as far as ``paying``; its tradeNo."""

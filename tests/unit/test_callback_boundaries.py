@@ -103,7 +103,7 @@ SIGNED_KEYS = sorted(DOCUMENTED_FIELDS - {"sign"})
 
 def test_the_documented_names_carry_no_separator_and_none_ends_another():
     assert DOCUMENTED_FIELDS == {"platFormTradeNo", "tradeNo", "amount", "status", "message", "timestamp",
-                                 "sign", "successTime", "remark"}
+                                 "sign", "successTime", "remark", "merchantNo"}
     assert not any("=" in key for key in DOCUMENTED_FIELDS)
     # the cut between a value and the next key is found from the right: it is unique exactly when
     # no name is a proper suffix of another
@@ -153,11 +153,19 @@ class FakeMeter:
         self.counts[key] = self.counts.get(key, 0) + amount
 
 
+class FakeJobLookup:
+    """No job: the callback is checked against every account's secret (here the one, default)."""
+
+    def account_of(self, trade_no):
+        return False, "default"
+
+
 class FakeRuntime:
     """What the notify view uses of a runtime: a meter and a broker that records what is sent."""
 
     def __init__(self):
         self.meter, self.sent = FakeMeter(), []
+        self.store = FakeJobLookup()
 
     def send(self, task, *args, **options):
         self.sent.append((task, args))
@@ -181,7 +189,7 @@ def test_the_endpoint_refuses_the_re_split_body_and_counts_it_apart():
     assert answer.get_json() == {"error": "refused callback: a field the gateway does not document, "
                                           "or a value containing '='", "fields": [], "undocumentedFields": 1}
     assert runtime.sent == []
-    assert runtime.meter.counts == {("callbacks_total", (("result", "refused_fields"),)): 1}
+    assert runtime.meter.counts == {("callbacks_total", (("account", "default"), ("result", "refused_fields"))): 1}
 
 
 def test_the_endpoint_names_a_documented_field_with_equals_but_never_its_value():
@@ -194,7 +202,7 @@ def test_the_endpoint_still_queues_a_documented_callback():
     answer, runtime = notify(callback_body({**genuine_failed_callback(), "remark": "order 42"}, SECRET))
     assert (answer.status_code, answer.get_data()) == (200, b"OK")
     assert [task for task, _ in runtime.sent] == ["vexora.callback.process"]
-    assert runtime.meter.counts == {("callbacks_total", (("result", "accepted"),)): 1}
+    assert runtime.meter.counts == {("callbacks_total", (("account", "default"), ("result", "accepted"))): 1}
 
 
 # --- at enqueue: the remark ---------------------------------------------------------------------
@@ -277,7 +285,7 @@ def test_a_callback_naming_another_platform_trade_no_is_flagged_counted_and_not_
     [(trade_no, reason, detail)] = store.flags
     assert trade_no == VICTIM and "othr0000000000002" in reason and "held0000000000001" in reason
     assert detail["check"] == "platFormTradeNo" and detail["status"] == "0000"
-    assert meter.counts == {("callbacks_total", (("result", PLATFORM_MISMATCH),)): 1}
+    assert meter.counts == {("callbacks_total", (("account", "default"), ("result", PLATFORM_MISMATCH))): 1}
 
 
 def test_a_job_without_a_platform_trade_no_takes_the_callbacks():

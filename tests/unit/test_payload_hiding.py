@@ -187,7 +187,7 @@ def worker_side(monkeypatch, caplog):
     caplog.set_level(logging.INFO, logger="celery")  # before the strategy and tracer are built
     outcome: dict[str, BaseException | None] = {}
 
-    def enqueue_checkout(job, runtime):
+    def enqueue_checkout(job, runtime, account=None):
         error = outcome[job["tradeNo"]]
         if error is not None:
             raise error

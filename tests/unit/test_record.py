@@ -61,8 +61,8 @@ def dumped(**changes) -> dict:
 def test_every_field_is_typed():
     record = dumped()
     assert record == {
-        "tradeNo": "ORDER-1001", "state": "succeeded", "amount": "1500", "paidAmount": "1500",
-        "gatewayPaidAmount": "1500.00", "contact": mask_contact(PAYER),
+        "tradeNo": "ORDER-1001", "account": "default", "state": "succeeded", "amount": "1500",
+        "paidAmount": "1500", "gatewayPaidAmount": "1500.00", "contact": mask_contact(PAYER),
         "errors": {"ipAddress": ["must be an IPv4 or IPv6 address (e.g. 133.0.0.1)"]}, "attempts": 2,
         "platFormTradeNo": "P1", "paymentLink": "https://pay.example/x", "gatewayCode": "0000",
         "gatewayStatus": "0000", "message": "Success", "latencyMs": 212, "needsReview": True,

@@ -29,7 +29,7 @@ def problems(environ: dict, **overrides) -> dict[str, list[str]]:
 DEFAULTS = {
     "redis_url": "redis://127.0.0.1:6379/0", "broker_url": "", "redis_sentinel_master": "",
     "redis_sentinel_password": "", "redis_min_replicas": -1, "redis_wait_timeout": 2.0, "base_url": "", "environment": "",
-    "merchant_no": "", "app_secret": "", "notify_url": "", "api_token": "", "key_prefix": "vexora",
+    "merchant_no": "", "app_secret": "", "notify_url": "", "accounts_file": "", "api_token": "", "key_prefix": "vexora",
     "task_events": True, "log_format": "logfmt", "job_ttl_seconds": 2_592_000,
     "payload_retention_seconds": 0, "events_maxlen": 100_000, "connect_timeout": 3.05,
     "read_timeout": 10.0, "retry_max_attempts": 5, "retry_max_seconds": 30.0, "retry_base_delay": 0.5,
@@ -144,7 +144,7 @@ CASES = [
     ("VEXORA_OPS_LOGIN_ADDRESS_FAILURES", ["0"], ("50", 50)),
     ("VEXORA_OPS_LOGIN_WINDOW", ["0"], ("60", 60)),
 ]
-FREE_TEXT = {"VEXORA_MERCHANT_NO", "VEXORA_APP_SECRET", "VEXORA_API_TOKEN", "VEXORA_METRICS_TOKEN",
+FREE_TEXT = {"VEXORA_ACCOUNTS_FILE", "VEXORA_MERCHANT_NO", "VEXORA_APP_SECRET", "VEXORA_API_TOKEN", "VEXORA_METRICS_TOKEN",
              "VEXORA_REDIS_SENTINEL_PASSWORD", "VEXORA_QUERY_NOT_FOUND_MESSAGES"}
 FIELD = {var: name for name, (var, _) in Settings.ENV.items()}
 
@@ -242,10 +242,9 @@ def test_placeholders_are_refused_outside_the_sandbox(placeholder):
 
 
 @pytest.mark.parametrize("placeholder", PLACEHOLDERS)
-@pytest.mark.parametrize("sandbox", [SANDBOX, {"VEXORA_BASE_URL": "http://localhost:8900"},
-                                     {"VEXORA_BASE_URL": "http://[::1]:8900"},
+@pytest.mark.parametrize("sandbox", [{**SANDBOX, "VEXORA_ENV": "sandbox"},
                                      {"VEXORA_BASE_URL": "http://sandbox:8900", "VEXORA_ENV": "sandbox"}],
-                         ids=["127.0.0.1", "localhost", "::1", "VEXORA_ENV"])
+                         ids=["loopback", "named host"])
 def test_placeholders_are_accepted_in_the_sandbox(placeholder, sandbox):
     settings = Settings.from_env({**sandbox, **{var: shape.format(placeholder) for var, shape in SECRETS.items()}})
     assert settings.sandbox
@@ -273,12 +272,23 @@ def test_one_placeholder_password_among_several_flower_logins_is_refused():
 
 
 def test_what_counts_as_the_sandbox():
+    """VEXORA_ENV=sandbox, and nothing else (issue 21): a loopback base URL may be a production
+    deployment's local egress proxy."""
     assert not Settings.from_env({}).sandbox  # no gateway named: the strict rules
     assert not Settings.from_env(PRODUCTION).sandbox
     assert not Settings.from_env({"VEXORA_BASE_URL": "http://sandbox:8900"}).sandbox
     assert not Settings.from_env({"VEXORA_BASE_URL": "http://127.0.0.1.example.jp"}).sandbox
-    assert Settings.from_env({"VEXORA_BASE_URL": "http://127.0.0.2:8900"}).sandbox
+    for loopback in ("http://127.0.0.2:8900", "http://localhost:8900", "http://[::1]:8900"):
+        assert not Settings.from_env({"VEXORA_BASE_URL": loopback}).sandbox
     assert Settings.from_env({**PRODUCTION, "VEXORA_ENV": "sandbox"}).sandbox
+
+
+@pytest.mark.parametrize("base_url", ["http://127.0.0.1:8900", "http://localhost:8900", "http://[::1]:8900"])
+def test_a_loopback_gateway_without_vexora_env_refuses_placeholders(base_url):
+    found = problems({"VEXORA_BASE_URL": base_url, "VEXORA_MERCHANT_NO": "M-1",
+                      "VEXORA_APP_SECRET": "change-me", "VEXORA_API_TOKEN": "change-me"})
+    assert set(found) == {"VEXORA_APP_SECRET", "VEXORA_API_TOKEN"}
+    assert all("VEXORA_ENV=sandbox" in why for reasons in found.values() for why in reasons)
 
 
 @pytest.mark.parametrize("value", ["k3N9q7TzW2vx", "s3cr3t-for-shop-42", "passw0rd-Ze9-long-enough", "x1"])

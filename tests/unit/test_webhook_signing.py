@@ -64,7 +64,7 @@ def test_the_body_is_the_public_record_with_a_sequence_and_no_internal_fields():
     body = json.loads(build_body({"type": "checkout.succeeded", "at": "1700000000000", "sequence": "3",
                                   "record": json.dumps(record)}))
     assert body["type"] == "checkout.succeeded" and body["timestamp"] == "2023-11-14T22:13:20.000Z"
-    assert body["data"] == {"tradeNo": "T1", "state": "succeeded", "attempts": 1, "amount": "300",
+    assert body["data"] == {"tradeNo": "T1", "account": "default", "state": "succeeded", "attempts": 1, "amount": "300",
                             "paidAmount": "300", "gatewayPaidAmount": "300.00", "createdAt": 1699999999000,
                             "updatedAt": 1700000000000, "latencyMs": 212,
                             "contact": {"mobile": "090****4321"}, "needsReview": False, "sequence": 3}

@@ -47,20 +47,23 @@ def sandbox(host: str, port: int, public_url: str | None, time_factor: float, au
             autopay_delay: float, ip_limits: bool) -> None:
     """Run the sandbox gateway (development and tests only; never for real money).
 
-    It accepts requests signed with VEXORA_MERCHANT_NO and VEXORA_APP_SECRET, serves a cashier
-    page at each payment link, and sends signed callbacks to each checkout's notifyUrl.
+    It knows the merchant of each account (VEXORA_ACCOUNTS_FILE, else VEXORA_MERCHANT_NO and
+    VEXORA_APP_SECRET) and accepts requests signed with that merchant's secret, serves a cashier
+    page at each payment link, and sends callbacks signed with the order's merchant's secret to
+    each checkout's notifyUrl.
     """
     from worker import sandbox as sandbox_module
     from worker.sandbox.cashier import parse_mix
 
     settings = Settings.from_env()
-    if not settings.merchant_no or not settings.app_secret:
-        raise click.UsageError("set VEXORA_MERCHANT_NO and VEXORA_APP_SECRET for the sandbox")
+    merchants = {a.merchant_no: a.app_secret for a in settings.accounts.values() if a.merchant_no and a.app_secret}
+    if not merchants:
+        raise click.UsageError("set VEXORA_MERCHANT_NO and VEXORA_APP_SECRET (or VEXORA_ACCOUNTS_FILE) for the sandbox")
     try:
         mix = parse_mix(autopay) if autopay else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--autopay") from None
-    sandbox_module.run(host, port, merchant_no=settings.merchant_no, app_secret=settings.app_secret,
+    sandbox_module.run(host, port, merchants=merchants,
                        public_url=public_url, time_factor=time_factor, ip_limits=ip_limits,
                        autopay={"mix": mix, "delay": autopay_delay} if mix else None)
 

@@ -11,13 +11,18 @@ of failing on its first job (``VEXORA_JOB_TTL_SECONDS=0`` used to pass here, the
 failed because Redis refuses ``EX 0``). A line says what the variable must be, never what it
 was: the value may be a secret pasted into the wrong variable.
 
-Outside the sandbox (``Settings.sandbox``) a placeholder such as the ``.env.example`` ones is
-refused as the app secret, the API token and Flower's password.
+Outside the sandbox (``Settings.sandbox``: ``VEXORA_ENV=sandbox``, and nothing else) a placeholder
+such as the ``.env.example`` ones is refused as an app secret, the API token and Flower's password.
+
+The merchant accounts (``Settings.accounts``, ``worker.config.accounts``) come from
+``VEXORA_ACCOUNTS_FILE`` when it is set, else from today's variables as the one account
+``default``; the file's problems are reported here too, one line each.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import math
 import os
@@ -30,7 +35,9 @@ from urllib.parse import urlsplit
 import marshmallow as ma
 from environs import Env, EnvValidationError
 
+from worker.config.accounts import Account, IpLimitRules, read_accounts
 from worker.config.redis_url import is_sentinel, parse_sentinel_url
+from worker.domain.access import DEFAULT_ACCOUNT
 from worker.domain.errors import ConfigurationError
 from worker.domain.webhook_secret import secret_bytes
 
@@ -251,7 +258,7 @@ def looks_like_placeholder(value: str) -> bool:
 
 
 _PLACEHOLDER_PROBLEM = ("is a placeholder, not a secret: refused outside the sandbox "
-                        "(VEXORA_ENV=sandbox, or VEXORA_BASE_URL on this machine's loopback)")
+                        "(VEXORA_ENV=sandbox)")
 
 # Celery reads these from the environment ahead of its configuration (celery/app/utils.py), and
 # `celery -b/--broker` and `--result-backend` set them: a value other than the settings' would
@@ -279,10 +286,12 @@ class Settings:
     redis_min_replicas: int = -1  # acknowledged once on this many replicas; -1: see ``min_replicas``
     redis_wait_timeout: float = 2.0  # how long an acknowledgement waits for the replicas
     base_url: str = ""
-    environment: str = ""  # "sandbox" or "production"; empty: decided by base_url, see ``sandbox``
-    merchant_no: str = ""
+    environment: str = ""  # "sandbox" or "production"; empty: production, see ``sandbox``
+    merchant_no: str = ""  # the account ``default`` (without an accounts file)
     app_secret: str = field(default="", repr=False)
     notify_url: str = ""
+    accounts_file: str = ""  # VEXORA_ACCOUNTS_FILE: the merchant accounts (worker.config.accounts)
+    file_accounts: tuple[Account, ...] = field(default=(), repr=False)  # what the file defines
     api_token: str = field(default="", repr=False)
 
     key_prefix: str = "vexora"
@@ -372,10 +381,11 @@ class Settings:
         "broker_url": ("VEXORA_BROKER_URL", _redis_url("redis", "rediss", "redis+socket", "amqp", "amqps")),
         "base_url": ("VEXORA_BASE_URL", _web_url()),
         "environment": ("VEXORA_ENV", _choice("sandbox", "production",
-                                              rule="sandbox or production (empty: decided by VEXORA_BASE_URL)")),
+                                              rule="sandbox or production (empty: production)")),
         "merchant_no": ("VEXORA_MERCHANT_NO", _text()),
         "app_secret": ("VEXORA_APP_SECRET", _text()),
         "notify_url": ("VEXORA_NOTIFY_URL", _web_url()),
+        "accounts_file": ("VEXORA_ACCOUNTS_FILE", _text()),
         "api_token": ("VEXORA_API_TOKEN", _text()),
         "key_prefix": ("VEXORA_KEY_PREFIX", Parse("str", "text without spaces", (_no_spaces,))),
         "task_events": ("VEXORA_TASK_EVENTS", _switch()),
@@ -488,6 +498,17 @@ class Settings:
                       else "VEXORA_APP_SECRET" if environ.get("VEXORA_APP_SECRET") else "VEXORA_APP_SECRET_FILE")
         for var, found in settings._consistency_problems(environ, failed, secret_var).items():
             problems.setdefault(var, []).extend(found)
+        if settings.accounts_file:
+            accounts, found = read_accounts(
+                settings.accounts_file, environ, settings._variables_account(),
+                is_placeholder=None if settings.sandbox else looks_like_placeholder)
+            if environ.get("VEXORA_MERCHANT_NO"):
+                found.append("set together with VEXORA_MERCHANT_NO: with an accounts file every "
+                             "account, default included, is in the file; unset VEXORA_MERCHANT_NO")
+            if found:
+                problems.setdefault("VEXORA_ACCOUNTS_FILE", []).extend(found)
+            else:
+                settings = dataclasses.replace(settings, file_accounts=tuple(accounts.values()))
         if problems:
             lines = [f"  {var}: {why}" for var, reasons in problems.items() for why in reasons]
             raise ConfigurationError("invalid configuration:\n" + "\n".join(lines), problems=problems)
@@ -502,6 +523,8 @@ class Settings:
         problems: dict[str, list[str]] = {}
         if not self.sandbox:
             for var, value in ((secret_var, self.app_secret), ("VEXORA_API_TOKEN", self.api_token)):
+                if var == secret_var and self.accounts_file:
+                    continue  # with a file, its accounts' secrets are checked (worker.config.accounts)
                 if value and looks_like_placeholder(value):  # empty: unset, which has its own meaning
                     problems[var] = [_PLACEHOLDER_PROBLEM]
             passwords = [pair.partition(":")[2] for pair in self.flower_basic_auth.split(",")]
@@ -525,21 +548,30 @@ class Settings:
     @property
     def sandbox(self) -> bool:
         """Whether this deployment talks to the sandbox gateway, where placeholder secrets are
-        fine: ``VEXORA_ENV`` says so, or, when it is empty, ``VEXORA_BASE_URL`` is on this
-        machine's loopback — where the sandbox runs for the demo, the tests and the Procfile, and
-        a real gateway never does."""
-        if self.environment:
-            return self.environment == "sandbox"
-        try:
-            host = urlsplit(self.base_url).hostname or ""
-        except ValueError:
-            return False
-        if host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            return False
+        fine: only when ``VEXORA_ENV=sandbox`` says so. Where the gateway is reached (a loopback
+        ``VEXORA_BASE_URL`` may be a production egress proxy) decides nothing."""
+        return self.environment == "sandbox"
+
+    def _variables_account(self) -> Account:
+        """The account today's variables define (``default``): also what an account in the
+        file takes for what it does not say."""
+        return Account(id=DEFAULT_ACCOUNT, merchant_no=self.merchant_no, app_secret=self.app_secret,
+                       notify_url=self.notify_url, channel_codes=tuple(self.channel_codes),
+                       way_codes=tuple(self.way_codes),
+                       ip_limits=IpLimitRules(self.ip_limits_enabled, self.ip_daily_limit,
+                                              self.ip_daily_success_limit))
+
+    @functools.cached_property
+    def accounts(self) -> dict[str, Account]:
+        """The merchant accounts by id: the file's, or exactly ``{"default": …}`` from today's
+        variables without one. Never empty."""
+        if self.file_accounts:
+            return {account.id: account for account in self.file_accounts}
+        return {DEFAULT_ACCOUNT: self._variables_account()}
+
+    def account(self, account_id: str | None) -> Account | None:
+        """The account ``account_id`` (None or empty: ``default``), or None if there is none."""
+        return self.accounts.get(account_id or DEFAULT_ACCOUNT)
 
     @property
     def sentinel(self) -> bool:
@@ -604,8 +636,8 @@ class Settings:
 
     def require_gateway(self) -> None:
         """Fail loudly when the settings cannot talk to a gateway."""
-        missing = [var for name, (var, _) in self.ENV.items()
-                   if name in {"base_url", "merchant_no", "app_secret"} and not getattr(self, name)]
+        needed = {"base_url"} if self.file_accounts else {"base_url", "merchant_no", "app_secret"}
+        missing = [var for name, (var, _) in self.ENV.items() if name in needed and not getattr(self, name)]
         if missing:
             raise ConfigurationError("missing configuration: " + ", ".join(missing))
         parts = urlsplit(self.base_url)

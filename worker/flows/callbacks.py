@@ -8,6 +8,11 @@ concurrently and late callbacks change nothing. A callback for an unknown ``trad
 event; one that reports money is also kept in the review queue (``Settler.orphan``); conflicts (paid for a job closed unpaid, unrecognised statuses, amounts that differ)
 are flagged for review, never applied.
 
+The web endpoint verified the callback with one merchant account's secret and sends that account
+as ``account`` beside the fields (absent in messages from before accounts). A job of another
+account is never moved by it (``account_mismatch``): the web app found no job for the tradeNo,
+checked the signature against every account's secrets, and the job was created meanwhile for
+another account than the one whose secret signed.
 """
 
 from __future__ import annotations
@@ -16,15 +21,18 @@ import logging
 from collections.abc import Mapping
 
 from worker.domain import settlement
+from worker.domain.access import DEFAULT_ACCOUNT
 from worker.domain.settlement import Report
 from worker.flows.settle import ORPHAN, Settler
+from worker.logs import event
 from worker.store.jobs import JobStore
 
-__all__ = ["CallbackProcessor", "PLATFORM_MISMATCH", "platform_mismatch"]
+__all__ = ["CallbackProcessor", "PLATFORM_MISMATCH", "ACCOUNT_MISMATCH", "platform_mismatch"]
 
 log = logging.getLogger("vexora.callbacks")
 
 PLATFORM_MISMATCH = "platform_mismatch"  # apply()'s answer, and the callbacks_total result
+ACCOUNT_MISMATCH = "account_mismatch"  # signed for another account than the job's: not applied
 
 
 class CallbackProcessor:
@@ -40,6 +48,7 @@ class CallbackProcessor:
         ``platform_mismatch`` (it names another ``platFormTradeNo`` than the job holds)."""
         trade_no = str(callback["tradeNo"])
         status = str(callback["status"])
+        signed_for = callback.get("account")  # the account whose secret the web app verified
         job = self.store.load(trade_no)
         if job is None:
             # money for a tradeNo with no job goes to the review queue, never dropped (settle.orphan)
@@ -48,16 +57,23 @@ class CallbackProcessor:
             if self.settler.orphan(trade_no, orphan):
                 return ORPHAN
             job = self.store.load(trade_no)  # created meanwhile: applied to it below
+        account = str(job.fields.get("account") or DEFAULT_ACCOUNT)
+        if signed_for is not None and str(signed_for) != account:
+            event(log, logging.WARNING, "callback_refused", tradeNo=trade_no,
+                  reason="signed for another account than the job's: not applied")
+            if self.meter is not None:
+                self.meter.inc("callbacks_total", result=ACCOUNT_MISMATCH, account=account)
+            return ACCOUNT_MISMATCH
         given, held = _text(callback.get("platFormTradeNo")), job.fields.get("platFormTradeNo")
         if platform_mismatch(held, given):
-            return self._mismatch(trade_no, status, given, held)
+            return self._mismatch(trade_no, status, given, held, account)
         fields = {"message": str(callback.get("message") or ""), "callbackAt": self.store.now_ms()}
         if given:
             fields["platFormTradeNo"] = given
         report = Report(settlement.CALLBACK, status, _text(callback.get("amount")), fields)
         return self.settler.apply(trade_no, report, job=job)
 
-    def _mismatch(self, trade_no: str, status: str, given: str | None, held: str) -> str:
+    def _mismatch(self, trade_no: str, status: str, given: str | None, held: str, account: str) -> str:
         """A signed callback that names another gateway id than the one the job holds: nothing
         applied; in front of a person (a resend of it flags once), and counted."""
         self.store.flag(trade_no, f"a signed callback named platFormTradeNo {given}, but the gateway "
@@ -65,7 +81,7 @@ class CallbackProcessor:
                         {"source": settlement.CALLBACK, "check": "platFormTradeNo", "status": status,
                          "platFormTradeNo": given, "held": held})
         if self.meter is not None:
-            self.meter.inc("callbacks_total", result=PLATFORM_MISMATCH)
+            self.meter.inc("callbacks_total", result=PLATFORM_MISMATCH, account=account)
         return PLATFORM_MISMATCH
 
 

@@ -159,7 +159,7 @@ class Reconciler:
     def _query(self, job: Job) -> Report | object | None:
         """The gateway's record, ``None`` (no such order) or ``REFUSED`` (a query ``8000`` that
         does not say the order is missing: no answer; flagged once refused long enough)."""
-        reply = self.gateway.query(job.trade_no)
+        reply = self.gateway.query(job.trade_no, job.account)
         try:
             return answers.from_query(reply.code, reply.msg, reply.data,
                                       not_found=self.settings.query_not_found_messages)

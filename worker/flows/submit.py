@@ -18,7 +18,10 @@ The rules (docs/design.md §Submission rules):
   leaves it ``unknown``, never ``declined``; a query ``8000`` means "not known" only when its
   message says the order does not exist (``worker.gateway.answers.says_not_found``);
 - what the gateway's record means (paying, paid, amounts, unrecognised statuses) is
-  ``worker.domain.settlement``'s, applied by ``worker.flows.settle`` as on every other path.
+  ``worker.domain.settlement``'s, applied by ``worker.flows.settle`` as on every other path;
+- a job is sent for its merchant account (the claim returns it with the payload: no round trip
+  more): validated by that account's rules (codes, ``notifyUrl``), limited per payer IP within
+  that account, signed with its secret and sent with its ``merchantNo``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from marshmallow import ValidationError
 
@@ -54,12 +57,15 @@ class Submitter:
 
     def __init__(self, settings: Settings, store: JobStore, gateway: GatewayClient, schema,
                  limits: IpLimits, settler: Settler, leases: LeaseKeeper, *,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, schemas: Mapping[str, object] | None = None,
+                 account_limits: Mapping[str, IpLimits] | None = None):
         self.settings = settings
         self.store = store
         self.gateway = gateway
-        self.schema = schema
+        self.schema = schema  # the default account's (and any account's without one of its own)
+        self.schemas = dict(schemas or {})  # account id -> its payload schema (codes, notifyUrl)
         self.limits = limits
+        self.account_limits = dict(account_limits or {})  # account id -> its per-IP limits
         self.sleep = sleep
         self.settler = settler
         self.leases = leases
@@ -86,24 +92,30 @@ class Submitter:
                 return self._lease_lost(trade_no, "before sending")
 
     def _submit_claimed(self, trade_no: str, claim, token: str) -> str | None:
+        account = self.settings.account(claim.account)
+        if account is None:  # its account was removed from the settings: nothing to sign with
+            return self.record(trade_no, Outcome(states.REJECTED, {"errors": {"account": [
+                "not an account of this deployment any more"]}}, "unknown account"), lease_token=token)
         try:
-            fields = self.schema.load(claim.payload)
+            fields = self.schemas.get(account.id, self.schema).load(claim.payload)
         except ValidationError as exc:
             return self.record(trade_no, Outcome(states.REJECTED, {"errors": exc.messages},
                                                  "invalid input"), lease_token=token)
-        hashed_ip = ip_hash(fields["ipAddress"], self.settings.app_secret)
+        hashed_ip = ip_hash(fields["ipAddress"], account.app_secret, account.id)
         resend = claim.attempts > 0
         if not resend:
-            refused = self.limits.take(hashed_ip, trade_no, self.store.keys.job(trade_no))
+            limits = self.account_limits.get(account.id, self.limits)
+            refused = limits.take(hashed_ip, trade_no, self.store.keys.job(trade_no))
             if refused:
                 return self.record(trade_no, Outcome(states.REJECTED, {"errors": {"ipAddress": [refused]}},
                                                      "per-IP daily limit"), lease_token=token)
-        outcome = self.send(trade_no, fields, resend=resend, hashed_ip=hashed_ip, lease_token=token)
+        outcome = self.send(trade_no, fields, resend=resend, hashed_ip=hashed_ip, lease_token=token,
+                            account=account.id)
         # what this submit knows of its job; if a callback moved it meanwhile, the settler re-reads.
         # A resend (a re-drive or a takeover) reads it again: the job may have been flagged since
         # its first request, and a flagged job is judged as one (settlement.decide's ``flagged``).
         held = None if resend else Job(trade_no, states.SUBMITTING, claim.attempts, 0, None,
-                                       {"amount": fields["amount"], "ipHash": hashed_ip})
+                                       {"amount": fields["amount"], "ipHash": hashed_ip, "account": account.id})
         return self.record(trade_no, outcome, held=held, lease_token=token)
 
     def _lease_lost(self, trade_no: str, when: str) -> str | None:
@@ -114,13 +126,13 @@ class Submitter:
         return job.state if job else None
 
     def send(self, trade_no: str, fields: dict, *, resend: bool, hashed_ip: str,
-             lease_token: str | None = None) -> Outcome | Report:
+             lease_token: str | None = None, account: str | None = None) -> Outcome | Report:
         """Send within the retry budget; ``resend`` means an earlier request may have arrived.
 
         ``hashed_ip`` is stored with each request counted (the per-IP success counter of a paid
         callback needs it)."""
         started = time.monotonic()
-        state = {"ambiguous": resend, "ipHash": hashed_ip, "token": lease_token}
+        state = {"ambiguous": resend, "ipHash": hashed_ip, "token": lease_token, "account": account}
         try:
             for attempt in build_retrying(self.settings, sleep=self.sleep):
                 with attempt:
@@ -141,12 +153,12 @@ class Submitter:
 
     def _attempt(self, trade_no: str, fields: dict, state: dict) -> Outcome | Report:
         if state["ambiguous"]:
-            known = self._query(trade_no)
+            known = self._query(trade_no, state["account"])
             if known is not None:
                 return known
         self.store.count_attempt(trade_no, lease_token=state["token"], ipHash=state["ipHash"])
         try:
-            reply = self.gateway.checkout(fields)
+            reply = self.gateway.checkout(fields, state["account"])
         except AmbiguousError:
             state["ambiguous"] = True
             raise
@@ -155,15 +167,15 @@ class Submitter:
             # An 8000 after an earlier request may have landed (often "duplicate tradeNo"), or one
             # that says the tradeNo exists, declines nothing: the gateway's own record decides,
             # and without one the job stays unknown (never declined) for the reconciler.
-            known = self._query(trade_no)
+            known = self._query(trade_no, state["account"])
             if known is not None:
                 return known
             return Outcome(states.UNKNOWN, outcome.fields,
                            f"{answers.REFUSED_AFTER_AMBIGUOUS}; its query does not know the order")
         return outcome
 
-    def _query(self, trade_no: str) -> Report | None:
-        reply = self.gateway.query(trade_no)
+    def _query(self, trade_no: str, account: str | None = None) -> Report | None:
+        reply = self.gateway.query(trade_no, account)
         known = answers.from_query(reply.code, reply.msg, reply.data, not_found=self.settings.query_not_found_messages)
         event(log, logging.INFO, "gateway_query", tradeNo=trade_no, status=known.status if known else "not known")
         return known

@@ -6,7 +6,9 @@ CPU per request that work was the largest single cost of a worker (BENCHMARKS.md
 is shared by all threads of a worker (urllib3's pools are thread-safe), with explicit connect and
 read timeouts and a total deadline per request, no redirects and no retries of its own: retries belong to ``worker.gateway.retry``, which
 knows which failures may be retried blindly. Each request gets a fresh ``timestamp`` and ``sign``,
-so every retry is signed anew. Transport failures become the error tree of ``worker.domain.errors``;
+so every retry is signed anew. A request is made for one merchant account (``account``, the job's):
+signed with that account's app secret and sent with its ``merchantNo`` header; the pool is
+shared by every account. Transport failures become the error tree of ``worker.domain.errors``;
 what a well-formed answer *means* is decided by ``worker.gateway.answers``.
 
 Whether a failure could have reached the gateway decides everything downstream:
@@ -29,6 +31,7 @@ from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionErro
 
 from schemas import CheckoutResponseSchema, QueryResponseSchema
 from worker.config.settings import Settings
+from worker.domain.access import DEFAULT_ACCOUNT
 from worker.domain.errors import AmbiguousError, CheckoutError, DeclinedError, TransientError
 from worker.gateway.answers import says_not_found
 from worker.gateway.signing import sign
@@ -66,8 +69,12 @@ class GatewayClient:
         # Connections kept open per host: more than a worker's threads (16-64); a request beyond
         # that still gets a connection of its own, closed after use.
         self.http = urllib3.PoolManager(num_pools=4, maxsize=pool_size, block=False, retries=False)
-        self.headers = {"merchantNo": settings.merchant_no, "Content-Type": "application/json",
-                        "Accept": "application/json", "User-Agent": USER_AGENT}
+        # per account: its merchantNo header and its secret (never the previous one: it only
+        # verifies callbacks during a rotation)
+        self._accounts = {
+            account.id: ({"merchantNo": account.merchant_no, "Content-Type": "application/json",
+                          "Accept": "application/json", "User-Agent": USER_AGENT}, account.app_secret)
+            for account in settings.accounts.values()}
         self._clock = clock
         self.meter = meter  # worker.ops.metrics.Meter: requests by outcome, and their latency
         # the query 8000 messages, beyond the built-in ones, that mean "no such order"
@@ -75,28 +82,45 @@ class GatewayClient:
         self._checkout_schema = CheckoutResponseSchema()
         self._query_schema = QueryResponseSchema()
 
-    def signed(self, fields: Mapping[str, str]) -> dict[str, str]:
-        """``fields`` plus a fresh ``timestamp`` and its ``sign``."""
+    def _account(self, account: str | None) -> tuple[dict[str, str], str]:
+        found = self._accounts.get(account or DEFAULT_ACCOUNT)
+        if found is None:  # a job of an account removed from the settings: nothing to sign with
+            raise DeclinedError("the job's merchant account is not configured")
+        return found
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The ``default`` account's headers (or the only account's)."""
+        return self._account(DEFAULT_ACCOUNT if DEFAULT_ACCOUNT in self._accounts else next(iter(self._accounts)))[0]
+
+    def signed(self, fields: Mapping[str, str], account: str | None = None) -> dict[str, str]:
+        """``fields`` plus a fresh ``timestamp`` and its ``sign`` with ``account``'s secret."""
+        secret = self._account(account)[1]
         body = {k: v for k, v in fields.items() if k not in {"sign", "timestamp"} and v not in (None, "")}
         body["timestamp"] = str(int(self._clock() * 1000))
-        body["sign"] = sign(body, self.settings.app_secret)
+        body["sign"] = sign(body, secret)
         return body
 
-    def checkout(self, fields: Mapping[str, str]) -> GatewayReply:
-        """POST the checkout; the caller owns retries and the meaning of the answer."""
-        return self._measured("checkout", CHECKOUT_PATH, self.signed(fields), self._checkout_schema)
+    def checkout(self, fields: Mapping[str, str], account: str | None = None) -> GatewayReply:
+        """POST the checkout for ``account`` (``default`` when None); the caller owns retries and
+        the meaning of the answer."""
+        headers = self._account(account)[0]
+        return self._measured("checkout", CHECKOUT_PATH, self.signed(fields, account), self._checkout_schema,
+                              headers)
 
-    def query(self, trade_no: str) -> GatewayReply:
-        """POST ``queryPayInResult`` for one tradeNo."""
-        return self._measured("query", QUERY_PATH, self.signed({"tradeNo": trade_no}), self._query_schema)
+    def query(self, trade_no: str, account: str | None = None) -> GatewayReply:
+        """POST ``queryPayInResult`` for one tradeNo of ``account``."""
+        headers = self._account(account)[0]
+        return self._measured("query", QUERY_PATH, self.signed({"tradeNo": trade_no}, account),
+                              self._query_schema, headers)
 
-    def _measured(self, op: str, path: str, body: dict, schema) -> GatewayReply:
+    def _measured(self, op: str, path: str, body: dict, schema, headers: dict[str, str]) -> GatewayReply:
         if self.meter is None:
-            return self._post(path, body, schema)
+            return self._post(path, body, schema, headers)
         started = time.monotonic()
         outcome = "ok"
         try:
-            reply = self._post(path, body, schema)
+            reply = self._post(path, body, schema, headers)
             outcome = _OUTCOMES.get(reply.code, "other_code")
             if op == "query" and reply.code == "8000":
                 # only an 8000 that says the order does not exist is "not found"; any other one
@@ -111,12 +135,12 @@ class GatewayClient:
             self.meter.inc("gateway_requests_total", op=op, outcome=outcome)
             self.meter.observe("gateway_request_duration_seconds", time.monotonic() - started, op=op)
 
-    def _post(self, path: str, body: dict, schema) -> GatewayReply:
+    def _post(self, path: str, body: dict, schema, headers: dict[str, str]) -> GatewayReply:
         started = time.monotonic()
         try:
             response = self.http.request("POST", self.base_url + path,
                                          body=json.dumps(body, ensure_ascii=False).encode("utf-8"),
-                                         headers=self.headers, timeout=self.timeout, redirect=False)
+                                         headers=headers, timeout=self.timeout, redirect=False)
         except NewConnectionError:  # refused, unreachable, DNS: the request never left
             raise TransientError("gateway unreachable") from None
         except ConnectTimeoutError:

@@ -195,7 +195,7 @@ def _start_everything(cleanup: ExitStack, log_dir: Path, console: Console):
             "web": f"http://127.0.0.1:{ports['web']}", "flower": None,
             "api_token": secrets.token_urlsafe(16)}
     webhook_secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
-    env = {**os.environ, "REDIS_URL": redis_url, "VEXORA_BASE_URL": urls["sandbox"],
+    env = {**os.environ, "REDIS_URL": redis_url, "VEXORA_BASE_URL": urls["sandbox"], "VEXORA_ENV": "sandbox",
            "VEXORA_MERCHANT_NO": "DEMO-MERCHANT", "VEXORA_APP_SECRET": secret,
            "VEXORA_NOTIFY_URL": urls["web"] + "/vexora/notify", "VEXORA_API_TOKEN": urls["api_token"],
            "VEXORA_READ_TIMEOUT": "1.5", "VEXORA_RETRY_BASE_DELAY": "0.2", "VEXORA_RETRY_MAX_DELAY": "1",

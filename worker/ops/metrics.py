@@ -16,7 +16,12 @@ consumers), how many entries it has not read or not acknowledged and the age of 
 the outbox's lag, which the trim pass never drops (``VexoraWebhookOutboxLagging``).
 
 ``collect`` turns both into Prometheus metric families (``prometheus_client``), labelled only by
-state, operation, outcome or result — never a tradeNo, an IP or a payer value.
+state, operation, outcome or result, and the merchant ``account`` (accounts are few) — never a
+tradeNo, an IP or a payer value. Per account: ``vexora_jobs{state,account}`` (the open jobs of
+accounts other than ``default`` are counted by the scripts in ``p:metrics:open``; ``default``'s
+are the rest, so jobs from before accounts count there), ``vexora_transitions_total{from,to,account}``
+and ``vexora_callbacks_total{result,account}`` (empty where the account is not known: a callback
+refused before its job was found).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from collections.abc import Iterable
 import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from worker.domain.access import DEFAULT_ACCOUNT
 from worker.logs import event
 from worker.store.jobs import JobStore
 from worker.store.streams import readers
@@ -134,20 +140,30 @@ class StoreCollector:
         stats = self.store.stats()
         now = self.clock()
 
-        jobs = GaugeMetricFamily("vexora_jobs", "Jobs now in each open state.", labels=["state"])
+        jobs = GaugeMetricFamily("vexora_jobs", "Jobs now in each open state, by merchant account.",
+                                 labels=["state", "account"])
         oldest = GaugeMetricFamily("vexora_oldest_job_age_seconds",
                                    "Age in its state of the oldest job in each open state.", labels=["state"])
+        by_account: dict[str, dict[str, int]] = {}
+        for field, value in stats.get("open_by_account", {}).items():
+            state, _, account = field.partition("|")
+            by_account.setdefault(state, {})[account] = max(0, value)
         for state, (count, oldest_ms) in stats["open"].items():
-            jobs.add_metric([state], count)
+            others = by_account.get(state, {})
+            jobs.add_metric([state, DEFAULT_ACCOUNT], max(0, count - sum(others.values())))
+            for account, value in sorted(others.items()):
+                jobs.add_metric([state, account], value)
             oldest.add_metric([state], max(0.0, now - oldest_ms / 1000) if oldest_ms is not None else 0.0)
         yield jobs
         yield oldest
         yield GaugeMetricFamily("vexora_jobs_needing_review", "Jobs flagged for a person.", value=stats["review"])
 
-        moves = CounterMetricFamily("vexora_transitions", "State changes of jobs.", labels=["from", "to"])
+        moves = CounterMetricFamily("vexora_transitions", "State changes of jobs, by merchant account.",
+                                    labels=["from", "to", "account"])
         for field, value in sorted(stats["transitions"].items()):
-            source, _, target = field.partition(">")
-            moves.add_metric([source, target], value)
+            source, _, rest = field.partition(">")
+            target, _, account = rest.partition(">")
+            moves.add_metric([source, target, account or DEFAULT_ACCOUNT], value)
         yield moves
         last_pass = stats["last_pass"]
         yield GaugeMetricFamily("vexora_reconcile_last_pass_timestamp_seconds",
@@ -177,7 +193,8 @@ class StoreCollector:
 _COUNTERS = {
     "gateway_requests_total": ("vexora_gateway_requests", "Requests to the gateway, by operation and outcome.",
                                ["op", "outcome"]),
-    "callbacks_total": ("vexora_callbacks", "Gateway callbacks received by the web app, by result.", ["result"]),
+    "callbacks_total": ("vexora_callbacks", "Gateway callbacks received by the web app, by result and "
+                        "merchant account (empty: not known).", ["result", "account"]),
     "reconcile_total": ("vexora_reconcile", "Reconciler checks, by result.", ["result"]),
     "webhook_deliveries_total": ("vexora_webhook_deliveries", "Webhook delivery attempts, by result.",
                                  ["result"]),

@@ -14,7 +14,9 @@ from functools import cached_property
 from redis import Redis
 
 from schemas import CheckoutRequestSchema
+from worker.config.accounts import Account
 from worker.config.settings import Settings
+from worker.domain.access import DEFAULT_ACCOUNT
 from worker.domain.errors import ConfigurationError
 from worker.store.connection import Replication, make_client
 from worker.store.keys import Keys
@@ -22,16 +24,32 @@ from worker.store.keys import Keys
 __all__ = ["Runtime", "get_runtime", "reset_runtime", "checkout_schema"]
 
 
-def checkout_schema(settings: Settings) -> CheckoutRequestSchema:
-    """The job-payload schema configured by the settings (built once per runtime)."""
+def checkout_schema(settings: Settings, account: Account | None = None) -> CheckoutRequestSchema:
+    """The job-payload schema configured by the settings and the job's account (its channel and
+    way codes, its ``notifyUrl``); the ``default`` account's without one (built once per runtime)."""
+    account = account or settings.account(DEFAULT_ACCOUNT) or next(iter(settings.accounts.values()))
     try:
         return CheckoutRequestSchema(
-            amount_max=settings.amount_max, channel_codes=settings.channel_codes,
-            way_codes=settings.way_codes, allow_private_ip=settings.allow_private_ip,
-            remark_max_length=settings.remark_max_length, notify_url_default=settings.notify_url,
+            amount_max=settings.amount_max, channel_codes=account.channel_codes,
+            way_codes=account.way_codes, allow_private_ip=settings.allow_private_ip,
+            remark_max_length=settings.remark_max_length, notify_url_default=account.notify_url,
         )
     except ValueError as exc:
         raise ConfigurationError(f"checkout rules: {exc}") from None
+
+
+class _JobAccountGateway:
+    """The gateway client for callers that name a tradeNo only (the review queue's query): each
+    query is made for the job's own account (one HGET first; a person's query, not a hot path)."""
+
+    def __init__(self, gateway, store):
+        self._gateway, self._store = gateway, store
+        self.not_found_messages = gateway.not_found_messages
+
+    def query(self, trade_no: str, account: str | None = None):
+        if account is None:
+            _exists, account = self._store.account_of(trade_no)
+        return self._gateway.query(trade_no, account)
 
 
 class Runtime:
@@ -124,6 +142,11 @@ class Runtime:
         return checkout_schema(self.settings)
 
     @cached_property
+    def schemas(self) -> dict[str, CheckoutRequestSchema]:
+        """Each account's payload schema (its codes and ``notifyUrl``)."""
+        return {account.id: checkout_schema(self.settings, account) for account in self.settings.accounts.values()}
+
+    @cached_property
     def meter(self):
         from worker.ops.metrics import Meter
         return Meter(self.store)
@@ -135,10 +158,21 @@ class Runtime:
 
     @cached_property
     def limits(self):
+        """The limits the settler counts successes with: on when any account's are (a job's
+        ``ipHash`` names its account's counters)."""
         from worker.store.limits import IpLimits
         s = self.settings
         return IpLimits(self.redis, prefix=s.key_prefix, daily=s.ip_daily_limit,
-                        daily_successes=s.ip_daily_success_limit, enabled=s.ip_limits_enabled)
+                        daily_successes=s.ip_daily_success_limit,
+                        enabled=any(a.ip_limits.enabled for a in s.accounts.values()))
+
+    @cached_property
+    def account_limits(self):
+        """Each account's per-IP daily limits (taken before a job's first send)."""
+        from worker.store.limits import IpLimits
+        return {a.id: IpLimits(self.redis, prefix=self.settings.key_prefix, daily=a.ip_limits.daily,
+                               daily_successes=a.ip_limits.daily_successes, enabled=a.ip_limits.enabled)
+                for a in self.settings.accounts.values()}
 
     @cached_property
     def leases(self):
@@ -150,7 +184,7 @@ class Runtime:
     def submitter(self):
         from worker.flows.submit import Submitter
         return Submitter(self.settings, self.store, self.gateway, self.schema, self.limits,
-                         self.settler, self.leases)
+                         self.settler, self.leases, schemas=self.schemas, account_limits=self.account_limits)
 
     @cached_property
     def callbacks(self):
@@ -172,7 +206,7 @@ class Runtime:
     @cached_property
     def review(self):
         from worker.flows.review import ReviewQueue
-        return ReviewQueue(self.store, self.settler, lambda: self.gateway)
+        return ReviewQueue(self.store, self.settler, lambda: _JobAccountGateway(self.gateway, self.store))
 
 
 _lock = threading.Lock()

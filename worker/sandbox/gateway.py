@@ -292,7 +292,7 @@ class Sandbox:
         # counted even while the limits are off, so turning them on respects the day so far
         return self._ip_orders[ip, day] >= IP_DAILY_ORDERS or self._ip_paid[ip, day] >= IP_DAILY_PAID
 
-    def create_order(self, body: Mapping[str, str], public_url: str) -> dict | None:
+    def create_order(self, body: Mapping[str, str], public_url: str, merchant_no: str | None = None) -> dict | None:
         """Create the order for ``body``; None (and a duplicate counted) if its tradeNo exists.
 
         IpLimitReached when the limits are on and the payer's IP has used up its day.
@@ -311,7 +311,8 @@ class Sandbox:
                      "message": "Paying", "amount": body["amount"], "paidAmount": None,
                      "notifyUrl": body["notifyUrl"], "returnUrl": body["returnUrl"],
                      "remark": body.get("remark", ""), "ipAddress": ip, "paidAt": None,
-                     "paymentLink": f"{public_url}{CASHIER_PATH}{platform_no}", "createdAt": now}
+                     "paymentLink": f"{public_url}{CASHIER_PATH}{platform_no}", "createdAt": now,
+                     "merchantNo": merchant_no}
             self._orders[trade_no] = order
             self._by_platform[platform_no] = trade_no
             self._ip_orders[ip, _japan_day(now)] += 1
@@ -361,8 +362,9 @@ class Sandbox:
 # -- gateway answers (no HTTP here) ----------------------------------------------------------------
 @dataclass(frozen=True)
 class GatewayConfig:
-    merchant_no: str
-    app_secret: str
+    """The merchants the sandbox knows (``merchantNo`` -> its app secret) and its public URL."""
+
+    merchants: Mapping[str, str]
     public_url: str
 
 
@@ -372,12 +374,15 @@ def envelope(code: str, msg: str, data: dict | None = None) -> dict:
 
 
 def _refusal(config: GatewayConfig, merchant: str | None, body: dict | None) -> str | None:
-    """The 8000 message both endpoints share, or None when the request may proceed."""
-    if merchant != config.merchant_no:
+    """The 8000 message both endpoints share, or None when the request may proceed: the
+    ``merchantNo`` header must name a merchant it knows, and the body be signed with that
+    merchant's secret (another merchant's secret is a sign error, as at the gateway)."""
+    secret = config.merchants.get(merchant or "")
+    if secret is None:
         return "merchant not found"
     if body is None:
         return "invalid request"
-    if not signing.verify(body, config.app_secret):
+    if not signing.verify(body, secret):
         return "sign error"
     return None
 
@@ -407,7 +412,7 @@ def checkout(sandbox: Sandbox, config: GatewayConfig, merchant: str | None,
     if field:
         return envelope("8000", f"{field} invalid")
     try:
-        order = sandbox.create_order(body, config.public_url)
+        order = sandbox.create_order(body, config.public_url, merchant)
     except IpLimitReached:
         return envelope("8000", "ip daily limit reached")
     if order is None:
@@ -421,7 +426,7 @@ def query(sandbox: Sandbox, config: GatewayConfig, merchant: str | None, body: d
     if refused:
         return envelope("8000", refused)
     order = sandbox.order(body["tradeNo"]) if _is_text(body.get("tradeNo")) else None
-    if order is None:
+    if order is None or order.get("merchantNo", merchant) != merchant:  # another merchant's is not yours
         return envelope("8000", "order not found")
     return envelope("0000", "success", _query_data(order))
 
@@ -530,11 +535,11 @@ class SandboxServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address, handler, *, sandbox: Sandbox, merchant_no: str, app_secret: str,
+    def __init__(self, address, handler, *, sandbox: Sandbox, merchants: Mapping[str, str],
                  public_url: str | None = None, time_factor: float = 1.0,
                  autopay: Mapping | None = None) -> None:
         # built (and checked) before binding; bind failures call server_close, which needs them
-        self.notifier = Notifier(app_secret, time_factor=time_factor)
+        self.notifier = Notifier(dict(merchants), time_factor=time_factor)
         self.autopay = cashier.Autopay(autopay)
         super().__init__(address, handler)
         self.sandbox = sandbox
@@ -542,7 +547,7 @@ class SandboxServer(ThreadingHTTPServer):
         if host in ("0.0.0.0", "::", ""):
             host = "127.0.0.1"  # a wildcard bind is not an address a browser can open
         self.url = (public_url or f"http://{host}:{port}").rstrip("/")
-        self.config = GatewayConfig(merchant_no, app_secret, self.url)
+        self.config = GatewayConfig(dict(merchants), self.url)
         self.notifier.start()
 
     def move_order(self, trade_no: str, status: str, message: str, paid_amount: str | None = None,
@@ -687,26 +692,37 @@ class SandboxHandler(QuietHandler):
 
 
 
-def make_server(host: str = "127.0.0.1", port: int = 0, *, merchant_no: str, app_secret: str,
+def make_server(host: str = "127.0.0.1", port: int = 0, *, merchant_no: str | None = None,
+                app_secret: str | None = None, merchants: Mapping[str, str] | None = None,
                 public_url: str | None = None, time_factor: float = 1.0,
                 autopay: Mapping | None = None, ip_limits: bool = False) -> SandboxServer:
     """A bound, not yet serving sandbox gateway (call ``serve_forever``).
+
+    It knows the merchants of ``merchants`` (``merchantNo`` -> app secret) and ``merchant_no``
+    with ``app_secret``: each request must carry a known ``merchantNo`` and be signed with that
+    merchant's secret, and each order's callbacks are signed with its merchant's.
 
     ``time_factor`` scales the callback retry delays and send timeout (0.01: 2 s becomes 20 ms);
     ``autopay`` is the ``POST /_sandbox/autopay`` body to start with (e.g.
     ``{"mix": {"paid": 0.8, "failed": 0.2}, "delay": 0.5}``); ``ip_limits`` enforces the
     per-IP daily limits (docs/gateway.md §Limits). ``/_sandbox/reset`` returns autopay and ip_limits to these values.
     """
+    known = dict(merchants or {})
+    if merchant_no is not None and app_secret is not None:
+        known[merchant_no] = app_secret
+    if not known:
+        raise ValueError("the sandbox needs at least one merchant and its secret")
     return SandboxServer((host, port), SandboxHandler, sandbox=Sandbox(ip_limits=ip_limits),
-                         merchant_no=merchant_no, app_secret=app_secret, public_url=public_url,
+                         merchants=known, public_url=public_url,
                          time_factor=time_factor, autopay=autopay)
 
 
-def run(host: str, port: int, *, merchant_no: str, app_secret: str,
+def run(host: str, port: int, *, merchant_no: str | None = None, app_secret: str | None = None,
+        merchants: Mapping[str, str] | None = None,
         public_url: str | None = None, time_factor: float = 1.0, autopay: Mapping | None = None,
         ip_limits: bool = False) -> None:
     """Serve until SIGTERM or Ctrl-C; prints one line once listening, for a parent to wait on."""
-    server = make_server(host, port, merchant_no=merchant_no, app_secret=app_secret,
+    server = make_server(host, port, merchant_no=merchant_no, app_secret=app_secret, merchants=merchants,
                          public_url=public_url, time_factor=time_factor, autopay=autopay,
                          ip_limits=ip_limits)
     serve_until_stopped(server, f"sandbox gateway listening on {server.url}")

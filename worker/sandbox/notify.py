@@ -110,11 +110,15 @@ def _check_drops(count: object, trade_no: object) -> None:
 class Notifier:
     """Schedules, sends, resends and records callbacks; ``start`` it, ``close`` it."""
 
-    def __init__(self, secret: str, *, time_factor: float = 1.0, senders: int = SENDERS) -> None:
+    def __init__(self, secret: str | Mapping[str, str], *, time_factor: float = 1.0, senders: int = SENDERS) -> None:
+        """``secret``: the one merchant's app secret, or each merchant's (``merchantNo`` -> secret):
+        an order's callbacks are signed with the secret of the merchant that created it."""
         if isinstance(time_factor, bool) or not isinstance(time_factor, (int, float)) \
                 or not time_factor > 0:
             raise ValueError("time_factor must be a number > 0")
-        self._secret, self._factor = secret, float(time_factor)
+        self._secrets = dict(secret) if isinstance(secret, Mapping) else {}
+        self._secret = secret if isinstance(secret, str) else next(iter(self._secrets.values()), "")
+        self._factor = float(time_factor)
         self._timeout = max(MIN_SEND_TIMEOUT, SEND_TIMEOUT * self._factor)
         self._cond = threading.Condition()
         self._seq, self._ids = itertools.count(), itertools.count(1)
@@ -154,7 +158,8 @@ class Notifier:
         It is dropped when ``lost`` or when a drop asked for (``drop``) matches. A ``lost`` one
         leaves a pending drop count alone: that count is about callbacks nobody chose to lose.
         """
-        body = signing.callback_body(callback_fields(order, int(time.time() * 1000)), self._secret)
+        secret = self._secrets.get(order.get("merchantNo") or "", self._secret)
+        body = signing.callback_body(callback_fields(order, int(time.time() * 1000)), secret)
         with self._cond:
             delivery = Delivery(next(self._ids), order["tradeNo"], order["status"],
                                 order["notifyUrl"], body, self._epoch)

@@ -67,8 +67,8 @@ def fingerprint(payload: Mapping[str, object]) -> str:
 class Moved:
     """What a transition did: ``applied`` or not, and the state it found.
 
-    An applied claim also carries the job's ``payload`` (what it was claimed to send) and its
-    ``lease_token``; ``lease_lost`` says a holder's write was refused because another process
+    An applied claim also carries the job's ``payload`` (what it was claimed to send), its
+    ``account`` (whom to sign for) and its ``lease_token``; ``lease_lost`` says a holder's write was refused because another process
     claimed the job since.
     """
 
@@ -79,6 +79,7 @@ class Moved:
     lease_token: str | None = None
     lease_lost: bool = False
     version_changed: bool = False
+    account: str = DEFAULT_ACCOUNT
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,11 @@ class Job:
     lease_until: int
     payload: dict | None
     fields: dict
+
+    @property
+    def account(self) -> str:
+        """The merchant account the job belongs to (a record from before accounts: ``default``)."""
+        return str(self.fields.get("account") or DEFAULT_ACCOUNT)
 
     @property
     def version(self) -> int:
@@ -145,15 +151,20 @@ class JobStore:
     # -- writes -----------------------------------------------------------------------------
     def create(self, trade_no: str, payload: Mapping[str, object], *, contact: Mapping[str, str],
                amount: object = None, account: str = DEFAULT_ACCOUNT) -> tuple[str, str]:
-        """Store a new ``queued`` job; ``("created"|"existing", state)`` (existing: same payload).
+        """Store a new ``queued`` job of ``account``; ``("created"|"existing", state)`` (existing:
+        same payload and account).
 
-        Raises ``DuplicateTradeNoError`` when the tradeNo is taken by a different payload.
+        Raises ``DuplicateTradeNoError`` when the tradeNo is taken by a different payload, or by
+        another account's job (a tradeNo is one job across the deployment: its keys are the
+        tradeNo's).
         """
         errors = trade_no_errors(trade_no)
         if errors:  # the last line of defence: every producer checks first
             raise InvalidError("tradeNo cannot identify a job", errors={"tradeNo": errors})
         now = self.now_ms()
-        fp = fingerprint(payload)
+        account = account or DEFAULT_ACCOUNT
+        # the account is part of the identity: the same payload for another account is another job
+        fp = fingerprint(payload) if account == DEFAULT_ACCOUNT else fingerprint({**payload, "\0account": account})
         record = {
             "tradeNo": trade_no, "state": states.QUEUED, "createdAt": now, "updatedAt": now,
             "attempts": 0, "fingerprint": fp, "contact": json.dumps(dict(contact)), "version": 1,
@@ -164,10 +175,10 @@ class JobStore:
         outcome, state = self._create(
             keys=[self.keys.job(trade_no), self.keys.history(trade_no), self.keys.events,
                   self.keys.payload(trade_no), self.keys.index(states.QUEUED),
-                  self.keys.entered(states.QUEUED), self.keys.transitions],
+                  self.keys.entered(states.QUEUED), self.keys.transitions, self.keys.open_by_account],
             args=[trade_no, fp, now, self.ttl, self.events_maxlen,
                   json.dumps({k: str(v) for k, v in record.items()}, ensure_ascii=False),
-                  json.dumps(dict(payload), ensure_ascii=False)],
+                  json.dumps(dict(payload), ensure_ascii=False), account],
         )
         outcome = _text(outcome)
         if outcome == "conflict":
@@ -218,7 +229,7 @@ class JobStore:
         k = self.keys
         applied, previous, attempts, payload, *lost = self._move(
             keys=[k.job(trade_no), k.history(trade_no), k.events, k.payload(trade_no), k.retained(trade_no),
-                  k.transitions, k.webhook_endpoints, k.webhook_outbox, k.review, *state_keys,
+                  k.transitions, k.webhook_endpoints, k.webhook_outbox, k.review, k.open_by_account, *state_keys,
                   *(key for key, _field, _ttl in counters)],
             args=scripts.argv(
                 "move", target=target, allowed_from=" ".join(sorted(allowed)), now=now, ttl=self.ttl,
@@ -236,7 +247,8 @@ class JobStore:
         )
         moved = Moved(bool(applied), _text(previous) if previous else None, int(attempts or 0),
                       json.loads(payload) if payload else None, token if applied else None,
-                      bool(lost and lost[0]), bool(len(lost) > 1 and lost[1]))
+                      bool(lost and lost[0]), bool(len(lost) > 1 and lost[1]),
+                      _text(lost[2]) if len(lost) > 2 and lost[2] else DEFAULT_ACCOUNT)
         if moved.applied:
             detail = (detail_from or {}).get(moved.previous, detail)
             event(log, logging.INFO, "state_change", {"tradeNo": trade_no, "from": moved.previous, "to": target,
@@ -421,6 +433,11 @@ class JobStore:
             payload=json.loads(payload) if payload else None, fields=decoded,
         )
 
+    def account_of(self, trade_no: str) -> tuple[bool, str]:
+        """Whether the job exists, and its account (one round trip: the callback endpoint's)."""
+        state, account = self.redis.hmget(self.keys.job(trade_no), ["state", "account"])
+        return state is not None, _text(account) if account else DEFAULT_ACCOUNT
+
     def history(self, trade_no: str) -> list[dict]:
         return [json.loads(_text(item)) for item in self.redis.lrange(self.keys.history(trade_no), 0, -1)]
 
@@ -480,10 +497,12 @@ class JobStore:
         pipe.hgetall(self.keys.transitions)
         pipe.hgetall(self.keys.counters)
         pipe.get(self.keys.reconcile_last_pass)
+        pipe.hgetall(self.keys.open_by_account)
         answers = pipe.execute()
         n = len(states.OPEN)
-        review, transitions, counters, last_pass = answers[2 * n:]
+        review, transitions, counters, last_pass, by_account = answers[2 * n:]
         return {
+            "open_by_account": {_text(k): int(v) for k, v in by_account.items()},
             "open": {state: (answers[2 * i], answers[2 * i + 1][0][1] if answers[2 * i + 1] else None)
                      for i, state in enumerate(states.OPEN)},
             "review": review,

@@ -14,9 +14,11 @@ script may touch them all (README, "Redis Cluster"); every key a script touches 
     p:index:<state>                      zset    tradeNos of open states, scored by when the reconciler is due
     p:entered:<state>                    zset    tradeNos of open states, scored by entry time (metrics)
     p:review                             set     tradeNos flagged for a person (jobs and orphans), until resolved
-    p:metrics:transitions                hash    ``from>to`` -> count of state changes
+    p:metrics:transitions                hash    ``from>to`` (account default) or ``from>to>account`` -> count of state changes
+    p:metrics:open                       hash    ``state|account`` -> open jobs, accounts other than default (metrics)
     p:metrics:counters                   hash    deployment-wide counters (``worker.ops.metrics``)
-    p:ip:<JST day>:<hashed IP>           hash    per-IP daily counts (``worker.store.limits``)
+    p:ip:<JST day>:<hashed IP>           hash    per-IP daily counts of account default (``worker.store.limits``)
+    p:ip:<JST day>:<account>:<hashed IP> hash    the same for another account (its ``ipHash`` names it)
     p:reconcile:lock                     string  one reconciler pass at a time
     p:reconcile:last_pass                string  when the last pass ended (ms)
     p:replication:marker                 string  written before a ``WAIT`` (``worker.store.connection``)
@@ -94,6 +96,12 @@ class Keys:
     @property
     def counters(self) -> str:
         return f"{self.prefix}:metrics:counters"
+
+    @property
+    def open_by_account(self) -> str:
+        """Hash ``<state>|<account>`` -> jobs now in that open state, for every account but
+        ``default`` (whose count is the rest of ``entered``'s): ``vexora_jobs{account}``."""
+        return f"{self.prefix}:metrics:open"
 
     def ip_day(self, day: str, hashed_ip: str) -> str:
         return f"{self.prefix}:ip:{day}:{hashed_ip}"

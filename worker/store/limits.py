@@ -1,10 +1,13 @@
 """Per-IP daily limits (docs/gateway.md §Limits): each payer IP at most N transactions a Japan calendar
 day, at most M of them successful.
 
-Counters live in one Redis hash per IP and day, ``p:ip:<yyyymmdd>:<ipHash>`` with fields
-``tx`` and ``ok``. The IP itself is never a key: ``ip_hash`` is an HMAC under the app secret of
-the address's canonical text (one payer, however the address is spelt), so the counters outlive
-the purge of payer data without keeping the address. A transaction is counted before the first
+Counters live in one Redis hash per IP, day and merchant account, ``p:ip:<yyyymmdd>:<ipHash>``
+with fields ``tx`` and ``ok``. The IP itself is never a key: ``ip_hash`` is an HMAC under the
+account's app secret of the address's canonical text (one payer, however the address is spelt),
+so the counters outlive the purge of payer data without keeping the address. The gateway counts
+per merchant, so the counters are per account: another account's ``ipHash`` starts with its id
+(``shop-a:<hmac>``, its HMAC over the id and the address), so its counters are its own keys,
+``p:ip:<yyyymmdd>:shop-a:<hmac>``; the ``default`` account's are named as before accounts. A transaction is counted before the first
 send (``take``), once per job (the job records it in the same step, so a re-drive after a crash
 does not count it again); a success is counted by the move to ``succeeded`` — whichever path
 makes it: callback, query or create answer — in the same atomic step (``success_counter``), so
@@ -22,6 +25,7 @@ from datetime import datetime, timedelta, timezone
 
 import redis
 
+from worker.domain.access import DEFAULT_ACCOUNT
 from worker.store import scripts
 from worker.store.keys import Keys
 
@@ -42,9 +46,13 @@ def canonical_ip(ip: str) -> str:
     return address.compressed
 
 
-def ip_hash(ip: str, secret: str) -> str:
-    """A stable, non-reversible name for a payer IP (every spelling of one address alike)."""
-    return hmac.new(secret.encode("utf-8"), canonical_ip(ip).encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+def ip_hash(ip: str, secret: str, account: str = DEFAULT_ACCOUNT) -> str:
+    """A stable, non-reversible name for a payer IP within one merchant account (every spelling
+    of one address alike); another account's starts with its id, so its counters are its own."""
+    if account == DEFAULT_ACCOUNT:
+        return hmac.new(secret.encode("utf-8"), canonical_ip(ip).encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+    text = f"{account}\n{canonical_ip(ip)}".encode("utf-8")
+    return f"{account}:" + hmac.new(secret.encode("utf-8"), text, hashlib.sha256).hexdigest()[:32]
 
 
 def japan_day(now: float) -> str:

@@ -248,16 +248,14 @@ def producer_api(settings: Settings, runtime: Callable[[], Runtime]) -> Blueprin
         job = dict(body)
         if job.get("tradeNo") is None:
             job["tradeNo"] = generate_trade_no()
-        errors = schema.field_errors(job)
+        # the account's own rules (its channel and way codes, its notifyUrl)
+        errors = runtime().schemas.get(account, schema).field_errors(job)
         if errors:
             return _problem(422, "invalid checkout", errors=errors)
-        taken = DuplicateTradeNoError("tradeNo is already used by a job with a different payload",
-                                      errors={"tradeNo": ["already used by another job with a different payload"]})
         try:
             rt = runtime()
-            existing = rt.store.load(job["tradeNo"])
-            if existing is not None and (existing.fields.get("account") or DEFAULT_ACCOUNT) != account:
-                raise taken  # another account's job: the answer a different payload gets
+            # another account's job under this tradeNo is refused by the store's create, with the
+            # answer a different payload gets (409)
             trade_no = enqueue_checkout(job, account=account, runtime=rt)
             record = rt.store.get(trade_no)
         except DuplicateTradeNoError as exc:

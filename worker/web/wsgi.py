@@ -9,7 +9,11 @@ their JSON text; the signature is verified on those values (constant time) → 4
 schema → 400 (a field the gateway does not document, or ``=`` in a value, first and counted apart:
 ``refused_fields``, since such a body could carry a genuine signature moved onto other fields);
 the verified fields go on the ``callbacks`` queue; ``OK`` is answered only once
-the message is on the broker. If the broker cannot take it the answer is 503, so the gateway
+the message is on the broker. The signature is checked with the secrets of the job's merchant
+account (its current one, and its previous one while a rotation keeps it), found by one HMGET of
+the job; a callback for a tradeNo with no job is checked against every account's, and belongs to
+the account whose secret verified it. A ``merchantNo`` field naming another account's merchant
+is refused (400, ``refused_merchant``). If the broker cannot take it the answer is 503, so the gateway
 sends it again — never ``OK`` for a callback that was not queued.
 
 ``GET /metrics`` (Prometheus) answers for the whole deployment from Redis (``worker.ops.metrics``);
@@ -38,7 +42,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from schemas import CallbackSchema
+from schemas import CallbackSchema, trade_no_errors
 from schemas.callback import DOCUMENTED_FIELDS, boundary_errors
 from worker.celery import CALLBACK_QUEUE
 from worker.config.settings import Settings
@@ -96,9 +100,22 @@ def create_app(settings: Settings | None = None, runtime=None) -> Flask:
     def rt():
         return runtime or get_runtime()
 
-    def counted(result: str) -> None:
+    def counted(result: str, account: str = "") -> None:
         if settings.metrics:
-            rt().meter.inc("callbacks_total", result=result)
+            rt().meter.inc("callbacks_total", result=result, account=account)
+
+    accounts = list(settings.accounts.values())
+
+    def signers(body: dict) -> tuple[list, str]:
+        """The accounts whose secret may have signed this callback: its job's account (one HMGET),
+        or, for a tradeNo with no job, every account; and the account label for the counts."""
+        trade_no = body.get("tradeNo")
+        if isinstance(trade_no, str) and not trade_no_errors(trade_no):  # only then is it a key
+            exists, account_id = rt().store.account_of(trade_no)
+            if exists:
+                account = settings.account(account_id)
+                return ([account] if account else []), account_id
+        return accounts, ""
 
     @web.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
@@ -135,10 +152,19 @@ def create_app(settings: Settings | None = None, runtime=None) -> Flask:
         if not isinstance(body, dict):
             counted("invalid")
             return _text("malformed callback: body is not a JSON object", 400)
-        if not verify(body, settings.app_secret):
+        try:
+            candidates, label = signers(body)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            # the job's account cannot be read: not refused, answered 503 so the gateway resends
+            event(log, logging.ERROR, "callback_not_queued", reason="redis unavailable", error=type(exc).__name__)
+            counted("unavailable")
+            return _text("temporarily unavailable", 503)
+        signed_by = [a for a in candidates if any(verify(body, secret) for secret in a.callback_secrets)]
+        if not signed_by:
             event(log, logging.WARNING, "callback_refused", reason="invalid signature")
-            counted("bad_signature")
+            counted("bad_signature", label)
             return _text("invalid signature", 401)
+        label = label or (signed_by[0].id if len(signed_by) == 1 else "")
         refused = boundary_errors(body)
         if refused:
             # signed, but shaped so that its signature could belong to other fields: a re-split of
@@ -149,25 +175,37 @@ def create_app(settings: Settings | None = None, runtime=None) -> Flask:
             undocumented = len(refused) - len(documented)
             event(log, logging.WARNING, "callback_refused", reason="undocumented field or '=' in a value",
                   fieldsWithEquals=",".join(documented) or "none", undocumentedFields=undocumented)
-            counted("refused_fields")
+            counted("refused_fields", label)
             return jsonify({"error": "refused callback: a field the gateway does not document, "
                                      "or a value containing '='",
                             "fields": documented, "undocumentedFields": undocumented}), 400
         errors = callback_schema.validate(body)
         if errors:
-            counted("invalid")
+            counted("invalid", label)
             return jsonify({"error": "malformed callback", "fields": sorted(errors)}), 400
+        merchant = body.get("merchantNo")
+        if merchant is not None:
+            signed_by = [a for a in signed_by if a.merchant_no == merchant]
+            if not signed_by:
+                # signed with the job's account's secret, but for another merchant: never applied
+                event(log, logging.WARNING, "callback_refused", reason="merchantNo names another account",
+                      tradeNo=body.get("tradeNo"))
+                counted("refused_merchant", label)
+                return jsonify({"error": "refused callback: merchantNo does not name the job's "
+                                         "merchant account"}), 400
+        account = signed_by[0].id
+        label = label or account
         try:
-            rt().send("vexora.callback.process", _wire_fields(body), queue=CALLBACK_QUEUE,
+            rt().send("vexora.callback.process", {**_wire_fields(body), "account": account}, queue=CALLBACK_QUEUE,
                       retry=True, retry_policy=_PUBLISH_RETRY)
             # answered OK only once the message is on the replicas too: else the gateway resends
             rt().confirm_queued()
         except _BROKER_DOWN as exc:
             event(log, logging.ERROR, "callback_not_queued", tradeNo=body.get("tradeNo"),
                   reason="broker unavailable", error=type(exc).__name__)
-            counted("unavailable")
+            counted("unavailable", label)
             return _text("temporarily unavailable", 503)
-        counted("accepted")
+        counted("accepted", label)
         return _text("OK", 200)
 
     web.register_blueprint(producer_api(settings, rt))

@@ -5,6 +5,11 @@ each event's body, each delivery's hash, the due set (``"<eventId>|<endpointId>"
 it is due) and each job's list of attempts (the newest 100); its scripts are
 ``worker/store/lua/webhook_*.lua``.
 
+Per account: an event goes only to the endpoints of its account — a job's events to the endpoints
+whose record's ``account`` is the job's (read from the record stored with the event), an event
+that is not a job's to the endpoints of the account its data names; a record without an
+``account`` (written before accounts) belongs to ``default``.
+
 ``Dispatcher.run`` is one pass of ``vexora.webhooks.dispatch`` (beat, every second; one pass at a
 time under a lock): it reads new events with a consumer group (an event is acknowledged only once
 its deliveries exist; a pass that died is re-read after a minute), creates one delivery per
@@ -74,6 +79,23 @@ def webhook_id(fields: dict, event_id: str = "") -> str:
     if fields.get("key"):
         return f"msg_{fields['key']}"
     return f"msg_{event_id}"
+
+
+def event_account(fields: dict) -> str:
+    """The merchant account an outbox entry belongs to: its job's (the record stored with the
+    event), or the one its data names; ``default`` for entries from before accounts."""
+    try:
+        raw = json.loads(fields.get("record") or "[]")
+    except ValueError:
+        return DEFAULT_ACCOUNT
+    pairs = dict(zip(raw[::2], raw[1::2])) if isinstance(raw, list) else raw
+    account = pairs.get("account") if isinstance(pairs, dict) else None
+    return account if isinstance(account, str) and account else DEFAULT_ACCOUNT
+
+
+def endpoint_account(endpoint: dict) -> str:
+    """An endpoint's account (a record from before accounts: ``default``)."""
+    return endpoint.get("account") or DEFAULT_ACCOUNT
 
 
 def build_body(fields: dict) -> str:
@@ -173,7 +195,9 @@ class Dispatcher:
             event_id = _text(raw_id)
             fields = {_text(k): _text(v) for k, v in raw.items()}
             kind = fields["type"]
-            wanted = [e["id"] for e in endpoints if not e.get("types") or kind in e["types"]]
+            account = event_account(fields)
+            wanted = [e["id"] for e in endpoints if (not e.get("types") or kind in e["types"])
+                      and endpoint_account(e) == account]
             args += [event_id, kind, fields.get("tradeNo", ""), fields.get("sequence", "0"),
                      webhook_id(fields, event_id), build_body(fields) if wanted else "", len(wanted), *wanted]
             if wanted:
@@ -185,7 +209,9 @@ class Dispatcher:
     def _reschedule(self, pipe, event_id: str, fields: dict, endpoints: list[dict], now: int) -> int:
         """Replay: the event's deliveries to ``endpoints`` pending again, due now."""
         kind = fields["type"]
-        wanted = [e for e in endpoints if not e.get("types") or kind in e["types"]]
+        account = event_account(fields)
+        wanted = [e for e in endpoints if (not e.get("types") or kind in e["types"])
+                  and endpoint_account(e) == account]
         if not wanted:
             return 0
         pipe.set(self.body_key(event_id), build_body(fields), ex=KEEP_S)

@@ -1,8 +1,10 @@
 -- Store a new job as `queued`, or say it exists (same payload) or conflicts (another payload).
 -- A new job is open: its keys have no TTL (PERSIST; move.lua gives them one when it closes).
--- KEYS: 1 job, 2 history, 3 events, 4 payload, 5 index:queued, 6 entered:queued, 7 transitions
+-- KEYS: 1 job, 2 history, 3 events, 4 payload, 5 index:queued, 6 entered:queued, 7 transitions,
+--       8 open jobs per account (metrics)
 -- ARGV: 1 tradeNo, 2 fingerprint, 3 now ms, 4 ttl (unused: an open job never expires),
---       5 events maxlen, 6 record JSON (with `version` 1), 7 payload JSON
+--       5 events maxlen, 6 record JSON (with `version` 1 and its `account`), 7 payload JSON,
+--       8 the job's account (fixed here, never changed)
 -- Returns {'created'|'existing'|'conflict', state}.
 local fp = redis.call('HGET', KEYS[1], 'fingerprint')
 if fp then
@@ -21,7 +23,13 @@ redis.call('XADD', KEYS[3], '*', 'tradeNo', ARGV[1], 'from', '',
 redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
 -- for the metrics: entry times per open state (the reconciler's index above is rescheduled)
 redis.call('ZADD', KEYS[6], ARGV[3], ARGV[1])
-redis.call('HINCRBY', KEYS[7], 'new>queued', 1)
+-- counted per account: the default account's fields keep their names from before accounts
+if ARGV[8] == 'default' then
+  redis.call('HINCRBY', KEYS[7], 'new>queued', 1)
+else
+  redis.call('HINCRBY', KEYS[7], 'new>queued>' .. ARGV[8], 1)
+  redis.call('HINCRBY', KEYS[8], 'queued|' .. ARGV[8], 1)
+end
 -- a job left over from an older version (expired hash, history still there) keeps no TTL either
 redis.call('PERSIST', KEYS[1])
 redis.call('PERSIST', KEYS[2])

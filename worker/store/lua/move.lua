@@ -10,8 +10,9 @@
 -- expire (PERSIST); a closed, unflagged one's expire `ttl` seconds after this change.
 --
 -- KEYS: 1 job, 2 history, 3 events, 4 payload, 5 retained, 6 transitions, 7 webhook endpoints,
---       8 webhook outbox, 9 review set; then, for each state in `open_states` (in its order), its
---       index and its entered zset; then one hash per counter in `counters`
+--       8 webhook outbox, 9 review set, 10 open jobs per account (metrics); then, for each state
+--       in `open_states` (in its order), its index and its entered zset; then one hash per
+--       counter in `counters`
 -- ARGV (JobStore.move builds them by name, worker/store/scripts.py):
 --   target           the state to move to
 --   allowed_from     the states it may be moved from, space-separated
@@ -38,7 +39,8 @@
 -- ARGV: detail, trade_no, counters, retention, detail_by_state, increase, lease_token, webhook_type
 -- ARGV: version, flag_reason, flag_detail, unflag
 -- Returns {applied 1|0, the state found, attempts, the claimed payload or false[, 1 lease lost
--- [, 1 version changed]]}.
+-- [, 1 version changed]]}; an applied claim also returns {…, 0, 0, the job's account}, so the
+-- submit signs for its account without another round trip.
 local target, allowed_from, now, ttl, events_maxlen, open_states, fields, drop, claim_ms,
       detail, trade_no, counters, retention, detail_by_state, increase, lease_token, webhook_type,
       version, flag_reason, flag_detail, unflag =
@@ -114,16 +116,26 @@ redis.call('XADD', KEYS[3], '*', 'tradeNo', trade_no, 'from', current,
 local index, entered, n = {}, {}, 0
 for s in string.gmatch(open_states, '%S+') do
   n = n + 1
-  index[s] = KEYS[8 + 2 * n]
-  entered[s] = KEYS[9 + 2 * n]
+  index[s] = KEYS[9 + 2 * n]
+  entered[s] = KEYS[10 + 2 * n]
 end
 if index[current] then redis.call('ZREM', index[current], trade_no) end
 if index[target] then redis.call('ZADD', index[target], now, trade_no) end
 -- for the metrics: counted in the same step as the change, so every worker everywhere is counted
-redis.call('HINCRBY', KEYS[6], current .. '>' .. target, 1)
+-- (per account: the default account's fields keep their names from before accounts)
+local account = redis.call('HGET', KEYS[1], 'account') or 'default'
+if account == 'default' then
+  redis.call('HINCRBY', KEYS[6], current .. '>' .. target, 1)
+else
+  redis.call('HINCRBY', KEYS[6], current .. '>' .. target .. '>' .. account, 1)
+end
 if current ~= target then
   if entered[current] then redis.call('ZREM', entered[current], trade_no) end
   if entered[target] then redis.call('ZADD', entered[target], now, trade_no) end
+  if account ~= 'default' then
+    if entered[current] then redis.call('HINCRBY', KEYS[10], current .. '|' .. account, -1) end
+    if entered[target] then redis.call('HINCRBY', KEYS[10], target .. '|' .. account, 1) end
+  end
 end
 if webhook_type ~= '' then
   -- a merchant acts on this change: one webhook event, in the same step as the change, so no
@@ -137,7 +149,7 @@ if webhook_type ~= '' then
 end
 for i, c in ipairs(cjson.decode(counters)) do
   -- counters that must move with the state, exactly once (e.g. successes per payer IP)
-  local key = KEYS[9 + 2 * n + i]
+  local key = KEYS[10 + 2 * n + i]
   redis.call('HINCRBY', key, c[1], 1)
   redis.call('EXPIRE', key, c[2])
 end
@@ -173,5 +185,8 @@ else
   redis.call('EXPIRE', KEYS[1], ttl)
   redis.call('EXPIRE', KEYS[2], ttl)
   if not purge then redis.call('EXPIRE', KEYS[4], ttl) end
+end
+if payload then
+  return {1, current, tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0'), payload, 0, 0, account}
 end
 return {1, current, tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0'), payload}
