@@ -16,7 +16,7 @@ from worker.domain import states
 from worker.domain.masking import mask_contact
 from worker.store.apikeys import ApiKeys, parse_key
 from worker.waiting import wait_until
-from tests.support.stack import Stack, payload
+from tests.support.stack import MERCHANT_NO, Stack, payload
 
 pytestmark = pytest.mark.integration
 
@@ -26,8 +26,14 @@ ALL = ("checkouts:write", "checkouts:read", "review:write", "webhooks:admin", "a
 
 @pytest.fixture(scope="module")
 def stack(redis_url, tmp_path_factory):
-    s = Stack(redis_url, tmp_path_factory.mktemp("keys"), VEXORA_API_TOKEN=TOKEN,
-              VEXORA_WEBHOOK_ALLOW_PRIVATE="true").start(web=True)
+    log_dir = tmp_path_factory.mktemp("keys")
+    accounts = log_dir / "accounts.toml"  # two accounts: default and b (README "Accounts")
+    accounts.write_text(f'[accounts.default]\nmerchant_no = "{MERCHANT_NO}"\napp_secret_env = "VEXORA_APP_SECRET"\n\n'
+                        '[accounts.b]\nmerchant_no = "M-KEYS-0002"\napp_secret_env = "ACCOUNT_B_SECRET"\n',
+                        encoding="utf-8")
+    s = Stack(redis_url, log_dir, VEXORA_API_TOKEN=TOKEN, VEXORA_WEBHOOK_ALLOW_PRIVATE="true",
+              VEXORA_ACCOUNTS_FILE=str(accounts), VEXORA_MERCHANT_NO="",
+              ACCOUNT_B_SECRET="b-secret-for-the-keys-test").start(web=True)
     try:
         yield s
     finally:
@@ -47,8 +53,7 @@ def create_key(stack, account: str, *scopes: str, name: str = "test key") -> str
 
 
 def key_of(stack, account: str, *scopes: str) -> str:
-    """A key for an account the deployment has no settings for (H1's accounts file is not in this
-    test): made through the store, as the CLI does once the account is known."""
+    """A key made through the store, as the CLI makes it."""
     _record, text = ApiKeys(stack.runtime.redis, stack.runtime.store.keys).create("other shop", account, scopes)
     return text
 

@@ -776,6 +776,7 @@ def check_queued(env: Env, body_fields: dict) -> None:
     task, args = env.last_callback_message()
     wanted = {k: (v.text if isinstance(v, Num) else v) for k, v in body_fields.items()
               if v is not None and k != "sign"}  # verified already; never put on the broker
+    wanted["account"] = "default"  # the account whose secret verified it (README "Accounts")
     assert task == "vexora.callback.process" and args == [wanted], (task, args, wanted)
 
 

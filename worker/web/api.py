@@ -146,8 +146,9 @@ def bearer_guard(settings: Settings, runtime: Callable[[], Runtime] | None = Non
 
     def authenticate():
         if api_principal() is None:
+            # exactly "Bearer <credential>": one space, nothing around it (a key or token with
+            # whitespace added is not the key or token)
             scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
-            credential = credential.strip()
             principal = None
             if scheme.lower() == "bearer" and credential:
                 if token and hmac.compare_digest(credential.encode("utf-8"), token):
