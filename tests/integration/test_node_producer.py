@@ -115,3 +115,17 @@ def test_node_producer_reports_a_refused_job(node_producer, stack):
     assert "refused: tradeNo is already used" in done.stderr and '"tradeNo"' in done.stderr
     stack.wait_state(job["tradeNo"], states.PAYING)
     assert stack.sent(job["tradeNo"])["created"] == 1
+
+
+def test_node_producer_names_the_account_as_the_keyword_account(node_producer, stack):
+    """``account`` among the keyword arguments is the job's merchant account (README "Accounts"):
+    the deployment's own is taken and recorded; one it does not have is refused on that field."""
+    job = payload()
+    done = run_enqueue(node_producer, stack.settings.redis_url, {**job, "account": "default"})
+    assert done.returncode == 0, done.stderr
+    record = stack.wait_state(job["tradeNo"], states.PAYING)
+    assert record["account"] == "default"
+    other = payload()
+    done = run_enqueue(node_producer, stack.settings.redis_url, {**other, "account": "no-such-shop"})
+    assert done.returncode == 1 and '"account"' in done.stderr, (done.stdout, done.stderr)
+    assert stack.record(other["tradeNo"]) is None and stack.sent(other["tradeNo"])["received"] == 0

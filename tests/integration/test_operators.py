@@ -354,3 +354,23 @@ def test_the_token_login_works_only_until_an_operator_exists(people):
     assert answer.status_code == 401 and "WWW-Authenticate" not in answer.headers
     for key in runtime.redis.scan_iter("legacy-ops:*"):
         runtime.redis.delete(key)
+
+
+def test_webhook_endpoint_changes_from_the_cli_are_audited_without_their_secret(stack):
+    user = getpass.getuser()
+    # an address literal: nothing to resolve on a machine without DNS; no event is ever sent to it
+    added = cli(stack, "webhooks", "add", "https://93.184.216.34/vexora", "--account", "default")
+    assert added.returncode == 0, added.stderr
+    endpoint_id = added.stdout.split()[0]
+    secret = next(line.split(": ", 1)[1] for line in added.stdout.splitlines() if line.startswith("secret: "))
+    for action in ("disable", "enable", "rotate"):
+        done = cli(stack, "webhooks", action, endpoint_id)
+        assert done.returncode == 0, done.stderr
+    replay = cli(stack, "webhooks", "replay", "--since", "0", "--account", "default")
+    assert replay.returncode == 0, replay.stderr
+    entries = [e for e in audit_entries(stack) if e["target"] in (endpoint_id, "")
+               and e["action"].startswith(("endpoint.", "webhooks."))]
+    assert {e["action"] for e in entries} >= {"endpoint.add", "endpoint.disable", "endpoint.enable",
+                                              "endpoint.rotate", "webhooks.replay"}, entries
+    assert all(e["actor"] == f"cli:{user}" and e["account"] == "default" for e in entries), entries
+    assert secret not in json.dumps(entries) and secret[-12:] not in json.dumps(entries)

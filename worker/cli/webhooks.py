@@ -46,6 +46,17 @@ def webhooks_list(account: str | None) -> None:
     if not records:
         click.echo("no endpoints (set VEXORA_WEBHOOK_URL, or add one)")
 
+def _audited(action: str, target: str, record: dict | None = None, **detail) -> None:
+    """An admin action from the shell, in the audit log (never a secret: the endpoint as public)."""
+    from worker.cli.operators import shell_principal
+    from worker.webhooks.endpoints import Endpoints
+    runtime = _webhooks_runtime()
+    after = Endpoints.public(record) if record is not None else None
+    runtime.audit.record(shell_principal(), action, target=target,
+                         account=(record or {}).get("account") or detail.pop("account", None) or "",
+                         after=after, detail=detail or None)
+
+
 @webhooks.command("add")
 @click.argument("url")
 @click.option("--type", "types", multiple=True, help="Only these event types (repeatable; default: all).")
@@ -58,6 +69,7 @@ def webhooks_add(url: str, types: tuple[str, ...], secret: str | None, account: 
         record = _webhooks_runtime().webhook_endpoints.add(url, types=types, secret=secret, account=account)
     except InvalidError as exc:
         raise click.ClickException(f"{exc.message}: {exc.errors}") from None
+    _audited("endpoint.add", record["id"], record)
     click.echo(_endpoint_line(record))
     click.echo(f"secret: {record['secrets'][0]['secret']}")
 
@@ -66,18 +78,22 @@ def webhooks_add(url: str, types: tuple[str, ...], secret: str | None, account: 
 def webhooks_disable(endpoint_id: str) -> None:
     """Stop sending to an endpoint."""
     try:
-        click.echo(_endpoint_line(_webhooks_runtime().webhook_endpoints.set_enabled(endpoint_id, False)))
+        record = _webhooks_runtime().webhook_endpoints.set_enabled(endpoint_id, False)
     except KeyError:
         raise click.ClickException(f"no endpoint {endpoint_id}") from None
+    _audited("endpoint.disable", endpoint_id, record)
+    click.echo(_endpoint_line(record))
 
 @webhooks.command("enable")
 @click.argument("endpoint_id")
 def webhooks_enable(endpoint_id: str) -> None:
     """Send to an endpoint again (replay what it missed with `replay --endpoint`)."""
     try:
-        click.echo(_endpoint_line(_webhooks_runtime().webhook_endpoints.set_enabled(endpoint_id, True)))
+        record = _webhooks_runtime().webhook_endpoints.set_enabled(endpoint_id, True)
     except KeyError:
         raise click.ClickException(f"no endpoint {endpoint_id}") from None
+    _audited("endpoint.enable", endpoint_id, record)
+    click.echo(_endpoint_line(record))
 
 @webhooks.command("rotate")
 @click.argument("endpoint_id")
@@ -91,6 +107,7 @@ def webhooks_rotate(endpoint_id: str, secret: str | None) -> None:
         raise click.ClickException(f"no endpoint {endpoint_id}") from None
     except InvalidError as exc:
         raise click.ClickException(f"{exc.message}: {exc.errors}") from None
+    _audited("endpoint.rotate", endpoint_id, record)
     click.echo(f"secret: {record['secrets'][0]['secret']}")
 
 @webhooks.command("replay")
@@ -114,6 +131,8 @@ def webhooks_replay(since: str, until: str | None, endpoint: str | None, include
                                                                account=account)
     except KeyError:
         raise click.ClickException(f"no enabled endpoint {endpoint}") from None
+    _audited("webhooks.replay", endpoint or "", account=account, since=since_ms, until=until_ms,
+             all=include_delivered, scheduled=count)
     click.echo(f"{count} deliveries scheduled")
 
 @webhooks.command("attempts")
