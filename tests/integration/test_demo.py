@@ -53,6 +53,11 @@ def test_the_demo_settles_every_job_and_stops_every_process():
     assert webhooks, out[-3000:]
     assert int(webhooks.group(1)) >= size, out[-3000:]  # at least each job's final state
     assert "refused (signature not verified)" not in out and "no verified webhook" not in out
+    # two accounts (README "Accounts"), each with its key and operator login printed
+    assert "split between the accounts default and shop-b" in out
+    assert len(re.findall(r"(?m)^  (default|shop-b): API key vxk_key_[0-9a-f]+_[0-9a-f]+$", out)) == 2, out[-2000:]
+    assert len(re.findall(r"/ops login http://127\.0\.0\.1:\d+/ops/login  name (default|shop-b)-operator  "
+                          r"password \S+", out)) == 2, out[-2000:]
     wait_until(lambda: not processes_with(marker), timeout=20, what="every demo process to exit")
 
 

@@ -8,6 +8,11 @@ faults); a payer bot clicks the cashier buttons as payers would; live progress i
 summary at the end, with the webhooks the receiver verified (waiting up to ``WEBHOOK_WAIT`` seconds
 for each job's final one; they do not change the exit status yet). Every process it started is
 stopped on exit, on Ctrl-C and on SIGTERM.
+
+Two merchant accounts (README "Accounts"): ``default`` and ``shop-b``, each with its own merchant
+number and secret (an accounts file in the demo's log directory; the secrets in the processes'
+environment), the batch split between them, the sandbox knowing both merchants. For each account
+the demo makes an API key and an operator (``/ops`` login) and prints them.
 """
 
 from __future__ import annotations
@@ -165,9 +170,11 @@ def run_demo(*, size: int = 50, serve: bool = False, timeout: float = 180.0, see
             env, urls = _start_everything(cleanup, log_dir, console)
             settings = Settings.from_env(env)
             runtime = Runtime(settings)
+            logins = _accounts_access(runtime, env)
             plans = build_plan(size, seed)
             ok = _run_batch(plans, runtime, urls, console, timeout)
             _print_where_next(console, urls, log_dir, plans, settings, serve)
+            _print_logins(console, urls, logins, serve)
             if serve:
                 requests.post(urls["sandbox"] + "/_sandbox/autopay",
                               json={"mix": {"paid": 0.9, "failed": 0.1}, "delay": 30}, timeout=5)
@@ -182,8 +189,21 @@ def run_demo(*, size: int = 50, serve: bool = False, timeout: float = 180.0, see
             signal.signal(signal.SIGTERM, previous)
 
 
+ACCOUNTS = ("default", "shop-b")  # the demo's merchant accounts
+_ACCOUNTS_FILE = """# the demo's merchant accounts (README "Accounts"); the secrets are in the environment
+[accounts.default]
+merchant_no = "DEMO-MERCHANT"
+app_secret_env = "DEMO_DEFAULT_APP_SECRET"
+
+[accounts.shop-b]
+merchant_no = "DEMO-MERCHANT-B"
+app_secret_env = "DEMO_SHOP_B_APP_SECRET"
+"""
+
+
 def _start_everything(cleanup: ExitStack, log_dir: Path, console: Console):
-    secret = secrets.token_urlsafe(24)
+    accounts_file = log_dir / "accounts.toml"
+    accounts_file.write_text(_ACCOUNTS_FILE, encoding="utf-8")
     redis_url = os.environ.get("REDIS_URL")
     if not redis_url:
         server = RedisServer(data_dir=str(log_dir / "redis")).start()
@@ -196,7 +216,9 @@ def _start_everything(cleanup: ExitStack, log_dir: Path, console: Console):
             "api_token": secrets.token_urlsafe(16)}
     webhook_secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
     env = {**os.environ, "REDIS_URL": redis_url, "VEXORA_BASE_URL": urls["sandbox"], "VEXORA_ENV": "sandbox",
-           "VEXORA_MERCHANT_NO": "DEMO-MERCHANT", "VEXORA_APP_SECRET": secret,
+           "VEXORA_ACCOUNTS_FILE": str(accounts_file), "VEXORA_MERCHANT_NO": "", "VEXORA_APP_SECRET": "",
+           "VEXORA_APP_SECRET_FILE": "",
+           "DEMO_DEFAULT_APP_SECRET": secrets.token_urlsafe(24), "DEMO_SHOP_B_APP_SECRET": secrets.token_urlsafe(24),
            "VEXORA_NOTIFY_URL": urls["web"] + "/vexora/notify", "VEXORA_API_TOKEN": urls["api_token"],
            "VEXORA_READ_TIMEOUT": "1.5", "VEXORA_RETRY_BASE_DELAY": "0.2", "VEXORA_RETRY_MAX_DELAY": "1",
            "VEXORA_RECONCILE_INTERVAL": "2", "VEXORA_RECONCILE_BACKOFF_BASE": "1",
@@ -249,9 +271,9 @@ def _run_batch(plans: list[Plan], runtime: Runtime, urls: dict, console: Console
                       json={"faults": [{**plan.fault, "tradeNo": plan.payload["tradeNo"]}]}, timeout=5)
     bot = PayerBot(urls["sandbox"])
     started = time.monotonic()
-    for plan in plans:
-        enqueue_checkout(plan.payload, runtime=runtime)
-    console.print(f"enqueued {len(plans)} checkouts")
+    for n, plan in enumerate(plans):
+        enqueue_checkout(plan.payload, account=ACCOUNTS[n % len(ACCOUNTS)], runtime=runtime)
+    console.print(f"enqueued {len(plans)} checkouts, split between the accounts {' and '.join(ACCOUNTS)}")
     records: dict[str, dict] = {}
     with Live(console=console, refresh_per_second=4, transient=True) as live:
         def all_settled() -> bool:
@@ -279,6 +301,35 @@ def _run_batch(plans: list[Plan], runtime: Runtime, urls: dict, console: Console
     _print_summary(console, plans, records, elapsed, urls["sandbox"], webhooks)
     return (all(records[p.payload["tradeNo"]].get("state") == p.expect for p in plans)
             and not _created_twice(urls["sandbox"], plans))
+
+
+def _accounts_access(runtime: Runtime, env: dict) -> list[dict]:
+    """Per account: the receiver's endpoint (the default one comes from VEXORA_WEBHOOK_URL), an
+    API key with every scope on it and an operator who may query and resolve its jobs."""
+    from worker.domain.access import SCOPES
+    from worker.store.apikeys import ApiKeys
+    from worker.store.operators import Operators
+    endpoints = runtime.webhook_endpoints
+    if not [e for e in endpoints.all(account="shop-b")]:
+        endpoints.add(env["VEXORA_WEBHOOK_URL"], secret=env["VEXORA_WEBHOOK_SECRET"], account="shop-b")
+    keys = ApiKeys(runtime.redis, runtime.store.keys)
+    operators = Operators(runtime.redis, runtime.store.keys)
+    logins = []
+    for account in ACCOUNTS:
+        _record, key = keys.create(f"demo key of {account}", account, SCOPES)
+        name, password = f"{account}-operator", secrets.token_urlsafe(12)
+        operators.add(name, password, "operator", account=account)
+        logins.append({"account": account, "key": key, "operator": name, "password": password})
+    return logins
+
+
+def _print_logins(console: Console, urls: dict, logins: list[dict], serve: bool) -> None:
+    console.print("\n[bold]Accounts[/bold] (each sees only its own jobs; "
+                  + ("while the demo serves" if serve else "valid while a demo runs: --serve keeps one up") + ")")
+    for login in logins:
+        console.print(f"  {login['account']}: API key {login['key']}", soft_wrap=True)
+        console.print(f"  {' ' * len(login['account'])}  /ops login {urls['web']}/ops/login  "
+                      f"name {login['operator']}  password {login['password']}", soft_wrap=True)
 
 
 def _time_to_link(record: dict) -> float | None:
