@@ -406,7 +406,21 @@ SESSION_CHECK = [
     '| 1 | after | 0.88 | 261 vs 298 | 0.42 | 3.30 / 2.98 |',
     '| 2 | before | 0.88 | 263 vs 297 | 0.43 | 3.17 / 2.88 |',
     '| 2 | after | 0.89 | 265 vs 298 | 0.33 | 3.33 / 3.45 |',
-    '', "At 100 ms no difference above the noise (means 0.885 after, 0.89 before); ≥ 0.85 in every run. The workers' CPU per job is about 3 % higher at 100 ms (3.32 vs 3.23 ms); the second after-run at 0 ms (0.33, 3.45 ms) is an outlier of this shared machine, the first (0.42) is within 0.02 of before."]
+    '', "At 100 ms no difference above the noise (means 0.885 after, 0.89 before); ≥ 0.85 in every run. The workers' CPU per job is about 3 % higher at 100 ms (3.32 vs 3.23 ms); the second after-run at 0 ms (0.33, 3.45 ms) is an outlier of this shared machine, the first (0.42) is within 0.02 of before."] + [
+    '',
+    '### Per-job path after accounts and access (issue 21), side by side',
+    '',
+    "What issue 21 added per job: the claim returns the job's account with its payload (inside the move script, no round trip), the gateway request is signed with that account's secret, the move scripts count per-account metrics fields, and a callback reads its job's account (one `HMGET`) to pick the secret. `python -m bench.run --quick --only pipeline --no-write` (400 jobs a round), alternating the tree before the issue (`116e969`) and after it, twice each, 2026-12-07 22:12 UTC; other processes used 0.51–0.55 of the 2 CPUs:",
+    '',
+    '| run | tree | ratio at 100 ms, shipped shape (2 × threads -c 16) | jobs/s vs bare req/s | ratio at 0 ms | workers CPU ms per job, 100 ms / 0 ms |',
+    '|---|---|---|---|---|---|',
+    '| 1 | before | 0.90 | 270 vs 298 | 0.49 | 3.32 / 2.95 |',
+    '| 1 | after | 0.91 | 274 vs 300 | 0.44 | 3.10 / 2.97 |',
+    '| 2 | before | 0.90 | 267 vs 298 | 0.44 | 3.23 / 3.05 |',
+    '| 2 | after | 0.88 | 264 vs 300 | 0.41 | 3.20 / 3.28 |',
+    '',
+    "No difference above the noise at 100 ms (means 0.895 after, 0.90 before; workers' CPU per job 3.15 vs 3.28 ms); ≥ 0.85 in every run.",
+]
 
 # Where the round of issues 10-13 (settlement, takeover, metrics and review, webhooks) started: the
 # full run that ended issue 6 (code digest 233a1b3cff7f, 2026-11-28).
