@@ -1,0 +1,244 @@
+"""The API contract, machine-checked (issue 24): schemathesis over the OpenAPI document the server
+actually serves (``GET /v1/openapi.json``), against the web app under gunicorn with a real worker,
+the sandbox and Redis, authenticated with an API key holding every scope.
+
+Every operation is called with generated requests — valid ones (positive) and ones the document
+forbids (negative) — and every answer is checked: no server error, a status the document declares
+for the operation, a declared content type, the declared headers, a body that validates against
+the document. Then the stateful phase follows the document's links (create a checkout → read,
+query, resolve it; list endpoints → disable, enable, rotate one). Failures are collected, not
+raised at the first one, so the run reports them all; the test asserts there are none.
+
+Bounded in the default run (a few examples per operation, a short stateful run); under
+``VEXORA_RELIABILITY_FULL=1`` at least 100 examples per operation and mode. The figures line
+(``api contract: …``) says how many operations and requests, the failures by check, the share of
+generated valid requests answered 2xx (valid checkouts: 202), and whether the stateful phase read,
+queried and resolved checkouts it had created.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import Counter, defaultdict
+
+import hypothesis
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (content_type_conformance, response_headers_conformance,
+                                               response_schema_conformance, status_code_conformance)
+
+from worker.store.apikeys import ApiKeys
+from tests.support.figures import FULL
+from tests.support.stack import Stack
+
+pytestmark = pytest.mark.integration
+
+ALL_SCOPES = ("checkouts:write", "checkouts:read", "review:write", "webhooks:admin", "audit:read")
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
+          response_headers_conformance, response_schema_conformance]
+EXAMPLES = 100 if FULL else 6  # per operation and generation mode
+STATEFUL_EXAMPLES = 100 if FULL else 8  # scenarios; each up to STATEFUL_STEPS calls
+STATEFUL_STEPS = 10 if FULL else 6
+SHOWN = 5  # failures printed in the assertion message, each with its curl command
+
+
+def _public_ip(value: str) -> bool:
+    """The ``ipAddress`` rule as a string format (schemas/_rules.py): an address that is globally
+    routable. Registered so that schemathesis can generate values for it and check them."""
+    try:
+        return ipaddress.ip_address(value).is_global
+    except ValueError:
+        return False
+
+
+def _register_formats() -> None:
+    from hypothesis import strategies as st
+    v4 = st.tuples(*(st.integers(0, 255) for _ in range(4))).map(lambda t: ".".join(map(str, t)))
+    schemathesis.openapi.format("public-ip", v4.filter(_public_ip))
+
+
+class Tally:
+    """What the run saw: requests per operation and phase, statuses, failures by check."""
+
+    def __init__(self):
+        self.requests = 0
+        self.positive = 0
+        self.positive_2xx = Counter()  # operation -> 2xx answers to valid requests
+        self.positive_sent = Counter()
+        self.statuses: dict[str, Counter] = defaultdict(Counter)
+        self.failures: list[tuple[str, str, str]] = []  # (check, operation, report)
+        self.failure_keys: set[tuple[str, str, str]] = set()
+        self.unsatisfiable: list[str] = []
+
+    def record(self, case, response, mode: GenerationMode | None) -> None:
+        self.requests += 1
+        label = case.operation.label
+        self.statuses[label][response.status_code] += 1
+        if mode == GenerationMode.POSITIVE:
+            self.positive += 1
+            self.positive_sent[label] += 1
+            if 200 <= response.status_code < 300:
+                self.positive_2xx[label] += 1
+
+    def validate(self, case, response, **kwargs) -> None:
+        try:
+            case.validate_response(response, checks=CHECKS, **kwargs)
+        except schemathesis.errors.FailureGroup as group:  # every failing check of this answer
+            for failure in group.exceptions:
+                check = next(iter(getattr(failure, "checks", ()) or ()), type(failure).__name__)
+                # one report per check, operation and kind of failure (the first one seen)
+                key = (check, case.operation.label, getattr(failure, "title", "") or "")
+                if key in self.failure_keys:
+                    continue
+                self.failure_keys.add(key)
+                self.failures.append((check, case.operation.label, str(group)))
+
+    def by_check(self) -> Counter:
+        return Counter(check for check, _op, _text in self.failures)
+
+
+@pytest.fixture(scope="module")
+def stack(redis_url, tmp_path_factory):
+    s = Stack(redis_url, tmp_path_factory.mktemp("contract")).start(web=True)
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture(scope="module")
+def key(stack) -> str:
+    _record, text = ApiKeys(stack.runtime.redis, stack.runtime.store.keys).create("contract test", "default",
+                                                                                  ALL_SCOPES)
+    return text
+
+
+@pytest.fixture(scope="module")
+def schema(stack, key):
+    _register_formats()
+    loaded = schemathesis.openapi.from_url(stack.web_url + "/v1/openapi.json", timeout=15)
+    loaded.config.update(base_url=stack.web_url, headers={"Authorization": f"Bearer {key}"},
+                         request_timeout=20)
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def tally() -> Tally:
+    return Tally()
+
+
+def _operations(schema) -> list:
+    return [result.ok() for result in schema.get_all_operations()]
+
+
+def _run_operation(operation, mode: GenerationMode, tally: Tally, key: str) -> None:
+    headers = {"Authorization": f"Bearer {key}"}
+
+    @given(case=operation.as_strategy(generation_mode=mode))
+    @hypothesis.settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=not FULL,
+                         phases=[Phase.explicit, Phase.generate],
+                         suppress_health_check=list(HealthCheck))
+    def run(case):
+        response = case.call(headers=headers, timeout=20)
+        tally.record(case, response, mode)
+        tally.validate(case, response, headers=headers)
+
+    try:
+        run()
+    except hypothesis.errors.Unsatisfiable:
+        # nothing to generate in this mode: an operation without parameters or body has no
+        # request the document forbids
+        assert mode == GenerationMode.NEGATIVE, f"{operation.label}: no valid request can be generated"
+        tally.unsatisfiable.append(operation.label)
+
+
+def test_every_operation_answers_as_documented(schema, key, tally, figures):
+    operations = _operations(schema)
+    assert len(operations) >= 15, [op.label for op in operations]
+    for operation in operations:
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            _run_operation(operation, mode, tally, key)
+    created = tally.positive_sent["POST /v1/checkouts"]
+    accepted = tally.positive_2xx["POST /v1/checkouts"]
+    share = 100.0 * sum(tally.positive_2xx.values()) / max(tally.positive, 1)
+    by_check = tally.by_check()
+    figures.add("api contract: stateless", operations=len(operations), requests=tally.requests,
+                valid_requests=tally.positive, valid_2xx_pct=share,
+                valid_checkouts=created, valid_checkouts_202=accepted,
+                failures=len(tally.failures), **{name: by_check[name] for name in sorted(by_check)})
+    _assert_no_failures(tally)
+
+
+class _Reached:
+    def __init__(self):
+        self.created: set[str] = set()
+        self.reached: dict[str, set[str]] = defaultdict(set)  # read/query/resolve -> tradeNos
+        self.steps = 0
+        self.transitions = Counter()
+
+
+_ON_CHECKOUT = {"GET /v1/checkouts/{tradeNo}": "read", "POST /v1/checkouts/{tradeNo}/query": "query",
+                "POST /v1/checkouts/{tradeNo}/resolve": "resolve"}
+_ON_ENDPOINT = re.compile(r"^POST /v1/webhooks/endpoints/\{[^}]+\}/(disable|enable|rotate)$")
+
+
+def test_stateful_links_create_read_query_resolve(schema, key, figures):
+    """The document's links let a client (here: schemathesis' state machine) go from a created
+    checkout to reading, querying and resolving it, and from the endpoint list to an endpoint's
+    actions; every answer on the way conforms."""
+    tally = Tally()
+    reached = _Reached()
+    headers = {"Authorization": f"Bearer {key}"}
+    base = schema.as_state_machine()
+    if not base.schema.statistic.transitions.total:
+        pytest.fail("the document has no links: the stateful phase cannot run")
+
+    class Machine(base):
+        def get_call_kwargs(self, case):
+            return {"headers": headers, "timeout": 20}
+
+        def after_call(self, response, case):
+            super().after_call(response, case)
+            reached.steps += 1
+            label = case.operation.label
+            tally.record(case, response, None)
+            if label == "POST /v1/checkouts" and response.status_code == 202:
+                reached.created.add(response.json()["tradeNo"])
+            what = _ON_CHECKOUT.get(label)
+            trade_no = (case.path_parameters or {}).get("tradeNo")
+            if what and trade_no in reached.created:
+                reached.reached[what].add(trade_no)
+            endpoint = _ON_ENDPOINT.match(label)
+            if endpoint and response.status_code == 200:
+                reached.reached["endpoint " + endpoint.group(1)].add(str(case.path_parameters))
+
+        def validate_response(self, response, case, additional_checks=None, **kwargs):
+            tally.validate(case, response, headers=headers, recorder=self.recorder)
+
+    Machine.run(settings=hypothesis.settings(max_examples=STATEFUL_EXAMPLES, stateful_step_count=STATEFUL_STEPS,
+                                             deadline=None, database=None, derandomize=not FULL,
+                                             phases=[Phase.generate],
+                                             suppress_health_check=list(HealthCheck)))
+    by_check = tally.by_check()
+    figures.add("api contract: stateful", transitions=base.schema.statistic.transitions.total,
+                requests=reached.steps, checkouts_created=len(reached.created),
+                read=len(reached.reached["read"]), query=len(reached.reached["query"]),
+                resolve=len(reached.reached["resolve"]),
+                endpoint_actions=sum(len(v) for k, v in reached.reached.items() if k.startswith("endpoint")),
+                failures=len(tally.failures), **{name: by_check[name] for name in sorted(by_check)})
+    _assert_no_failures(tally)
+    assert reached.created, "the stateful phase created no checkout"
+    for what in ("read", "query", "resolve"):
+        assert reached.reached[what], f"the stateful phase never reached {what} on a checkout it created"
+
+
+def _assert_no_failures(tally: Tally) -> None:
+    if tally.failures:
+        shown = "\n\n".join(f"[{check}] {op}\n{text}" for check, op, text in tally.failures[:SHOWN])
+        pytest.fail(f"{len(tally.failures)} distinct contract failures ({dict(tally.by_check())}); "
+                    f"statuses seen: { {op: dict(c) for op, c in tally.statuses.items()} }\n\n{shown}",
+                    pytrace=False)
