@@ -28,3 +28,24 @@ class FullMatch(validate.Regexp):
         if self.regex.fullmatch(value) is None:
             raise ValidationError(self.error)
         return value
+
+
+def digits_at_most_pattern(maximum: int) -> str:
+    """The anchored pattern of the whole numbers 1..``maximum`` written in ASCII digits without a
+    leading zero: the JSON Schema way of saying ``^[1-9][0-9]*$`` and "at most ``maximum``" in one
+    ``pattern`` (a document cannot compare a string with a number). Every alternative is plain
+    ECMA-262 and Python alike."""
+    if isinstance(maximum, bool) or not isinstance(maximum, int) or maximum < 1:
+        raise ValueError("maximum must be a positive integer")
+    text = str(maximum)
+    size = len(text)
+    alternatives = [] if size == 1 else [f"[1-9][0-9]{{0,{size - 2}}}" if size > 2 else "[1-9]"]
+    for i, digit in enumerate(text):
+        low = 1 if i == 0 else 0
+        if int(digit) > low:
+            top = int(digit) - 1
+            rest = size - i - 1
+            alternatives.append(text[:i] + (str(low) if top == low else f"[{low}-{top}]")
+                                + (f"[0-9]{{{rest}}}" if rest else ""))
+    alternatives.append(text)
+    return "^(?:" + "|".join(alternatives) + ")$"

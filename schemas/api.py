@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from schemas._rules import FullMatch
+from schemas._rules import FullMatch, digits_at_most_pattern
 from schemas.record import (
     STATES,
     CheckoutEventDataSchema,
@@ -117,7 +117,10 @@ def _text_error(message: str) -> dict:
     return {"required": message, "null": message, "invalid": message}
 
 
-_NOT_BLANK = r"^[\s\S]*\S[\s\S]*$"  # something besides white space
+# Something besides white space. White space is spelled out, not \s: Python's \s (str.isspace)
+# and ECMA-262's differ (U+001C-U+001F, U+0085, U+FEFF), and the document's pattern is this one.
+_SPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_NOT_BLANK = rf"^[\s\S]*[^{_SPACE}][\s\S]*$"
 
 
 def _said(limit: int, message: str) -> list:
@@ -219,6 +222,15 @@ class AuditEntrySchema(Schema):
     detail = fields.Dict(required=True, allow_none=True)
 
 
+# The endpoint's rules as the document states them (worker.webhooks.endpoints.check_url and
+# worker.domain.webhook_secret.secret_bytes enforce them; tests/unit/test_openapi.py proves that
+# what these patterns allow those accept).
+ENDPOINT_URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s/?#@\[\]]+(?:[/?#]\S*)?$"
+# whsec_ and base64 of at least 16 bytes: 20 characters and then 2 to 3, or 4 and more
+WEBHOOK_SECRET_PATTERN = r"^whsec_(?:[A-Za-z0-9+/]{4}){5,}(?:[A-Za-z0-9+/]{2,4})={0,2}$"
+ACCOUNT_PATTERN = "^[a-z0-9-]{1,32}$"  # worker.domain.access.ACCOUNT_ID
+
+
 class WebhookEndpointRequestSchema(Schema):
     """``POST /v1/webhooks/endpoints``."""
 
@@ -226,14 +238,21 @@ class WebhookEndpointRequestSchema(Schema):
         unknown = EXCLUDE
 
     url = fields.String(required=True, validate=validate.Length(max=2048), metadata={
-        "format": "uri", "description": "http(s); refused when its host resolves to a loopback, private "
-                                        "or link-local address (unless VEXORA_WEBHOOK_ALLOW_PRIVATE)."})
+        "format": "uri", "pattern": ENDPOINT_URL_PATTERN,
+        "example": "https://merchant.example/vexora/webhooks",
+        "description": "An absolute http or https URL with a host, at most 2048 characters. Its host must "
+                       "resolve (at the time it is added), and every address it resolves to must be public "
+                       "(globally routable, not multicast): loopback, private and link-local hosts are "
+                       "refused (422) unless VEXORA_WEBHOOK_ALLOW_PRIVATE (the sandbox, tests)."})
     types = fields.List(fields.String(validate=validate.OneOf(EVENT_TYPES)), metadata={
         "description": "The event types it receives; none or empty: all."})
-    secret = fields.String(validate=FullMatch(r"^whsec_[\s\S]+$", "a webhook secret starts with whsec_"),
-                           metadata={"description": "Its signing secret; generated when absent."})
-    account = fields.String(metadata={"description": "The account whose events it receives: required with a key "
-                                                     "for every account (*); else the key's own (or absent)."})
+    secret = fields.String(validate=FullMatch(WEBHOOK_SECRET_PATTERN, "a webhook secret is whsec_ followed by "
+                                                                      "base64 of at least 16 bytes"),
+                           metadata={"description": "Its signing secret, whsec_ and the base64 of at least 16 "
+                                                    "bytes of key; generated when absent."})
+    account = fields.String(validate=FullMatch(ACCOUNT_PATTERN, "an account id: [a-z0-9-]{1,32}"), metadata={
+        "description": "The account whose events it receives: required with a key for every account (*), "
+                       "and one the deployment knows; else the key's own (or absent)."})
 
 
 class WebhookSecretTailSchema(Schema):
@@ -271,15 +290,36 @@ class WebhookEndpointCreatedSchema(WebhookEndpointSchema):
     secret = fields.String(required=True, metadata={"description": "The new signing secret, shown once."})
 
 
+# Times as the HTTP API takes them, stated for the document. The range is the Unix epoch up to the
+# end of 9999 (UTC); a date-time's year is given as 1971-9998 so that any offset keeps it inside.
+TIME_MAX_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z
+TIME_MAX_MS = TIME_MAX_SECONDS * 1000 + 999
+DATE_TIME_PATTERN = (r"^(?:197[1-9]|19[89][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])"
+                     r"-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+                     r"(?:\.[0-9]{1,6})?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$")
+DATE_TIME = {"type": "string", "format": "date-time", "pattern": DATE_TIME_PATTERN,
+             "description": "An RFC 3339 date-time with its offset (Z or +hh:mm)."}
+EPOCH_MS_TEXT = {"type": "string", "pattern": "^(?:0|" + digits_at_most_pattern(TIME_MAX_MS)[4:],
+                 "description": f"Epoch milliseconds as digits, 0 to {TIME_MAX_MS}."}
+UNIX_SECONDS = {"type": "number", "minimum": 0, "maximum": TIME_MAX_SECONDS,
+                "description": f"Unix seconds (a fraction allowed), 0 to {TIME_MAX_SECONDS}."}
+UNIX_SECONDS_TEXT = {"type": "string",
+                     "pattern": "^(?:0|" + digits_at_most_pattern(TIME_MAX_SECONDS - 1)[4:-2] + r")(?:\.[0-9]{1,3})?$",
+                     "description": "Unix seconds as digits, with up to 3 decimals."}
+_REPLAY_TIME = {"anyOf": [UNIX_SECONDS, DATE_TIME, UNIX_SECONDS_TEXT]}
+
+
 class ReplayRequestSchema(Schema):
     """``POST /v1/webhooks/replay``."""
 
     class Meta:
         unknown = EXCLUDE
 
-    since = fields.Raw(required=True, metadata={"type": ["string", "number"],
-                                                "description": "ISO-8601 time or unix seconds."})
-    until = fields.Raw(metadata={"type": ["string", "number"], "description": "ISO-8601 time or unix seconds."})
+    since = fields.Raw(required=True, metadata={**_REPLAY_TIME, "example": "2026-12-03T09:00:00Z", "description":
+        "Events from then: unix seconds (a number, or its digits) or an RFC 3339 date-time; from the Unix "
+        f"epoch to the end of 9999 ({TIME_MAX_SECONDS} s). Anything else is 422."})
+    until = fields.Raw(metadata={**_REPLAY_TIME, "description":
+        "Events until then, as since; absent or null: until now."})
     endpoint = fields.String(metadata={"description": "One endpoint's id; default: every enabled one."})
     all = fields.Boolean(metadata={"description": "Delivered events too, not only failed ones."})
 

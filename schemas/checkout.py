@@ -16,9 +16,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate, validates
 
-from schemas._rules import FullMatch
+from schemas._rules import FullMatch, digits_at_most_pattern
 
-__all__ = ["CheckoutRequestSchema", "generate_trade_no", "trade_no_errors", "TRADE_NO_RULES"]
+__all__ = ["CheckoutRequestSchema", "generate_trade_no", "trade_no_errors", "TRADE_NO_RULES", "PUBLIC_IP_FORMAT"]
 
 try:
     _TOKYO = ZoneInfo("Asia/Tokyo")
@@ -75,6 +75,8 @@ class _DigitsAtMost(validate.Range):
 
     def __init__(self, maximum: int, error: str):
         super().__init__(max=maximum, error=error)
+        # for the document only: with the field's FullMatch, exactly the text this accepts
+        self.pattern = digits_at_most_pattern(maximum)
 
     def __call__(self, value: str) -> str:
         if value.isascii() and value.isdigit():
@@ -102,6 +104,23 @@ REMARK_PATTERN = r"^[\x20-\x3c\x3e-\x7e]+$"
 REMARK_RULE = ("may contain only printable ASCII (letters, digits, space and punctuation) "
                "and no '='")
 
+
+# How the OpenAPI document states the ipAddress rule (``_ip_address_usable``): a JSON Schema cannot
+# say "globally routable", so a format of our own names it, with the characters and length every
+# IP address's text keeps to (the longest, IPv6 with an IPv4 tail, is 45 characters).
+PUBLIC_IP_FORMAT = "public-ip"
+_IP_TEXT = {"maxLength": 45, "pattern": "^[0-9A-Fa-f:.]+$"}
+PUBLIC_IP_DOCUMENT = {
+    **_IP_TEXT, "format": PUBLIC_IP_FORMAT,
+    "description": "The payer's real public IPv4 or IPv6 address, in its plain text form (no zone "
+                   "%suffix, no surrounding spaces). Format public-ip: treat it as an IP address (ipv4 or "
+                   "ipv6) that is globally routable: Python's ipaddress is_global, and not multicast or "
+                   "reserved. Private, loopback, link-local, shared (100.64/10), documentation, "
+                   "unspecified, reserved and multicast addresses are refused (422)."}
+PRIVATE_IP_DOCUMENT = {
+    **_IP_TEXT, "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}],
+    "description": "The payer's IPv4 or IPv6 address, in its plain text form (no zone %suffix). "
+                   "VEXORA_ALLOW_PRIVATE_IP is on here: private and loopback addresses are accepted too."}
 
 TRADE_NO_RULES = [
     _max_length(TRADE_NO_MAX),
@@ -141,8 +160,9 @@ class CheckoutRequestSchema(Schema):
             "must be a whole number of yen in ASCII digits, without sign, decimals, spaces "
             "or leading zeros (e.g. 300)",
         ),
-        metadata={"description": "Whole yen as a string of ASCII digits, e.g. \"300\"; at most the "
-                                 "configured maximum (x-maximum)."},
+        metadata={"description": "Whole yen as a string of ASCII digits without a leading zero, e.g. "
+                                 "\"300\", from 1 to the configured maximum (x-maximum; the pattern "
+                                 "allows exactly those)."},
     )
     mobile = _Text(
         required=True,
@@ -214,6 +234,9 @@ class CheckoutRequestSchema(Schema):
         self._add_rule("remark", _max_length(remark_max_length))
         if notify_url_default:
             self.fields["notifyUrl"].required = False  # pre_load fills it in
+        # the document's statement of _ip_address_usable (apispec reads a field's metadata)
+        self.fields["ipAddress"].metadata = {**self.fields["ipAddress"].metadata,
+                                             **(PRIVATE_IP_DOCUMENT if allow_private_ip else PUBLIC_IP_DOCUMENT)}
 
     def _add_rule(self, name: str, validator: validate.Validator) -> None:
         # a new list: marshmallow's per-instance field copies are shallow and share the old one

@@ -1,7 +1,9 @@
 """The OpenAPI document stays in step with the code: it is a valid OpenAPI 3.1 document, its paths
-are the app's routes, every constraint in it is the one a schema validates with (read from the
-document and compared with the schema's own validators, for the default settings and others),
-and the web app serves exactly the generated document."""
+are the app's JSON and public routes (the /ops pages left out on purpose), every constraint in it
+is the one a schema validates with (read from the document and compared with the schema's own
+validators, for the default settings and others), what a generator makes from the document is
+accepted by the validators that run (so the document is as strict as the server), the links name
+real operations and parameters, and the web app serves exactly the generated document."""
 
 from __future__ import annotations
 
@@ -9,19 +11,28 @@ import json
 import re
 
 import pytest
-from hypothesis import given
+import schemathesis
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from marshmallow import validate
+from jsonschema import Draft202012Validator, FormatChecker
+from marshmallow import ValidationError, validate
 from openapi_spec_validator import validate as validate_spec
 
 from schemas import CheckoutRecordSchema, CheckoutRequestSchema
-from schemas._rules import FullMatch
+from schemas._rules import FullMatch, digits_at_most_pattern
+from schemas.api import WEBHOOK_SECRET_PATTERN, ResolveRequestSchema
+from schemas.checkout import PUBLIC_IP_FORMAT
 from schemas.record import HIDDEN
 from worker.config.settings import Settings
 from worker.domain import access
 from worker.runtime.wiring import checkout_schema
+from worker.domain.webhook_secret import secret_bytes
 from worker.web import create_app
+from worker.web.audit_api import parse_when
 from worker.web.openapi import COMPONENTS, build_openapi
+from worker.web.webhooks_api import parse_time_ms
+from worker.webhooks.endpoints import EVENT_TYPES as ENDPOINT_EVENT_TYPES
+from worker.webhooks.endpoints import check_url
 
 DEFAULT = CheckoutRequestSchema()
 DOCUMENT = build_openapi(DEFAULT)
@@ -59,6 +70,7 @@ def expected_from_validators(field) -> dict:
             expected["format"] = "uri"
         elif isinstance(v, validate.Range):
             expected["x-maximum"] = str(v.max)
+            expected["pattern"] = digits_at_most_pattern(v.max)  # the field's pattern and the maximum in one
         else:
             raise AssertionError(f"a validator the document cannot carry: {v!r}")
     return expected
@@ -74,14 +86,22 @@ def test_the_document_is_valid_openapi_3_1(schema):
     json.dumps(document)  # plain JSON, as served
 
 
-def test_paths_and_methods_are_exactly_the_routes():
+def test_paths_and_methods_are_exactly_the_routes_but_the_ops_pages():
+    """Every /v1 and public route is documented; the /ops pages (HTML, operator sign-in) are left
+    out of the API document on purpose, and its description says so."""
     app = create_app(Settings(app_secret="s", api_token="t", metrics=False))
     served = routes(app)
-    assert {path: set(ops) for path, ops in DOCUMENT["paths"].items()} == served
+    ops_pages = {path for path in served if path == "/ops" or path.startswith("/ops/")}
+    assert ops_pages, "the app still has its /ops pages"
+    assert {path: set(ops) for path, ops in DOCUMENT["paths"].items()} == {
+        path: ops for path, ops in served.items() if path not in ops_pages}
+    assert "opsSession" not in DOCUMENT["components"]["securitySchemes"]
+    assert "/ops pages" in DOCUMENT["info"]["description"] and "left out" in DOCUMENT["info"]["description"]
+    assert "text/html" not in json.dumps(DOCUMENT)
 
 
 def test_every_api_route_but_the_public_ones_needs_the_bearer_token():
-    public = {"/v1/openapi.json", "/vexora/notify", "/healthz", "/metrics", "/ops/login", "/ops/logout"}
+    public = {"/v1/openapi.json", "/vexora/notify", "/healthz", "/metrics"}
     scheme = DOCUMENT["components"]["securitySchemes"]["bearer"]
     assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
     assert all(scope in scheme["description"] for scope in access.SCOPES)
@@ -89,8 +109,6 @@ def test_every_api_route_but_the_public_ones_needs_the_bearer_token():
         for method, operation in operations.items():
             if path in public:
                 assert all(not s.get("bearer") for s in operation.get("security", [])), (method, path)
-            elif path.startswith("/ops"):
-                assert operation["security"] == [{"opsSession": []}], (method, path)
             else:
                 [scope] = operation["security"][0]["bearer"]
                 assert operation["security"] == [{"bearer": [scope]}] and scope in access.SCOPES, (method, path)
@@ -160,7 +178,7 @@ def test_the_named_constraints_are_in_the_document():
     trade_no, mobile, amount = (request_property(DOCUMENT, n) for n in ("tradeNo", "mobile", "amount"))
     assert trade_no["maxLength"] == 32 and trade_no["pattern"] == "^[A-Za-z0-9_-]+$"
     assert mobile["pattern"] == "^0[0-9]{10}$"
-    assert amount["pattern"] == "^[1-9][0-9]*$" and amount["x-maximum"] == "1000000"
+    assert amount["pattern"] == "^(?:[1-9][0-9]{0,5}|1000000)$" and amount["x-maximum"] == "1000000"
     assert request_property(DOCUMENT, "email")["format"] == "email"
     assert request_property(DOCUMENT, "returnUrl")["format"] == "uri"
     assert request_property(DOCUMENT, "channelCode")["enum"] == ["EWALLET"]
@@ -174,6 +192,7 @@ def test_the_settings_rules_follow_the_settings():
     assert request_property(document, "channelCode")["enum"] == ["EWALLET", "BANK"]
     assert request_property(document, "wayCode")["enum"] == ["PAYPAY", "LINEPAY"]
     assert request_property(document, "amount")["x-maximum"] == "50000"
+    assert request_property(document, "amount")["pattern"] == "^(?:[1-9][0-9]{0,3}|[1-4][0-9]{4}|50000)$"
     assert request_property(document, "remark")["maxLength"] == 40
     # a default notifyUrl makes it optional on the wire
     assert "notifyUrl" not in document["components"]["schemas"]["CheckoutRequest"]["required"]
@@ -182,16 +201,28 @@ def test_the_settings_rules_follow_the_settings():
     assert DEFAULT.field_errors({"channelCode": "BANK"})["channelCode"] == ["must be one of: EWALLET"]
 
 
-@pytest.mark.parametrize("name", ["tradeNo", "userId", "amount", "mobile", "firstname"])
+def document_accepts(prop: dict, text: str) -> bool:
+    """A string property's pattern and lengths (JSON Schema counts code points, as len does)."""
+    return (re.search(prop["pattern"], text) is not None and len(text) >= prop.get("minLength", 0)
+            and len(text) <= prop.get("maxLength", len(text)))
+
+
+def field_accepts(field, text: str) -> bool:
+    try:
+        field.deserialize(text)
+    except ValidationError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("name", ["tradeNo", "userId", "amount", "mobile", "firstname", "lastname", "remark"])
 @given(text=st.text(max_size=40))
 def test_a_pattern_means_the_same_in_the_document(name, text):
     """JSON Schema searches with the document's pattern; the schema full-matches with the same
     text. (A final newline is left out: the JSON Schema validators written in Python give "$"
     Python's meaning there, ECMA-262 and the schema refuse it.)"""
-    pattern = request_property(DOCUMENT, name)["pattern"]
-    (rule,) = [v for v in DEFAULT.fields[name].validators if isinstance(v, FullMatch)]
     text = text.rstrip("\n")
-    assert (re.search(pattern, text) is not None) == (rule.regex.fullmatch(text) is not None)
+    assert document_accepts(request_property(DOCUMENT, name), text) == field_accepts(DEFAULT.fields[name], text)
 
 
 def test_the_422_error_shape_is_described():
@@ -249,3 +280,197 @@ def test_the_served_document_is_the_generated_one(settings):
     answer = client.get("/v1/openapi.json")  # no token needed
     assert answer.status_code == 200 and answer.mimetype == "application/json"
     assert answer.get_json() == json.loads(json.dumps(build_openapi(checkout_schema(settings))))
+
+
+# --- the document is as strict as the server: what a generator makes from it is accepted ----------
+
+def _public_ip():
+    """The ``public-ip`` format: what CheckoutRequestSchema's ipAddress rule accepts."""
+    return st.ip_addresses().filter(lambda a: a.is_global and not (a.is_multicast or a.is_reserved)).map(str)
+
+
+schemathesis.openapi.format(PUBLIC_IP_FORMAT, _public_ip())
+GENERATED = dict(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+def _body_strategy(document: dict, path: str, method: str):
+    return schemathesis.openapi.from_dict(document)[path][method].as_strategy()
+
+
+@pytest.mark.parametrize("schema", [DEFAULT, checkout_schema(OTHER_SETTINGS)], ids=["default", "other"])
+def test_every_checkout_generated_from_the_document_is_accepted(schema):
+    """Katakana names, mobiles, amounts up to the maximum, public addresses, emails, URLs: a
+    checkout valid per the document passes the schema the API validates with (one that does not
+    is a rule the document does not state)."""
+    @settings(**GENERATED)
+    @given(case=_body_strategy(build_openapi(schema), "/v1/checkouts", "POST"))
+    def accepted(case):
+        assert schema.field_errors(case.body) == {}, {k: case.body.get(k) for k in schema.field_errors(case.body)}
+    accepted()
+
+
+def test_the_ip_rule_is_stated_as_a_format():
+    prop = request_property(DOCUMENT, "ipAddress")
+    assert prop["format"] == PUBLIC_IP_FORMAT == "public-ip" and "globally routable" in prop["description"]
+    assert prop["maxLength"] == 45
+    for private in ("10.0.0.1", "127.0.0.1", "192.168.1.1", "100.64.0.1", "::1", "fe80::1", "224.0.0.1",
+                    "192.0.2.1"):
+        assert "ipAddress" in DEFAULT.field_errors({"ipAddress": private}), private
+    for public in ("133.0.0.1", "8.8.8.8", "2001:4860:4860::8888"):
+        assert "ipAddress" not in DEFAULT.field_errors({"ipAddress": public}), public
+        assert document_accepts(prop, public)
+    relaxed = build_openapi(CheckoutRequestSchema(allow_private_ip=True))
+    assert request_property(relaxed, "ipAddress")["anyOf"] == [{"format": "ipv4"}, {"format": "ipv6"}]
+    assert "format" not in request_property(relaxed, "ipAddress")
+
+
+@given(name=st.from_regex(request_property(DOCUMENT, "firstname")["pattern"], fullmatch=True))
+def test_a_katakana_name_matching_the_pattern_is_accepted(name):
+    name = name[:64]
+    assert "firstname" not in DEFAULT.field_errors({"firstname": name})
+
+
+@pytest.mark.parametrize("name", ["たろう", "Taro", "ﾀﾛｳ", "タロウ ", "太郎", "タロウ1", "ア" * 65])
+def test_a_name_outside_the_pattern_is_refused_by_both(name):
+    prop = request_property(DOCUMENT, "firstname")
+    assert not document_accepts(prop, name)
+    assert "firstname" in DEFAULT.field_errors({"firstname": name})
+
+
+@pytest.mark.parametrize("amount, ok", [("1", True), ("1000000", True), ("1000001", False), ("0", False),
+                                        ("0100", False), ("-5", False), ("99999999999999999999", False)])
+def test_an_amount_is_refused_by_both_past_the_maximum(amount, ok):
+    prop = request_property(DOCUMENT, "amount")
+    assert document_accepts(prop, amount) is ok
+    assert ("amount" not in DEFAULT.field_errors({"amount": amount})) is ok
+
+
+@settings(**GENERATED)
+@given(case=_body_strategy(DOCUMENT, "/v1/webhooks/replay", "POST"))
+def test_every_replay_window_generated_from_the_document_is_accepted(case):
+    parse_time_ms(case.body["since"])
+    if case.body.get("until") is not None:
+        parse_time_ms(case.body["until"])
+
+
+@pytest.mark.parametrize("value", [-8.4e67, -1, 253402300800, "-5", "nan", "1960-01-01T00:00:00Z",
+                                   "2026-12-03T09:00:60Z", "yesterday", True])
+def test_a_replay_time_outside_the_document_is_refused_by_both(value):
+    replay = DOCUMENT["components"]["schemas"]["ReplayRequest"]
+    assert not Draft202012Validator(replay, format_checker=FormatChecker()).is_valid({"since": value})
+    with pytest.raises(ValueError):
+        parse_time_ms(value)
+
+
+@settings(**GENERATED)
+@given(case=_body_strategy(DOCUMENT, "/v1/audit", "GET"))
+def test_every_audit_query_generated_from_the_document_is_accepted(case):
+    query = case.query or {}
+    for name, durations in (("since", True), ("until", False)):
+        if query.get(name):
+            assert 0 <= parse_when(query[name], durations=durations) <= 253_402_300_799_999
+    if "limit" in query:
+        assert 1 <= int(query["limit"]) <= 500
+
+
+@settings(**GENERATED)
+@given(case=_body_strategy(DOCUMENT, "/v1/webhooks/endpoints", "POST"))
+def test_every_endpoint_generated_from_the_document_passes_the_endpoint_rules(case):
+    """The URL's form (its host resolving to public addresses is checked when it is added: a
+    stub resolver answers a public one here), the secret, the types."""
+    body = case.body
+    assert check_url(body["url"], allow_private=False, resolve=lambda host: ["133.0.0.1"]) is None, body["url"]
+    if "secret" in body:
+        secret_bytes(body["secret"])
+    assert set(body.get("types") or ()) <= set(ENDPOINT_EVENT_TYPES)
+
+
+@settings(**GENERATED)
+@given(secret=st.from_regex(WEBHOOK_SECRET_PATTERN, fullmatch=True))
+def test_a_secret_matching_the_pattern_is_a_secret(secret):
+    assert len(secret_bytes(secret)) >= 16
+
+
+@settings(**GENERATED)
+@given(case=_body_strategy(DOCUMENT, "/v1/checkouts/{tradeNo}/resolve", "POST"))
+def test_every_resolve_generated_from_the_document_is_accepted(case):
+    # what worker.flows.review checks, the key's label as the operator (the body's is ignored)
+    assert ResolveRequestSchema().validate({**case.body, "operator": "key:k_1"}) == {}
+
+
+@pytest.mark.parametrize("body", [{"state": "succeeded", "reason": "paid"},
+                                  {"state": "failed", "reason": "no", "amount": "300"},
+                                  {"state": "failed", "reason": " \u3000"}])
+def test_a_resolve_outside_the_document_is_refused_by_both(body):
+    assert not Draft202012Validator(DOCUMENT["components"]["schemas"]["ResolveRequest"]).is_valid(body)
+    assert ResolveRequestSchema().validate({**body, "operator": "key:k_1"})
+
+
+def test_not_blank_means_the_same_in_python_and_ecma_262():
+    """The reason's pattern spells white space out: Python's \\s and ECMA-262's differ."""
+    from schemas.api import _NOT_BLANK
+    assert "\\s]" not in _NOT_BLANK.replace("[\\s\\S]", "")
+    blank = {chr(c) for c in range(0x110000) if chr(c).isspace()}
+    for c in range(0x110000):
+        assert (re.fullmatch(_NOT_BLANK, chr(c)) is None) == (chr(c) in blank), hex(c)
+
+
+# --- links -----------------------------------------------------------------------------------
+
+def _operations(document: dict) -> dict[str, tuple[str, str, dict]]:
+    return {op["operationId"]: (path, method, op) for path, ops in document["paths"].items()
+            for method, op in ops.items()}
+
+
+def test_every_operation_has_a_unique_operation_id():
+    ids = [op["operationId"] for ops in DOCUMENT["paths"].values() for op in ops.values()]
+    assert len(ids) == len(set(ids)) == sum(len(ops) for ops in DOCUMENT["paths"].values())
+
+
+def test_links_name_real_operations_and_parameters():
+    operations = _operations(DOCUMENT)
+    found = {}
+    for path, ops in DOCUMENT["paths"].items():
+        for method, op in ops.items():
+            for status, answer in op["responses"].items():
+                for name, link in answer.get("links", {}).items():
+                    target_path, target_method, target = operations[link["operationId"]]
+                    names = {(p["in"], p["name"]) for p in target.get("parameters", [])}
+                    for key, expression in link["parameters"].items():
+                        where, _, pname = key.rpartition(".")
+                        assert (where or "path", pname) in names or any(n == pname for _, n in names), (name, key)
+                        if expression.startswith("$response.header."):
+                            assert expression.removeprefix("$response.header.") in answer["headers"], (name, key)
+                        elif expression.startswith("$response.body#/"):
+                            schema = answer["content"]["application/json"]["schema"]
+                            field = expression.rsplit("/", 1)[1]
+                            ref = schema.get("$ref") or schema["items"]["$ref"]
+                            component = DOCUMENT["components"]["schemas"][ref.rsplit("/", 1)[1]]
+                            assert field in component["properties"] and field in component["required"], (name, key)
+                        else:
+                            assert expression in target_path or expression in json.dumps(target), (name, key)
+                    found.setdefault((op["operationId"], status), set()).add(link["operationId"])
+    assert found[("createCheckout", "202")] == {"getCheckout", "queryCheckout", "getCheckoutWebhooks"}
+    assert found[("getCheckout", "200")] == {"resolveCheckout", "queryCheckout"}
+    assert found[("listWebhookEndpoints", "200")] == {"changeWebhookEndpoint"}
+    assert found[("addWebhookEndpoint", "201")] == {"changeWebhookEndpoint"}
+    resolve = DOCUMENT["paths"]["/v1/checkouts/{tradeNo}"]["get"]["responses"]["200"]["links"]["ResolveCheckout"]
+    assert resolve["parameters"] == {"tradeNo": "$response.body#/tradeNo", "header.If-Match": "$response.header.ETag"}
+    actions = {link["parameters"]["action"] for link in
+               DOCUMENT["paths"]["/v1/webhooks/endpoints"]["get"]["responses"]["200"]["links"].values()}
+    assert actions == {"disable", "enable", "rotate"}
+
+
+def test_schemathesis_reads_every_link():
+    """The fuzzer's state machine is built from the links (a link naming a missing operation or
+    parameter raises here): create -> read, query, attempts; read -> resolve, query; the endpoint
+    list and a new endpoint -> disable, enable, rotate."""
+    machine = schemathesis.openapi.from_dict(DOCUMENT).as_state_machine()
+    rules = {name for name in dir(machine) if "__" in name and not name.startswith("_")}
+    expected = {("POST_v1_checkouts___202", link) for link in ("GetCheckout", "QueryCheckout", "GetCheckoutWebhooks")}
+    expected |= {("GET_v1_checkouts_tradeNo___200", link) for link in ("ResolveCheckout", "QueryCheckout")}
+    expected |= {(source, f"{action}Endpoint") for source in ("GET_v1_webhooks_endpoints___200",
+                                                              "POST_v1_webhooks_endpoints___201")
+                 for action in ("Disable", "Enable", "Rotate")}
+    for source, link in expected:
+        assert any(rule.startswith(f"{source}_{link}__") for rule in rules), (source, link)

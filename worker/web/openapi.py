@@ -5,8 +5,16 @@ with (``schemas/``): every constraint in the document — lengths, patterns, enu
 settings' allowed codes and maximum amount — is read from a marshmallow validator, so the
 document cannot drift from the validation. ``validate.Email`` and ``validate.URL``, which apispec
 does not read, become ``format: email`` and ``format: uri`` here. The checkout request is
-the schema instance built from the settings (``worker.runtime.wiring.checkout_schema``). The paths are
-the app's routes (a test pins them); ``webhooks`` describes the events sent to merchants.
+the schema instance built from the settings (``worker.runtime.wiring.checkout_schema``). What no
+marshmallow validator can say is stated here from the rule's own constants: an amount's maximum
+as one ``pattern`` (``digits_at_most_pattern``), the ipAddress rule as the format ``public-ip``,
+the resolve's amount-with-succeeded rule as a ``oneOf``, the webhook and audit times and their range.
+
+The paths are the app's JSON and public routes (a test pins them): the ``/ops`` pages are HTML for
+operators who sign in, not part of the API, and are left out on purpose. Operations carry an
+``operationId`` and ``links`` (create -> read, query, attempts; read -> resolve with its ETag as
+If-Match; the endpoint list -> disable, enable, rotate), so a generated client or a fuzzer can get
+from a created resource to its actions. ``webhooks`` describes the events sent to merchants.
 """
 
 from __future__ import annotations
@@ -32,8 +40,6 @@ from schemas.api import (
     CheckoutEventSchema,
     EndpointDisabledEventSchema,
     ErrorSchema,
-    OpsFormSchema,
-    OpsResolveFormSchema,
     OrphanSchema,
     QueryAnswerSchema,
     ReplayRequestSchema,
@@ -46,6 +52,13 @@ from schemas.api import (
     WebhookEndpointSchema,
     WebhookSecretTailSchema,
 )
+from schemas.api import (
+    ACCOUNT_PATTERN,
+    DATE_TIME,
+    EPOCH_MS_TEXT,
+    WEBHOOK_SECRET_PATTERN,
+)
+from schemas._rules import digits_at_most_pattern
 from schemas.checkout import TRADE_NO_RULES
 
 __all__ = ["build_openapi", "COMPONENTS"]
@@ -76,8 +89,6 @@ COMPONENTS: dict[str, type[Schema]] = {
     "CheckoutEvent": CheckoutEventSchema,
     "EndpointDisabledEvent": EndpointDisabledEventSchema,
     "Callback": CallbackSchema,
-    "OpsForm": OpsFormSchema,
-    "OpsResolveForm": OpsResolveFormSchema,
 }
 
 DESCRIPTION = """Enqueue Vexora checkouts and follow them; gateway callbacks in; signed webhooks out.
@@ -94,7 +105,17 @@ keys create). A key acts for one account (or every account, *) and holds scopes;
 security names the scope it needs. No key, an unknown or a revoked one: 401. A key without the
 scope: 403 naming it (scope). A job or endpoint of another account: 404, the same answer as one
 that does not exist. VEXORA_API_TOKEN still works, deprecated, as a key with every scope on the
-account default."""
+account default.
+
+Rules: the document states every rule the server checks a request with, so a request valid here is
+refused only for what it cannot show: a tradeNo already used by another payload (409), a webhook
+host that does not resolve to public addresses, a job not in review. The format public-ip (the
+checkout's ipAddress) means an IP address that is globally routable; amounts are whole yen up to
+the configured maximum, written into their pattern.
+
+Not in this document: the /ops pages (HTML for operators signed in with a session cookie, or
+behind the SSO proxy) are not part of the API and are left out on purpose; README "Operations
+page" describes them."""
 
 SCOPE_DESCRIPTION = (
     "An API key, vxk_<id>_<secret> (vexora-checkout keys create; stored as a SHA-256 hash only), or "
@@ -112,17 +133,20 @@ def _bearer(scope: str) -> list[dict]:
 
 def _forbidden(scope: str) -> dict:
     return _error(f"The key lacks the scope {scope} (the answer's scope names it)")
-OPS_AUTH = [{"opsSession": []}]
 
 
 def _formats(self, field, ret, **_kwargs) -> dict:
-    """Standard validators apispec does not read: ``validate.Email``, ``validate.URL``."""
+    """Validators apispec does not read: ``validate.Email``, ``validate.URL``, and the amount's
+    maximum (a ``Range`` over digits that carries its ``pattern``: the field's own pattern and the
+    maximum in one, as JSON Schema cannot compare a string with a number)."""
     out = {}
     for validator in field.validators:
         if isinstance(validator, validate.Email):
             out["format"] = "email"
         elif isinstance(validator, validate.URL):
             out["format"] = "uri"
+        elif isinstance(validator, validate.Range) and getattr(validator, "pattern", None):
+            out["pattern"] = validator.pattern
     return out
 
 
@@ -143,10 +167,9 @@ def _text(description: str, example: str | None = None) -> dict:
     return {"description": description, "content": {"text/plain": {"schema": schema}}}
 
 
-def _html(description: str) -> dict:
-    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
-
-
+# an audit entry's id: two numbers up to 2^64 - 1 (a Redis stream id)
+_ENTRY_ID_PATTERN = "^" + digits_at_most_pattern(2**64 - 1)[1:-1].replace("(?:", "(?:0|", 1) + "-" + \
+    digits_at_most_pattern(2**64 - 1)[1:-1].replace("(?:", "(?:0|", 1) + "$"
 UNAUTHORIZED = _error("No bearer key, or an unknown or revoked one: WWW-Authenticate: Bearer")
 UNAVAILABLE = _error("Redis unavailable; retry")
 
@@ -159,11 +182,6 @@ def build_openapi(schema: CheckoutRequestSchema) -> dict:
     plugin.converter.add_attribute_function(_formats)
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer",
                                                "description": SCOPE_DESCRIPTION})
-    spec.components.security_scheme("opsSession", {
-        "type": "apiKey", "in": "cookie", "name": "vexora_ops",
-        "description": "An operator's session, from POST /ops/login (or a trusted SSO proxy's header, "
-                       "VEXORA_OPS_AUTH_HEADER). Until the first operator is added, basic auth with "
-                       "VEXORA_API_TOKEN as the password is accepted (deprecated)."})
     spec.components.schema("CheckoutRequest", schema=schema)
     for name, component in COMPONENTS.items():
         spec.components.schema(name, schema=component)
@@ -173,51 +191,101 @@ def build_openapi(schema: CheckoutRequestSchema) -> dict:
     for path, operations in _paths(trade_no).items():
         spec.path(path=path, operations=operations)
     document = spec.to_dict()
+    # ResolveRequestSchema's _amount_with_succeeded, which no field validator can state
+    document["components"]["schemas"]["ResolveRequest"]["oneOf"] = [
+        {"properties": {"state": {"const": "succeeded"}}, "required": ["amount"]},
+        {"properties": {"state": {"const": "failed"}}, "not": {"required": ["amount"]}}]
     document["webhooks"] = _webhooks()
     return document
 
 
+def _link(operation_id: str, description: str, **parameters: str) -> dict:
+    return {"operationId": operation_id, "description": description, "parameters": parameters}
+
+
+def _links_to_job(source: str) -> dict:
+    """From an answer naming a job in its body's tradeNo to the operations on that job."""
+    trade_no = "$response.body#/tradeNo"
+    links = {
+        "GetCheckout": _link("getCheckout", f"Read the job {source}", tradeNo=trade_no),
+        "QueryCheckout": _link("queryCheckout", f"Ask the gateway about the job {source}", tradeNo=trade_no),
+        "GetCheckoutWebhooks": _link("getCheckoutWebhooks", f"The webhook attempts of the job {source}",
+                                     tradeNo=trade_no),
+    }
+    return links
+
+
+def _links_to_endpoint(pointer: str, source: str) -> dict:
+    """From an answer naming an endpoint (``pointer`` to its id) to its actions."""
+    return {f"{action.capitalize()}Endpoint": _link(
+        "changeWebhookEndpoint", f"{action.capitalize()} the endpoint {source}",
+        endpointId=f"$response.body#{pointer}", action=action) for action in ("disable", "enable", "rotate")}
+
+
 def _paths(trade_no: dict) -> dict[str, dict]:
-    endpoint_id = {"name": "endpointId", "in": "path", "required": True, "schema": {"type": "string"}}
+    endpoint_id = {"name": "endpointId", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1},
+                   "description": "An endpoint's id, as GET /v1/webhooks/endpoints lists it."}
     action = {"name": "action", "in": "path", "required": True,
               "schema": {"type": "string", "enum": ["disable", "enable", "rotate"]}}
     not_found = _error("No such checkout (a job of another account is the same answer)")
-    account_header = {"name": "Vexora-Account", "in": "header", "required": False, "schema": {"type": "string"},
+    account_header = {"name": "Vexora-Account", "in": "header", "required": False,
+                      "schema": {"type": "string", "pattern": ACCOUNT_PATTERN},
                       "description": "With a key for every account (*), required: the account the checkout "
-                                     "belongs to; a key of one account leaves it out (it is the key's)."}
+                                     "belongs to, one this deployment serves; a key of one account leaves it out "
+                                     "(it is the key's)."}
     etag = {"ETag": {"description": "The record's version, quoted (strong): send it as If-Match to resolve.",
-                     "schema": {"type": "string"}}}
-    if_match = {"name": "If-Match", "in": "header", "required": True, "schema": {"type": "string"},
-                "description": "The ETag of the record the operator decided on (GET /v1/checkouts/{tradeNo})."}
+                     "schema": {"type": "string", "pattern": '^"[0-9]+"$'}}}
+    location = {"Location": {"description": "The statusUrl: GET it for the record.",
+                             "schema": {"type": "string", "format": "uri"}}}
+    if_match = {"name": "If-Match", "in": "header", "required": True,
+                "schema": {"type": "string", "example": '"1"'},
+                "description": "The ETag of the record the operator decided on (GET /v1/checkouts/{tradeNo}); "
+                               "one that is not the current version is 412, none (or *) is 428."}
+    since_until = {"anyOf": [DATE_TIME, EPOCH_MS_TEXT]}
+    duration = {"type": "string", "pattern": "^[0-9]{1,9}[smhd]$",
+                "description": "A duration back from now: 90s, 30m, 24h, 7d (a window reaching before the "
+                               "Unix epoch starts at the epoch)."}
     return {
         "/v1/checkouts": {"post": {
+            "operationId": "createCheckout",
             "tags": ["checkouts"], "summary": "Enqueue a checkout", "security": _bearer("checkouts:write"),
             "parameters": [account_header],
             "description": "Validated at once (422, nothing stored), stored and queued; idempotent on "
                            "tradeNo: the same payload again answers the same job.",
             "requestBody": {"required": True, "content": _json("CheckoutRequest")},
             "responses": {
-                "202": {"description": "Stored and queued; Location is the statusUrl", "content": _json("Accepted")},
+                "202": {"description": "Stored and queued; Location is the statusUrl", "content": _json("Accepted"),
+                        "headers": location, "links": _links_to_job("just created")},
                 "400": _error("Not a JSON object"),
                 "401": UNAUTHORIZED,
                 "403": _forbidden("checkouts:write"),
                 "409": _error("tradeNo used by another payload (or another account)"),
-                "413": _text("Body larger than VEXORA_CALLBACK_MAX_BYTES"),
+                "413": _error("Body larger than VEXORA_CALLBACK_MAX_BYTES"),
                 "422": _error("Invalid fields: errors maps each field to its rules; nothing stored (or a key for "
                               "every account without a known Vexora-Account)"),
                 "503": _error("Redis or the broker refused; retry with the tradeNo"),
             }}},
         "/v1/checkouts/{tradeNo}": {"get": {
+            "operationId": "getCheckout",
             "tags": ["checkouts"], "summary": "A checkout's public record (payer data masked)",
             "security": _bearer("checkouts:read"), "parameters": [trade_no],
-            "responses": {"200": {"description": "The record", "content": _json("CheckoutRecord"), "headers": etag},
+            "responses": {"200": {"description": "The record", "content": _json("CheckoutRecord"), "headers": etag,
+                                  "links": {
+                                      "ResolveCheckout": _link(
+                                          "resolveCheckout", "Resolve this job as read: its ETag is the If-Match",
+                                          tradeNo="$response.body#/tradeNo",
+                                          **{"header.If-Match": "$response.header.ETag"}),
+                                      "QueryCheckout": _link("queryCheckout", "Ask the gateway about this job",
+                                                             tradeNo="$response.body#/tradeNo")}},
                           "401": UNAUTHORIZED, "403": _forbidden("checkouts:read"), "404": not_found, "503": UNAVAILABLE}}},
         "/v1/review": {"get": {
+            "operationId": "getReviewQueue",
             "tags": ["review"], "summary": "The review queue: jobs flagged for a person, oldest flag first",
             "security": _bearer("checkouts:read"),
             "responses": {"200": {"description": "The queue", "content": _json("ReviewQueue")},
                           "401": UNAUTHORIZED, "403": _forbidden("checkouts:read"), "503": UNAVAILABLE}}},
         "/v1/checkouts/{tradeNo}/query": {"post": {
+            "operationId": "queryCheckout",
             "tags": ["review"], "summary": "Ask the gateway now; its answer is applied by the normal rules",
             "security": _bearer("review:write"), "parameters": [trade_no],
             "responses": {"200": {"description": "What the gateway said and the record after it",
@@ -225,6 +293,7 @@ def _paths(trade_no: dict) -> dict[str, dict]:
                           "401": UNAUTHORIZED, "403": _forbidden("review:write"), "404": not_found,
                           "502": _error("The gateway gave no usable answer"), "503": UNAVAILABLE}}},
         "/v1/checkouts/{tradeNo}/resolve": {"post": {
+            "operationId": "resolveCheckout",
             "tags": ["review"], "summary": "Settle a job in review as succeeded or failed",
             "description": "Conditional on the record the operator decided on: If-Match with its ETag. The "
                            "check, the move, the unflag and the review queue change are one atomic step.",
@@ -237,6 +306,7 @@ def _paths(trade_no: dict) -> dict[str, dict]:
                           "422": _error("No valid state or reason, or (succeeded) amount"),
                           "428": _error("No If-Match (or *): nothing changed"), "503": UNAVAILABLE}}},
         "/v1/review/orphans/{tradeNo}/dismiss": {"post": {
+            "operationId": "dismissOrphan",
             "tags": ["review"], "summary": "Dismiss money reported for a tradeNo with no job, once looked at",
             "security": _bearer("review:write"), "parameters": [trade_no],
             "requestBody": {"required": True, "content": _json("DismissRequest")},
@@ -249,46 +319,58 @@ def _paths(trade_no: dict) -> dict[str, dict]:
                           "409": _error("Dismissed already"), "422": _error("No valid reason"),
                           "503": UNAVAILABLE}}},
         "/v1/checkouts/{tradeNo}/webhooks": {"get": {
+            "operationId": "getCheckoutWebhooks",
             "tags": ["webhooks"], "summary": "Every delivery attempt of the job's webhook events",
             "security": _bearer("checkouts:read"), "parameters": [trade_no],
             "responses": {"200": {"description": "The attempts, oldest first", "content": _json("WebhookAttempts")},
                           "401": UNAUTHORIZED, "403": _forbidden("checkouts:read"), "404": not_found,
                           "503": UNAVAILABLE}}},
         "/v1/webhooks/endpoints": {
-            "get": {"tags": ["webhooks"], "summary": "Webhook endpoints (secrets by their last 4 characters)",
+            "get": {"operationId": "listWebhookEndpoints",
+                    "tags": ["webhooks"], "summary": "Webhook endpoints (secrets by their last 4 characters)",
                     "security": _bearer("webhooks:admin"),
-                    "responses": {"200": {"description": "The endpoints", "content": {"application/json": {
-                        "schema": {"type": "array", "items": _ref("WebhookEndpoint")}}}},
+                    "responses": {"200": {"description": "The endpoints, oldest first", "content": {"application/json": {
+                        "schema": {"type": "array", "items": _ref("WebhookEndpoint")}}},
+                        "links": _links_to_endpoint("/0/id", "listed first")},
                                   "401": UNAUTHORIZED, "403": _forbidden("webhooks:admin"), "503": UNAVAILABLE}},
-            "post": {"tags": ["webhooks"], "summary": "Add a webhook endpoint; the answer shows its secret once",
+            "post": {"operationId": "addWebhookEndpoint",
+                     "tags": ["webhooks"], "summary": "Add a webhook endpoint; the answer shows its secret once",
                      "security": _bearer("webhooks:admin"),
                      "requestBody": {"required": True, "content": _json("WebhookEndpointRequest")},
-                     "responses": {"201": {"description": "Added", "content": _json("WebhookEndpointCreated")},
+                     "responses": {"201": {"description": "Added", "content": _json("WebhookEndpointCreated"),
+                                           "links": _links_to_endpoint("/id", "just added")},
                                    "400": _error("Not a JSON object"), "401": UNAUTHORIZED, "403": _forbidden("webhooks:admin"),
                                    "422": _error("A private URL, an unknown type, a bad secret, an account "
                                                  "that is not the key's (or, for a * key, not a known one)"),
                                    "503": UNAVAILABLE}}},
         "/v1/webhooks/endpoints/{endpointId}/{action}": {"post": {
+            "operationId": "changeWebhookEndpoint",
             "tags": ["webhooks"],
             "summary": "disable, enable or rotate (a new secret; the old one signs for a grace period)",
             "security": _bearer("webhooks:admin"), "parameters": [endpoint_id, action],
             "requestBody": {"required": False, "content": {"application/json": {"schema": {
-                "type": "object", "properties": {"secret": {"type": "string", "pattern": "^whsec_"}},
+                "type": "object", "properties": {"secret": {"type": "string", "pattern": WEBHOOK_SECRET_PATTERN,
+                                                            "description": "whsec_ and the base64 of at least 16 "
+                                                                           "bytes of key"}},
                 "description": "rotate only: the new secret; generated when absent"}}}},
             "responses": {"200": {"description": "The endpoint (rotate: with its new secret, once)",
                                   "content": {"application/json": {"schema": {"oneOf": [
                                       _ref("WebhookEndpoint"), _ref("WebhookEndpointCreated")]}}}},
+                          "400": _error("rotate: a JSON body that is not an object"),
                           "401": UNAUTHORIZED, "403": _forbidden("webhooks:admin"),
                           "404": _error("No such endpoint or action (another account's endpoint is the same answer)"),
                           "422": _error("A bad secret"), "503": UNAVAILABLE}}},
         "/v1/webhooks/replay": {"post": {
+            "operationId": "replayWebhooks",
             "tags": ["webhooks"], "summary": "Deliver again the events of a window: failed ones, or all",
             "security": _bearer("webhooks:admin"), "requestBody": {"required": True, "content": _json("ReplayRequest")},
             "responses": {"200": {"description": "How many deliveries were scheduled", "content": _json("ReplayResult")},
                           "400": _error("Not a JSON object with since"), "401": UNAUTHORIZED, "403": _forbidden("webhooks:admin"),
-                          "404": _error("No such enabled endpoint"), "422": _error("A time that is not one"),
+                          "404": _error("No such enabled endpoint"),
+                          "422": _error("A time that is not one, or out of range"),
                           "503": UNAVAILABLE}}},
         "/v1/audit": {"get": {
+            "operationId": "readAudit",
             "tags": ["audit"], "summary": "The audit log, newest first: who did what, when, from where",
             "description": "Every operator and admin action: review resolves, queries and dismissals, webhook "
                            "replays and endpoint changes, keys and operators created or revoked, logins and "
@@ -296,17 +378,19 @@ def _paths(trade_no: dict) -> dict[str, dict]:
                            "none or every account); kept VEXORA_AUDIT_RETENTION_DAYS.",
             "security": _bearer("audit:read"),
             "parameters": [
-                {"name": "since", "in": "query", "required": False, "schema": {"type": "string"},
-                 "description": "Entries from then: an ISO-8601 time, epoch milliseconds, or a duration back "
-                                "from now (90s, 30m, 24h, 7d)."},
-                {"name": "until", "in": "query", "required": False, "schema": {"type": "string"},
-                 "description": "Entries until then: an ISO-8601 time or epoch milliseconds."},
+                {"name": "since", "in": "query", "required": False,
+                 "schema": {"anyOf": [DATE_TIME, EPOCH_MS_TEXT, duration]},
+                 "description": "Entries from then: an RFC 3339 date-time, epoch milliseconds (digits), or a "
+                                "duration back from now (90s, 30m, 24h, 7d)."},
+                {"name": "until", "in": "query", "required": False, "schema": since_until,
+                 "description": "Entries until then: an RFC 3339 date-time or epoch milliseconds (digits)."},
                 {"name": "limit", "in": "query", "required": False,
                  "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 100}},
                 {"name": "before", "in": "query", "required": False,
-                 "schema": {"type": "string", "pattern": "^[0-9]{1,20}-[0-9]{1,20}$"},
+                 "schema": {"type": "string", "pattern": _ENTRY_ID_PATTERN},
                  "description": "An entry's id (a page's `next`): the entries older than it."},
-                {"name": "account", "in": "query", "required": False, "schema": {"type": "string"},
+                {"name": "account", "in": "query", "required": False,
+                 "schema": {"type": "string", "pattern": "^(?:\\*|" + ACCOUNT_PATTERN[1:-1] + ")$"},
                  "description": "One account's entries (a key of every account only; a key of one "
                                 "account always sees its own)."}],
             "responses": {"200": {"description": "The entries, newest first, and the id to page on from",
@@ -318,10 +402,12 @@ def _paths(trade_no: dict) -> dict[str, dict]:
                           "401": UNAUTHORIZED, "403": _forbidden("audit:read"),
                           "503": UNAVAILABLE}}},
         "/v1/openapi.json": {"get": {
+            "operationId": "getOpenapi",
             "tags": ["meta"], "summary": "This document",
             "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {
                 "schema": {"type": "object"}}}}}}},
         "/vexora/notify": {"post": {
+            "operationId": "notify",
             "tags": ["gateway"], "summary": "Gateway callback (signed per the gateway's rules)",
             "description": "The raw body is parsed keeping numbers as their JSON text, the signature "
                            "verified on those values, the schema checked, the fields queued; OK only "
@@ -340,83 +426,16 @@ def _paths(trade_no: dict) -> dict[str, dict]:
                           "413": _text("Larger than VEXORA_CALLBACK_MAX_BYTES"),
                           "503": _text("Not queued; the gateway will resend")}}},
         "/metrics": {"get": {
+            "operationId": "metrics",
             "tags": ["monitoring"], "summary": "Prometheus metrics of the whole deployment",
             "security": [{}, {"bearer": []}],
             "responses": {"200": _text("Prometheus text format, version 0.0.4"),
                           "401": _text("VEXORA_METRICS_TOKEN is set and not given"),
                           "404": _text("VEXORA_METRICS=off"), "503": _text("Redis unavailable")}}},
         "/healthz": {"get": {
+            "operationId": "healthz",
             "tags": ["monitoring"], "summary": "200 when Redis answers",
             "responses": {"200": _text("Redis answers", "ok"), "503": _text("Redis unavailable")}}},
-        "/ops": {"get": {
-            "tags": ["operations page"], "summary": "Open-state counts and the review queue (HTML)",
-            "security": OPS_AUTH,
-            "responses": {"200": _html("The page"), "401": _html("Sign in"),
-                          "403": _html("VEXORA_API_TOKEN is not set")}}},
-        "/ops/login": {
-            "get": {"tags": ["operations page"], "summary": "The sign-in form (HTML)",
-                    "responses": {"200": _html("The form")}},
-            "post": {"tags": ["operations page"], "summary": "Sign in as an operator, then 303 to /ops",
-                     "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {
-                         "schema": {"type": "object", "required": ["name", "password"],
-                                    "properties": {"name": {"type": "string"},
-                                                   "password": {"type": "string", "format": "password"}}}}}},
-                     "responses": {"303": {"description": "Signed in: the session cookie is set"},
-                                   "401": _html("Wrong name or password, or a disabled operator"),
-                                   "403": _html("A sign-in posted from another site"),
-                                   "429": _html("Too many failed sign-ins for this name or address")}}},
-        "/ops/logout": {"post": {
-            "tags": ["operations page"], "summary": "End the session, then 303 to the sign-in form",
-            "responses": {"303": {"description": "Signed out"}}}},
-        "/ops/audit": {"get": {
-            "tags": ["operations page"], "summary": "The audit log for admins, newest first (HTML)",
-            "security": OPS_AUTH,
-            "responses": {"200": _html("The page"), "401": _html("Sign in"),
-                          "403": _html("Not an admin")}}},
-        "/ops/jobs/{tradeNo}": {"get": {
-            "tags": ["operations page"], "summary": "One job: its record and full history (HTML)",
-            "security": OPS_AUTH, "parameters": [trade_no],
-            "responses": {"200": _html("The page"), "401": _html("Sign in"), "404": _html("No such job")}}},
-        "/ops/jobs/{tradeNo}/resolve": {
-            "get": {"tags": ["operations page"], "summary": "The resolve form (HTML)", "security": OPS_AUTH,
-                    "parameters": [trade_no],
-                    "responses": {"200": _html("The form"), "401": _html("Sign in"), "404": _html("No such job"),
-                                  "409": _html("Not in review")}},
-            "post": {"tags": ["operations page"], "summary": "Resolve, then 303 to /ops", "security": OPS_AUTH,
-                     "parameters": [trade_no],
-                     "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {
-                         "schema": _ref("OpsResolveForm")}}},
-                     "responses": {"303": {"description": "Resolved: see /ops"},
-                                   "400": _html("The form carries no version"), "401": _html("Sign in"),
-                                   "403": _html("No or wrong CSRF token"), "404": _html("No such job"),
-                                   "409": _html("Not in review, or changed since the form showed it: nothing "
-                                                "changed"),
-                                   "422": _html("The form, with its errors")}}},
-        "/ops/jobs/{tradeNo}/resolve/confirm": {"post": {
-            "tags": ["operations page"], "summary": "\"Resolve as …?\": the confirmation step (HTML)",
-            "security": OPS_AUTH, "parameters": [trade_no],
-            "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {
-                "schema": _ref("OpsResolveForm")}}},
-            "responses": {"200": _html("Confirm or cancel"), "401": _html("Sign in"),
-                          "403": _html("No or wrong CSRF token"), "404": _html("No such job"),
-                          "409": _html("Not in review, or changed since the form showed it"),
-                          "422": _html("The form, with its errors")}}},
-        "/ops/orphans/{tradeNo}/dismiss": {"post": {
-            "tags": ["operations page"], "summary": "Dismiss money reported for no job, then 303 to /ops",
-            "security": OPS_AUTH, "parameters": [trade_no],
-            "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {
-                "schema": _ref("OpsForm")}}},
-            "responses": {"303": {"description": "Dismissed: see /ops"}, "401": _html("Sign in"),
-                          "403": _html("No or wrong CSRF token"), "404": _html("No such entry"),
-                          "409": _html("Dismissed already"), "422": _html("No reason")}}},
-        "/ops/jobs/{tradeNo}/query": {"post": {
-            "tags": ["operations page"], "summary": "Ask the gateway now; what it said and what changed (HTML)",
-            "security": OPS_AUTH, "parameters": [trade_no],
-            "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {
-                "schema": _ref("OpsForm")}}},
-            "responses": {"200": _html("The answer"), "401": _html("Sign in"),
-                          "403": _html("No or wrong CSRF token"), "404": _html("No such job"),
-                          "502": _html("The gateway gave no usable answer")}}},
     }
 
 
