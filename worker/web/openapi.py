@@ -114,8 +114,8 @@ checkout's ipAddress) means an IP address that is globally routable; amounts are
 the configured maximum, written into their pattern.
 
 Not in this document: the /ops pages (HTML for operators signed in with a session cookie, or
-behind the SSO proxy) are not part of the API and are left out on purpose; README "Operations
-page" describes them."""
+behind the SSO proxy) are not part of the API and are left out on purpose; the README's "The
+operations page" describes them."""
 
 SCOPE_DESCRIPTION = (
     "An API key, vxk_<id>_<secret> (vexora-checkout keys create; stored as a SHA-256 hash only), or "
