@@ -26,9 +26,12 @@ from worker.web.problems import problem
 __all__ = ["audit_api", "parse_when", "LIMIT_MAX"]
 
 LIMIT_MAX = 500
+# the times a query may name: from the epoch to 9999-12-31T23:59:59.999Z (what ISO-8601 can write)
+TIME_MAX_MS = 253_402_300_799_999
+_STREAM_PART_MAX = 2 ** 64 - 1  # each half of a stream entry id
 _DURATION = re.compile(r"^(\d{1,9})([smhd])$")
 _UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-_ENTRY_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+_ENTRY_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")  # fullmatch: ASCII digits, no trailing newline
 
 
 def parse_when(text: str, *, now_ms: int | None = None, durations: bool = True) -> int:
@@ -41,16 +44,24 @@ def parse_when(text: str, *, now_ms: int | None = None, durations: bool = True) 
     match = _DURATION.match(text)
     if match and durations:
         now = int(time.time() * 1000) if now_ms is None else now_ms
-        return now - int(match.group(1)) * _UNIT_MS[match.group(2)]
-    if text.isdigit():
-        return int(text)
+        return max(0, now - int(match.group(1)) * _UNIT_MS[match.group(2)])  # at most back to the epoch
+    if text.isascii() and text.isdigit():
+        return _bounded(int(text))
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise ValueError("an ISO-8601 time, epoch milliseconds or a duration like 24h") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
-    return int(when.timestamp() * 1000)
+    return _bounded(int(when.timestamp() * 1000))
+
+
+def _bounded(ms: int) -> int:
+    """``ms`` if it is a time from the epoch to 9999-12-31T23:59:59.999Z, else ``ValueError``
+    (the stream's ids hold no time before the epoch, and none past 2^64)."""
+    if not 0 <= ms <= TIME_MAX_MS:
+        raise ValueError("a time from 1970-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z")
+    return ms
 
 
 def audit_api(guard: Callable[[], object], runtime: Callable[[], Runtime]) -> Blueprint:
@@ -79,7 +90,7 @@ def audit_api(guard: Callable[[], object], runtime: Callable[[], Runtime]) -> Bl
         except ValueError:
             return problem(400, f"limit: a whole number from 1 to {LIMIT_MAX}")
         before = args.get("before") or None
-        if before and not _ENTRY_ID.match(before):
+        if before and not _entry_id(before):
             return problem(400, "before: an entry's id (as in next)")
         account = args.get("account") or None
         if account and account != ALL_ACCOUNTS and not ACCOUNT_ID.match(account):
@@ -87,6 +98,8 @@ def audit_api(guard: Callable[[], object], runtime: Callable[[], Runtime]) -> Bl
         principal = g.get("principal")
         if principal is not None and principal.account != ALL_ACCOUNTS:
             account = principal.account  # one account's principal: its own entries only
+        if before and before.replace("0", "") == "-":  # 0-0: no entry is older than the first one
+            return jsonify({"entries": [], "next": None})
         try:
             entries = runtime().audit.read(since_ms=since, until_ms=until, limit=limit,
                                            account=None if account in (None, ALL_ACCOUNTS) else account,
@@ -96,3 +109,8 @@ def audit_api(guard: Callable[[], object], runtime: Callable[[], Runtime]) -> Bl
         return jsonify({"entries": entries, "next": entries[-1]["id"] if len(entries) == limit else None})
 
     return api
+
+
+def _entry_id(text: str) -> bool:
+    """Whether ``text`` is a stream entry id: ``<ms>-<seq>``, each at most 2^64 - 1."""
+    return bool(_ENTRY_ID.fullmatch(text)) and all(int(part) <= _STREAM_PART_MAX for part in text.split("-"))

@@ -14,7 +14,8 @@ body. Every change is appended to the audit log (never a secret).
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+import math
+from datetime import datetime, timezone
 
 import redis
 from flask import Blueprint, jsonify, request
@@ -27,27 +28,49 @@ from worker.web.api import NO_SUCH_CHECKOUT, api_principal, audit, known_account
 from worker.web.problems import problem as _problem_document
 from worker.webhooks.endpoints import Endpoints, account_of
 
-__all__ = ["webhooks_api", "parse_time_ms"]
+__all__ = ["webhooks_api", "parse_time_ms", "TIME_MIN_MS", "TIME_MAX_MS"]
 
 _REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
+# the times a window may name: from the epoch to the last second datetime can write (9999-12-31T23:59:59Z)
+TIME_MIN_MS = 0
+TIME_MAX_MS = 253_402_300_799_999
+_TIME_RULE = "a time is unix seconds or ISO-8601, from 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z"
+
+
 def parse_time_ms(value: object) -> int:
-    """Unix seconds or an ISO-8601 time (``Z`` or an offset; naive means UTC) as epoch ms."""
+    """Unix seconds or an ISO-8601 time (``Z`` or an offset; naive means UTC) as epoch ms, within
+    ``TIME_MIN_MS``..``TIME_MAX_MS``; ``ValueError`` for anything else (never a number the stream
+    ids cannot hold: a negative, an overflowing or a non-finite one)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return int(value * 1000)
+        return _bounded(value)
     if isinstance(value, str) and value.strip():
         text = value.strip()
         try:
-            return int(float(text) * 1000)
+            seconds = float(text)
         except ValueError:
             pass
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        else:
+            return _bounded(seconds)
+        try:
+            when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(_TIME_RULE) from None
         if when.tzinfo is None:
-            from datetime import timezone
             when = when.replace(tzinfo=timezone.utc)
-        return int(when.timestamp() * 1000)
-    raise ValueError("a time is unix seconds or ISO-8601")
+        return _bounded(when.timestamp())
+    raise ValueError(_TIME_RULE)
+
+
+def _bounded(seconds: float) -> int:
+    try:
+        ms = float(seconds) * 1000
+    except OverflowError:  # an integer too large for a float
+        raise ValueError(_TIME_RULE) from None
+    if not (math.isfinite(ms) and TIME_MIN_MS <= ms <= TIME_MAX_MS):
+        raise ValueError(_TIME_RULE)
+    return int(ms)
 
 
 def webhooks_api(authenticate: Callable[[], object], runtime: Callable[[], Runtime]) -> Blueprint:
@@ -94,6 +117,8 @@ def webhooks_api(authenticate: Callable[[], object], runtime: Callable[[], Runti
                                errors={"account": ["a key for every account names a known account"]})
         elif body.get("account") not in (None, account):
             return problem(422, "the endpoint is not valid", errors={"account": ["not this key's account"]})
+        if not isinstance(body.get("types") or [], list):
+            return problem(422, "the endpoint is not valid", errors={"types": ["a list of event types"]})
         try:
             record = runtime().webhook_endpoints.add(body.get("url"), types=body.get("types") or (),
                                                      secret=body.get("secret"), account=account)
@@ -114,7 +139,11 @@ def webhooks_api(authenticate: Callable[[], object], runtime: Callable[[], Runti
             elif action == "enable":
                 record = endpoints.set_enabled(endpoint_id, True)
             elif action == "rotate":
-                body = request.get_json(silent=True) or {}
+                body = request.get_json(silent=True)
+                if body is None:
+                    body = {}
+                if not isinstance(body, dict):
+                    return problem(400, "the body must be a JSON object: {secret?}")
                 record = endpoints.rotate(endpoint_id, body.get("secret"))
             else:
                 return problem(404, "no such action: disable, enable or rotate")
@@ -138,6 +167,8 @@ def webhooks_api(authenticate: Callable[[], object], runtime: Callable[[], Runti
             until = parse_time_ms(body["until"]) if body.get("until") is not None else None
         except ValueError as exc:
             return problem(422, "invalid time", errors={"since/until": [str(exc)]})
+        if not isinstance(body.get("endpoint"), (str, type(None))):
+            return problem(422, "invalid endpoint", errors={"endpoint": ["an endpoint's id"]})
         try:
             count = runtime().webhook_dispatcher.replay(since, until, endpoint_id=body.get("endpoint"),
                                                         include_delivered=bool(body.get("all")),
