@@ -43,8 +43,8 @@ pytestmark = pytest.mark.integration
 ALL_SCOPES = ("checkouts:write", "checkouts:read", "review:write", "webhooks:admin", "audit:read")
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance]
-EXAMPLES = 100 if FULL else 6  # per operation and generation mode
-STATEFUL_EXAMPLES = 100 if FULL else 15  # scenarios; each up to STATEFUL_STEPS calls
+EXAMPLES = 100 if FULL else 10  # per operation and generation mode
+STATEFUL_EXAMPLES = 100 if FULL else 25  # scenarios; each up to STATEFUL_STEPS calls
 STATEFUL_STEPS = 10 if FULL else 8
 # What depends on the credential, which no document can state: the key acts for its account
 # (default), so a valid request names that one where it names one (schemathesis' parameters
