@@ -474,3 +474,11 @@ def test_schemathesis_reads_every_link():
                  for action in ("Disable", "Enable", "Rotate")}
     for source, link in expected:
         assert any(rule.startswith(f"{source}_{link}__") for rule in rules), (source, link)
+
+
+@given(maximum=st.integers(min_value=1, max_value=10**20), text=st.one_of(
+    st.integers(min_value=0, max_value=10**21).map(str), st.from_regex(r"\A0?[0-9]{1,22}\Z"), st.text(max_size=5)))
+def test_digits_at_most_pattern_is_the_numbers_1_to_the_maximum(maximum, text):
+    written = text.isascii() and text.isdigit() and not text.startswith("0")
+    expected = written and 1 <= int(text) <= maximum
+    assert (re.fullmatch(digits_at_most_pattern(maximum), text) is not None) == expected
