@@ -33,6 +33,7 @@ from schemathesis.generation.stateful.state_machine import StepInput
 from schemathesis.specs.openapi.checks import (content_type_conformance, response_headers_conformance,
                                                response_schema_conformance, status_code_conformance)
 
+from worker.domain import access
 from worker.store.apikeys import ApiKeys
 from worker.webhooks.endpoints import Endpoints
 from tests.support.figures import FULL
@@ -40,7 +41,7 @@ from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 
-ALL_SCOPES = ("checkouts:write", "checkouts:read", "review:write", "webhooks:admin", "audit:read")
+ALL_SCOPES = tuple(sorted(access.SCOPES))  # every scope there is, a new one included
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance]
 EXAMPLES = 100 if FULL else 10  # per operation and generation mode
