@@ -7,7 +7,7 @@ import redis
 
 from worker.domain import access
 from worker.domain.access import Principal
-from worker.store.audit import AuditLog
+from worker.store.audit import AuditLog, is_entry_id
 from worker.store.keys import Keys
 from worker.waiting import wait_until
 
@@ -54,3 +54,15 @@ def test_entries_older_than_the_retention_are_trimmed_as_new_ones_arrive(client)
     kept = [e["target"] for e in log.read(limit=1000)]
     assert kept[0] == "late" and len(kept) < 301
     assert client.xlen("audit-test-2:audit") == len(kept)
+
+
+def test_reading_at_the_edges_of_the_id_space_never_reaches_redis_with_a_bad_range(client):
+    log = AuditLog(client, Keys("audit-test-3"))
+    log.record(None, "login.failed", target="x")
+    assert log.read(until_ms=0) == []  # until the epoch: nothing (0 is a bound, not "no bound")
+    assert log.read(before_id="0-0") == []  # nothing is older than the first entry
+    assert [e["target"] for e in log.read(before_id=f"{2 ** 64 - 1}-{2 ** 64 - 1}")] == ["x"]
+    for bad in (f"{2 ** 64}-0", "1-2\n", "１-2", "-", "1"):
+        assert not is_entry_id(bad)
+        with pytest.raises(ValueError):
+            log.read(before_id=bad)

@@ -306,6 +306,9 @@ def test_the_audit_log_through_the_api_the_cli_and_the_page(people):
     assert page.status_code == 200 and f'<td class="mono">{trade_no}</td>' in page.text
     assert page.text.index("review.query") < page.text.index("operator.add")  # newest first
     assert get(alice, stack, "/ops/audit").status_code == 403  # operators are not admins
+    # a page link nobody made: the first page, never a server error
+    for before in (f"{2 ** 64}-0", "0-0", "9" * 30 + "-1"):
+        assert get(ada, stack, "/ops/audit", params={"before": before}).status_code == 200, before
 
 
 def test_the_cli_resolves_as_the_shell_user(people):

@@ -14,6 +14,7 @@ pass records as the API shows them (payer data masked).
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Mapping
 
@@ -22,9 +23,18 @@ import redis
 from worker.domain.access import Principal
 from worker.store.keys import Keys
 
-__all__ = ["AuditLog", "DAY_MS"]
+__all__ = ["AuditLog", "DAY_MS", "is_entry_id"]
 
 DAY_MS = 24 * 3600 * 1000
+_ENTRY_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")  # fullmatch: ASCII digits, no trailing newline
+_STREAM_PART_MAX = 2 ** 64 - 1  # each half of a stream entry id
+
+
+def is_entry_id(text: object) -> bool:
+    """Whether ``text`` is an entry id Redis can hold (``<ms>-<seq>``, each at most 2^64 - 1):
+    what ``read``'s ``before_id`` must be (a page's ``next``)."""
+    return (isinstance(text, str) and bool(_ENTRY_ID.fullmatch(text))
+            and all(int(part) <= _STREAM_PART_MAX for part in text.split("-")))
 
 
 class AuditLog:
@@ -65,8 +75,13 @@ class AuditLog:
              account: str | None = None, before_id: str | None = None) -> list[dict]:
         """Entries newest first, at most ``limit``; ``account`` keeps one account's (and those
         for every account); ``before_id`` pages on from an entry's ``id``."""
-        high = f"({before_id}" if before_id else (f"{until_ms}-18446744073709551615" if until_ms else "+")
-        low = f"{since_ms}-0" if since_ms else "-"
+        if before_id is not None and not is_entry_id(before_id):
+            raise ValueError("before_id: an entry id")
+        if before_id is not None and before_id.replace("0", "") == "-":
+            return []  # 0-0: nothing is older than the first entry
+        high = (f"({before_id}" if before_id else
+                (f"{until_ms}-{_STREAM_PART_MAX}" if until_ms is not None else "+"))
+        low = f"{since_ms}-0" if since_ms is not None else "-"
         out: list[dict] = []
         while len(out) < limit:
             batch = self.redis.xrevrange(self.key, max=high, min=low, count=max(limit * 2, 50))

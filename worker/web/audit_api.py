@@ -21,6 +21,7 @@ from flask import Blueprint, g, jsonify, request
 
 from worker.domain.access import ACCOUNT_ID, ALL_ACCOUNTS
 from worker.runtime.wiring import Runtime
+from worker.store.audit import is_entry_id
 from worker.web.problems import problem
 
 __all__ = ["audit_api", "parse_when", "LIMIT_MAX"]
@@ -28,10 +29,8 @@ __all__ = ["audit_api", "parse_when", "LIMIT_MAX"]
 LIMIT_MAX = 500
 # the times a query may name: from the epoch to 9999-12-31T23:59:59.999Z (what ISO-8601 can write)
 TIME_MAX_MS = 253_402_300_799_999
-_STREAM_PART_MAX = 2 ** 64 - 1  # each half of a stream entry id
 _DURATION = re.compile(r"^(\d{1,9})([smhd])$")
 _UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-_ENTRY_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")  # fullmatch: ASCII digits, no trailing newline
 
 
 def parse_when(text: str, *, now_ms: int | None = None, durations: bool = True) -> int:
@@ -113,4 +112,4 @@ def audit_api(guard: Callable[[], object], runtime: Callable[[], Runtime]) -> Bl
 
 def _entry_id(text: str) -> bool:
     """Whether ``text`` is a stream entry id: ``<ms>-<seq>``, each at most 2^64 - 1."""
-    return bool(_ENTRY_ID.fullmatch(text)) and all(int(part) <= _STREAM_PART_MAX for part in text.split("-"))
+    return is_entry_id(text)

@@ -56,7 +56,6 @@ import hmac
 import ipaddress
 import json
 import logging
-import re
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -78,6 +77,7 @@ from worker.domain.errors import CheckoutError, ConfigurationError, InvalidError
 from worker.flows.review import REASON_MAX, NoSuchJob, NotInReview, VersionChanged, VersionRequired
 from worker.logs import event
 from worker.runtime.wiring import Runtime
+from worker.store.audit import is_entry_id
 from worker.store.operators import LoginLimits, Operators, Sessions, normalized_name
 
 __all__ = ["ops_pages", "COOKIE", "direct_peer"]
@@ -111,7 +111,6 @@ _NEEDS = {
     "ops_pages.audit": AUDIT_READ,
 }
 _OPEN = frozenset({"ops_pages.login_form", "ops_pages.login"})
-_ENTRY_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 # the deprecated shared-token login: every scope of the role operator on the default account
 _TOKEN_PRINCIPAL = Principal("token", "default", DEFAULT_ACCOUNT, role_scopes("operator"), "operator")
 
@@ -508,8 +507,8 @@ def ops_pages(settings: Settings, runtime: Callable[[], Runtime], flower_url: st
     @pages.get("/audit", endpoint="audit")
     def audit_page():
         before_id = request.args.get("before", "")
-        if before_id and not _ENTRY_ID.match(before_id):
-            before_id = ""
+        if before_id and not is_entry_id(before_id):
+            before_id = ""  # not a page of this log: its first page
         account = principal().account
         entries = runtime().audit.read(limit=AUDIT_PAGE, before_id=before_id or None,
                                        account=None if account == ALL_ACCOUNTS else account)
