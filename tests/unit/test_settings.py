@@ -46,7 +46,7 @@ DEFAULTS = {
     "queued_redrive_after": 300.0, "reconcile_backoff_base": 30.0, "reconcile_backoff_max": 3600.0,
     "reconcile_horizon": 86_400.0, "query_not_found_messages": (), "refused_review_after": 3,
     "audit_retention_days": 400, "ops_auth_header": "", "ops_auth_proxies": (), "ops_session_seconds": 28_800,
-    "ops_login_failures": 5, "ops_login_address_failures": 20, "ops_login_window": 900,
+    "ops_login_failures": 5, "ops_login_address_failures": 20, "ops_login_window": 900, "display_tz": "Asia/Tokyo",
 }
 
 
@@ -143,6 +143,7 @@ CASES = [
     ("VEXORA_OPS_LOGIN_FAILURES", ["0"], ("10", 10)),
     ("VEXORA_OPS_LOGIN_ADDRESS_FAILURES", ["0"], ("50", 50)),
     ("VEXORA_OPS_LOGIN_WINDOW", ["0"], ("60", 60)),
+    ("VEXORA_DISPLAY_TZ", ["Mars/Olympus", "JST+9"], ("UTC", "UTC")),
 ]
 FREE_TEXT = {"VEXORA_ACCOUNTS_FILE", "VEXORA_MERCHANT_NO", "VEXORA_APP_SECRET", "VEXORA_API_TOKEN", "VEXORA_METRICS_TOKEN",
              "VEXORA_REDIS_SENTINEL_PASSWORD", "VEXORA_QUERY_NOT_FOUND_MESSAGES"}

@@ -200,6 +200,14 @@ def _webhook_secret(text: str) -> None:
         _fail("not a webhook secret")
 
 
+def _time_zone(text: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+    try:
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        _fail("not a time zone this machine knows")
+
+
 def _header_name(text: str) -> None:
     if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", text):
         _fail("not an HTTP header name")
@@ -309,6 +317,7 @@ class Settings:
     ops_login_failures: int = 5  # failed logins per name within the window, then 429
     ops_login_address_failures: int = 20  # failed logins per address within the window, then 429
     ops_login_window: int = 15 * 60
+    display_tz: str = "Asia/Tokyo"  # the one time zone /ops shows times in (UTC in each time's title)
 
     connect_timeout: float = 3.05
     read_timeout: float = 10.0
@@ -401,6 +410,8 @@ class Settings:
             "items", "comma-separated IP networks in CIDR notation (the SSO proxy's addresses)",
             (_each(_network),))),
         "ops_session_seconds": ("VEXORA_OPS_SESSION_SECONDS", _count(60)),
+        "display_tz": ("VEXORA_DISPLAY_TZ", Parse("str", "an IANA time zone name such as Asia/Tokyo or UTC",
+                                                   (_time_zone,))),
         "ops_login_failures": ("VEXORA_OPS_LOGIN_FAILURES", _count(1)),
         "ops_login_address_failures": ("VEXORA_OPS_LOGIN_ADDRESS_FAILURES", _count(1)),
         "ops_login_window": ("VEXORA_OPS_LOGIN_WINDOW", _count(1)),

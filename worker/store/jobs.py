@@ -26,6 +26,7 @@ import json
 import logging
 import secrets
 import time
+from datetime import datetime, timedelta, timezone
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -55,6 +56,14 @@ _JSON_FIELDS = {"errors", "contact"}
 _INT_FIELDS = {"attempts", "createdAt", "updatedAt", "leaseUntil", "reconcileChecks", "nextCheckAt", "version"}
 # ``unflag.lua``'s and ``dismiss.lua``'s answers
 RESOLVED, GONE, VERSION_CHANGED, NOT_IN_REVIEW = 1, 0, -1, -2
+
+
+_JST = timezone(timedelta(hours=9))  # the gateway's day (Japan has no daylight saving time)
+
+
+def jst_day(ms: int) -> str:
+    """The JST day (``YYYY-MM-DD``) of a store time: the day the gateway counts in, /ops's totals."""
+    return datetime.fromtimestamp(ms / 1000, _JST).strftime("%Y-%m-%d")
 
 
 def fingerprint(payload: Mapping[str, object]) -> str:
@@ -175,7 +184,8 @@ class JobStore:
         outcome, state = self._create(
             keys=[self.keys.job(trade_no), self.keys.history(trade_no), self.keys.events,
                   self.keys.payload(trade_no), self.keys.index(states.QUEUED),
-                  self.keys.entered(states.QUEUED), self.keys.transitions, self.keys.open_by_account],
+                  self.keys.entered(states.QUEUED), self.keys.transitions, self.keys.open_by_account,
+                  self.keys.jobs_created, self.keys.jobs_names, self.keys.daily(jst_day(now))],
             args=[trade_no, fp, now, self.ttl, self.events_maxlen,
                   json.dumps({k: str(v) for k, v in record.items()}, ensure_ascii=False),
                   json.dumps(dict(payload), ensure_ascii=False), account],
@@ -230,7 +240,7 @@ class JobStore:
         applied, previous, attempts, payload, *lost = self._move(
             keys=[k.job(trade_no), k.history(trade_no), k.events, k.payload(trade_no), k.retained(trade_no),
                   k.transitions, k.webhook_endpoints, k.webhook_outbox, k.review, k.open_by_account, *state_keys,
-                  *(key for key, _field, _ttl in counters)],
+                  *(key for key, _field, _ttl in counters), k.jobs_platform, k.daily(jst_day(now))],
             args=scripts.argv(
                 "move", target=target, allowed_from=" ".join(sorted(allowed)), now=now, ttl=self.ttl,
                 events_maxlen=self.events_maxlen, open_states=indexed, fields=json.dumps(values),
@@ -484,6 +494,68 @@ class JobStore:
         pipe.scard(self.keys.review)
         *counts, review = pipe.execute()
         return dict(zip(states.OPEN, counts)), review
+
+    # -- the console's reads (/ops) ----------------------------------------------------------
+    def search(self, text: str, limit: int = 20) -> list[str]:
+        """tradeNos whose tradeNo or platFormTradeNo is ``text`` or starts with it (exact first)."""
+        text = text.strip()
+        if not text or len(text) > 128:
+            return []
+        lo, hi = f"[{text}", f"[{text}\xff"
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrangebylex(self.keys.jobs_names, lo, hi, start=0, num=limit)
+        pipe.zrangebylex(self.keys.jobs_platform, lo, hi, start=0, num=limit)
+        names, platform = pipe.execute()
+        found = [_text(t) for t in names]
+        for raw in platform:
+            gateway_id, _, trade_no = _text(raw).rpartition(" ")
+            found.append(trade_no)
+        exact = [t for t in found if t == text] + [_text(r).rpartition(" ")[2] for r in platform
+                                                    if _text(r).rpartition(" ")[0] == text]
+        return list(dict.fromkeys(exact + found))[:limit]
+
+    def created_between(self, newest_ms: int | None, oldest_ms: int | None, *, before: tuple[int, str] | None = None,
+                        count: int = 200) -> list[tuple[str, int]]:
+        """(tradeNo, createdAt) newest first, created in ``[oldest_ms, newest_ms]`` and strictly before
+        the cursor ``before`` ((createdAt, tradeNo) of the last one shown)."""
+        top = "+inf" if newest_ms is None else newest_ms
+        if before is not None:
+            top = min(before[0], newest_ms) if newest_ms is not None else before[0]
+        rows = self.redis.zrevrangebyscore(self.keys.jobs_created, top, "-inf" if oldest_ms is None else oldest_ms,
+                                           start=0, num=count, withscores=True)
+        out = [(_text(t), int(score)) for t, score in rows]
+        if before is not None:
+            out = [(t, at) for t, at in out if at < before[0] or (at == before[0] and t < before[1])]
+        return out
+
+    def summaries(self, trade_nos: list[str]) -> list[dict | None]:
+        """The list fields of each job (one round trip): state, amount, paidAmount, account,
+        createdAt, updatedAt, needsReview, platFormTradeNo; None for a job gone."""
+        names = ("state", "amount", "paidAmount", "account", "createdAt", "updatedAt", "needsReview",
+                 "platFormTradeNo")
+        pipe = self.redis.pipeline(transaction=False)
+        for trade_no in trade_nos:
+            pipe.hmget(self.keys.job(trade_no), *names)
+        out = []
+        for trade_no, values in zip(trade_nos, pipe.execute()):
+            if values[0] is None:
+                out.append(None)
+                continue
+            row = {"tradeNo": trade_no, **{n: _text(v) if v is not None else None for n, v in zip(names, values)}}
+            row["account"] = row["account"] or DEFAULT_ACCOUNT
+            row["needsReview"] = row["needsReview"] == "true"
+            for n in ("createdAt", "updatedAt"):
+                row[n] = int(row[n]) if row[n] else None
+            out.append(row)
+        return out
+
+    def daily_totals(self, day: str) -> dict[str, dict[str, float]]:
+        """A JST day's totals per account: ``{account: {created, <state>…, paid}}``."""
+        out: dict[str, dict[str, float]] = {}
+        for field, value in self.redis.hgetall(self.keys.daily(day)).items():
+            account, _, name = _text(field).rpartition("|")
+            out.setdefault(account, {})[name] = float(_text(value))
+        return out
 
     def stats(self) -> dict:
         """What ``GET /metrics`` shows of the store, in one round trip: per open state its count

@@ -38,6 +38,10 @@ script may touch them all (README, "Redis Cluster"); every key a script touches 
     p:ops:fail:addr:<sha256 of address>  string  failed /ops logins from an address, with a TTL
     p:apikeys                            hash    API key id -> record: name, account, scopes, SHA-256 of the key (``worker.store.apikeys``)
     p:apikeys:used                       hash    API key id -> when it was last used (ms), written at most once a minute
+    p:jobs:created                       zset    every job's tradeNo by its createdAt (ms), trimmed past the TTL (/ops lists)
+    p:jobs:names                         zset    every job's tradeNo, score 0 (/ops prefix search, by lex)
+    p:jobs:platform                      zset    ``<platFormTradeNo> <tradeNo>``, score 0 (/ops search by the gateway's id)
+    p:daily:<JST day>                    hash    ``<account>|created``, ``<account>|<state>`` (moves into it), ``<account>|paid`` (/ops totals)
 """
 
 from __future__ import annotations
@@ -182,3 +186,23 @@ class Keys:
     def api_keys_used(self) -> str:
         """API key id -> when it was last used (ms)."""
         return f"{self.prefix}:apikeys:used"
+
+    # -- the console's indexes (/ops; written by create.lua and move.lua in the job's step) ------
+    @property
+    def jobs_created(self) -> str:
+        """Every job's tradeNo scored by its ``createdAt`` (ms): /ops lists, newest first."""
+        return f"{self.prefix}:jobs:created"
+
+    @property
+    def jobs_names(self) -> str:
+        """Every job's tradeNo at score 0: /ops finds a tradeNo by its prefix (``ZRANGEBYLEX``)."""
+        return f"{self.prefix}:jobs:names"
+
+    @property
+    def jobs_platform(self) -> str:
+        """``<platFormTradeNo> <tradeNo>`` at score 0: /ops finds a job by the gateway's id or its prefix."""
+        return f"{self.prefix}:jobs:platform"
+
+    def daily(self, day: str) -> str:
+        """Per JST day (``YYYY-MM-DD``): ``<account>|created``, ``<account>|<state>``, ``<account>|paid``."""
+        return f"{self.prefix}:daily:{day}"

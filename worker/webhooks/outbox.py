@@ -278,6 +278,74 @@ class Dispatcher:
             out.append(attempt)
         return out
 
+    # -- the console's reads (/ops) and its resend ---------------------------------------------
+    def job_events(self, trade_no: str, since_ms: int = 0, scan: int = 20_000) -> list[dict]:
+        """The outbox events of one job (``id``, ``type``, ``sequence``, ``at``, ``webhookId``), oldest
+        first, from its creation on (at most ``scan`` entries of the outbox are read)."""
+        out = []
+        for raw_id, raw in self.redis.xrange(self.outbox, min=f"{since_ms}-0", max="+", count=scan):
+            fields = {_text(k): _text(v) for k, v in raw.items()}
+            if fields.get("tradeNo") != trade_no:
+                continue
+            event_id = _text(raw_id)
+            out.append({"id": event_id, "type": fields.get("type"), "sequence": int(fields.get("sequence") or 0),
+                        "at": int(fields.get("at") or 0), "webhookId": webhook_id(fields, event_id)})
+        return out
+
+    def resend(self, event_id: str, *, account: str | None = None) -> int:
+        """Deliver one outbox event again to every enabled endpoint of its account that takes its
+        type (delivered or not): the number of deliveries scheduled (0: no such event, or none)."""
+        rows = self.redis.xrange(self.outbox, min=event_id, max=event_id, count=1)
+        if not rows:
+            return 0
+        fields = {_text(k): _text(v) for k, v in rows[0][1].items()}
+        owner = _event_account(fields)
+        if account is not None and owner != account:
+            return 0
+        endpoints = [e for e in self.endpoints.all(owner) if e["enabled"]]
+        pipe = self.redis.pipeline(transaction=False)
+        count = self._reschedule(pipe, event_id, fields, endpoints, self.now_ms())
+        pipe.execute()
+        return count
+
+    def health(self, endpoints: list[dict], recent: int = 300) -> dict[str, dict]:
+        """Per endpoint id: ``backlog`` (deliveries due or retrying), ``lastSuccessAt`` (ms or None),
+        ``p95LatencyMs`` (of its answered attempts, or None) and ``attempts`` seen, from the
+        attempts of the jobs of the last ``recent`` outbox events."""
+        ids = {e["id"] for e in endpoints}
+        out = {i: {"backlog": 0, "lastSuccessAt": None, "p95LatencyMs": None, "attempts": 0} for i in ids}
+        for member, _score in self.redis.zscan_iter(self.due_key):
+            endpoint_id = _text(member).split("|", 1)[-1]
+            if endpoint_id in out:
+                out[endpoint_id]["backlog"] += 1
+        trade_nos = []
+        for _id, raw in self.redis.xrevrange(self.outbox, count=recent):
+            trade_no = _text(raw.get(b"tradeNo", raw.get("tradeNo", b"")))
+            if trade_no and trade_no not in trade_nos:
+                trade_nos.append(trade_no)
+        pipe = self.redis.pipeline(transaction=False)
+        for trade_no in trade_nos:
+            pipe.lrange(self.attempts_key(trade_no), 0, -1)
+        latencies: dict[str, list[int]] = {i: [] for i in ids}
+        for rows in pipe.execute() if trade_nos else []:
+            for raw in rows:
+                attempt = json.loads(_text(raw))
+                endpoint_id = attempt.get("endpoint")
+                if endpoint_id not in out:
+                    continue
+                out[endpoint_id]["attempts"] += 1
+                status = attempt.get("status")
+                if isinstance(status, int):
+                    latencies[endpoint_id].append(int(attempt.get("latencyMs") or 0))
+                if isinstance(status, int) and 200 <= status < 300:
+                    last = out[endpoint_id]["lastSuccessAt"]
+                    out[endpoint_id]["lastSuccessAt"] = max(last or 0, int(attempt.get("at") or 0))
+        for endpoint_id, values in latencies.items():
+            if values:
+                values.sort()
+                out[endpoint_id]["p95LatencyMs"] = values[min(len(values) - 1, int(0.95 * len(values)))]
+        return out
+
     def emit(self, kind: str, data: dict, key: str) -> None:
         """An event that is not a job's (``webhook.endpoint_disabled``), to the other endpoints;
         ``key`` names it for good (its ``webhook-id`` is ``msg_<key>``). Never trimmed here: the

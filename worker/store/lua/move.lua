@@ -12,7 +12,7 @@
 -- KEYS: 1 job, 2 history, 3 events, 4 payload, 5 retained, 6 transitions, 7 webhook endpoints,
 --       8 webhook outbox, 9 review set, 10 open jobs per account (metrics); then, for each state
 --       in `open_states` (in its order), its index and its entered zset; then one hash per
---       counter in `counters`
+--       counter in `counters`; then the /ops keys: gateway ids (platform), the JST day's totals
 -- ARGV (JobStore.move builds them by name, worker/store/scripts.py):
 --   target           the state to move to
 --   allowed_from     the states it may be moved from, space-separated
@@ -82,6 +82,7 @@ if claim_ms ~= '' then
   payload = redis.call('GET', KEYS[4]) or redis.call('HGET', KEYS[1], 'payload')
   if not payload then return {0, current, 0, false} end
 end
+local paid_before = tonumber(redis.call('HGET', KEYS[1], 'paidAmount') or '0') or 0
 redis.call('HINCRBY', KEYS[1], 'version', 1)
 local flat = {'state', target, 'updatedAt', now}
 if lease_until then flat[#flat + 1] = 'leaseUntil'; flat[#flat + 1] = lease_until end
@@ -147,11 +148,26 @@ if webhook_type ~= '' then
                'record', cjson.encode(redis.call('HGETALL', KEYS[1])))
   end
 end
-for i, c in ipairs(cjson.decode(counters)) do
+local counter_list = cjson.decode(counters)
+for i, c in ipairs(counter_list) do
   -- counters that must move with the state, exactly once (e.g. successes per payer IP)
   local key = KEYS[10 + 2 * n + i]
   redis.call('HINCRBY', key, c[1], 1)
   redis.call('EXPIRE', key, c[2])
+end
+-- the console's (/ops) search by the gateway's id and the day's totals, in this same step
+local platform_key = KEYS[10 + 2 * n + #counter_list + 1]
+local daily_key = KEYS[10 + 2 * n + #counter_list + 2]
+if platform_key and values['platFormTradeNo'] and values['platFormTradeNo'] ~= '' then
+  redis.call('ZADD', platform_key, 0, tostring(values['platFormTradeNo']) .. ' ' .. trade_no)
+end
+if daily_key then
+  if current ~= target then redis.call('HINCRBY', daily_key, account .. '|' .. target, 1) end
+  local paid_after = tonumber(redis.call('HGET', KEYS[1], 'paidAmount') or '0') or 0
+  if paid_after > paid_before then
+    redis.call('HINCRBYFLOAT', daily_key, account .. '|paid', paid_after - paid_before)
+  end
+  redis.call('EXPIRE', daily_key, 3456000)
 end
 if flag_reason ~= '' and redis.call('HGET', KEYS[1], 'flaggedReason') ~= flag_reason then
   -- the flag with the move (flag.lua's writes): never needsReview without a review-queue entry
