@@ -14,6 +14,16 @@ loaded, so no payer data can reach a page.
     POST /ops/jobs/<tradeNo>/query            ask the gateway now; what it said and what changed
     POST /ops/orphans/<tradeNo>/dismiss       dismiss money reported for a tradeNo with no job
     GET  /ops/audit                           the audit log, newest first, paged (admins)
+    GET  /ops/search?q=                       a job by tradeNo or platFormTradeNo, exact or prefix
+    GET  /ops/jobs?state=&account=&from=&to=&flagged=&before=   jobs newest first, paged by cursor
+    POST /ops/jobs/<tradeNo>/events/<id>/resend  deliver one webhook event again (audited)
+    GET  /ops/webhooks                        each endpoint's health
+    POST /ops/webhooks/<id>/enable            re-enable an endpoint (admins, audited)
+    POST /ops/webhooks/replay                 deliver a window's events again (admins, audited)
+
+Times are shown in ``VEXORA_DISPLAY_TZ`` (Asia/Tokyo), with UTC in each one's ``title``. The day's
+totals are per account and JST day (as the gateway counts), kept by the store's scripts with each
+move (``p:daily:<day>``). docs/console.md describes the console.
 
 The resolve form and its confirmation carry the record's ``version`` they showed (a hidden field):
 when the job changed since — a late callback, another flag — the confirmation and the resolve are
@@ -58,11 +68,13 @@ import json
 import logging
 import secrets
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 from urllib.parse import quote, urlsplit
 
 import redis
 from flask import Blueprint, g, redirect, render_template, request, url_for
+from markupsafe import Markup, escape
 
 from marshmallow import ValidationError
 
@@ -72,12 +84,13 @@ from schemas.record import EpochMillis
 from worker.config.settings import Settings
 from worker.domain import states
 from worker.domain.access import (ALL_ACCOUNTS, AUDIT_READ, CHECKOUTS_READ, DEFAULT_ACCOUNT, REVIEW_WRITE,
-                                  Principal, role_scopes)
+                                  WEBHOOKS_ADMIN, Principal, role_scopes)
 from worker.domain.errors import CheckoutError, ConfigurationError, InvalidError
 from worker.flows.review import REASON_MAX, NoSuchJob, NotInReview, VersionChanged, VersionRequired
 from worker.logs import event
 from worker.runtime.wiring import Runtime
 from worker.store.audit import is_entry_id
+from worker.store.jobs import jst_day
 from worker.store.operators import LoginLimits, Operators, Sessions, normalized_name
 
 __all__ = ["ops_pages", "COOKIE", "direct_peer"]
@@ -108,8 +121,28 @@ _HEADERS = {
 _NEEDS = {
     "ops_pages.resolve_start": REVIEW_WRITE, "ops_pages.resolve_confirm": REVIEW_WRITE,
     "ops_pages.resolve": REVIEW_WRITE, "ops_pages.query": REVIEW_WRITE, "ops_pages.dismiss": REVIEW_WRITE,
-    "ops_pages.audit": AUDIT_READ,
+    "ops_pages.audit": AUDIT_READ, "ops_pages.resend": REVIEW_WRITE,
+    "ops_pages.endpoint_enable": WEBHOOKS_ADMIN, "ops_pages.replay": WEBHOOKS_ADMIN,
 }
+LIST_PAGE = 50
+# What the gateway's codes and statuses mean (docs/gateway.md §Status and error codes).
+CODE_MEANINGS = {
+    "0000": "request accepted", "5000": "system exception at the gateway (not a failure: confirmed by query)",
+    "8000": "request failed (business error), told apart only by the message",
+}
+STATUS_MEANINGS = {
+    "0000": "paid in full", "0001": "partially paid", "0015": "paying (waiting for the payer)",
+    "00029": "failed", "0029": "failed",
+}
+# The job page's groups of fields, in this order; what is left is shown under "other".
+GROUPS = (
+    ("payment", ("state", "amount", "paidAmount", "account", "paymentLink", "needsReview", "reviewReason")),
+    ("payer contact (masked)", ("contact",)),
+    ("gateway", ("platFormTradeNo", "gatewayStatus", "gatewayCode", "gatewayPaidAmount", "httpStatus", "message",
+                 "errors")),
+    ("bookkeeping", ("tradeNo", "createdAt", "updatedAt", "attempts", "reconcileChecks", "nextCheckAt", "version",
+                     "resolvedBy", "resolvedReason", "resolvedAmount", "resolvedAt", "webhookSeq")),
+)
 _OPEN = frozenset({"ops_pages.login_form", "ops_pages.login"})
 # the deprecated shared-token login: every scope of the role operator on the default account
 _TOKEN_PRINCIPAL = Principal("token", "default", DEFAULT_ACCOUNT, role_scopes("operator"), "operator")
@@ -134,6 +167,18 @@ def ops_pages(settings: Settings, runtime: Callable[[], Runtime], flower_url: st
     sso_proxies = [ipaddress.ip_network(cidr, strict=False) for cidr in settings.ops_auth_proxies]
     secret_cache: dict[int, bytes] = {}
     warned = []
+    zone = ZoneInfo(settings.display_tz)
+
+    def when(ms: object) -> Markup:
+        """A store time (Unix ms) in the display time zone, with UTC in its title."""
+        try:
+            moment = datetime.fromtimestamp(int(ms) / 1000, tz=timezone.utc)
+        except (TypeError, ValueError, OverflowError, OSError):
+            return Markup("") if ms is None else escape(str(ms))
+        local = moment.astimezone(zone)
+        return Markup('<time datetime="{}" title="{}">{}</time>').format(
+            moment.isoformat(timespec="seconds").replace("+00:00", "Z"), moment.strftime("%Y-%m-%d %H:%M:%S UTC"),
+            local.strftime("%Y-%m-%d %H:%M:%S ") + (local.tzname() or ""))
 
     def operators() -> Operators:
         rt = runtime()
@@ -175,7 +220,8 @@ def ops_pages(settings: Settings, runtime: Callable[[], Runtime], flower_url: st
                                principal=principal, csrf=g.get("ops_csrf", ""), session=g.get("ops_session", False),
                                can_write=bool(principal and principal.can(REVIEW_WRITE)),
                                can_audit=bool(principal and principal.can(AUDIT_READ)),
-                               age=_age, when=_when, shown=_shown, times=_TIMES, **context)
+                               age=_age, when=when, shown=_shown, times=_TIMES, meaning=_meaning,
+                               search_text=request.args.get("q", "") if request else "", **context)
         return body, status
 
     def refused(status: int, title: str, message: str, **headers):
@@ -385,6 +431,25 @@ def ops_pages(settings: Settings, runtime: Callable[[], Runtime], flower_url: st
                        f"another person): nothing was changed.{now} Open it again and decide on what it "
                        "says now.")
 
+    def accounts_shown() -> list[str]:
+        account = principal().account
+        return sorted(settings.accounts) if account == ALL_ACCOUNTS else [account]
+
+    def totals(day: str) -> list[dict]:
+        by_account = runtime().store.daily_totals(day)
+        rows = []
+        for account in sorted(set(accounts_shown()) | (set(by_account) if principal().account == ALL_ACCOUNTS
+                                                       else set())):
+            t = by_account.get(account, {})
+            failed = sum(t.get(name, 0) for name in (states.FAILED, states.DECLINED, states.REJECTED))
+            succeeded = t.get(states.SUCCEEDED, 0)
+            ended = succeeded + failed
+            rows.append({"account": account, "created": int(t.get("created", 0)), "succeeded": int(succeeded),
+                         "failed": int(failed), "partial": int(t.get(states.PARTIALLY_PAID, 0)),
+                         "paid": _amount(t.get("paid", 0)),
+                         "rate": f"{100 * succeeded / ended:.1f} %" if ended else "–"})
+        return rows
+
     @pages.get("")
     def index():
         rt = runtime()
@@ -398,8 +463,103 @@ def ops_pages(settings: Settings, runtime: Callable[[], Runtime], flower_url: st
             record = visible(done)  # the message says what the store holds, not what the URL claims
             if record and record.get("resolvedBy") and not record.get("needsReview"):
                 resolved = record
+        now = store.now_ms()
+        today, yesterday = jst_day(now), jst_day(now - 86_400_000)
         return page("index.html", title="Review queue", items=items, counts=list(counts.items()),
-                    review=review, resolved=resolved, orphans=orphans)
+                    review=review, resolved=resolved, orphans=orphans, today=today, yesterday=yesterday,
+                    totals=list(zip(totals(today), totals(yesterday))))
+
+    @pages.get("/search")
+    def search():
+        text = request.args.get("q", "").strip()[:128]
+        found = []
+        if text:
+            rows = runtime().store.summaries(runtime().store.search(text))
+            found = [r for r in rows if r and principal().sees(r["account"])]
+        exact = [r for r in found if text in (r["tradeNo"], r.get("platFormTradeNo"))]
+        if len(exact) == 1:
+            return redirect(url_for("ops_pages.job", trade_no=exact[0]["tradeNo"]), 303)
+        return page("jobs.html", title=f"Search {text}", rows=found, following="", filters={}, searched=text,
+                    now=runtime().store.now_ms(), all_states=states.ALL, accounts=accounts_shown())
+
+    def day_start(text: str, end: bool = False) -> int | None:
+        """A ``YYYY-MM-DD`` in the display zone, as ms (``end``: the day's last ms); None if not one."""
+        try:
+            day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=zone)
+        except ValueError:
+            return None
+        if end:
+            day += timedelta(days=1)
+        return int(day.timestamp() * 1000) - (1 if end else 0)
+
+    @pages.get("/jobs")
+    def jobs():
+        args = request.args
+        filters = {name: args.get(name, "").strip()[:64] for name in ("state", "account", "from", "to", "flagged")}
+        if filters["state"] not in states.ALL:
+            filters["state"] = ""
+        mine = principal().account
+        if mine != ALL_ACCOUNTS:
+            filters["account"] = mine
+        newest, oldest = day_start(filters["to"], end=True), day_start(filters["from"])
+        cursor = None
+        at, _, after = args.get("before", "").partition(":")
+        if at.isdigit() and valid(after):
+            cursor = (int(at), after)
+        store = runtime().store
+        rows, scanned = [], 0
+        while len(rows) <= LIST_PAGE and scanned < 5000:
+            batch = store.created_between(newest, oldest, before=cursor, count=200)
+            if not batch:
+                break
+            scanned += len(batch)
+            for (trade_no, created), row in zip(batch, store.summaries([t for t, _ in batch])):
+                cursor = (created, trade_no)
+                if row is None or not principal().sees(row["account"]):
+                    continue
+                if (filters["state"] and row["state"] != filters["state"]) or \
+                        (filters["account"] and row["account"] != filters["account"]) or \
+                        (filters["flagged"] and not row["needsReview"]):
+                    continue
+                rows.append(row)
+                if len(rows) > LIST_PAGE:
+                    break
+        following = ""
+        if len(rows) > LIST_PAGE:
+            rows = rows[:LIST_PAGE]
+            following = f"{rows[-1]['createdAt']}:{rows[-1]['tradeNo']}"
+        elif scanned >= 5000 and cursor:
+            following = f"{cursor[0]}:{cursor[1]}"  # looked far enough for one page: the next goes on
+        return page("jobs.html", title="Jobs", rows=rows, following=following, filters=filters, searched="",
+                    now=store.now_ms(), all_states=states.ALL, accounts=accounts_shown(),
+                    first=not args.get("before"))
+
+    def timeline(record: dict, history: list[dict], trade_no: str) -> list[dict]:
+        """Moves, gateway answers, callbacks and webhook attempts in one list, oldest first."""
+        rt = runtime()
+        items = []
+        for entry in history:
+            detail = dict(entry.get("detail") or {})
+            kind = "move" if entry.get("to") else str(detail.get("kind") or "note")
+            source = str(detail.get("source") or "")
+            if source == "callback":
+                kind = "callback" if not entry.get("to") else "move (callback)"
+            elif source in ("query", "create") and entry.get("to"):
+                kind = f"move (gateway {source})"
+            items.append({"at": entry.get("at"), "kind": kind, "from": entry.get("from"), "to": entry.get("to"),
+                          "detail": detail})
+        events = rt.webhook_dispatcher.job_events(trade_no, since_ms=int(record.get("createdAt") or 0))
+        by_hook = {e["webhookId"]: e for e in events}
+        for e in events:
+            items.append({"at": e["at"], "kind": "webhook event", "event": e,
+                          "detail": {"type": e["type"], "sequence": e["sequence"]}})
+        for attempt in rt.webhook_dispatcher.attempts(trade_no):
+            items.append({"at": attempt.get("at"), "kind": "webhook attempt", "attempt": attempt,
+                          "event": by_hook.get(attempt.get("webhookId")),
+                          "detail": {k: attempt.get(k) for k in ("endpoint", "type", "attempt", "status", "reason",
+                                                                  "latencyMs") if attempt.get(k) is not None}})
+        items.sort(key=lambda item: int(item.get("at") or 0))
+        return items
 
     @pages.get("/jobs/<trade_no>")
     def job(trade_no: str):
@@ -407,9 +567,84 @@ def ops_pages(settings: Settings, runtime: Callable[[], Runtime], flower_url: st
         if record is None:
             return not_found(trade_no)
         history = record.pop("history", [])
-        flower_link = f"{flower}/tasks?search={quote(trade_no, safe='')}" if flower else ""
-        return page("job.html", title=trade_no, trade_no=trade_no, record=record, history=history,
-                    flower_link=flower_link)
+        # Flower's UI reads no filter from its URL; its API does: the tasks whose arguments name the job
+        flower_link = f"{flower}/api/tasks?search={quote(trade_no, safe='')}" if flower else ""
+        shown, groups = set(), []
+        for name, fields in GROUPS:
+            present = [(f, record[f]) for f in fields if f in record and record[f] not in (None, "")]
+            shown.update(fields)
+            if present:
+                groups.append((name, present))
+        rest = [(k, v) for k, v in sorted(record.items()) if k not in shown and k != "history"]
+        if rest:
+            groups.append(("other", rest))
+        return page("job.html", title=trade_no, trade_no=trade_no, record=record, groups=groups,
+                    story=timeline(record, history, trade_no), flower_link=flower_link,
+                    is_open=record.get("state") in states.OPEN)
+
+    @pages.post("/jobs/<trade_no>/events/<event_id>/resend")
+    def resend(trade_no: str, event_id: str):
+        record = visible(trade_no)
+        if record is None:
+            return not_found(trade_no)
+        if not is_entry_id(event_id):
+            return refused(404, "Not found", "No such webhook event.")
+        rt = runtime()
+        events = {e["id"]: e for e in rt.webhook_dispatcher.job_events(trade_no, int(record.get("createdAt") or 0))}
+        if event_id not in events:
+            return refused(404, "Not found", "No such webhook event of this job.")
+        count = rt.webhook_dispatcher.resend(event_id, account=record.get("account") or DEFAULT_ACCOUNT)
+        audit(principal(), "webhook.resend", target=trade_no, account=record.get("account") or DEFAULT_ACCOUNT,
+              detail={"event": event_id, "type": events[event_id]["type"], "scheduled": count})
+        return page("message.html", title="Resent",
+                    message=f"The event {events[event_id]['type']} of {trade_no} is scheduled again for "
+                            f"{count} endpoint(s).", back=url_for("ops_pages.job", trade_no=trade_no))
+
+    def endpoints_shown() -> list[dict]:
+        mine = principal().account
+        return runtime().webhook_endpoints.all(None if mine == ALL_ACCOUNTS else mine)
+
+    @pages.get("/webhooks")
+    def webhooks():
+        endpoints = endpoints_shown()
+        health = runtime().webhook_dispatcher.health(endpoints)
+        now = runtime().store.now_ms()
+        return page("webhooks.html", title="Webhooks", endpoints=endpoints, health=health, now=now,
+                    can_admin=principal().can(WEBHOOKS_ADMIN), url_of=_url_shown)
+
+    @pages.post("/webhooks/<endpoint_id>/enable")
+    def endpoint_enable(endpoint_id: str):
+        record = next((e for e in endpoints_shown() if e["id"] == endpoint_id), None)
+        if record is None:
+            return refused(404, "Not found", "No such endpoint.")
+        after = runtime().webhook_endpoints.set_enabled(endpoint_id, True)
+        audit(principal(), "endpoint.enable", target=endpoint_id, account=record.get("account") or DEFAULT_ACCOUNT,
+              before=_endpoint_audited(record), after=_endpoint_audited(after))
+        return redirect(url_for("ops_pages.webhooks"), 303)
+
+    @pages.post("/webhooks/replay")
+    def replay():
+        since, until = request.form.get("since", ""), request.form.get("until", "")
+        start = _moment(since, zone)
+        end = _moment(until, zone) if until else None
+        if start is None or (until and end is None):
+            return refused(422, "Invalid window", "A window is two times, YYYY-MM-DD HH:MM in "
+                                                  f"{settings.display_tz} (the end may be empty: until now).")
+        endpoint_id = request.form.get("endpoint") or None
+        if endpoint_id and endpoint_id not in {e["id"] for e in endpoints_shown()}:
+            return refused(404, "Not found", "No such endpoint.")
+        mine = principal().account
+        try:
+            count = runtime().webhook_dispatcher.replay(start, end, endpoint_id=endpoint_id,
+                                                        include_delivered=bool(request.form.get("all")),
+                                                        account=None if mine == ALL_ACCOUNTS else mine)
+        except KeyError:
+            return refused(404, "Not found", "No such enabled endpoint.")
+        audit(principal(), "webhooks.replay", target=endpoint_id or "", account=mine,
+              detail={"since": start, "until": end, "endpoint": endpoint_id, "all": bool(request.form.get("all")),
+                      "scheduled": count})
+        return page("message.html", title="Replayed", message=f"{count} deliveries scheduled again.",
+                    back=url_for("ops_pages.webhooks"))
 
     @pages.get("/jobs/<trade_no>/resolve")
     def resolve_start(trade_no: str):
@@ -518,6 +753,41 @@ def ops_pages(settings: Settings, runtime: Callable[[], Runtime], flower_url: st
     return pages
 
 
+def _amount(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+
+
+def _meaning(name: str, value: object) -> str:
+    """What a gateway code or status means (docs/gateway.md), for a history or attempt field."""
+    text = str(value)
+    if name in ("code", "gatewayCode"):
+        return CODE_MEANINGS.get(text, "not documented: unknown answer" if text else "")
+    if name in ("status", "gatewayStatus") and text:
+        return STATUS_MEANINGS.get(text, "a status nobody documented")
+    return ""
+
+
+def _url_shown(url: str) -> str:
+    """An endpoint's URL without its query string (it may carry the receiver's token)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}" + ("?…" if parts.query else "")
+
+
+def _endpoint_audited(record: dict | None) -> dict:
+    return {k: record.get(k) for k in ("enabled", "disabledReason", "failingSince")} if record else {}
+
+
+def _moment(text: str, zone: ZoneInfo) -> int | None:
+    """``YYYY-MM-DD HH:MM`` (or ``T``, or a day) in the display zone, as ms."""
+    text = text.strip().replace("T", " ")
+    for form in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"):
+        try:
+            return int(datetime.strptime(text, form).replace(tzinfo=zone).timestamp() * 1000)
+        except ValueError:
+            continue
+    return None
+
+
 def _audited(record: dict | None) -> dict:
     return {name: record[name] for name in _AUDITED if record and name in record}
 
@@ -556,11 +826,3 @@ def _shown(value: object) -> str:
     if isinstance(value, (dict, list)):
         return json.dumps(value, ensure_ascii=False, sort_keys=True)
     return str(value)
-
-
-def _when(ms: object) -> str:
-    """A store time (Unix milliseconds) as UTC text; anything else as it is."""
-    try:
-        return datetime.fromtimestamp(int(ms) / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-    except (TypeError, ValueError, OverflowError, OSError):
-        return "" if ms is None else str(ms)
