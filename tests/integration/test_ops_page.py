@@ -212,3 +212,19 @@ def test_the_job_page_links_to_flower_when_its_url_is_given(stack, queue):
 def test_with_no_token_configured_the_page_is_disabled():
     answer = create_app(Settings(app_secret="s")).test_client().get("/ops", auth=(USER, ""))
     assert answer.status_code == 403 and "disabled" in answer.text
+
+
+def test_the_console_pages_keep_the_pages_rules(stack, queue):
+    """Issue 22's pages: no-store, no script, the CSP; a POST needs the form's token; replay and
+    re-enable are admins' (the token login is an operator)."""
+    for path in ("/ops/jobs", "/ops/jobs?state=paying&before=1:x", "/ops/search?q=T", "/ops/webhooks",
+                 f"/ops/jobs/{queue['flagged']}"):
+        answer = ops(stack, "GET", path)
+        assert answer.status_code == 200, (path, answer.status_code)
+        assert answer.headers["Cache-Control"] == "no-store"
+        assert answer.headers["Content-Security-Policy"].startswith("default-src 'none'")
+        assert "<script" not in answer.text
+    token = csrf(stack)
+    assert ops(stack, "POST", "/ops/webhooks/replay", data={"csrf": token, "since": "2020-01-01"}).status_code == 403
+    assert ops(stack, "POST", "/ops/webhooks/default/enable", data={"csrf": token}).status_code == 403
+    assert ops(stack, "POST", f"/ops/jobs/{queue['flagged']}/events/1-0/resend").status_code == 403  # no token
