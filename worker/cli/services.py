@@ -12,7 +12,6 @@ import sys
 import click
 
 from worker.cli.main import main
-from worker.config.settings import Settings
 from worker.web.serve import GunicornConfNotFound, web_argv
 
 

@@ -673,8 +673,9 @@ def unknown_variables(environ: Mapping[str, str]) -> dict[str, str]:
     out = {}
     for var in environ:
         if var.startswith("VEXORA_") and var not in known:
-            close = difflib.get_close_matches(var, sorted(known), n=1, cutoff=0.6)
-            out[var] = close[0] if close else ""
+            # compared without the shared prefix, which would make any two names look alike
+            close = difflib.get_close_matches(var[7:], sorted(k[7:] for k in known), n=1, cutoff=0.6)
+            out[var] = "VEXORA_" + close[0] if close else ""
     return out
 
 
