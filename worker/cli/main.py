@@ -77,7 +77,8 @@ def main(ctx: click.Context) -> None:
     Follow a job:  vexora-checkout status TRADENO --watch
     Review queue:  vexora-checkout review [query | resolve] ...
     Dead letters:  vexora-checkout dead-letters [--requeue]    (RabbitMQ broker only)
-    Webhooks:      vexora-checkout webhooks [list | add | disable | enable | rotate | replay | attempts]
+    Webhooks:      vexora-checkout webhooks [list | add | disable | enable | rotate | replay | attempts | listen]
+    Sandbox payer: vexora-checkout sandbox trigger TRADENO paid|partial|rest|failed|overpaid|...
     Run:           vexora-checkout worker [--webhooks] | beat | web | sandbox
 
     Configuration is by environment: REDIS_URL, VEXORA_BASE_URL, VEXORA_MERCHANT_NO,
