@@ -25,7 +25,9 @@ def demo(serve: bool, size: int, timeout: float, seed: int | None) -> None:
 
     Starts a private Redis (unless REDIS_URL is set), the sandbox gateway, the web app, a worker,
     beat and Flower (when installed); enqueues the batch; a payer bot clicks the cashier pages;
-    shows live progress and a summary. Exits 0 when every job ended as planned.
+    shows live progress and a summary. Exits 0 when every job ended as planned. With --serve it
+    also writes an env file to `source` (every command then works against the demo; its path, the
+    /ops URL and a login are printed; docs/first-hour.md).
     """
     from worker.local.demo import run_demo
 
