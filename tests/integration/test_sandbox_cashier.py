@@ -565,3 +565,60 @@ def test_closing_the_server_stops_its_sender_threads(make):
 def test_a_time_factor_that_is_not_positive_is_refused():
     with pytest.raises(ValueError):
         make_server(merchant_no=MERCHANT, app_secret=SECRET, time_factor=0)
+
+
+# -- triggers (issue 22): the same outcomes from the control API and the cashier's buttons ---------
+def trigger(base, trade_no: str, outcome: str) -> requests.Response:
+    return control(base, "POST", f"orders/{trade_no}/trigger", {"outcome": outcome})
+
+
+@pytest.mark.parametrize(("outcome", "status", "paid", "lost"), [
+    ("paid", "0000", "300", False), ("partial", "0001", "150", False), ("failed", "00029", None, False),
+    ("overpaid", "0000", "400", False), ("unknown-status", "00032", None, False),
+    ("lost-callback", "0000", "300", True)])
+def test_each_trigger_moves_the_order_and_sends_or_loses_its_callback(base, receiver, outcome, status, paid,
+                                                                       lost):
+    data = order_for(base, receiver)
+    answer = trigger(base, data["tradeNo"], outcome)
+    assert answer.status_code == 200, answer.text
+    order = order_status(base, data["tradeNo"])
+    assert (order["status"], order.get("paidAmount")) == (status, paid)
+    [delivery] = settled_sequence(base, data["tradeNo"], 1)
+    assert delivery["dropped"] is lost
+    if not lost:
+        [callback] = callbacks(receiver)
+        assert callback["status"] == status and verify(callback, SECRET)
+
+
+def test_after_a_partial_payment_the_rest_or_a_failure_and_nothing_twice(base, receiver):
+    data = order_for(base, receiver, amount="301")
+    assert trigger(base, data["tradeNo"], "rest").status_code == 409  # nothing paid yet: no rest
+    page = click(data, "partial")
+    # at every open step the page offers what can still happen: pay the rest, fail, ...
+    assert 'id="rest"' in page.text and 'id="fail"' in page.text and "Pay the rest (¥151)" in page.text
+    assert 'id="pay"' not in page.text and 'id="partial"' not in page.text
+    paid = click(data, "rest")
+    assert '<p id="status">Paid</p>' in paid.text and 'id="rest"' not in paid.text
+    assert order_status(base, data["tradeNo"])["paidAmount"] == "301"
+    again = trigger(base, data["tradeNo"], "failed")
+    assert again.status_code == 409 and "Paid" in again.json()["error"]
+    assert [c["status"] for c in callbacks(receiver, 2)] == ["0001", "0000"]
+
+    other = order_for(base, receiver)
+    click(other, "partial")
+    assert trigger(base, other["tradeNo"], "failed").status_code == 200
+    assert order_status(base, other["tradeNo"])["status"] == "00029"
+
+
+def test_the_paying_page_offers_every_outcome_and_a_bad_trigger_is_refused(base, receiver):
+    data = order_for(base, receiver)
+    html = requests.get(data["paymentLink"], timeout=TIMEOUT).text
+    for button in ("pay", "partial", "fail", "overpaid", "unknown-status", "lost-callback"):
+        assert f'id="{button}"' in html
+    assert 'id="rest"' not in html
+    assert trigger(base, data["tradeNo"], "refunded").status_code == 400
+    assert trigger(base, "NO-SUCH-ORDER", "paid").status_code == 404
+    assert order_status(base, data["tradeNo"])["status"] == "0015"
+    click(data, "unknown-status")  # an "unknown error": the payer may still pay
+    assert 'id="pay"' in requests.get(data["paymentLink"], timeout=TIMEOUT).text
+    assert trigger(base, data["tradeNo"], "paid").status_code == 200

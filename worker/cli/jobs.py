@@ -10,6 +10,7 @@ import click
 
 from worker.cli.main import EXIT_FAILED, EXIT_INVALID, EXIT_NOT_PAYING, REDIS_DOWN, main
 from worker.config.redis_url import safe_url
+from worker.config.settings import Settings
 
 _LINK_STATES = {"paying", "succeeded", "partially_paid", "failed"}
 _FINAL_WITHOUT_LINK = {"rejected", "declined", "unknown"}
@@ -130,6 +131,8 @@ def reconcile(now: bool) -> None:
     """Settle unknown and stale jobs by querying the gateway (what beat runs periodically)."""
     from worker.runtime.wiring import get_runtime
 
+    if now:
+        Settings.from_env().require_gateway()  # which variables are missing, before anything runs
     runtime = get_runtime()
     if now:
         click.echo(json.dumps(runtime.reconciler.run(), indent=2))

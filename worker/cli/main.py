@@ -13,13 +13,38 @@ from worker.config.settings import Settings
 from worker.config.startup import refuse
 from worker.domain.errors import ConfigurationError
 
-__all__ = ["main", "EXIT_FAILED", "EXIT_INVALID", "EXIT_NOT_PAYING", "REDIS_DOWN"]
+__all__ = ["main", "EXIT_FAILED", "EXIT_INVALID", "EXIT_NOT_PAYING", "REDIS_DOWN", "problem_lines", "failed"]
 
 EXIT_FAILED, EXIT_INVALID, EXIT_NOT_PAYING = 1, 3, 4
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 # Commands that serve log at INFO (their log is what they show); the others warnings and errors
 # only, so that their own output (a progress bar, tradeNos, JSON) is not buried under a line a job.
 _SERVING = {"sandbox"}
+
+
+def _flatten(errors, path: str = ""):
+    """(field path, message) for each message of a marshmallow-style errors value."""
+    if isinstance(errors, dict):
+        for key, value in errors.items():
+            yield from _flatten(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(errors, (list, tuple)):
+        for value in errors:
+            yield from _flatten(value, path)
+    else:
+        yield path, str(errors)
+
+
+def problem_lines(exc) -> str:
+    """An error for a person: its message, then one plain ``field: problem`` line per problem
+    (never a dict's repr)."""
+    message = getattr(exc, "message", None) or str(exc)
+    lines = [f"{path}: {text}" if path else text for path, text in _flatten(getattr(exc, "errors", None) or {})]
+    return "\n".join([message, *lines])
+
+
+def failed(exc) -> click.ClickException:
+    """``raise failed(exc) from None``: the command ends with ``problem_lines(exc)``, status 1."""
+    return click.ClickException(problem_lines(exc))
 
 
 class _Checked(click.Group):
@@ -52,7 +77,8 @@ def main(ctx: click.Context) -> None:
     Follow a job:  vexora-checkout status TRADENO --watch
     Review queue:  vexora-checkout review [query | resolve] ...
     Dead letters:  vexora-checkout dead-letters [--requeue]    (RabbitMQ broker only)
-    Webhooks:      vexora-checkout webhooks [list | add | disable | enable | rotate | replay | attempts]
+    Webhooks:      vexora-checkout webhooks [list | add | disable | enable | rotate | replay | attempts | listen]
+    Sandbox payer: vexora-checkout sandbox trigger TRADENO paid|partial|rest|failed|overpaid|...
     Run:           vexora-checkout worker [--webhooks] | beat | web | sandbox
 
     Configuration is by environment: REDIS_URL, VEXORA_BASE_URL, VEXORA_MERCHANT_NO,

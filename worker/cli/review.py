@@ -11,7 +11,7 @@ import json
 
 import click
 
-from worker.cli.main import REDIS_DOWN, main
+from worker.cli.main import REDIS_DOWN, failed, main
 from worker.cli.operators import shell_principal
 
 _AUDITED = ("state", "version", "needsReview", "reviewReason", "amount", "paidAmount", "resolvedBy",
@@ -73,8 +73,10 @@ def review_query(trade_no: str) -> None:
     """Ask the gateway about TRADENO now; its answer is applied by the normal rules."""
     from worker.domain.errors import CheckoutError
     from worker.flows.review import NoSuchJob
+    from worker.config.settings import Settings
     from worker.runtime.wiring import get_runtime
 
+    Settings.from_env().require_gateway()  # which variables are missing, before anything is read
     runtime = get_runtime()
     before = runtime.store.get(trade_no)
     try:
@@ -134,7 +136,7 @@ def review_resolve(trade_no: str, version: int | None, state: str | None, amount
     except NotInReview as exc:
         raise click.ClickException(str(exc)) from None
     except InvalidError as exc:
-        raise click.ClickException(f"{exc.message}: {exc.errors}") from None
+        raise failed(exc) from None
     runtime.audit.record(who, "review.resolve", target=trade_no, account=(before or {}).get("account", "default"),
                          before=_audited(before), after=_audited(record), detail={"state": state, "reason": reason})
     click.echo(f"{trade_no} resolved as {record['state']} by {who.label}")
@@ -159,7 +161,7 @@ def review_dismiss(trade_no: str, reason: str, operator: str | None) -> None:
     except NotInReview as exc:
         raise click.ClickException(str(exc)) from None
     except InvalidError as exc:
-        raise click.ClickException(f"{exc.message}: {exc.errors}") from None
+        raise failed(exc) from None
     get_runtime().audit.record(who, "review.dismiss", target=trade_no, account=entry.get("account", ""),
                                detail={"reason": reason})
     click.echo(f"{trade_no} dismissed by {who.label}")

@@ -1,4 +1,5 @@
-"""Commands that run the processes: ``worker``, ``beat``, ``web``, ``sandbox``, and ``demo`` (all of them).
+"""Commands that run the processes: ``worker``, ``beat``, ``web``, and ``demo`` (all of them; ``sandbox`` is in
+``worker.cli.sandbox``).
 
 Each execs (or runs) the real program; the imports of what they start happen in the command, so
 that ``vexora-checkout --help`` stays fast."""
@@ -11,7 +12,6 @@ import sys
 import click
 
 from worker.cli.main import main
-from worker.config.settings import Settings
 from worker.web.serve import GunicornConfNotFound, web_argv
 
 
@@ -25,47 +25,13 @@ def demo(serve: bool, size: int, timeout: float, seed: int | None) -> None:
 
     Starts a private Redis (unless REDIS_URL is set), the sandbox gateway, the web app, a worker,
     beat and Flower (when installed); enqueues the batch; a payer bot clicks the cashier pages;
-    shows live progress and a summary. Exits 0 when every job ended as planned.
+    shows live progress and a summary. Exits 0 when every job ended as planned. With --serve it
+    also writes an env file to `source` (every command then works against the demo; its path, the
+    /ops URL and a login are printed; docs/first-hour.md).
     """
     from worker.local.demo import run_demo
 
     sys.exit(run_demo(size=size, serve=serve, timeout=timeout, seed=seed))
-
-@main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", default=8900, show_default=True, type=int, help="Port to listen on.")
-@click.option("--public-url", default=None, help="Base URL for payment links (default: http://HOST:PORT).")
-@click.option("--time-factor", default=1.0, show_default=True, type=float,
-              help="Scale the callback resend schedule (2 s, 5 s, ... 3 h); 0.01 makes 2 s into 20 ms.")
-@click.option("--autopay", default=None, metavar="MIX",
-              help="Settle every checkout by itself, e.g. 'paid=0.8,partial=0.05,failed=0.15'.")
-@click.option("--autopay-delay", default=1.0, show_default=True, type=float,
-              help="Seconds between a checkout's creation and its automatic outcome.")
-@click.option("--ip-limits/--no-ip-limits", default=False, show_default=True,
-              help="Refuse a payer IP's 11th checkout, or any after 3 paid, in a Japan day.")
-def sandbox(host: str, port: int, public_url: str | None, time_factor: float, autopay: str | None,
-            autopay_delay: float, ip_limits: bool) -> None:
-    """Run the sandbox gateway (development and tests only; never for real money).
-
-    It knows the merchant of each account (VEXORA_ACCOUNTS_FILE, else VEXORA_MERCHANT_NO and
-    VEXORA_APP_SECRET) and accepts requests signed with that merchant's secret, serves a cashier
-    page at each payment link, and sends callbacks signed with the order's merchant's secret to
-    each checkout's notifyUrl.
-    """
-    from worker import sandbox as sandbox_module
-    from worker.sandbox.cashier import parse_mix
-
-    settings = Settings.from_env()
-    merchants = {a.merchant_no: a.app_secret for a in settings.accounts.values() if a.merchant_no and a.app_secret}
-    if not merchants:
-        raise click.UsageError("set VEXORA_MERCHANT_NO and VEXORA_APP_SECRET (or VEXORA_ACCOUNTS_FILE) for the sandbox")
-    try:
-        mix = parse_mix(autopay) if autopay else None
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--autopay") from None
-    sandbox_module.run(host, port, merchants=merchants,
-                       public_url=public_url, time_factor=time_factor, ip_limits=ip_limits,
-                       autopay={"mix": mix, "delay": autopay_delay} if mix else None)
 
 @main.command()
 @click.option("--bind", default=None, help="Address for gunicorn  [default: 0.0.0.0:$PORT when PORT is set, "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from worker.cli.main import REDIS_DOWN, main
+from worker.cli.main import REDIS_DOWN, failed, main
 
 
 @main.group()
@@ -20,6 +20,7 @@ def webhooks() -> None:
     They act for every account unless --account names one; a new endpoint is default's unless
     --account says otherwise. An endpoint gets only its own account's events.
     vexora-checkout webhooks attempts TRADENO
+    vexora-checkout webhooks listen [--forward-to http://127.0.0.1:4242/hooks] [--account ID]
     """
 
 def _webhooks_runtime():
@@ -68,7 +69,7 @@ def webhooks_add(url: str, types: tuple[str, ...], secret: str | None, account: 
     try:
         record = _webhooks_runtime().webhook_endpoints.add(url, types=types, secret=secret, account=account)
     except InvalidError as exc:
-        raise click.ClickException(f"{exc.message}: {exc.errors}") from None
+        raise failed(exc) from None
     _audited("endpoint.add", record["id"], record)
     click.echo(_endpoint_line(record))
     click.echo(f"secret: {record['secrets'][0]['secret']}")
@@ -106,7 +107,7 @@ def webhooks_rotate(endpoint_id: str, secret: str | None) -> None:
     except KeyError:
         raise click.ClickException(f"no endpoint {endpoint_id}") from None
     except InvalidError as exc:
-        raise click.ClickException(f"{exc.message}: {exc.errors}") from None
+        raise failed(exc) from None
     _audited("endpoint.rotate", endpoint_id, record)
     click.echo(f"secret: {record['secrets'][0]['secret']}")
 
@@ -139,8 +140,97 @@ def webhooks_replay(since: str, until: str | None, endpoint: str | None, include
 @click.argument("trade_no")
 def webhooks_attempts(trade_no: str) -> None:
     """Every delivery attempt of a job's events: time, endpoint, type, status, latency."""
+    attempts = _webhooks_runtime().webhook_dispatcher.attempts(trade_no)
+    for a in attempts:
+        line = (f"{_utc(a['at'])}  {a['endpoint']}  {a['type']}  seq={a['sequence']}  attempt={a['attempt']}  "
+                f"status={a['status']}  {a['latencyMs']} ms")
+        if a.get("reason"):
+            line += f"  ({a['reason']})"
+        if a.get("nextAt"):
+            line += f"  next retry {_utc(a['nextAt'])}"
+        click.echo(line)
+    if not attempts:
+        click.echo(f"no delivery attempts recorded for {trade_no}")
+
+
+def _utc(ms: int) -> str:
     import datetime as _dt
-    for a in _webhooks_runtime().webhook_dispatcher.attempts(trade_no):
-        at = _dt.datetime.fromtimestamp(a["at"] / 1000, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        click.echo(f"{at}  {a['endpoint']}  {a['type']}  seq={a['sequence']}  attempt={a['attempt']}  "
-                   f"status={a['status']}  {a['latencyMs']} ms")
+    return _dt.datetime.fromtimestamp(ms / 1000, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+@webhooks.command("listen")
+@click.option("--forward-to", "forward_to", default=None, metavar="URL",
+              help="POST each event, signed with the secret printed at the start, to this URL.")
+@click.option("--account", default=None, help="Only this account's events (default: every account's).")
+@click.option("--count", default=None, type=click.IntRange(1), help="Stop after this many events.")
+def webhooks_listen(forward_to: str | None, account: str | None, count: int | None) -> None:
+    """Print each webhook event as it happens; with --forward-to, deliver it to a local receiver.
+
+    It reads the outbox (the events the senders deliver) from now on, beside the senders: it takes
+    nothing from them and adds no endpoint. Each event forwarded is signed (Standard Webhooks)
+    with a fresh whsec_ secret printed when it starts: give that secret to your receiver. Events
+    are recorded only while at least one endpoint exists (`webhooks add`, or VEXORA_WEBHOOK_URL).
+    Ctrl-C stops it.
+    """
+    import json
+    import time
+
+    import requests
+
+    from worker.webhooks.outbox import build_body, event_account, webhook_id
+    from worker.webhooks.signing import new_secret, signature_header
+
+    dispatcher = _webhooks_runtime().webhook_dispatcher
+    secret = new_secret()
+    http = requests.Session()
+    try:
+        recording = dispatcher.recording()
+        after = dispatcher.outbox_end()  # from now on: nothing after the secret is printed is missed
+    except REDIS_DOWN as exc:
+        raise click.ClickException(f"Redis unreachable: {exc}") from None
+    click.echo(f"Ready. Signing secret: {secret}  (webhook-signature, Standard Webhooks)")
+    click.echo(("forwarding to " + forward_to) if forward_to else "printing only (--forward-to URL delivers them)")
+    if not recording:
+        click.echo("note: no webhook endpoint exists, so no event is recorded: add one (`webhooks add`, "
+                   "or VEXORA_WEBHOOK_URL)")
+    click.echo("", nl=True)
+    seen = 0
+    try:
+        while count is None or seen < count:
+            try:
+                rows = dispatcher.tail(after, block_ms=1000)
+            except REDIS_DOWN as exc:
+                raise click.ClickException(f"Redis unreachable: {exc}") from None
+            for event_id, fields in rows:
+                after = event_id
+                if account and event_account(fields) != account:
+                    continue
+                body = build_body(fields)
+                data = json.loads(body).get("data") or {}
+                line = (f"{time.strftime('%H:%M:%S')}  {fields.get('type')}  tradeNo={data.get('tradeNo') or '-'}  "
+                        f"state={data.get('state') or '-'}  account={event_account(fields)}")
+                if forward_to:
+                    line += "  -> " + _forward(http, forward_to, webhook_id(fields, event_id), body.encode(),
+                                               secret, signature_header)
+                click.echo(line)
+                seen += 1
+                if count is not None and seen >= count:
+                    break
+    except KeyboardInterrupt:
+        pass
+
+
+def _forward(http, url: str, msg_id: str, body: bytes, secret: str, signature_header) -> str:
+    """POST one event signed with ``secret``; what came of it, in a few words."""
+    import time
+
+    import requests
+    timestamp = int(time.time())
+    headers = {"content-type": "application/json", "user-agent": "vexora-checkout-webhooks-listen",
+               "webhook-id": msg_id, "webhook-timestamp": str(timestamp),
+               "webhook-signature": signature_header(msg_id, timestamp, body, [secret])}
+    try:
+        answer = http.post(url, data=body, headers=headers, timeout=10, allow_redirects=False)
+    except requests.RequestException as exc:
+        return f"not delivered ({type(exc).__name__})"
+    return f"{answer.status_code}"

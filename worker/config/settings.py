@@ -22,7 +22,9 @@ The merchant accounts (``Settings.accounts``, ``worker.config.accounts``) come f
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
+import logging
 import ipaddress
 import math
 import os
@@ -41,7 +43,15 @@ from worker.domain.access import DEFAULT_ACCOUNT
 from worker.domain.errors import ConfigurationError
 from worker.domain.webhook_secret import secret_bytes
 
-__all__ = ["Settings", "DEFAULT_REDIS_URL", "Parse", "looks_like_placeholder"]
+__all__ = ["Settings", "DEFAULT_REDIS_URL", "Parse", "looks_like_placeholder", "unknown_variables"]
+
+log = logging.getLogger(__name__)
+# VEXORA_* variables read outside ``Settings.ENV``: by a component of their own (the console's
+# time zone), by the test and deploy tooling. Anything else starting VEXORA_ is a typo.
+_OTHER_VARIABLES = frozenset({
+    "VEXORA_APP_SECRET_FILE", "VEXORA_ACCOUNTS_FILE", "VEXORA_DISPLAY_TZ", "VEXORA_TEST_WORKERS",
+    "VEXORA_TEST_PORT_SLOT", "VEXORA_FREE_PORTS", "VEXORA_RELIABILITY_FULL", "VEXORA_DEPLOY_TEST_RUN",
+    "VEXORA_DEMO_TEST_MARKER"})
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -523,6 +533,7 @@ class Settings:
         if problems:
             lines = [f"  {var}: {why}" for var, reasons in problems.items() for why in reasons]
             raise ConfigurationError("invalid configuration:\n" + "\n".join(lines), problems=problems)
+        _warn_unknown(tuple(sorted(unknown_variables(environ).items())))
         return settings
 
     def _consistency_problems(self, environ: Mapping[str, str], failed: set[str],
@@ -646,11 +657,42 @@ class Settings:
         return self.visibility_timeout if self.visibility_timeout > 0 else 1.5 * self.lease
 
     def require_gateway(self) -> None:
-        """Fail loudly when the settings cannot talk to a gateway."""
+        """Fail loudly, naming each missing variable, when the settings cannot talk to a gateway
+        (a command that needs one calls this before doing anything)."""
         needed = {"base_url"} if self.file_accounts else {"base_url", "merchant_no", "app_secret"}
         missing = [var for name, (var, _) in self.ENV.items() if name in needed and not getattr(self, name)]
+        if "VEXORA_APP_SECRET" in missing:
+            missing[missing.index("VEXORA_APP_SECRET")] = "VEXORA_APP_SECRET (or VEXORA_APP_SECRET_FILE)"
         if missing:
-            raise ConfigurationError("missing configuration: " + ", ".join(missing))
+            problems = {var: ["not set: needed to talk to the gateway"] for var in missing}
+            raise ConfigurationError(
+                "missing gateway settings (set them, or VEXORA_ACCOUNTS_FILE for the merchant numbers "
+                "and secrets):\n" + "\n".join(f"  {var}: not set" for var in missing), problems=problems)
         parts = urlsplit(self.base_url)
         if parts.scheme not in {"http", "https"} or not parts.netloc:
             raise ConfigurationError("VEXORA_BASE_URL must be an absolute http(s) URL")
+
+
+def known_variables() -> frozenset[str]:
+    """Every ``VEXORA_*`` variable something of this project reads."""
+    return frozenset(var for var, _ in Settings.ENV.values()) | _OTHER_VARIABLES
+
+
+def unknown_variables(environ: Mapping[str, str]) -> dict[str, str]:
+    """``VEXORA_*`` variables nothing reads (typos), each with the closest known name ('' if none)."""
+    known = known_variables()
+    out = {}
+    for var in environ:
+        if var.startswith("VEXORA_") and var not in known:
+            # compared without the shared prefix, which would make any two names look alike
+            close = difflib.get_close_matches(var[7:], sorted(k[7:] for k in known), n=1, cutoff=0.6)
+            out[var] = "VEXORA_" + close[0] if close else ""
+    return out
+
+
+@functools.lru_cache(maxsize=32)
+def _warn_unknown(unknown: tuple[tuple[str, str], ...]) -> None:
+    """One warning a variable, once a process (settings are read many times)."""
+    for var, close in unknown:
+        hint = f"; did you mean {close}?" if close else ""
+        log.warning("%s is set but no setting has that name: it is ignored%s", var, hint)

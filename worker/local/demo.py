@@ -13,6 +13,14 @@ Two merchant accounts (README "Accounts"): ``default`` and ``shop-b``, each with
 number and secret (an accounts file in the demo's log directory; the secrets in the processes'
 environment), the batch split between them, the sandbox knowing both merchants. For each account
 the demo makes an API key and an operator (``/ops`` login) and prints them.
+
+With ``--serve`` it writes an env file (``demo.env`` in its log directory, mode 0600; docs/first-hour.md)
+that ``source`` turns into the demo's environment for any ``vexora-checkout`` command: Redis, the
+sandbox as ``VEXORA_BASE_URL`` with ``VEXORA_ENV=sandbox``, the accounts file and the secret
+variables it names, the notify and webhook settings (``VEXORA_WEBHOOK_ALLOW_PRIVATE``: the demo's
+receivers are on loopback), and ``DEMO_*`` variables for the rest (an API key per account, the web,
+/ops, sandbox and receiver URLs, an operator login). When stdout is not a terminal, lines holding
+a command or a secret are printed whole, never wrapped.
 """
 
 from __future__ import annotations
@@ -21,9 +29,11 @@ import base64
 import os
 import random
 import secrets
+import shlex
 import signal
 import socket
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -158,7 +168,8 @@ def _summary_table(counts: Counter, total: int, title: str) -> Table:
 def run_demo(*, size: int = 50, serve: bool = False, timeout: float = 180.0, seed: int | None = None,
              console: Console | None = None) -> int:
     """Run the demo; the exit status is 0 when every job ended as planned."""
-    console = console or Console()
+    # not on a terminal (a pipe, a file, a test): no wrapping, so that each command is one whole line
+    console = console or Console(soft_wrap=not sys.stdout.isatty())
     if os.environ.get("VEXORA_BASE_URL"):
         console.print("[red]The demo runs only against its own sandbox gateway: unset VEXORA_BASE_URL.")
         return 2
@@ -171,10 +182,13 @@ def run_demo(*, size: int = 50, serve: bool = False, timeout: float = 180.0, see
             settings = Settings.from_env(env)
             runtime = Runtime(settings)
             logins = _accounts_access(runtime, env)
+            env_file = write_env_file(log_dir / "demo.env", env, urls, logins) if serve else None
             plans = build_plan(size, seed)
             ok = _run_batch(plans, runtime, urls, console, timeout)
             _print_where_next(console, urls, log_dir, plans, settings, serve)
             _print_logins(console, urls, logins, serve)
+            if env_file:
+                _print_env_file(console, env_file, urls, logins, plans)
             if serve:
                 requests.post(urls["sandbox"] + "/_sandbox/autopay",
                               json={"mix": {"paid": 0.9, "failed": 0.1}, "delay": 30}, timeout=5)
@@ -321,6 +335,57 @@ def _accounts_access(runtime: Runtime, env: dict) -> list[dict]:
         operators.add(name, password, "operator", account=account)
         logins.append({"account": account, "key": key, "operator": name, "password": password})
     return logins
+
+
+# what the demo's processes were given that a CLI command needs too, besides every VEXORA_* variable
+_ENV_FILE_OTHERS = ("REDIS_URL", "DEMO_DEFAULT_APP_SECRET", "DEMO_SHOP_B_APP_SECRET")
+
+
+def env_file_values(env: dict, urls: dict, logins: list[dict]) -> dict[str, str]:
+    """The env file's variables: the demo's own settings, then ``DEMO_*`` extras (no VEXORA_* name
+    nothing reads: those would be warned about as typos)."""
+    values = {k: v for k, v in env.items() if k in _ENV_FILE_OTHERS or
+              (k.startswith("VEXORA_") and k != "VEXORA_DEMO_TEST_MARKER")}
+    first = logins[0]
+    values.update({"DEMO_WEB_URL": urls["web"], "DEMO_OPS_URL": urls["web"] + "/ops",
+                   "DEMO_SANDBOX_URL": urls["sandbox"], "DEMO_RECEIVER_URL": urls["receiver"],
+                   "DEMO_API_KEY": first["key"], "DEMO_OPERATOR": first["operator"],
+                   "DEMO_OPERATOR_PASSWORD": first["password"]})
+    for login in logins[1:]:
+        suffix = login["account"].upper().replace("-", "_")
+        values[f"DEMO_API_KEY_{suffix}"] = login["key"]
+    if urls.get("flower"):
+        values["DEMO_FLOWER_URL"] = urls["flower"]
+    return values
+
+
+def write_env_file(path: Path, env: dict, urls: dict, logins: list[dict]) -> Path:
+    """``export VAR=value`` lines (shell-quoted), readable by its owner only (0600)."""
+    lines = ["# vexora-checkout demo: `source` this file, then any vexora-checkout command works",
+             "# against the running demo (docs/first-hour.md). It holds secrets: keep it to yourself."]
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in env_file_values(env, urls, logins).items()]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write("\n".join(lines) + "\n")
+    os.chmod(path, 0o600)  # whatever the umask
+    return path
+
+
+def _print_env_file(console: Console, path: Path, urls: dict, logins: list[dict], plans: list[Plan]) -> None:
+    sample = next(p.payload["tradeNo"] for p in plans if p.expect == states.SUCCEEDED)
+    first = logins[0]
+    console.print("\n[bold]Your shell, pointed at the demo[/bold] (docs/first-hour.md)")
+    console.print(f"  env file: {path}", soft_wrap=True)
+    console.print(f"  /ops:     {urls['web']}/ops  (login name {first['operator']} password {first['password']})",
+                  soft_wrap=True)
+    for command in (f"source {shlex.quote(str(path))}",
+                    f"vexora-checkout status {sample}",
+                    "vexora-checkout review",
+                    "vexora-checkout enqueue jobs.csv --wait",
+                    "vexora-checkout sandbox trigger TRADENO paid   # or partial, rest, failed, overpaid, "
+                    "unknown-status, lost-callback",
+                    "vexora-checkout webhooks listen --forward-to http://127.0.0.1:4242/webhooks"):
+        console.print(f"  $ {command}", soft_wrap=True, markup=False, highlight=False)
 
 
 def _print_logins(console: Console, urls: dict, logins: list[dict], serve: bool) -> None:

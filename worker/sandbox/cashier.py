@@ -19,6 +19,17 @@ per order and plays its steps, the first ``delay`` seconds after the checkout an
 
 A step only moves an order still in the status the step before left it in, so a click or a
 scripted status (``POST /_sandbox/orders/<tradeNo>/status``) in between ends the sequence.
+
+Triggers (``TRIGGERS``): what a payer can do to one order, by name — the cashier page's buttons and
+``POST /_sandbox/orders/<tradeNo>/trigger {"outcome": ...}`` (``vexora-checkout sandbox trigger``).
+Each is offered only while the order is in a status it starts from (``open``: paying, partially
+paid, or after an "unknown error"); a partial payment leaves the order open for ``rest`` (pay the
+rest) or ``failed``:
+
+- ``paid``: ``0000``, the full amount; ``partial``: ``0001``, half; ``rest``: ``0000``, the full
+  amount after a partial payment; ``failed``: ``00029``; ``overpaid``: ``0000`` with the amount +
+  100 yen; ``unknown-status``: ``00032`` "unknown error" (a query settles it; the payer may still
+  pay); ``lost-callback``: ``0000`` in full with the callback lost (only a query finds it).
 """
 
 from __future__ import annotations
@@ -31,7 +42,7 @@ from html import escape
 from typing import Any, Protocol
 
 __all__ = ["Page", "Autopay", "Step", "OUTCOMES", "AUTOPAY_OUTCOMES", "ACTIONS", "PAYING",
-           "cashier_page", "cashier_action", "settle", "scripted_status", "autopay_order",
+           "cashier_page", "cashier_action", "settle", "trigger", "TRIGGERS", "NotNow", "scripted_status", "autopay_order",
            "default_paid_amount", "parse_mix"]
 
 PAYING = "0015"
@@ -118,6 +129,62 @@ AUTOPAY_OUTCOMES: dict[str, tuple[Step, ...]] = {
 }
 
 
+PARTIAL = OUTCOMES["partial"].status
+_OPEN = frozenset({PAYING, PARTIAL, UNKNOWN.status})  # a payer can still act on the order
+_UNPAID = frozenset({PAYING, UNKNOWN.status})  # nothing paid yet
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """One thing a payer can do: the step it takes, the statuses it starts from, its button."""
+
+    step: Step
+    starts_from: frozenset
+    label: str
+
+
+TRIGGERS: dict[str, Trigger] = {
+    "paid": Trigger(_PAID, _UNPAID, "Pay {amount}"),
+    "partial": Trigger(_PARTIAL, _UNPAID, "Pay part ({half})"),
+    "rest": Trigger(_PAID, frozenset({PARTIAL}), "Pay the rest ({rest})"),
+    "failed": Trigger(Step(OUTCOMES["failed"], _nothing), _OPEN, "Fail"),
+    "overpaid": Trigger(Step(OUTCOMES["paid"], _more), _OPEN, "Overpay ({over})"),
+    "unknown-status": Trigger(Step(UNKNOWN, _nothing), frozenset({PAYING}), "Unknown error (00032)"),
+    "lost-callback": Trigger(Step(OUTCOMES["paid"], _everything, callback_lost=True), _OPEN,
+                             "Pay, callback lost"),
+}
+# the cashier's button ids (and form actions): the first three kept from before the triggers
+BUTTONS = {"pay": "paid", "partial": "partial", "rest": "rest", "fail": "failed", "overpaid": "overpaid",
+           "unknown-status": "unknown-status", "lost-callback": "lost-callback"}
+
+
+class NotNow(Exception):
+    """A trigger the order's current status does not allow (answered 409)."""
+
+
+def trigger(server: Server, trade_no: str, outcome: str) -> dict:
+    """Do ``outcome`` (a ``TRIGGERS`` name) to one order, as its payer would; the moved order.
+
+    KeyError if the tradeNo is unknown, ValueError for an unknown outcome, NotNow when the order's
+    status does not allow it (closed, or e.g. ``rest`` with nothing paid).
+    """
+    if outcome not in TRIGGERS:
+        raise ValueError(f"outcome must be one of {', '.join(TRIGGERS)}")
+    order = server.sandbox.order(trade_no)
+    if order is None:
+        raise KeyError(trade_no)
+    chosen = TRIGGERS[outcome]
+    if order["status"] not in chosen.starts_from:
+        raise NotNow(f"{outcome} is not possible now: the order is {status_words(order)}")
+    moved = server.move_order(trade_no, chosen.step.outcome.status, chosen.step.outcome.message,
+                              chosen.step.paid(order["amount"]), expect=order["status"],
+                              callback_lost=chosen.step.callback_lost)
+    if moved is None:  # moved by someone else between the read and the move
+        raise NotNow(f"{outcome} is not possible now: the order moved meanwhile")
+    server.autopay.steps_left(trade_no, 0)
+    return moved
+
+
 def settle(server: Server, trade_no: str, outcome: str) -> dict | None:
     """Move a paying order to ``outcome`` and send its callback; None if it was no longer paying.
 
@@ -178,14 +245,17 @@ def status_words(order: Mapping) -> str:
 
 
 def _buttons(order: Mapping) -> str:
+    """A button for every trigger the order's status allows (none once it is closed)."""
     # relative actions: the page works under whichever host and prefix the payer opened it
     link = escape(order["platFormTradeNo"])
     amount = order["amount"]
+    rest = max(0, int(amount) - int(order.get("paidAmount") or 0))
+    words = {"amount": _yen(amount), "half": _yen(half(amount)), "rest": _yen(rest),
+             "over": _yen(_more(amount))}
     return "\n".join(
         f'<form method="post" action="{link}/{action}"><button id="{action}" type="submit">'
-        f"{label}</button></form>"
-        for action, label in (("pay", f"Pay {_yen(amount)}"),
-                              ("partial", f"Pay part ({_yen(half(amount))})"), ("fail", "Fail")))
+        f"{escape(TRIGGERS[name].label.format(**words))}</button></form>"
+        for action, name in BUTTONS.items() if order["status"] in TRIGGERS[name].starts_from)
 
 
 def _return_link(order: Mapping) -> str:
@@ -202,7 +272,7 @@ def _cashier(order: Mapping) -> bytes:
     if paid is not None:
         rows.append(("paid", "Paid", _yen(paid)))
     listing = "\n".join(f'<dt>{label}</dt><dd id="{key}">{value}</dd>' for key, label, value in rows)
-    closing = _buttons(order) if order["status"] == PAYING else _return_link(order)
+    closing = _buttons(order) if order["status"] in _OPEN else _return_link(order)
     content = (f"<h1>Vexora sandbox cashier</h1>\n<p>Sandbox: no real money moves.</p>\n"
                f"<dl>\n{listing}\n</dl>\n"
                f'<p id="status">{escape(status_words(order))}</p>\n{closing}')
@@ -227,12 +297,15 @@ def cashier_page(server: Server, platform_no: str) -> Page:
 
 
 def cashier_action(server: Server, rest: str) -> Page:
-    """``POST /cashier/<platFormTradeNo>/<pay|partial|fail>``: 303 back to the page, or 409."""
+    """``POST /cashier/<platFormTradeNo>/<button>`` (``BUTTONS``): 303 back to the page, or 409."""
     platform_no, _, action = rest.partition("/")
     order = server.sandbox.order_by_platform(platform_no)
-    if order is None or action not in ACTIONS:
+    if order is None or action not in BUTTONS:
         return _not_found()
-    moved = settle(server, order["tradeNo"], ACTIONS[action])
+    try:
+        moved = trigger(server, order["tradeNo"], BUTTONS[action])
+    except NotNow:
+        moved = None
     back = f"../{platform_no}"  # relative, like the form actions
     if moved is None:
         current = server.sandbox.order(order["tradeNo"])

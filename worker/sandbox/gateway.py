@@ -497,6 +497,15 @@ def _set_order_status(server: SandboxServer, body: dict, trade_no: str) -> dict:
     return {"order": cashier.scripted_status(server, _known_order(server, trade_no), body)}
 
 
+def _trigger(server: SandboxServer, body: dict, trade_no: str) -> dict:
+    """``{"outcome": <a cashier.TRIGGERS name>}``: what the order's payer does (409 if not now)."""
+    _known_order(server, trade_no)
+    try:
+        return {"order": cashier.trigger(server, trade_no, body.get("outcome"))}
+    except KeyError:
+        raise UnknownOrder(trade_no) from None
+
+
 _CONTROL_POSTS = {
     "/_sandbox/faults": _add_faults,
     "/_sandbox/chaos": _set_chaos,
@@ -527,6 +536,8 @@ def _control_post(path: str):
         return partial(_resend, trade_no=unquote(path[len(RESEND_PATH):]))
     if path.startswith(ORDERS_PATH) and path.endswith("/status"):
         return partial(_set_order_status, trade_no=unquote(path[len(ORDERS_PATH):-len("/status")]))
+    if path.startswith(ORDERS_PATH) and path.endswith("/trigger"):
+        return partial(_trigger, trade_no=unquote(path[len(ORDERS_PATH):-len("/trigger")]))
     return None
 
 
@@ -621,6 +632,8 @@ class SandboxHandler(QuietHandler):
             self._send_json(200, control(self.server, json.loads(raw or b"{}")))
         except UnknownOrder:
             self._send_json(404, {"error": "order not found"})
+        except cashier.NotNow as exc:
+            self._send_json(409, {"error": str(exc)})
         except (ValueError, TypeError, AttributeError) as exc:  # bad JSON, bad shape, bad rule
             self._send_json(400, {"error": str(exc)})
 

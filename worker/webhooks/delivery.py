@@ -128,6 +128,7 @@ class Deliverer:
         if retryable and attempt <= len(self.schedule):
             wait = retry_after if retry_after is not None else self.schedule[attempt - 1]
             due = int((self.clock() + min(wait, _RETRY_AFTER_MAX)) * 1000)
+            entry["nextAt"] = due  # shown by `webhooks attempts`: written in the same step, no extra trip
             self._settle(member, key, delivery, endpoint_id, event_id, entry,
                          {"attempts": attempt, "status": "retrying", "nextAt": due, "last": str(status)}, due=due,
                          then=then)

@@ -346,6 +346,24 @@ class Dispatcher:
                 out[endpoint_id]["p95LatencyMs"] = values[min(len(values) - 1, int(0.95 * len(values)))]
         return out
 
+    def recording(self) -> bool:
+        """Whether moves record webhook events (the store writes the outbox only while an endpoint
+        exists)."""
+        return bool(self.redis.exists(self.keys.webhook_endpoints))
+
+    def outbox_end(self) -> str:
+        """The id of the outbox's newest entry ("0-0" when empty): ``tail`` from it gets what follows."""
+        newest = self.redis.xrevrange(self.outbox, count=1)
+        return _text(newest[0][0]) if newest else "0-0"
+
+    def tail(self, after: str = "$", *, block_ms: int = 1000, count: int = 100) -> list[tuple[str, dict]]:
+        """The outbox entries after ``after`` (``"$"``: from now on), waiting up to ``block_ms``: a
+        plain read, outside the dispatcher's consumer group (``webhooks listen``), taking nothing
+        from the senders."""
+        answer = self.redis.xread({self.outbox: after}, count=count, block=block_ms)
+        rows = answer[0][1] if answer else []
+        return [(_text(event_id), {_text(k): _text(v) for k, v in fields.items()}) for event_id, fields in rows]
+
     def emit(self, kind: str, data: dict, key: str) -> None:
         """An event that is not a job's (``webhook.endpoint_disabled``), to the other endpoints;
         ``key`` names it for good (its ``webhook-id`` is ``msg_<key>``). Never trimmed here: the
