@@ -471,3 +471,14 @@ def test_compose_monitoring_profile_is_prometheus_and_grafana_only():
     # a plain `docker compose up` starts every service without a profile: the product, no monitoring
     plain = {name for name, svc in services.items() if not svc.get("profiles")}
     assert plain == {"redis", "worker", "webhooks", "beat", "web", "flower"}
+
+
+# -- the README's metrics table ---------------------------------------------------------------------
+def test_the_readme_metrics_table_lists_every_metric():
+    """Issue 22: vexora_webhook_deliveries_total was exposed but missing from the README's table."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n### Metrics\n", 1)[1].split("\n### ", 1)[0]
+    rows = re.findall(r"^\| (.+?) \| .+ \|$", section, flags=re.M)
+    listed = {name for cell in rows for name in re.findall(r"`(vexora_\w+)", cell)}
+    exposed = {n for n in VEXORA_METRICS if not n.startswith("vexora_gateway_request_duration_seconds_")}
+    assert listed == exposed | {"vexora_gateway_request_duration_seconds"}, sorted(listed ^ exposed)
