@@ -258,7 +258,7 @@ def test_a_jobs_keys_share_one_slot_and_a_script_may_declare_them_all(cluster):
 
 def test_the_per_job_scripts_run_on_a_cluster_and_the_mixed_ones_are_refused(cluster):
     """count_attempt and a one-job renew touch only the job's slot; create (and every move) also
-    writes the global keys — what README "Redis Cluster" says a Cluster deployment still needs."""
+    writes the global keys — what docs/redis-cluster.md says a Cluster deployment still needs."""
     store = JobStore(cluster, prefix="vexora", ttl_seconds=3600)
     trade_no = uuid.uuid4().hex[:16]
     cluster.hset(store.keys.job(trade_no), mapping={"state": states.SUBMITTING, "leaseToken": "tok",

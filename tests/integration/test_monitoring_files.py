@@ -24,6 +24,7 @@ from ruamel.yaml import YAML  # comes with check-jsonschema (no PyYAML here)
 
 from worker.domain import states
 from worker.local.redis_server import free_port
+from worker.ops.metrics import ENDPOINT_STATES
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -46,13 +47,14 @@ VEXORA_METRICS = {
     "vexora_gateway_requests_total", "vexora_callbacks_total", "vexora_reconcile_total",
     "vexora_reconcile_last_pass_timestamp_seconds",
     "vexora_stream_unread_entries", "vexora_stream_oldest_unread_age_seconds",
+    "vexora_webhook_deliveries_total", "vexora_webhook_endpoints",  # issue 22
     *(f"vexora_gateway_request_duration_seconds_{s}" for s in ("bucket", "sum", "count")),
 }
 OPEN_STATES = {"queued", "submitting", "paying", "partially_paid", "unknown"}
 ALL_STATES = OPEN_STATES | {"succeeded", "failed", "rejected", "declined"}
 # label values the expressions may name, by label (a regex matcher's alternatives each count)
 LABEL_VALUES = {
-    "state": OPEN_STATES,
+    "state": OPEN_STATES | set(ENDPOINT_STATES),  # jobs' open states; vexora_webhook_endpoints
     "from": ALL_STATES | {"new"},
     "to": ALL_STATES,
     "op": {"checkout", "query"},
@@ -62,7 +64,8 @@ LABEL_VALUES = {
                "refused_fields", "platform_mismatch", "refused_merchant", "account_mismatch",
                "resent", "redriven", "lease_live", "unchanged", "not_known", "check_failed", "needs_review",
                "query_refused", "refused_needs_review",
-               "deferred", "skipped", *(f"settled_{s}" for s in ALL_STATES)},  # the reconciler
+               "deferred", "skipped", *(f"settled_{s}" for s in ALL_STATES),  # the reconciler
+               "delivered", "delivered_after_retry", "gone", "retry", "failed"},  # webhook deliveries
     "job": {"vexora-web", "flower"},
     "stream": {"webhooks", "events"},
 }
@@ -72,6 +75,7 @@ REQUIRED_ALERTS = {  # what the rules must cover (issue 13)
     "VexoraReconcilerMetricMissing", "VexoraWebDown",
     "VexoraWebhookOutboxLagging",  # issue 20: the outbox's lag
     "VexoraCallbackResplitRefused",  # issue 20: a genuine signature on other fields
+    "VexoraWebhookDeliveriesFailing", "VexoraWebhookEndpointDisabled",  # issue 22
 }
 
 
@@ -167,7 +171,7 @@ def test_alert_rules_cover_the_issue_and_say_what_to_do():
         assert rule["labels"]["severity"] in ("page", "ticket"), name
         assert rule["annotations"]["summary"].strip(), name
         description = rule["annotations"]["description"]
-        assert 'README: "Monitor and operate"' in description, f"{name}: no runbook pointer"
+        assert 'README: "Operate"' in description, f"{name}: no runbook pointer"
     assert found["VexoraWebDown"]["labels"]["severity"] == "page"
     assert "vexora_jobs_needing_review" in found["VexoraReviewQueueNotEmpty"]["expr"]
     assert found["VexoraReviewQueueNotEmpty"]["for"] == "5m"
@@ -244,6 +248,13 @@ BREAKAGES = {
     "web down as a ticket": _label("VexoraWebDown", "severity", "ticket"),
     "outbox alert on the job events": _expr("VexoraWebhookOutboxLagging", 'stream="webhooks"', 'stream=~".+"'),
     "outbox alert after an hour": _expr("VexoraWebhookOutboxLagging", "> 300", "> 3600"),
+    "delivery alert on refusals only": _expr("VexoraWebhookDeliveriesFailing", 'result=~"retry|failed|gone"',
+                                             'result="failed"'),
+    "delivery alert without minimum traffic": _expr("VexoraWebhookDeliveriesFailing", ">= 10", ">= 0"),
+    "delivery alert at 60 %": _expr("VexoraWebhookDeliveriesFailing", "> 0.25", "> 0.6"),
+    "disabled alert counts the operator's": _expr("VexoraWebhookEndpointDisabled", 'state="disabled"',
+                                                  'state=~"disabled.*"'),
+    "disabled alert as a ticket": _label("VexoraWebhookEndpointDisabled", "severity", "ticket"),
 }
 
 
@@ -460,3 +471,14 @@ def test_compose_monitoring_profile_is_prometheus_and_grafana_only():
     # a plain `docker compose up` starts every service without a profile: the product, no monitoring
     plain = {name for name, svc in services.items() if not svc.get("profiles")}
     assert plain == {"redis", "worker", "webhooks", "beat", "web", "flower"}
+
+
+# -- the README's metrics table ---------------------------------------------------------------------
+def test_the_readme_metrics_table_lists_every_metric():
+    """Issue 22: vexora_webhook_deliveries_total was exposed but missing from the README's table."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n### Metrics\n", 1)[1].split("\n### ", 1)[0]
+    rows = re.findall(r"^\| (.+?) \| .+ \|$", section, flags=re.M)
+    listed = {name for cell in rows for name in re.findall(r"`(vexora_\w+)", cell)}
+    exposed = {n for n in VEXORA_METRICS if not n.startswith("vexora_gateway_request_duration_seconds_")}
+    assert listed == exposed | {"vexora_gateway_request_duration_seconds"}, sorted(listed ^ exposed)

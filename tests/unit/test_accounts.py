@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from prometheus_client.core import GaugeMetricFamily
 
 from worker.config.accounts import Account, IpLimitRules
 from worker.config.settings import Settings
@@ -176,6 +177,7 @@ class _Stats:
 def test_the_metrics_carry_the_account():
     collector = StoreCollector(_Stats(), clock=lambda: 2.0)
     collector._streams = lambda now: iter(())
+    collector._endpoints = lambda: GaugeMetricFamily("vexora_webhook_endpoints", "", labels=["state"])
     families = {f.name: f for f in collector.collect()}
     jobs = {(s.labels["state"], s.labels["account"]): s.value for s in families["vexora_jobs"].samples}
     # default's are the rest of each state's count: jobs from before accounts are counted there

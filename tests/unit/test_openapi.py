@@ -249,6 +249,29 @@ def test_the_answers_the_app_gives_match_the_error_schema():
         jsonschema.validate(answer.get_json(), error)
 
 
+
+def test_the_description_tells_the_error_body_and_the_413_the_app_gives():
+    """info.description says what test_the_answers_the_app_gives_match_the_error_schema checks:
+    problem documents with errors at the top level, 413 on /v1 too; text/plain only for notify."""
+    import jsonschema
+    from worker.config.settings import Settings
+    from worker.web import create_app
+
+    text = " ".join(DOCUMENT["info"]["description"].split())
+    assert "{error, errors" not in text  # the body before problem documents
+    assert "RFC 9457 problem document, Content-Type application/problem+json" in text
+    assert "adds errors at the top level" in text
+    assert "413 problem document" in text and "only POST /vexora/notify" in text
+    assert DOCUMENT["paths"]["/v1/checkouts"]["post"]["responses"]["413"]["content"] == {
+        "application/problem+json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    client = create_app(Settings(api_token="t" * 24, callback_max_bytes=100)).test_client()
+    big = client.post("/v1/checkouts", data=b"{" + b" " * 5000 + b"}", content_type="application/json",
+                      headers={"Authorization": "Bearer " + "t" * 24})
+    assert (big.status_code, big.mimetype) == (413, "application/problem+json")
+    jsonschema.validate(big.get_json(), dict(DOCUMENT["components"]["schemas"]["Error"], additionalProperties=False))
+    notify = client.post("/vexora/notify", data=b"{" + b" " * 5000 + b"}", content_type="application/json")
+    assert (notify.status_code, notify.mimetype) == (413, "text/plain")
+
 # --- the record -----------------------------------------------------------------------------
 
 def test_the_record_is_described_by_its_schema():

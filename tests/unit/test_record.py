@@ -179,7 +179,8 @@ def test_the_readme_shows_a_valid_record_and_lists_every_field():
     import re
 
     text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    section = text.split("\n## The record\n", 1)[1].split("\n## ", 1)[0]
+    section = re.split(r"\n#{2,3} The record\n", text, maxsplit=1)[1]
+    section = re.split(r"\n#{1,3} ", section, maxsplit=1)[0]
     example = json.loads(re.search(r"```json\n(.*?)```", section, flags=re.S).group(1))
     assert RECORD.load(example) == example
     listed = set(re.findall(r"^\| (.+?) \|", section, flags=re.M)) - {"field", "---"}

@@ -13,7 +13,8 @@ Two kinds of numbers:
 The streams' readers, read when Prometheus scrapes (``worker.store.streams.readers``): for each
 consumer group of the webhook outbox (the dispatcher's) and of ``p:events`` (apps' event
 consumers), how many entries it has not read or not acknowledged and the age of the oldest —
-the outbox's lag, which the trim pass never drops (``VexoraWebhookOutboxLagging``).
+the outbox's lag, which the trim pass never drops (``VexoraWebhookOutboxLagging``). And the
+webhook endpoints by state (``vexora_webhook_endpoints{state}``, ``VexoraWebhookEndpointDisabled``).
 
 ``collect`` turns both into Prometheus metric families (``prometheus_client``), labelled only by
 state, operation, outcome or result, and the merchant ``account`` (accounts are few) — never a
@@ -27,6 +28,7 @@ refused before its job was found).
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import threading
 import time
@@ -171,6 +173,23 @@ class StoreCollector:
                                 value=last_pass / 1000 if last_pass else 0)
         yield from _process_counters(stats["counters"])
         yield from self._streams(now)
+        yield self._endpoints()
+
+    def _endpoints(self):
+        """``vexora_webhook_endpoints{state}``: the webhook endpoints by health, read from their
+        hash at each scrape (one HVALS; no job's path touches it). ``failing``: enabled, its last
+        delivery failed; ``disabled``: turned off by the dispatcher (410 Gone, or failing for
+        ``VEXORA_WEBHOOK_DISABLE_AFTER``); ``disabled_by_operator``: turned off on purpose."""
+        family = GaugeMetricFamily("vexora_webhook_endpoints",
+                                   "Webhook endpoints by state: enabled, failing (enabled, deliveries failing), "
+                                   "disabled (by the dispatcher: 410 Gone or failing too long), "
+                                   "disabled_by_operator.", labels=["state"])
+        counts = dict.fromkeys(ENDPOINT_STATES, 0)
+        for raw in self.store.redis.hvals(self.store.keys.webhook_endpoints):
+            counts[endpoint_state(json.loads(raw))] += 1
+        for state, count in counts.items():
+            family.add_metric([state], count)
+        return family
 
     def _streams(self, now: float):
         unread = GaugeMetricFamily("vexora_stream_unread_entries",
@@ -188,6 +207,19 @@ class StoreCollector:
                 age.add_metric([stream, group["group"]], max(0.0, now - oldest / 1000) if oldest else 0.0)
         yield unread
         yield age
+
+
+ENDPOINT_STATES = ("enabled", "failing", "disabled", "disabled_by_operator")
+OPERATOR_DISABLED = "disabled by the operator"
+
+
+def endpoint_state(record: dict) -> str:
+    """One endpoint record's state for ``vexora_webhook_endpoints`` (a record without a reason
+    was disabled by the CLI, i.e. by an operator)."""
+    if not record.get("enabled", True):
+        reason = record.get("disabledReason")
+        return "disabled_by_operator" if not reason or reason == OPERATOR_DISABLED else "disabled"
+    return "failing" if record.get("failingSince") else "enabled"
 
 
 _COUNTERS = {

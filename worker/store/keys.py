@@ -1,7 +1,7 @@
 """Every Redis key name this product uses, in one place (``p`` is ``Settings.key_prefix``).
 
 A job's own keys share the hash tag ``{<tradeNo>}``, so they sit in one Redis Cluster slot and one
-script may touch them all (README, "Redis Cluster"); every key a script touches is passed in its
+script may touch them all (docs/redis-cluster.md); every key a script touches is passed in its
 ``KEYS``, never built inside Lua. Before the hash tags a job's keys were ``p:job:<tradeNo>`` etc.;
 ``worker.store.migrate`` renames them.
 

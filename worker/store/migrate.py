@@ -2,10 +2,10 @@
 
 Before, a job's keys were ``p:job:<tradeNo>``, ``p:job:<tradeNo>:history``, ``:payload`` and
 ``:retained``, and its webhook attempts ``p:webhooks:attempts:<tradeNo>``; now the tradeNo is a
-hash tag, ``p:job:{<tradeNo>}`` and so on (``worker.store.jobs``, README "Redis Cluster"). This SCANs
+hash tag, ``p:job:{<tradeNo>}`` and so on (``worker.store.jobs``, docs/redis-cluster.md). This SCANs
 for the old names and renames each key to its new one with ``RENAMENX``, which keeps the key's
 TTL and never overwrites: a key already under its new name (written by a worker that ran the new
-code first) is left as it is, and counted. Run it with the workers stopped (README "Upgrading");
+code first) is left as it is, and counted. Run it with the workers stopped (docs/upgrading.md);
 running it again renames nothing.
 
 ``persist_kept_jobs`` (run by the same command, after the renames) removes the TTL that versions

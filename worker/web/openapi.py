@@ -97,8 +97,13 @@ Records: every time is an integer of milliseconds since the Unix epoch (UTC); ev
 as the gateway's integer string ("1500"; the gateway's own text of a paid amount is
 gatewayPaidAmount); payer data only masked, in contact; a field a job does not have is absent.
 
-Errors are JSON {error, errors?, tradeNo?}: 422 lists the fields and their rules (never the
-values sent) and stores nothing.
+Errors: every error answer of every /v1 route (and /metrics, /healthz, unknown paths and
+methods) is an RFC 9457 problem document, Content-Type application/problem+json: {type
+(about:blank), title, status, detail, instance, error} (the schema Error; error repeats detail
+for older clients). A 422 (and a 409) adds errors at the top level: field name -> its rules,
+never the values sent; a 422 stores nothing. A 503 on POST /v1/checkouts adds tradeNo, to retry
+with. A body too large for /v1 is a 413 problem document too; only POST /vexora/notify, the
+gateway's callback (not in this document), answers text/plain, as the gateway expects.
 
 Access: every /v1 route but this document needs Authorization: Bearer <API key> (vexora-checkout
 keys create). A key acts for one account (or every account, *) and holds scopes; each operation's
@@ -114,8 +119,8 @@ checkout's ipAddress) means an IP address that is globally routable; amounts are
 the configured maximum, written into their pattern.
 
 Not in this document: the /ops pages (HTML for operators signed in with a session cookie, or
-behind the SSO proxy) are not part of the API and are left out on purpose; the README's "The
-operations page" describes them."""
+behind the SSO proxy) are not part of the API and are left out on purpose; docs/console.md and
+the README's "Operate" describe them."""
 
 SCOPE_DESCRIPTION = (
     "An API key, vxk_<id>_<secret> (vexora-checkout keys create; stored as a SHA-256 hash only), or "
