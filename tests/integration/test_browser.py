@@ -61,7 +61,10 @@ def console(redis_url, tmp_path_factory):
     """A stack whose one webhook endpoint refuses every connection (a closed port): every event
     is retried, the endpoint is failing."""
     closed = free_port()
-    s = Stack(redis_url, tmp_path_factory.mktemp("console"),
+    # a database of its own: this module's other stack (default settings) is up at the same time,
+    # and its workers would otherwise take this stack's tasks (the broker is the same Redis)
+    own_db = redis_url.rsplit("/", 1)[0] + "/7"
+    s = Stack(own_db, tmp_path_factory.mktemp("console"),
               VEXORA_WEBHOOK_URL=f"http://127.0.0.1:{closed}/hooks", VEXORA_WEBHOOK_ALLOW_PRIVATE="true",
               VEXORA_WEBHOOK_RETRY_SCHEDULE="0.3,0.3,0.3,0.3,600", VEXORA_WEBHOOK_DISPATCH_INTERVAL="0.3",
               VEXORA_QUEUED_REDRIVE_AFTER="3600")

@@ -49,9 +49,9 @@ log = logging.getLogger(__name__)
 # VEXORA_* variables read outside ``Settings.ENV``: by a component of their own (the console's
 # time zone), by the test and deploy tooling. Anything else starting VEXORA_ is a typo.
 _OTHER_VARIABLES = frozenset({
-    "VEXORA_APP_SECRET_FILE", "VEXORA_ACCOUNTS_FILE", "VEXORA_DISPLAY_TZ", "VEXORA_TEST_WORKERS",
+    "VEXORA_APP_SECRET_FILE", "VEXORA_ACCOUNTS_FILE", "VEXORA_TEST_WORKERS",
     "VEXORA_TEST_PORT_SLOT", "VEXORA_FREE_PORTS", "VEXORA_RELIABILITY_FULL", "VEXORA_DEPLOY_TEST_RUN",
-    "VEXORA_DEMO_TEST_MARKER"})
+    "VEXORA_DEMO_TEST_MARKER", "VEXORA_ENQUEUE_TIMEOUT"})
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
