@@ -185,7 +185,8 @@ class JobStore:
             keys=[self.keys.job(trade_no), self.keys.history(trade_no), self.keys.events,
                   self.keys.payload(trade_no), self.keys.index(states.QUEUED),
                   self.keys.entered(states.QUEUED), self.keys.transitions, self.keys.open_by_account,
-                  self.keys.jobs_created, self.keys.jobs_names, self.keys.daily(jst_day(now))],
+                  self.keys.jobs_created, self.keys.jobs_names, self.keys.daily(jst_day(now)),
+                  self.keys.jobs_platform, self.keys.jobs_platform_of],
             args=[trade_no, fp, now, self.ttl, self.events_maxlen,
                   json.dumps({k: str(v) for k, v in record.items()}, ensure_ascii=False),
                   json.dumps(dict(payload), ensure_ascii=False), account],
@@ -240,7 +241,8 @@ class JobStore:
         applied, previous, attempts, payload, *lost = self._move(
             keys=[k.job(trade_no), k.history(trade_no), k.events, k.payload(trade_no), k.retained(trade_no),
                   k.transitions, k.webhook_endpoints, k.webhook_outbox, k.review, k.open_by_account, *state_keys,
-                  *(key for key, _field, _ttl in counters), k.jobs_platform, k.daily(jst_day(now))],
+                  *(key for key, _field, _ttl in counters), k.jobs_platform, k.daily(jst_day(now)),
+                  k.jobs_platform_of],
             args=scripts.argv(
                 "move", target=target, allowed_from=" ".join(sorted(allowed)), now=now, ttl=self.ttl,
                 events_maxlen=self.events_maxlen, open_states=indexed, fields=json.dumps(values),

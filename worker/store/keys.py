@@ -41,6 +41,7 @@ script may touch them all (docs/redis-cluster.md); every key a script touches is
     p:jobs:created                       zset    every job's tradeNo by its createdAt (ms), trimmed past the TTL (/ops lists)
     p:jobs:names                         zset    every job's tradeNo, score 0 (/ops prefix search, by lex)
     p:jobs:platform                      zset    ``<platFormTradeNo> <tradeNo>``, score 0 (/ops search by the gateway's id)
+    p:jobs:platform_of                   hash    tradeNo -> its ``p:jobs:platform`` member (to trim it with the job)
     p:daily:<JST day>                    hash    ``<account>|created``, ``<account>|<state>`` (moves into it), ``<account>|paid`` (/ops totals)
 """
 
@@ -202,6 +203,11 @@ class Keys:
     def jobs_platform(self) -> str:
         """``<platFormTradeNo> <tradeNo>`` at score 0: /ops finds a job by the gateway's id or its prefix."""
         return f"{self.prefix}:jobs:platform"
+
+    @property
+    def jobs_platform_of(self) -> str:
+        """tradeNo -> its member of ``jobs_platform``: the trim of ``jobs_created`` removes it too."""
+        return f"{self.prefix}:jobs:platform_of"
 
     def daily(self, day: str) -> str:
         """Per JST day (``YYYY-MM-DD``): ``<account>|created``, ``<account>|<state>``, ``<account>|paid``."""

@@ -2,7 +2,7 @@
 -- A new job is open: its keys have no TTL (PERSIST; move.lua gives them one when it closes).
 -- KEYS: 1 job, 2 history, 3 events, 4 payload, 5 index:queued, 6 entered:queued, 7 transitions,
 --       8 open jobs per account (metrics), 9 jobs by createdAt, 10 tradeNos by lex,
---       11 the JST day's totals (/ops)
+--       11 the JST day's totals (/ops), 12 gateway ids by lex, 13 tradeNo -> its gateway-id member
 -- ARGV: 1 tradeNo, 2 fingerprint, 3 now ms, 4 ttl (unused: an open job never expires),
 --       5 events maxlen, 6 record JSON (with `version` 1 and its `account`), 7 payload JSON,
 --       8 the job's account (fixed here, never changed)
@@ -31,10 +31,21 @@ else
   redis.call('HINCRBY', KEYS[7], 'new>queued>' .. ARGV[8], 1)
   redis.call('HINCRBY', KEYS[8], 'queued|' .. ARGV[8], 1)
 end
--- the console's indexes and the day's totals (/ops), in the same step; the created index drops
--- what has outlived the TTL, the day's totals live 40 days
+-- the console's indexes and the day's totals (/ops), in the same step. The indexes forget a job
+-- once it has outlived the TTL (at most 50 a create, oldest first: they shrink as fast as they
+-- grow), the day's totals live 40 days
+local expired = redis.call('ZRANGEBYSCORE', KEYS[9], '-inf', tonumber(ARGV[3]) - 1000 * tonumber(ARGV[4]),
+                           'LIMIT', 0, 50)
+for _, old in ipairs(expired) do
+  redis.call('ZREM', KEYS[9], old)
+  redis.call('ZREM', KEYS[10], old)
+  local member = redis.call('HGET', KEYS[13], old)
+  if member then
+    redis.call('ZREM', KEYS[12], member)
+    redis.call('HDEL', KEYS[13], old)
+  end
+end
 redis.call('ZADD', KEYS[9], ARGV[3], ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[9], '-inf', tonumber(ARGV[3]) - 1000 * tonumber(ARGV[4]))
 redis.call('ZADD', KEYS[10], 0, ARGV[1])
 redis.call('HINCRBY', KEYS[11], ARGV[8] .. '|created', 1)
 redis.call('EXPIRE', KEYS[11], 3456000)

@@ -12,7 +12,8 @@
 -- KEYS: 1 job, 2 history, 3 events, 4 payload, 5 retained, 6 transitions, 7 webhook endpoints,
 --       8 webhook outbox, 9 review set, 10 open jobs per account (metrics); then, for each state
 --       in `open_states` (in its order), its index and its entered zset; then one hash per
---       counter in `counters`; then the /ops keys: gateway ids (platform), the JST day's totals
+--       counter in `counters`; then the /ops keys: gateway ids (platform), the JST day's totals,
+--       tradeNo -> its gateway-id member (so the create's trim can remove it)
 -- ARGV (JobStore.move builds them by name, worker/store/scripts.py):
 --   target           the state to move to
 --   allowed_from     the states it may be moved from, space-separated
@@ -158,8 +159,11 @@ end
 -- the console's (/ops) search by the gateway's id and the day's totals, in this same step
 local platform_key = KEYS[10 + 2 * n + #counter_list + 1]
 local daily_key = KEYS[10 + 2 * n + #counter_list + 2]
+local platform_of = KEYS[10 + 2 * n + #counter_list + 3]
 if platform_key and values['platFormTradeNo'] and values['platFormTradeNo'] ~= '' then
-  redis.call('ZADD', platform_key, 0, tostring(values['platFormTradeNo']) .. ' ' .. trade_no)
+  local member = tostring(values['platFormTradeNo']) .. ' ' .. trade_no
+  redis.call('ZADD', platform_key, 0, member)
+  if platform_of then redis.call('HSET', platform_of, trade_no, member) end
 end
 if daily_key then
   if current ~= target then redis.call('HINCRBY', daily_key, account .. '|' .. target, 1) end
