@@ -420,6 +420,20 @@ SESSION_CHECK = [
     '| 2 | after | 0.88 | 264 vs 300 | 0.41 | 3.20 / 3.28 |',
     '',
     "No difference above the noise at 100 ms (means 0.895 after, 0.90 before; workers' CPU per job 3.15 vs 3.28 ms); ≥ 0.85 in every run.",
+] + [
+    '',
+    '### Per-job path after the console (issue 22), side by side',
+    '',
+    "What issue 22 added per job, inside the create and move scripts that already ran (no round trip): the job in the created-at and tradeNo indexes (and the trim of what outlived the TTL, at most 50 a create), its gateway id in the search index, and the JST day's per-account totals. `python -m bench.run --quick --only pipeline --no-write` (400 jobs a round), alternating the tree before the issue (main at `51403e7`) and after it, twice each, 2026-12-07 22:58 UTC; other processes used 0.51–0.57 of the 2 CPUs:",
+    '',
+    '| run | tree | ratio at 100 ms, shipped shape (2 × threads -c 16) | jobs/s vs bare req/s | ratio at 0 ms | workers / Redis CPU ms per job at 100 ms |',
+    '|---|---|---|---|---|---|',
+    '| 1 | before | 0.87 | 253 vs 290 | 0.43 | 4.05 / 0.45 |',
+    '| 1 | after | 0.86 | 255 vs 296 | 0.42 | 3.78 / 0.42 |',
+    '| 2 | before | 0.89 | 258 vs 290 | 0.44 | 3.72 / 0.45 |',
+    '| 2 | after | 0.90 | 267 vs 296 | 0.43 | 3.62 / 0.42 |',
+    '',
+    "No difference above the noise (means 0.88 after, 0.88 before at 100 ms); Redis's CPU per job did not grow measurably (0.42 vs 0.45 ms); ≥ 0.85 in every run.",
 ]
 
 # Where the round of issues 10-13 (settlement, takeover, metrics and review, webhooks) started: the
