@@ -6,12 +6,11 @@ Redis directly), recorded in the audit log as ``cli:<the shell user>``.
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 
 import click
 
-from worker.cli.main import REDIS_DOWN, main
+from worker.cli.main import REDIS_DOWN, main, shell_principal, utc_text
 
 
 @main.group()
@@ -35,27 +34,10 @@ def _store():
     return runtime, ApiKeys(runtime.redis, runtime.store.keys)
 
 
-def _shell_user():
-    import getpass
-
-    from worker.domain.access import ALL_ACCOUNTS, Principal
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no name for this uid (a container)
-        user = "unknown"
-    return Principal("cli", user, ALL_ACCOUNTS)
-
-
 def _known_accounts(settings) -> list[str]:
     from worker.domain.access import DEFAULT_ACCOUNT
     accounts = getattr(settings, "accounts", None)  # VEXORA_ACCOUNTS_FILE's; without it: default
     return sorted(accounts) if accounts else [DEFAULT_ACCOUNT]
-
-
-def _when(ms: int | None) -> str:
-    if not ms:
-        return "never"
-    return _dt.datetime.fromtimestamp(ms / 1000, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @keys.command("create")
@@ -69,7 +51,7 @@ def keys_create(account: str, scopes: tuple[str, ...], name: str) -> None:
     try:
         runtime, store = _store()
         record, text = store.create(name, account, scopes, known_accounts=_known_accounts(runtime.settings))
-        runtime.audit.record(_shell_user(), "key.create", target=record["id"], account=account,
+        runtime.audit.record(shell_principal(), "key.create", target=record["id"], account=account,
                              after=store.public(record))
     except InvalidError as exc:
         problems = "; ".join(f"{field}: {' '.join(messages)}" for field, messages in exc.errors.items())
@@ -99,9 +81,9 @@ def keys_list(as_json: bool) -> None:
     if not records:
         click.echo("no keys (create one with `vexora-checkout keys create`)")
     for r in records:
-        revoked = f"  REVOKED {_when(r['revokedAt'])}" if r.get("revokedAt") else ""
+        revoked = f"  REVOKED {utc_text(r['revokedAt'])}" if r.get("revokedAt") else ""
         click.echo(f"{r['id']}  {r['name']!r}  account={r['account']}  scopes={','.join(r['scopes'])}  "
-                   f"created {_when(r['createdAt'])}  last used {_when(r.get('lastUsedAt'))}{revoked}")
+                   f"created {utc_text(r['createdAt'])}  last used {utc_text(r.get('lastUsedAt')) or 'never'}{revoked}")
 
 
 @keys.command("revoke")
@@ -112,7 +94,7 @@ def keys_revoke(key_id: str) -> None:
         runtime, store = _store()
         before = store.get(key_id)
         record = store.revoke(key_id)
-        runtime.audit.record(_shell_user(), "key.revoke", target=key_id, account=record["account"],
+        runtime.audit.record(shell_principal(), "key.revoke", target=key_id, account=record["account"],
                              before=store.public(before), after=store.public(record))
     except KeyError:
         raise click.ClickException(f"no key {key_id}") from None

@@ -13,13 +13,35 @@ from worker.config.settings import Settings
 from worker.config.startup import refuse
 from worker.domain.errors import ConfigurationError
 
-__all__ = ["main", "EXIT_FAILED", "EXIT_INVALID", "EXIT_NOT_PAYING", "REDIS_DOWN", "problem_lines", "failed"]
+__all__ = ["main", "EXIT_FAILED", "EXIT_INVALID", "EXIT_NOT_PAYING", "REDIS_DOWN", "problem_lines", "failed",
+           "shell_principal", "utc_text"]
 
 EXIT_FAILED, EXIT_INVALID, EXIT_NOT_PAYING = 1, 3, 4
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 # Commands that serve log at INFO (their log is what they show); the others warnings and errors
 # only, so that their own output (a progress bar, tradeNos, JSON) is not buried under a line a job.
 _SERVING = {"sandbox"}
+
+
+def shell_principal():
+    """Who runs the CLI: the shell user, trusted like the shell (the CLI reaches Redis directly);
+    recorded as ``cli:<user>`` (``resolvedBy``, the audit log)."""
+    import getpass
+
+    from worker.domain.access import ADMIN, ALL_ACCOUNTS, SCOPES, Principal
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container)
+        user = "unknown"
+    return Principal("cli", user, ALL_ACCOUNTS, frozenset(SCOPES) | {ADMIN}, "admin")
+
+
+def utc_text(ms: object) -> str:
+    """Epoch milliseconds as ``YYYY-MM-DDTHH:MM:SSZ``; "" for none."""
+    if not ms:
+        return ""
+    from datetime import datetime, timezone
+    return datetime.fromtimestamp(int(ms) / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _flatten(errors, path: str = ""):

@@ -12,15 +12,7 @@ import sys
 
 import click
 
-from worker.cli.main import REDIS_DOWN, main
-
-
-def shell_principal():
-    """Who runs the CLI: the shell user, trusted like the shell (the CLI reaches Redis directly)."""
-    import getpass
-
-    from worker.domain.access import ADMIN, ALL_ACCOUNTS, SCOPES, Principal
-    return Principal("cli", getpass.getuser(), ALL_ACCOUNTS, frozenset(SCOPES) | {ADMIN}, "admin")
+from worker.cli.main import REDIS_DOWN, main, shell_principal, utc_text
 
 
 def _runtime():
@@ -92,8 +84,8 @@ def operators_list(as_json: bool) -> None:
         click.echo("no operators (add one: vexora-checkout operators add NAME --role operator)")
         return
     for r in records:
-        click.echo(f"{r['name']:<24} {r['role']:<9} account={r['account']:<12} created={_when(r.get('createdAt'))}  "
-                   f"last login={_when(r.get('lastLoginAt')) or 'never'}  {'DISABLED' if r.get('disabled') else 'active'}")
+        click.echo(f"{r['name']:<24} {r['role']:<9} account={r['account']:<12} created={utc_text(r.get('createdAt'))}  "
+                   f"last login={utc_text(r.get('lastLoginAt')) or 'never'}  {'DISABLED' if r.get('disabled') else 'active'}")
 
 
 @operators.command("disable")
@@ -111,8 +103,3 @@ def operators_disable(name: str) -> None:
     click.echo(f"disabled {after['name']}")
 
 
-def _when(ms) -> str:
-    if not ms:
-        return ""
-    from datetime import datetime, timezone
-    return datetime.fromtimestamp(int(ms) / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

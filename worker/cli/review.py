@@ -11,8 +11,7 @@ import json
 
 import click
 
-from worker.cli.main import REDIS_DOWN, failed, main
-from worker.cli.operators import shell_principal
+from worker.cli.main import REDIS_DOWN, failed, main, shell_principal
 
 _AUDITED = ("state", "version", "needsReview", "reviewReason", "amount", "paidAmount", "resolvedBy",
             "resolvedReason", "resolvedAmount", "account")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from worker.cli.main import REDIS_DOWN, failed, main
+from worker.cli.main import REDIS_DOWN, failed, main, shell_principal
 
 
 @main.group()
@@ -47,9 +47,9 @@ def webhooks_list(account: str | None) -> None:
     if not records:
         click.echo("no endpoints (set VEXORA_WEBHOOK_URL, or add one)")
 
+
 def _audited(action: str, target: str, record: dict | None = None, **detail) -> None:
     """An admin action from the shell, in the audit log (never a secret: the endpoint as public)."""
-    from worker.cli.operators import shell_principal
     from worker.webhooks.endpoints import Endpoints
     runtime = _webhooks_runtime()
     after = Endpoints.public(record) if record is not None else None
