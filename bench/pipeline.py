@@ -260,7 +260,7 @@ def run(bench: Bench, sizes: dict) -> Section:
         f"per-job polling, nor our store for an index read). Afterwards, untimed, every pipeline "
         f"job's state is checked (\"not paying\") and \"last `paying` after the count\" says how "
         f"long after the sandbox's count the last job was stored as `paying` (from the jobs' "
-        f"histories); \"refused\" counts requests the sandbox received but did not create "
+        f"histories; negative when it was stored before the 20 ms poll saw the count); \"refused\" counts requests the sandbox received but did not create "
         f"(n: naive, p: pipeline).",
         "The pipeline's workers: `celery -A worker worker -Q checkout,callbacks,reconcile,webhooks "
         "--pool threads -c N --without-gossip --without-mingle --loglevel INFO`, with "
