@@ -115,15 +115,17 @@ class Bench:
             self.pause([service], queues)
         return service
 
-    def start_naive(self, *, concurrency: int = 32, paused: bool = True, timeout: float = 90) -> Service:
+    def start_naive(self, *, concurrency: int = 32, paused: bool = True, timeout: float = 90,
+                    loglevel: str | None = None) -> Service:
         """The naive peer (``bench/naive_app.py``) on its own queue, started like ``start_worker``
         starts ours (threads pool, ``--without-gossip --without-mingle``, worker heartbeats at
-        Celery's default), at Celery's default log level (WARNING: no line per task);
-        ``paused`` cancels its consumer once it answers."""
+        Celery's default), by default at Celery's default log level (WARNING: no line per task;
+        ``loglevel`` e.g. ``INFO`` to compare); ``paused`` cancels its consumer once it answers."""
         from bench import naive_app
         name = f"n{uuid.uuid4().hex[:6]}@bench"
         argv = ["-m", "celery", "-A", "bench.naive_app", "worker", "-Q", naive_app.QUEUE, "--pool", "threads",
-                "-c", str(concurrency), "-n", name, "--without-gossip", "--without-mingle"]
+                "-c", str(concurrency), "-n", name, "--without-gossip", "--without-mingle",
+                *(["--loglevel", loglevel] if loglevel else [])]
         service = Service(name, [self.python, *argv], self.env, self.log_dir).start()
         self.services.started.append(service)
         service.worker_name = name
