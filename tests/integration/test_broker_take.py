@@ -5,6 +5,7 @@ entry is kombu's own — acknowledged, and restored when not, exactly as kombu's
 from __future__ import annotations
 
 import json
+import os
 import uuid
 
 import pytest
@@ -51,3 +52,44 @@ def test_a_backlog_is_taken_in_one_step_and_registered_as_kombu_does(redis_url):
     assert sorted(m["properties"]["delivery_tag"] for m in back) == sorted(
         got[i][1].delivery_tag for i in (1, 3))
     assert client.hlen(channel.unacked_key) == 0
+
+
+def test_an_ack_that_frees_a_full_prefetch_window_wakes_the_event_loop(redis_url):
+    """A task thread's late acknowledgement must wake the consumer's loop to fetch the next
+    message; before, the loop slept until its next timer while the thread sat idle."""
+    from kombu.asynchronous import Hub
+
+    name = f"wake-{uuid.uuid4().hex[:8]}"
+    queue = Queue(name, Exchange(name), name)
+    conn = Connection(redis_url, transport="worker.runtime.broker:Transport")
+    hub = Hub()
+    try:
+        producer = conn.Producer()
+        for n in range(3):
+            producer.publish({"n": n}, exchange=queue.exchange, routing_key=name, declare=[queue],
+                             serializer="json")
+        transport = conn.transport
+        transport.register_with_event_loop(conn.connection, hub)
+        read_fd = transport._wake_fds[0]
+        assert read_fd in hub.readers
+
+        def woken() -> bool:
+            try:
+                return bool(os.read(read_fd, 64))
+            except BlockingIOError:
+                return False
+
+        channel = conn.default_channel
+        channel.basic_qos(prefetch_count=2)
+        first, second = channel.basic_get(name), channel.basic_get(name)
+        assert not channel.qos.can_consume()
+        first.ack()  # the window was full: the loop is woken
+        assert woken()
+        third = channel.basic_get(name)
+        channel.basic_qos(prefetch_count=4)
+        second.ack()  # room was left: nothing to wake for
+        assert not woken()
+        third.ack()
+    finally:
+        hub.close()
+        conn.release()

@@ -22,10 +22,18 @@ and the callback), the entry written is kombu's own, so its restore of unacknowl
 (visibility timeout, shutdown) and its acknowledgement work unchanged — and no crash can fall
 between taking a message and registering it. When the step finds every queue empty, the
 consumer goes back to a blocking BRPOP (kombu's path, untouched) until a message arrives.
+
+And one repair of the thread pool's pace: with late acknowledgement a task's thread acknowledges
+its message itself, and when that frees the last prefetch slot nothing told the consumer's event
+loop, which slept until its next timer (up to 0.1 s, the task-event flush) before fetching the
+next message: a third of a worker's threads sat idle at 100 ms gateway latency (BENCHMARKS.md
+§1, "threads busy"). The acknowledgement that frees a full prefetch window now wakes the loop
+(one byte on a pipe the loop reads), and the next message is fetched at once.
 """
 
 from __future__ import annotations
 
+import os
 from time import monotonic
 
 import redis
@@ -62,7 +70,16 @@ class _Repairs:
 
 
 class QoS(kombu_redis.QoS):
-    """kombu's QoS; a message the take step registered already is only noted in memory."""
+    """kombu's QoS; a message the take step registered already is only noted in memory, and an
+    acknowledgement that frees a full prefetch window wakes the consumer's event loop."""
+
+    def ack(self, delivery_tag):
+        was_full = not self.can_consume()
+        super().ack(delivery_tag)
+        if was_full:
+            wake = getattr(self.channel.connection, "wake_event_loop", None)
+            if wake is not None:
+                wake()
 
     def append(self, message, delivery_tag):
         if delivery_tag is not None and delivery_tag == getattr(self.channel, "_registered_tag", None):
@@ -133,9 +150,39 @@ class SentinelChannel(_Repairs, _TakeInOneStep, kombu_redis.SentinelChannel):
     connection to a demoted master (READONLY) is dropped and made again to the new one."""
 
 
-class Transport(kombu_redis.Transport):
+class _Waker:
+    """A pipe the event loop reads: a thread that frees a prefetch slot writes one byte to it."""
+
+    _wake_fds: tuple[int, int] | None = None
+
+    def register_with_event_loop(self, connection, loop):
+        super().register_with_event_loop(connection, loop)
+        if self._wake_fds is None:
+            read_fd, write_fd = os.pipe()
+            os.set_blocking(read_fd, False)
+            os.set_blocking(write_fd, False)
+            self._wake_fds = (read_fd, write_fd)
+        loop.add_reader(self._wake_fds[0], self._drain_wakes)
+
+    def _drain_wakes(self, *_args) -> None:
+        try:
+            while os.read(self._wake_fds[0], 512):
+                pass
+        except (BlockingIOError, OSError):
+            pass  # drained; the loop's tick that follows polls the queues again
+
+    def wake_event_loop(self) -> None:
+        fds = self._wake_fds
+        if fds is not None:
+            try:
+                os.write(fds[1], b"!")
+            except (BlockingIOError, OSError):
+                pass  # the pipe is full: the loop is woken already
+
+
+class Transport(_Waker, kombu_redis.Transport):
     Channel = Channel
 
 
-class SentinelTransport(kombu_redis.SentinelTransport):
+class SentinelTransport(_Waker, kombu_redis.SentinelTransport):
     Channel = SentinelChannel
