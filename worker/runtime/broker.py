@@ -33,6 +33,7 @@ next message: a third of a worker's threads sat idle at 100 ms gateway latency (
 
 from __future__ import annotations
 
+import json
 import os
 from time import monotonic
 
@@ -41,7 +42,6 @@ from kombu.exceptions import ChannelError
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
-from kombu.utils.json import loads
 from queue import Empty
 
 from worker.store import scripts
@@ -129,7 +129,8 @@ class _TakeInOneStep:
             dest, item = reply
             dest = bytes_to_str(dest).rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(dest)
-            message = loads(bytes_to_str(item))
+            # the envelope is plain JSON (kombu's own loads builds a decoder per call)
+            message = json.loads(item)
             self._registered_tag = message["properties"]["delivery_tag"]
             try:
                 self.connection._deliver(message, dest)

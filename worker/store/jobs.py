@@ -63,7 +63,19 @@ _JST = timezone(timedelta(hours=9))  # the gateway's day (Japan has no daylight 
 
 def jst_day(ms: int) -> str:
     """The JST day (``YYYY-MM-DD``) of a store time: the day the gateway counts in, /ops's totals."""
-    return datetime.fromtimestamp(ms / 1000, _JST).strftime("%Y-%m-%d")
+    global _jst_day_cache
+    start, end, day = _jst_day_cache
+    if start <= ms < end:  # every move asks: the day's bounds are kept, not recomputed
+        return day
+    moment = datetime.fromtimestamp(ms / 1000, _JST)
+    midnight = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    start = int(midnight.timestamp() * 1000)
+    day = moment.strftime("%Y-%m-%d")
+    _jst_day_cache = (start, start + 86_400_000, day)  # JST has no daylight saving; one tuple:
+    return day                                         # threads see the old day or the new one
+
+
+_jst_day_cache: tuple[int, int, str] = (0, 0, "")
 
 
 def fingerprint(payload: Mapping[str, object]) -> str:
