@@ -23,6 +23,14 @@ and the callback), the entry written is kombu's own, so its restore of unacknowl
 between taking a message and registering it. When the step finds every queue empty, the
 consumer goes back to a blocking BRPOP (kombu's path, untouched) until a message arrives.
 
+The acknowledgements made while the take step runs (a task's thread acknowledging its message)
+are written by the next take, in the same round trip: one round trip a message less again. An
+acknowledgement is then in Redis a message later (a few ms under load); a worker killed in
+between has its message restored after the visibility timeout, and its task finds its work done
+(the lease, the forward-only moves), as for a worker killed just before acknowledging. Once
+the queues are empty the consumer writes what is left before it waits on BRPOP, and a closing
+channel before kombu restores its unacknowledged messages.
+
 And one repair of the thread pool's pace: with late acknowledgement a task's thread acknowledges
 its message itself, and when that frees the last prefetch slot nothing told the consumer's event
 loop, which slept until its next timer (up to 0.1 s, the task-event flush) before fetching the
@@ -35,6 +43,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from time import monotonic
 
 import redis
@@ -70,12 +79,16 @@ class _Repairs:
 
 
 class QoS(kombu_redis.QoS):
-    """kombu's QoS; a message the take step registered already is only noted in memory, and an
-    acknowledgement that frees a full prefetch window wakes the consumer's event loop."""
+    """kombu's QoS; a message the take step registered already is only noted in memory; while
+    the take step runs, an acknowledgement is written by the next take; and an acknowledgement
+    that frees a full prefetch window wakes the consumer's event loop."""
 
     def ack(self, delivery_tag):
         was_full = not self.can_consume()
-        super().ack(delivery_tag)
+        if not self.channel._defer_ack(delivery_tag):
+            super().ack(delivery_tag)
+        else:
+            virtual.QoS.ack(self, delivery_tag)  # done in memory; in Redis with the next take
         if was_full:
             wake = getattr(self.channel.connection, "wake_event_loop", None)
             if wake is not None:
@@ -89,16 +102,55 @@ class QoS(kombu_redis.QoS):
 
 
 class _TakeInOneStep:
-    """BRPOP + registering as unacknowledged in one Lua step while the queues have a backlog."""
+    """BRPOP + registering as unacknowledged in one Lua step while the queues have a backlog;
+    the acknowledgements made meanwhile are written by that same step."""
 
     QoS = QoS
     _take_next = False  # the last fetch found a message: try the one-step take first
     _taking = False  # the command in flight is the take step (else kombu's BRPOP)
     _registered_tag = None  # the delivery tag the take step registered, while it is delivered
 
+    def __init__(self, *args, **kwargs):
+        self._ack_lock = threading.Lock()
+        self._acks_due: list[str] = []  # acknowledged, not yet removed from Redis
+        super().__init__(*args, **kwargs)
+
+    def _defer_ack(self, delivery_tag) -> bool:
+        """From a task's thread: leave the acknowledgement to the next take step, if one comes
+        (the queues have a backlog); False: write it now, as kombu does."""
+        if delivery_tag is None or self.global_keyprefix:
+            return False
+        with self._ack_lock:
+            if not self._take_next:
+                return False
+            self._acks_due.append(delivery_tag)
+            return True
+
+    def _acks_to_write(self) -> list[str]:
+        with self._ack_lock:
+            acks, self._acks_due = self._acks_due, []
+            return acks
+
+    def _write_acks(self, acks: list[str]) -> None:
+        """kombu's acknowledgement (the unacked entry and its index), for several at once."""
+        if not acks:
+            return
+        try:
+            with self.conn_or_acquire() as client:
+                with client.pipeline() as pipe:
+                    for tag in acks:
+                        pipe.zrem(self.unacked_index_key, tag).hdel(self.unacked_key, tag)
+                    pipe.execute()
+        except Exception:
+            with self._ack_lock:  # kept for the next try
+                self._acks_due[:0] = acks
+            raise
+
     def _brpop_start(self, timeout=None):
         if not self._take_next or self.global_keyprefix:
             self._taking = False
+            # a backlog's last acknowledgements first: a blocked BRPOP must not hold them back
+            self._write_acks(self._acks_to_write())
             return super()._brpop_start(timeout)
         queues = self._queue_cycle.consume(len(self.active_queues))
         if not queues:
@@ -107,24 +159,29 @@ class _TakeInOneStep:
         self._in_poll = self.client.connection
         self._brpop_sent_at = monotonic()
         self._taking = True
+        self._acks_sent = self._acks_to_write()
         self.client.connection.send_command("EVAL", scripts.source("broker_take"), len(keys) + 2, *keys,
-                                            self.unacked_key, self.unacked_index_key)
+                                            self.unacked_key, self.unacked_index_key, *self._acks_sent)
 
     def _brpop_read(self, **options):
         if not self._taking:
             delivered = super()._brpop_read(**options)  # Empty when BRPOP timed out
-            self._take_next = True
+            with self._ack_lock:
+                self._take_next = True
             return delivered
         try:
             try:
                 reply = self.client.parse_response(self.client.connection, "EVAL", **options)
             except self.connection_errors:
+                self._redo_acks()
                 self.client.connection.disconnect()
                 raise
             except (redis.exceptions.ResponseError, ChannelError):
+                self._redo_acks()
                 reply = None  # e.g. a demoted master: BRPOP next, as kombu would
             if not reply:
-                self._take_next = False
+                with self._ack_lock:
+                    self._take_next = False
                 raise Empty()
             dest, item = reply
             dest = bytes_to_str(dest).rsplit(self.sep, 1)[0]
@@ -140,6 +197,28 @@ class _TakeInOneStep:
         finally:
             self._in_poll = None
             self._flush_brpop_reauth()
+
+    def basic_cancel(self, consumer_tag):
+        # no take follows for a cancelled queue: what it acknowledged is written now, and the
+        # acknowledgements of its tasks still running are written as they come
+        with self._ack_lock:
+            self._take_next = False
+        self._write_acks(self._acks_to_write())
+        return super().basic_cancel(consumer_tag)
+
+    def _redo_acks(self) -> None:
+        # the step may not have run: its acknowledgements go with the next one (removing an
+        # entry twice is harmless)
+        with self._ack_lock:
+            self._acks_due[:0] = getattr(self, "_acks_sent", [])
+
+    def close(self):
+        # acknowledged is acknowledged: written before kombu gives the unacknowledged back
+        try:
+            self._write_acks(self._acks_to_write())
+        except Exception:  # noqa: BLE001 - Redis gone: the messages come back after the
+            pass           # visibility timeout, and their tasks find their work done
+        super().close()
 
 
 class Channel(_Repairs, _TakeInOneStep, kombu_redis.Channel):
@@ -164,6 +243,18 @@ class _Waker:
             os.set_blocking(write_fd, False)
             self._wake_fds = (read_fd, write_fd)
         loop.add_reader(self._wake_fds[0], self._drain_wakes)
+        # a safety net: acknowledgements left to a take step that does not come (a pause in
+        # consuming) are written within a second
+        loop.call_repeatedly(1.0, self._write_left_acks)
+
+    def _write_left_acks(self) -> None:
+        for channel in list(getattr(self, "channels", ()) or ()):
+            write = getattr(channel, "_write_acks", None)
+            if write is not None:
+                try:
+                    write(channel._acks_to_write())
+                except Exception:  # noqa: BLE001 - the broker is down: the next pass (or the
+                    pass           # visibility timeout) takes care of them
 
     def _drain_wakes(self, *_args) -> None:
         try:

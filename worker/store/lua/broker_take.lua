@@ -8,10 +8,15 @@
 -- scored by the time taken (seconds).
 -- KEYS: the queues' lists in the order BRPOP would take them, then kombu's unacked hash, then
 --       its unacked index (zset)
--- ARGV: none
+-- ARGV: the delivery tags acknowledged since the last step (kombu's acknowledgement: their
+--       entries leave the unacked hash and its index), possibly none
 -- Returns {list key, message} or false when every list is empty.
 local n = #KEYS - 2
 local unacked, index = KEYS[n + 1], KEYS[n + 2]
+for i = 1, #ARGV do
+  redis.call('ZREM', index, ARGV[i])
+  redis.call('HDEL', unacked, ARGV[i])
+end
 for i = 1, n do
   local item = redis.call('RPOP', KEYS[i])
   if item then
