@@ -39,7 +39,7 @@ from worker.domain.errors import DuplicateTradeNoError, InvalidError, LeaseLostE
 from worker.logs import event
 from worker.store import scripts
 from worker.store.connection import Replication
-from worker.store.keys import Keys
+from worker.store.keys import Keys, broker_queue
 
 __all__ = ["JobStore", "Job", "Moved", "fingerprint", "WEBHOOK_STATES", "RESOLVED", "GONE", "VERSION_CHANGED",
            "NOT_IN_REVIEW"]
@@ -159,9 +159,16 @@ class JobStore:
 
     # -- writes -----------------------------------------------------------------------------
     def create(self, trade_no: str, payload: Mapping[str, object], *, contact: Mapping[str, str],
-               amount: object = None, account: str = DEFAULT_ACCOUNT) -> tuple[str, str]:
+               amount: object = None, account: str = DEFAULT_ACCOUNT,
+               message: tuple[str, str] | None = None) -> tuple[str, str]:
         """Store a new ``queued`` job of ``account``; ``("created"|"existing", state)`` (existing:
         same payload and account).
+
+        ``message`` (``(queue, text)``: a task message as kombu's Redis transport writes it,
+        ``worker.runtime.messages``) is pushed onto the broker's list of ``queue`` in the same
+        atomic step, when the job is created or is an existing job still ``queued`` (the caller's
+        condition for a send before): the job and its first message are written together or not
+        at all, in one round trip.
 
         Raises ``DuplicateTradeNoError`` when the tradeNo is taken by a different payload, or by
         another account's job (a tradeNo is one job across the deployment: its keys are the
@@ -170,36 +177,95 @@ class JobStore:
         errors = trade_no_errors(trade_no)
         if errors:  # the last line of defence: every producer checks first
             raise InvalidError("tradeNo cannot identify a job", errors={"tradeNo": errors})
-        now = self.now_ms()
+        keys, args = self._create_call(trade_no, payload, contact, amount, account, message, self.now_ms())
+        outcome, state = self._create(keys=keys, args=args)
+        return self._created(trade_no, _text(outcome), _text(state))
+
+    def create_many(self, items: Iterable[tuple[str, Mapping[str, object], Mapping[str, str], object, str,
+                                                tuple[str, str] | None]],
+                    *, chunk: int = 500) -> list[tuple[str, str]]:
+        """``create`` for many jobs, ``chunk`` create scripts per pipeline (one round trip each,
+        not atomic together: each job's own step is). ``items`` are ``(tradeNo, payload,
+        contact, amount, account, message)``, each tradeNo already checked by the caller (an
+        invalid one is refused here as a whole, as ``create`` refuses it). Answers ``(outcome,
+        state)`` per item, in order; a different payload under a used tradeNo is the outcome
+        ``"conflict"``, not an exception."""
+        items = list(items)
+        for item in items:
+            errors = trade_no_errors(item[0])
+            if errors:
+                raise InvalidError("tradeNo cannot identify a job", errors={"tradeNo": errors})
+        sha = self._create.sha
+        answers: list[tuple[str, str]] = []
+        for i in range(0, len(items), max(1, chunk)):
+            part = items[i:i + chunk]
+            now = self.now_ms()
+            calls = [self._create_call(t, p, c, a, acc, m, now) for t, p, c, a, acc, m in part]
+            results = self._pipelined(sha, calls)
+            for (trade_no, *_), (outcome, state) in zip(part, results):
+                answers.append(self._created(trade_no, _text(outcome), _text(state), conflict_raises=False))
+        return answers
+
+    def _pipelined(self, sha: str, calls: list[tuple[list, list]]) -> list:
+        """Each ``(keys, args)`` of the create script in one pipeline (EVALSHA; the script loaded
+        again, and only the calls it missed run again, after a ``NOSCRIPT``)."""
+        results: list = [None] * len(calls)
+        todo = list(range(len(calls)))
+        for _ in range(2):
+            pipe = self.redis.pipeline(transaction=False)
+            for j in todo:
+                keys, args = calls[j]
+                pipe.evalsha(sha, len(keys), *keys, *args)
+            answers = pipe.execute(raise_on_error=False)
+            missed = []
+            for j, answer in zip(todo, answers):
+                if isinstance(answer, redis.exceptions.NoScriptError):
+                    missed.append(j)
+                elif isinstance(answer, Exception):
+                    raise answer
+                else:
+                    results[j] = answer
+            if not missed:
+                return results
+            self.redis.script_load(self._create.script)  # a restarted or newly promoted server
+            todo = missed
+        raise redis.exceptions.NoScriptError("create script not loaded")
+
+    def _create_call(self, trade_no: str, payload: Mapping[str, object], contact: Mapping[str, str],
+                     amount: object, account: str, message: tuple[str, str] | None, now: int) -> tuple[list, list]:
+        """The create script's KEYS and ARGV for one job."""
         account = account or DEFAULT_ACCOUNT
+        payload_json = json.dumps(dict(payload), ensure_ascii=False)
         # the account is part of the identity: the same payload for another account is another job
         fp = fingerprint(payload) if account == DEFAULT_ACCOUNT else fingerprint({**payload, "\0account": account})
         record = {
-            "tradeNo": trade_no, "state": states.QUEUED, "createdAt": now, "updatedAt": now,
-            "attempts": 0, "fingerprint": fp, "contact": json.dumps(dict(contact)), "version": 1,
+            "tradeNo": trade_no, "state": states.QUEUED, "createdAt": str(now), "updatedAt": str(now),
+            "attempts": "0", "fingerprint": fp, "contact": json.dumps(dict(contact)), "version": "1",
             "account": account,
         }
         if isinstance(amount, str):
             record["amount"] = amount
-        outcome, state = self._create(
-            keys=[self.keys.job(trade_no), self.keys.history(trade_no), self.keys.events,
-                  self.keys.payload(trade_no), self.keys.index(states.QUEUED),
-                  self.keys.entered(states.QUEUED), self.keys.transitions, self.keys.open_by_account,
-                  self.keys.jobs_created, self.keys.jobs_names, self.keys.daily(jst_day(now)),
-                  self.keys.jobs_platform, self.keys.jobs_platform_of],
-            args=[trade_no, fp, now, self.ttl, self.events_maxlen,
-                  json.dumps({k: str(v) for k, v in record.items()}, ensure_ascii=False),
-                  json.dumps(dict(payload), ensure_ascii=False), account],
-        )
-        outcome = _text(outcome)
-        if outcome == "conflict":
+        k = self.keys
+        keys = [k.job(trade_no), k.history(trade_no), k.events, k.payload(trade_no), k.index(states.QUEUED),
+                k.entered(states.QUEUED), k.transitions, k.open_by_account, k.jobs_created, k.jobs_names,
+                k.daily(jst_day(now)), k.jobs_platform, k.jobs_platform_of]
+        args = [trade_no, fp, now, self.ttl, self.events_maxlen, json.dumps(record, ensure_ascii=False),
+                payload_json, account]
+        if message is not None:
+            queue, text = message
+            keys.append(broker_queue(queue))
+            args.append(text)
+        return keys, args
+
+    def _created(self, trade_no: str, outcome: str, state: str, *, conflict_raises: bool = True) -> tuple[str, str]:
+        if outcome == "conflict" and conflict_raises:
             raise DuplicateTradeNoError(
                 "tradeNo is already used by a job with a different payload",
                 errors={"tradeNo": ["already used by another job with a different payload"]})
         if outcome == "created":
             event(log, logging.INFO, "state_change", {"tradeNo": trade_no, "from": "new", "to": states.QUEUED,
                                                      "attempt": 0})
-        return outcome, _text(state)
+        return outcome, state
 
     def move(self, trade_no: str, target: str, *, fields: Mapping[str, object] | None = None,
              drop: Iterable[str] = (), detail: Mapping[str, object] | None = None,
