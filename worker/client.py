@@ -31,7 +31,7 @@ __all__ = ["enqueue_checkout", "enqueue_checkouts", "get_checkout", "CheckoutErr
            "DuplicateTradeNoError", "CHUNK"]
 
 SUBMIT_TASK = "vexora.checkout.submit"
-CHUNK = 500  # create steps per pipeline (one round trip) in enqueue_checkouts
+CHUNK = 100  # create steps per write to Redis (one round trip) in enqueue_checkouts
 
 # enqueue_checkouts' per-item results
 CREATED, DUPLICATE, CONFLICT, INVALID = "created", "duplicate", "conflict", "invalid"
@@ -102,47 +102,52 @@ def enqueue_checkouts(payloads: Iterable[Mapping[str, object]], *, account: str 
       identify a job (``tradeNo`` is the one given, or None); nothing stored.
 
     An unknown ``account`` refuses the whole batch (``InvalidError``). The create steps go to
-    Redis ``CHUNK`` per pipeline, each job with its message in one atomic step when the broker is
-    the store's Redis (otherwise the messages are sent one by one after the chunk is stored), then
-    one replication confirm for the batch. Redis down mid-batch raises (a redis
+    Redis ``CHUNK`` a round trip (``JobStore.create_many``: the next chunk is built while Redis
+    runs the last), each job with its message in one atomic step when the broker is the store's
+    Redis (otherwise the messages are sent one by one once the jobs are stored), then one
+    replication confirm for the batch. Redis down mid-batch raises (a redis
     ``ConnectionError``), as ``enqueue_checkout`` does: the jobs of chunks already written are
     stored; sending the same batch again is safe (they answer ``duplicate``).
     """
     rt = runtime or get_runtime()
     account = _account(rt, account)
     answers: list[dict | None] = []
-    items: list[tuple] = []
-    where: list[int] = []
-    for payload in payloads:
-        if not isinstance(payload, Mapping):
-            answers.append({"tradeNo": None, "result": INVALID,
-                            "errors": {k: list(v) for k, v in _NOT_AN_OBJECT.items()}})
-            continue
-        job = dict(payload)
-        trade_no = job.get("tradeNo")
-        if trade_no is None:
-            trade_no = job["tradeNo"] = generate_trade_no()
-        errors = trade_no_errors(trade_no)
-        if errors:
-            answers.append({"tradeNo": trade_no if isinstance(trade_no, str) else None, "result": INVALID,
-                            "errors": {"tradeNo": errors}})
-            continue
-        where.append(len(answers))
-        answers.append(None)
-        items.append((trade_no, job, mask_contact(job), job.get("amount"), account, _submit_message(rt, trade_no)))
-    for start in range(0, len(items), CHUNK):
-        chunk = items[start:start + CHUNK]
-        outcomes = rt.store.create_many(chunk, chunk=CHUNK)
-        for (trade_no, *_, message), (outcome, state), at in zip(chunk, outcomes, where[start:start + CHUNK]):
-            if outcome == "conflict":
-                answers[at] = {"tradeNo": trade_no, "result": CONFLICT,
-                               "errors": {k: list(v) for k, v in _CONFLICT_ERRORS.items()}}
+    where: list[int] = []  # the answer each stored item fills
+    stored: list[str] = []  # and its tradeNo
+
+    def items():
+        # read by the store a chunk at a time: this work overlaps with Redis running the last chunk
+        for payload in payloads:
+            if not isinstance(payload, Mapping):
+                answers.append({"tradeNo": None, "result": INVALID,
+                                "errors": {k: list(v) for k, v in _NOT_AN_OBJECT.items()}})
                 continue
-            if message is None and (outcome == "created" or state == states.QUEUED):
-                rt.send(SUBMIT_TASK, trade_no)
-            answers[at] = {"tradeNo": trade_no, "result": CREATED if outcome == "created" else DUPLICATE,
-                           "state": state}
-    if items:
+            job = dict(payload)
+            trade_no = job.get("tradeNo")
+            if trade_no is None:
+                trade_no = job["tradeNo"] = generate_trade_no()
+            errors = trade_no_errors(trade_no)
+            if errors:
+                answers.append({"tradeNo": trade_no if isinstance(trade_no, str) else None, "result": INVALID,
+                                "errors": {"tradeNo": errors}})
+                continue
+            where.append(len(answers))
+            stored.append(trade_no)
+            answers.append(None)
+            yield trade_no, job, mask_contact(job), job.get("amount"), account, _submit_message(rt, trade_no)
+
+    outcomes = rt.store.create_many(items(), chunk=CHUNK)
+    direct = rt.task_messages is not None
+    for at, trade_no, (outcome, state) in zip(where, stored, outcomes):
+        if outcome == "conflict":
+            answers[at] = {"tradeNo": trade_no, "result": CONFLICT,
+                           "errors": {k: list(v) for k, v in _CONFLICT_ERRORS.items()}}
+            continue
+        if not direct and (outcome == "created" or state == states.QUEUED):
+            rt.send(SUBMIT_TASK, trade_no)  # another broker: the message after the job is stored
+        answers[at] = {"tradeNo": trade_no, "result": CREATED if outcome == "created" else DUPLICATE,
+                       "state": state}
+    if stored:
         rt.replication.confirm()  # once for the batch: every chunk written before it
     return answers  # type: ignore[return-value]
 

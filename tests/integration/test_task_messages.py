@@ -185,3 +185,18 @@ def test_another_broker_gets_its_messages_from_send_task(stack):
         assert all(stack.record(t)["state"] == states.QUEUED for t in [one] + [a["tradeNo"] for a in many])
     finally:
         broker.delete(QUEUE)
+
+
+def test_a_batch_after_the_scripts_were_flushed(stack, monkeypatch):
+    """A restarted or newly promoted server has no scripts: every step of the batch is refused
+    with NOSCRIPT, run again once the script is loaded, and answered as if nothing happened; the
+    connection is left in step (the next call reads its own replies)."""
+    import worker.client
+    monkeypatch.setattr(worker.client, "CHUNK", 4)
+    rt = stack.runtime
+    jobs = [payload() for _ in range(10)]
+    rt.redis.script_flush()
+    answers = enqueue_checkouts(jobs + jobs[:1], runtime=rt)
+    assert [a["result"] for a in answers] == ["created"] * 10 + ["duplicate"]
+    assert sorted(_submits(stack)) == sorted([j["tradeNo"] for j in jobs] + [jobs[0]["tradeNo"]])
+    assert rt.redis.ping() and enqueue_checkout(payload(), runtime=rt)

@@ -68,8 +68,53 @@ def jst_day(ms: int) -> str:
 
 def fingerprint(payload: Mapping[str, object]) -> str:
     """Identity of a payload for idempotent enqueue (same tradeNo, same payload -> same job)."""
-    canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return hashlib.sha256(_canonical(payload).encode("utf-8")).hexdigest()
+
+
+def _chunks(items: Iterable, size: int) -> Iterable[list]:
+    """``items`` ``size`` at a time (the last chunk shorter), read lazily."""
+    chunk: list = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _evalsha(sha: bytes, keys: list, args: list) -> bytes:
+    """``EVALSHA sha numkeys keys... args...`` in RESP, as redis-py would pack it (str as UTF-8,
+    int as its digits, bytes as they are)."""
+    values = [sha, b"%d" % len(keys), *keys, *args]
+    out = [b"*%d\r\n$7\r\nEVALSHA\r\n" % (len(values) + 1)]
+    for value in values:
+        if isinstance(value, str):
+            value = value.encode()
+        elif isinstance(value, int):
+            value = b"%d" % value
+        out.append(b"$%d\r\n%b\r\n" % (len(value), value))
+    return b"".join(out)
+
+
+def _read_replies(conn, n: int, into: list) -> None:
+    """Read ``n`` replies of a written chunk: a NOSCRIPT reply is kept (run again later), any other
+    error raised once the chunk's replies are all read."""
+    error = None
+    for _ in range(n):
+        try:
+            into.append(conn.read_response())
+        except redis.exceptions.NoScriptError as exc:
+            into.append(exc)
+        except redis.exceptions.ResponseError as exc:
+            into.append(exc)
+            error = error or exc
+    if error is not None:
+        raise error
+
+
+def _canonical(payload: Mapping[str, object]) -> str:
+    return json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -183,79 +228,92 @@ class JobStore:
 
     def create_many(self, items: Iterable[tuple[str, Mapping[str, object], Mapping[str, str], object, str,
                                                 tuple[str, str] | None]],
-                    *, chunk: int = 500) -> list[tuple[str, str]]:
-        """``create`` for many jobs, ``chunk`` create scripts per pipeline (one round trip each,
-        not atomic together: each job's own step is). ``items`` are ``(tradeNo, payload,
-        contact, amount, account, message)``, each tradeNo already checked by the caller (an
-        invalid one is refused here as a whole, as ``create`` refuses it). Answers ``(outcome,
-        state)`` per item, in order; a different payload under a used tradeNo is the outcome
-        ``"conflict"``, not an exception."""
-        items = list(items)
-        for item in items:
-            errors = trade_no_errors(item[0])
-            if errors:
-                raise InvalidError("tradeNo cannot identify a job", errors={"tradeNo": errors})
-        sha = self._create.sha
-        answers: list[tuple[str, str]] = []
-        for i in range(0, len(items), max(1, chunk)):
-            part = items[i:i + chunk]
-            now = self.now_ms()
-            calls = [self._create_call(t, p, c, a, acc, m, now) for t, p, c, a, acc, m in part]
-            results = self._pipelined(sha, calls)
-            for (trade_no, *_), (outcome, state) in zip(part, results):
-                answers.append(self._created(trade_no, _text(outcome), _text(state), conflict_raises=False))
-        return answers
+                    *, chunk: int = 100) -> list[tuple[str, str]]:
+        """``create`` for many jobs: ``(outcome, state)`` per item, in order, where a different
+        payload under a used tradeNo is the outcome ``"conflict"``, not an exception.
 
-    def _pipelined(self, sha: str, calls: list[tuple[list, list]]) -> list:
-        """Each ``(keys, args)`` of the create script in one pipeline (EVALSHA; the script loaded
-        again, and only the calls it missed run again, after a ``NOSCRIPT``)."""
-        results: list = [None] * len(calls)
-        todo = list(range(len(calls)))
-        for _ in range(2):
-            pipe = self.redis.pipeline(transaction=False)
-            for j in todo:
-                keys, args = calls[j]
-                pipe.evalsha(sha, len(keys), *keys, *args)
-            answers = pipe.execute(raise_on_error=False)
-            missed = []
-            for j, answer in zip(todo, answers):
-                if isinstance(answer, redis.exceptions.NoScriptError):
-                    missed.append(j)
-                elif isinstance(answer, Exception):
-                    raise answer
-                else:
-                    results[j] = answer
-            if not missed:
-                return results
-            self.redis.script_load(self._create.script)  # a restarted or newly promoted server
-            todo = missed
-        raise redis.exceptions.NoScriptError("create script not loaded")
+        ``items`` are ``(tradeNo, payload, contact, amount, account, message)``, each tradeNo
+        already checked by the caller (an invalid one is refused here, as ``create`` refuses it);
+        they may be a generator, read ``chunk`` at a time. Each chunk's create steps go to Redis as
+        one write on one connection (one round trip; each job's own step atomic, the chunk not),
+        and the next chunk is built and written while Redis runs the one before: the producer's
+        CPU and Redis's overlap. A step refused with ``NOSCRIPT`` (a restarted or newly promoted
+        server) runs again once the script is loaded; any other error is raised after its
+        chunk's replies are read (the connection is dropped if replies are left unread).
+        """
+        sha = self._create.sha.encode()
+        answers: list = []  # the script's reply per item, or a NoScriptError
+        calls: list[tuple[list, list]] = []  # per item: its KEYS and ARGV
+        unread: list[int] = []  # how many replies each chunk written and not yet read has
+        pool = self.redis.connection_pool
+        conn = pool.get_connection()
+        try:
+            for part in _chunks(items, max(1, chunk)):
+                now = self.now_ms()
+                first = len(calls)
+                for trade_no, payload, contact, amount, account, message in part:
+                    errors = trade_no_errors(trade_no)
+                    if errors:
+                        raise InvalidError("tradeNo cannot identify a job", errors={"tradeNo": errors})
+                    calls.append(self._create_call(trade_no, payload, contact, amount, account, message, now))
+                conn.send_packed_command([b"".join(_evalsha(sha, keys, args) for keys, args in calls[first:])])
+                unread.append(len(calls) - first)
+                if len(unread) > 1:
+                    _read_replies(conn, unread.pop(0), answers)
+            while unread:
+                _read_replies(conn, unread.pop(0), answers)
+        except BaseException:
+            if unread:
+                conn.disconnect()  # replies left on the socket: never hand it to the next caller
+            raise
+        finally:
+            pool.release(conn)
+        out = []
+        for (keys, args), answer in zip(calls, answers):
+            if isinstance(answer, redis.exceptions.NoScriptError):
+                answer = self._create(keys=keys, args=args)  # redis-py's Script loads it again
+            out.append(self._created(_text(args[0]), _text(answer[0]), _text(answer[1]), conflict_raises=False))
+        return out
 
     def _create_call(self, trade_no: str, payload: Mapping[str, object], contact: Mapping[str, str],
                      amount: object, account: str, message: tuple[str, str] | None, now: int) -> tuple[list, list]:
         """The create script's KEYS and ARGV for one job."""
         account = account or DEFAULT_ACCOUNT
-        payload_json = json.dumps(dict(payload), ensure_ascii=False)
+        # the payload is stored as the canonical text its fingerprint hashes (encoded once, not twice)
+        payload_json = _canonical(payload)
         # the account is part of the identity: the same payload for another account is another job
-        fp = fingerprint(payload) if account == DEFAULT_ACCOUNT else fingerprint({**payload, "\0account": account})
+        fp = (hashlib.sha256(payload_json.encode("utf-8")).hexdigest() if account == DEFAULT_ACCOUNT
+              else fingerprint({**payload, "\0account": account}))
+        at = str(now)
         record = {
-            "tradeNo": trade_no, "state": states.QUEUED, "createdAt": str(now), "updatedAt": str(now),
+            "tradeNo": trade_no, "state": states.QUEUED, "createdAt": at, "updatedAt": at,
             "attempts": "0", "fingerprint": fp, "contact": json.dumps(dict(contact)), "version": "1",
             "account": account,
         }
         if isinstance(amount, str):
             record["amount"] = amount
+        events, shared = self._create_keys(now)
         k = self.keys
-        keys = [k.job(trade_no), k.history(trade_no), k.events, k.payload(trade_no), k.index(states.QUEUED),
-                k.entered(states.QUEUED), k.transitions, k.open_by_account, k.jobs_created, k.jobs_names,
-                k.daily(jst_day(now)), k.jobs_platform, k.jobs_platform_of]
-        args = [trade_no, fp, now, self.ttl, self.events_maxlen, json.dumps(record, ensure_ascii=False),
+        keys = [k.job(trade_no), k.history(trade_no), events, k.payload(trade_no), *shared]
+        args = [trade_no, fp, at, self.ttl, self.events_maxlen, json.dumps(record, ensure_ascii=False),
                 payload_json, account]
         if message is not None:
             queue, text = message
             keys.append(broker_queue(queue))
             args.append(text)
         return keys, args
+
+    def _create_keys(self, now: int) -> tuple[bytes, list[bytes]]:
+        """The create script's keys shared by every job (KEYS 3 and 5-13), encoded once a minute
+        (the JST day's totals key changes at a minute's start)."""
+        minute = now // 60_000
+        found = getattr(self, "_create_keys_cache", None)
+        if found is None or found[0] != minute:
+            k = self.keys
+            shared = [k.index(states.QUEUED), k.entered(states.QUEUED), k.transitions, k.open_by_account,
+                      k.jobs_created, k.jobs_names, k.daily(jst_day(now)), k.jobs_platform, k.jobs_platform_of]
+            found = self._create_keys_cache = (minute, k.events.encode(), [key.encode() for key in shared])
+        return found[1], found[2]
 
     def _created(self, trade_no: str, outcome: str, state: str, *, conflict_raises: bool = True) -> tuple[str, str]:
         if outcome == "conflict" and conflict_raises:
