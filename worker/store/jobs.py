@@ -239,7 +239,7 @@ class JobStore:
         and the next chunk is built and written while Redis runs the one before: the producer's
         CPU and Redis's overlap. A step refused with ``NOSCRIPT`` (a restarted or newly promoted
         server) runs again once the script is loaded; any other error is raised after its
-        chunk's replies are read (the connection is dropped if replies are left unread).
+        chunk's replies are read, and the connection is dropped (other replies may be unread).
         """
         sha = self._create.sha.encode()
         answers: list = []  # the script's reply per item, or a NoScriptError
@@ -263,8 +263,7 @@ class JobStore:
             while unread:
                 _read_replies(conn, unread.pop(0), answers)
         except BaseException:
-            if unread:
-                conn.disconnect()  # replies left on the socket: never hand it to the next caller
+            conn.disconnect()  # replies may be left on the socket: never hand it to the next caller
             raise
         finally:
             pool.release(conn)
