@@ -249,16 +249,21 @@ def findings(by_key: dict) -> str:
         send = next((r for k, r in prod.items() if k.startswith("part: Celery send_task")), None)
         create = next((r for k, r in prod.items() if k.startswith("part: store.create")), None)
         one = prod.get("enqueue_checkout, one at a time", [0] * 8)
+        before = next((r for k, r in prod.items() if k.startswith("before:")), None)
         items.append(
             f"**Producer: one round trip per `enqueue_checkout`, and a batch producer at "
             f"{_f(pr.data['batch'])} jobs/s.** The job and its first task message are written in one "
-            f"Lua step when the broker is the store's Redis: a call takes {_f(one[5])} µs, against "
-            f"{_f(create[5] if create else None)} µs for the store's create alone and "
-            f"{_f(send[5] if send else None)} µs for the `send_task` it no longer makes (still made "
-            f"with RabbitMQ or a broker elsewhere). `enqueue_checkouts` pipelines 500 create steps a "
-            f"round trip: {_f(pr.data['batch'])} jobs/s at {_f(pr.data.get('batch_cpu_us'))} µs of "
-            f"producer CPU a job; the batch form of `POST /v1/checkouts` {_f(pr.data.get('http_batch'))} "
-            f"jobs/s through gunicorn, each item validated with the schema first.")
+            f"Lua step when the broker is the store's Redis: a call costs {_f(one[6])} µs of producer CPU "
+            f"({_f(one[5])} µs of wall time) against {_f(before[6] if before else None)} µs "
+            f"({_f(before[5] if before else None)} µs) for the path before, the store's create and then "
+            f"`send_task` ({_f(send[6] if send else None)} µs of CPU on its own; still the path with "
+            f"RabbitMQ or a broker elsewhere), timed in the same run. `enqueue_checkouts` writes 100 create "
+            f"steps a round trip and builds the next hundred while Redis runs the last: "
+            f"{_f(pr.data['batch'])} jobs/s at {_f(pr.data.get('batch_cpu_us'))} µs of producer CPU a job "
+            f"(Redis's CPU beside it: table 3); the batch form of `POST /v1/checkouts` "
+            f"{_f(pr.data.get('http_batch'))} jobs/s through gunicorn at "
+            f"{_f(pr.data.get('http_batch_cpu_us'))} µs of the web app's CPU a job, most of it the "
+            f"marshmallow validation of each item, which the single form does too.")
     # 6. callbacks
     if cbk and cbk.data:
         shape, first = next(iter(cbk.data.items()))
