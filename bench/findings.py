@@ -247,7 +247,6 @@ def findings(by_key: dict) -> str:
     if pr and pr.data:
         prod = {r[0].strip(): r for r in pr.tables[0].rows}
         send = next((r for k, r in prod.items() if k.startswith("part: Celery send_task")), None)
-        create = next((r for k, r in prod.items() if k.startswith("part: store.create")), None)
         one = prod.get("enqueue_checkout, one at a time", [0] * 8)
         before = next((r for k, r in prod.items() if k.startswith("before:")), None)
         items.append(
