@@ -67,8 +67,9 @@ def headline(by_key: dict) -> list[str]:
     pr = by_key.get("producer")
     if pr and pr.data:
         lines.append(f"Producer: {_f(pr.data['one'])} `enqueue_checkout`/s one at a time, "
-                     f"{_f(pr.data['concurrent'])}/s from 8 threads; a pipelined batch would reach "
-                     f"~{_f(pr.data['batch_estimate'])}/s (estimate).")
+                     f"{_f(pr.data['concurrent'])}/s from 8 threads; **{_f(pr.data['batch'])} jobs/s** "
+                     f"through `enqueue_checkouts` (500 a call), {_f(pr.data.get('http_batch'))}/s through "
+                     f"the batch form of `POST /v1/checkouts`.")
     cb = by_key.get("callbacks")
     if cb and cb.data:
         for shape, v in cb.data.items():
@@ -268,17 +269,22 @@ def findings(by_key: dict) -> str:
     if pr and pr.data:
         prod = {r[0].strip(): r for r in pr.tables[0].rows}
         send = next((r for k, r in prod.items() if k.startswith("part: Celery send_task")), None)
-        create = next((r for k, r in prod.items() if k.startswith("part: store.create only")), None)
+        one = prod.get("enqueue_checkout, one at a time", [0] * 8)
+        before = next((r for k, r in prod.items() if k.startswith("before:")), None)
         items.append(
-            f"**Producer: the broker send dominates `enqueue_checkout`; a batch API does not pay "
-            f"yet.** Timed on their own, `send_task` takes {_f(send[5] if send else None)} µs and the "
-            f"store's create {_f(create[5] if create else None)} µs, of a "
-            f"{_f(prod.get('enqueue_checkout, one at a time', [0] * 6)[5])} µs call. A batch API "
-            f"that pipelines the creates (emulated in table 3) would reach ~{_f(pr.data['batch_estimate'])}/s "
-            f"against {_f(pr.data['one'])}/s one at a time, because one `send_task` per job remains; "
-            "the gain is in sending the messages in bulk too (one pipeline of `LPUSH`es of "
-            "ready-made messages, the format `docs/producers.md` documents). One producer already "
-            "enqueues faster than a worker process submits.")
+            f"**Producer: one round trip per `enqueue_checkout`, and a batch producer at "
+            f"{_f(pr.data['batch'])} jobs/s.** The job and its first task message are written in one "
+            f"Lua step when the broker is the store's Redis: a call costs {_f(one[6])} µs of producer CPU "
+            f"({_f(one[5])} µs of wall time) against {_f(before[6] if before else None)} µs "
+            f"({_f(before[5] if before else None)} µs) for the path before, the store's create and then "
+            f"`send_task` ({_f(send[6] if send else None)} µs of CPU on its own; still the path with "
+            f"RabbitMQ or a broker elsewhere), timed in the same run. `enqueue_checkouts` writes 100 create "
+            f"steps a round trip and builds the next hundred while Redis runs the last: "
+            f"{_f(pr.data['batch'])} jobs/s at {_f(pr.data.get('batch_cpu_us'))} µs of producer CPU a job "
+            f"(Redis's CPU beside it: table 3); the batch form of `POST /v1/checkouts` "
+            f"{_f(pr.data.get('http_batch'))} jobs/s through gunicorn at "
+            f"{_f(pr.data.get('http_batch_cpu_us'))} µs of the web app's CPU a job, most of it the "
+            f"marshmallow validation of each item, which the single form does too.")
     # 6. callbacks
     if cbk and cbk.data:
         shape, first = next(iter(cbk.data.items()))

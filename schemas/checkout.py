@@ -132,10 +132,14 @@ def trade_no_errors(value: object) -> list[str]:
     """The schema's tradeNo rule on its own, for every place a tradeNo becomes a key: ``[]`` when
     ``value`` may identify a job, else the messages (never the value)."""
     try:
-        _Text(validate=TRADE_NO_RULES).deserialize(value)
+        _TRADE_NO.deserialize(value)
     except ValidationError as err:
         return list(err.messages)
     return []
+
+
+# the rule's field, built once (a field holds no state between deserializations)
+_TRADE_NO = _Text(validate=TRADE_NO_RULES)
 
 
 class CheckoutRequestSchema(Schema):

@@ -98,9 +98,15 @@ def test_a_bearer_token_is_required(stack, token):
 
 def test_unknown_checkout_is_404_and_non_object_body_400(stack):
     assert_problem(get(stack, "NOPE"), 404, "/v1/checkouts/NOPE")
+    for body in (b"1", b'"text"', b"null", b"not json"):
+        answer = stack.http.post(stack.web_url + "/v1/checkouts", data=body,
+                                 headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+        assert_problem(answer, 400, "/v1/checkouts")
+    # an array is the batch form (tests/integration/test_api_batch.py): its items answered one by one
     answer = stack.http.post(stack.web_url + "/v1/checkouts", data=b"[1]",
                              headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
-    assert_problem(answer, 400, "/v1/checkouts")
+    assert answer.status_code == 200 and answer.json()["results"] == [
+        {"tradeNo": None, "result": "invalid", "errors": {"_schema": ["must be an object"]}}]
 
 
 def test_routing_errors_are_problem_documents_too(stack):

@@ -39,7 +39,7 @@ from worker.domain.errors import DuplicateTradeNoError, InvalidError, LeaseLostE
 from worker.logs import event
 from worker.store import scripts
 from worker.store.connection import Replication
-from worker.store.keys import Keys
+from worker.store.keys import Keys, broker_queue
 
 __all__ = ["JobStore", "Job", "Moved", "fingerprint", "WEBHOOK_STATES", "RESOLVED", "GONE", "VERSION_CHANGED",
            "NOT_IN_REVIEW"]
@@ -80,8 +80,53 @@ _jst_day_cache: tuple[int, int, str] = (0, 0, "")
 
 def fingerprint(payload: Mapping[str, object]) -> str:
     """Identity of a payload for idempotent enqueue (same tradeNo, same payload -> same job)."""
-    canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return hashlib.sha256(_canonical(payload).encode("utf-8")).hexdigest()
+
+
+def _chunks(items: Iterable, size: int) -> Iterable[list]:
+    """``items`` ``size`` at a time (the last chunk shorter), read lazily."""
+    chunk: list = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _evalsha(sha: bytes, keys: list, args: list) -> bytes:
+    """``EVALSHA sha numkeys keys... args...`` in RESP, as redis-py would pack it (str as UTF-8,
+    int as its digits, bytes as they are)."""
+    values = [sha, b"%d" % len(keys), *keys, *args]
+    out = [b"*%d\r\n$7\r\nEVALSHA\r\n" % (len(values) + 1)]
+    for value in values:
+        if isinstance(value, str):
+            value = value.encode()
+        elif isinstance(value, int):
+            value = b"%d" % value
+        out.append(b"$%d\r\n%b\r\n" % (len(value), value))
+    return b"".join(out)
+
+
+def _read_replies(conn, n: int, into: list) -> None:
+    """Read ``n`` replies of a written chunk: a NOSCRIPT reply is kept (run again later), any other
+    error raised once the chunk's replies are all read."""
+    error = None
+    for _ in range(n):
+        try:
+            into.append(conn.read_response())
+        except redis.exceptions.NoScriptError as exc:
+            into.append(exc)
+        except redis.exceptions.ResponseError as exc:
+            into.append(exc)
+            error = error or exc
+    if error is not None:
+        raise error
+
+
+def _canonical(payload: Mapping[str, object]) -> str:
+    return json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -172,9 +217,16 @@ class JobStore:
 
     # -- writes -----------------------------------------------------------------------------
     def create(self, trade_no: str, payload: Mapping[str, object], *, contact: Mapping[str, str],
-               amount: object = None, account: str = DEFAULT_ACCOUNT) -> tuple[str, str]:
+               amount: object = None, account: str = DEFAULT_ACCOUNT,
+               message: tuple[str, str] | None = None) -> tuple[str, str]:
         """Store a new ``queued`` job of ``account``; ``("created"|"existing", state)`` (existing:
         same payload and account).
+
+        ``message`` (``(queue, text)``: a task message as kombu's Redis transport writes it,
+        ``worker.runtime.messages``) is pushed onto the broker's list of ``queue`` in the same
+        atomic step, when the job is created or is an existing job still ``queued`` (the caller's
+        condition for a send before): the job and its first message are written together or not
+        at all, in one round trip.
 
         Raises ``DuplicateTradeNoError`` when the tradeNo is taken by a different payload, or by
         another account's job (a tradeNo is one job across the deployment: its keys are the
@@ -183,36 +235,107 @@ class JobStore:
         errors = trade_no_errors(trade_no)
         if errors:  # the last line of defence: every producer checks first
             raise InvalidError("tradeNo cannot identify a job", errors={"tradeNo": errors})
-        now = self.now_ms()
+        keys, args = self._create_call(trade_no, payload, contact, amount, account, message, self.now_ms())
+        outcome, state = self._create(keys=keys, args=args)
+        return self._created(trade_no, _text(outcome), _text(state))
+
+    def create_many(self, items: Iterable[tuple[str, Mapping[str, object], Mapping[str, str], object, str,
+                                                tuple[str, str] | None]],
+                    *, chunk: int = 100) -> list[tuple[str, str]]:
+        """``create`` for many jobs: ``(outcome, state)`` per item, in order, where a different
+        payload under a used tradeNo is the outcome ``"conflict"``, not an exception.
+
+        ``items`` are ``(tradeNo, payload, contact, amount, account, message)``, each tradeNo
+        already checked by the caller (an invalid one is refused here, as ``create`` refuses it);
+        they may be a generator, read ``chunk`` at a time. Each chunk's create steps go to Redis as
+        one write on one connection (one round trip; each job's own step atomic, the chunk not),
+        and the next chunk is built and written while Redis runs the one before: the producer's
+        CPU and Redis's overlap. A step refused with ``NOSCRIPT`` (a restarted or newly promoted
+        server) runs again once the script is loaded; any other error is raised after its
+        chunk's replies are read, and the connection is dropped (other replies may be unread).
+        """
+        sha = self._create.sha.encode()
+        answers: list = []  # the script's reply per item, or a NoScriptError
+        calls: list[tuple[list, list]] = []  # per item: its KEYS and ARGV
+        unread: list[int] = []  # how many replies each chunk written and not yet read has
+        pool = self.redis.connection_pool
+        conn = pool.get_connection()
+        try:
+            for part in _chunks(items, max(1, chunk)):
+                now = self.now_ms()
+                first = len(calls)
+                for trade_no, payload, contact, amount, account, message in part:
+                    errors = trade_no_errors(trade_no)
+                    if errors:
+                        raise InvalidError("tradeNo cannot identify a job", errors={"tradeNo": errors})
+                    calls.append(self._create_call(trade_no, payload, contact, amount, account, message, now))
+                conn.send_packed_command([b"".join(_evalsha(sha, keys, args) for keys, args in calls[first:])])
+                unread.append(len(calls) - first)
+                if len(unread) > 1:
+                    _read_replies(conn, unread.pop(0), answers)
+            while unread:
+                _read_replies(conn, unread.pop(0), answers)
+        except BaseException:
+            conn.disconnect()  # replies may be left on the socket: never hand it to the next caller
+            raise
+        finally:
+            pool.release(conn)
+        out = []
+        for (keys, args), answer in zip(calls, answers):
+            if isinstance(answer, redis.exceptions.NoScriptError):
+                answer = self._create(keys=keys, args=args)  # redis-py's Script loads it again
+            out.append(self._created(_text(args[0]), _text(answer[0]), _text(answer[1]), conflict_raises=False))
+        return out
+
+    def _create_call(self, trade_no: str, payload: Mapping[str, object], contact: Mapping[str, str],
+                     amount: object, account: str, message: tuple[str, str] | None, now: int) -> tuple[list, list]:
+        """The create script's KEYS and ARGV for one job."""
         account = account or DEFAULT_ACCOUNT
+        # the payload is stored as the canonical text its fingerprint hashes (encoded once, not twice)
+        payload_json = _canonical(payload)
         # the account is part of the identity: the same payload for another account is another job
-        fp = fingerprint(payload) if account == DEFAULT_ACCOUNT else fingerprint({**payload, "\0account": account})
+        fp = (hashlib.sha256(payload_json.encode("utf-8")).hexdigest() if account == DEFAULT_ACCOUNT
+              else fingerprint({**payload, "\0account": account}))
+        at = str(now)
         record = {
-            "tradeNo": trade_no, "state": states.QUEUED, "createdAt": now, "updatedAt": now,
-            "attempts": 0, "fingerprint": fp, "contact": json.dumps(dict(contact)), "version": 1,
+            "tradeNo": trade_no, "state": states.QUEUED, "createdAt": at, "updatedAt": at,
+            "attempts": "0", "fingerprint": fp, "contact": json.dumps(dict(contact)), "version": "1",
             "account": account,
         }
         if isinstance(amount, str):
             record["amount"] = amount
-        outcome, state = self._create(
-            keys=[self.keys.job(trade_no), self.keys.history(trade_no), self.keys.events,
-                  self.keys.payload(trade_no), self.keys.index(states.QUEUED),
-                  self.keys.entered(states.QUEUED), self.keys.transitions, self.keys.open_by_account,
-                  self.keys.jobs_created, self.keys.jobs_names, self.keys.daily(jst_day(now)),
-                  self.keys.jobs_platform, self.keys.jobs_platform_of],
-            args=[trade_no, fp, now, self.ttl, self.events_maxlen,
-                  json.dumps({k: str(v) for k, v in record.items()}, ensure_ascii=False),
-                  json.dumps(dict(payload), ensure_ascii=False), account],
-        )
-        outcome = _text(outcome)
-        if outcome == "conflict":
+        events, shared = self._create_keys(now)
+        k = self.keys
+        keys = [k.job(trade_no), k.history(trade_no), events, k.payload(trade_no), *shared]
+        args = [trade_no, fp, at, self.ttl, self.events_maxlen, json.dumps(record, ensure_ascii=False),
+                payload_json, account]
+        if message is not None:
+            queue, text = message
+            keys.append(broker_queue(queue))
+            args.append(text)
+        return keys, args
+
+    def _create_keys(self, now: int) -> tuple[bytes, list[bytes]]:
+        """The create script's keys shared by every job (KEYS 3 and 5-13), encoded once a minute
+        (the JST day's totals key changes at a minute's start)."""
+        minute = now // 60_000
+        found = getattr(self, "_create_keys_cache", None)
+        if found is None or found[0] != minute:
+            k = self.keys
+            shared = [k.index(states.QUEUED), k.entered(states.QUEUED), k.transitions, k.open_by_account,
+                      k.jobs_created, k.jobs_names, k.daily(jst_day(now)), k.jobs_platform, k.jobs_platform_of]
+            found = self._create_keys_cache = (minute, k.events.encode(), [key.encode() for key in shared])
+        return found[1], found[2]
+
+    def _created(self, trade_no: str, outcome: str, state: str, *, conflict_raises: bool = True) -> tuple[str, str]:
+        if outcome == "conflict" and conflict_raises:
             raise DuplicateTradeNoError(
                 "tradeNo is already used by a job with a different payload",
                 errors={"tradeNo": ["already used by another job with a different payload"]})
         if outcome == "created":
             event(log, logging.INFO, "state_change", {"tradeNo": trade_no, "from": "new", "to": states.QUEUED,
                                                      "attempt": 0})
-        return outcome, _text(state)
+        return outcome, state
 
     def move(self, trade_no: str, target: str, *, fields: Mapping[str, object] | None = None,
              drop: Iterable[str] = (), detail: Mapping[str, object] | None = None,

@@ -38,9 +38,10 @@ from collections.abc import Callable
 import redis
 from flask import Blueprint, g, jsonify, request, url_for
 from kombu.exceptions import OperationalError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from schemas import generate_trade_no
-from worker.client import enqueue_checkout
+from worker.client import enqueue_checkout, enqueue_checkouts
 from worker.config.settings import Settings
 from worker.domain import access
 from worker.domain.access import ALL_ACCOUNTS, DEFAULT_ACCOUNT, Principal
@@ -50,11 +51,12 @@ from worker.logs import event
 from worker.runtime.wiring import Runtime, checkout_schema, get_runtime
 from worker.store.apikeys import ApiKeys, parse_key, principal_of
 from worker.web.bodies import read_limited
-from worker.web.openapi import build_openapi
+from worker.web.openapi import BATCH_MAX_BYTES, BATCH_MAX_ITEMS, build_openapi
 from worker.web.problems import problem
 
 __all__ = ["producer_api", "bearer_guard", "api_principal", "require", "audit", "visible_job",
-           "known_accounts", "ACCOUNT_HEADER", "TOKEN_PRINCIPAL", "etag", "if_match_versions"]
+           "known_accounts", "ACCOUNT_HEADER", "TOKEN_PRINCIPAL", "etag", "if_match_versions", "BATCH_MAX_ITEMS",
+           "BATCH_MAX_BYTES"]
 
 log = logging.getLogger("vexora.web")
 
@@ -237,12 +239,18 @@ def producer_api(settings: Settings, runtime: Callable[[], Runtime]) -> Blueprin
     def create_checkout():
         if not request.is_json:
             return _problem(400, "the body must be a JSON object (Content-Type: application/json)")
+        # a batch may be longer than one checkout; a single checkout keeps its own limit
+        raw = read_limited(request, max(BATCH_MAX_BYTES, settings.callback_max_bytes))
         try:
-            body = json.loads(read_limited(request, settings.callback_max_bytes))
+            body = json.loads(raw)
         except (ValueError, RecursionError):
             body = None
+        if isinstance(body, list):
+            return create_checkouts(body)
+        if len(raw) > settings.callback_max_bytes:
+            raise RequestEntityTooLarge()
         if not isinstance(body, dict):
-            return _problem(400, "the body must be a JSON object")
+            return _problem(400, "the body must be a JSON object, or an array of them")
         account, refused = account_for_new_job()
         if refused is not None:
             return refused
@@ -273,6 +281,57 @@ def producer_api(settings: Settings, runtime: Callable[[], Runtime]) -> Blueprin
                             "statusUrl": status_url})
         response.headers["Location"] = status_url
         return response, 202
+
+    def create_checkouts(items: list):
+        """The batch form: up to ``BATCH_MAX_ITEMS`` checkouts, each validated as the single form
+        validates one (nothing stored for an invalid one), the valid ones stored and queued by
+        ``enqueue_checkouts``; 200 with one result per item, in order."""
+        account, refused = account_for_new_job()
+        if refused is not None:
+            return refused
+        if len(items) > BATCH_MAX_ITEMS:
+            return _problem(413, f"at most {BATCH_MAX_ITEMS} checkouts in one request",
+                            errors={"_schema": [f"at most {BATCH_MAX_ITEMS} items"]})
+        if not items:
+            return _problem(422, "an empty batch", errors={"_schema": ["at least 1 item"]})
+        rt = runtime()
+        rules = rt.schemas.get(account, schema)
+        results: list[dict | None] = []
+        valid: list[dict] = []
+        for item in items:
+            if not isinstance(item, dict):
+                results.append({"tradeNo": None, "result": "invalid", "errors": {"_schema": ["must be an object"]}})
+                continue
+            job = dict(item)
+            given = job.get("tradeNo")
+            if given is None:
+                job["tradeNo"] = generate_trade_no()
+            errors = rules.field_errors(job)
+            if errors:
+                results.append({"tradeNo": given if isinstance(given, str) else None, "result": "invalid",
+                                "errors": errors})
+                continue
+            results.append(None)
+            valid.append(job)
+        try:
+            stored = enqueue_checkouts(valid, account=account, runtime=rt) if valid else []
+        except _REDIS_DOWN:
+            return _problem(503, "temporarily unavailable; retry the same batch (stored checkouts answer "
+                                 "duplicate)")
+        except OperationalError:
+            return _problem(503, "stored but not all queued; retry the same batch (stored checkouts answer "
+                                 "duplicate, queued ones are queued again)")
+        # every valid tradeNo is [A-Za-z0-9_-]: the status URL is a prefix and the tradeNo, as it is
+        prefix = url_for("producer_api.show_checkout", trade_no="x", _external=True)[:-1]
+        answers = iter(stored)
+        counts = {"created": 0, "duplicate": 0, "conflict": 0, "invalid": 0}
+        for i, result in enumerate(results):
+            if result is None:
+                result = results[i] = next(answers)
+                if "state" in result:
+                    result["statusUrl"] = prefix + result["tradeNo"]
+            counts[result["result"]] += 1
+        return jsonify({"results": results, "counts": counts}), 200
 
     @api.get("/v1/checkouts/<trade_no>")
     @scoped(access.CHECKOUTS_READ)

@@ -59,9 +59,15 @@ from schemas.api import (
     WEBHOOK_SECRET_PATTERN,
 )
 from schemas._rules import digits_at_most_pattern
+from schemas.record import STATES
 from schemas.checkout import TRADE_NO_RULES
 
-__all__ = ["build_openapi", "COMPONENTS"]
+__all__ = ["build_openapi", "COMPONENTS", "BATCH_MAX_ITEMS", "BATCH_MAX_BYTES"]
+
+# the batch form of POST /v1/checkouts: at most this many checkouts, and bytes, in one request
+# (the server refuses more with 413; worker.web.api reads them from here)
+BATCH_MAX_ITEMS = 500
+BATCH_MAX_BYTES = 4 * 1024 * 1024
 
 # component name -> schema; CheckoutRequest is the settings' instance, given to build_openapi
 COMPONENTS: dict[str, type[Schema]] = {
@@ -193,6 +199,17 @@ def build_openapi(schema: CheckoutRequestSchema) -> dict:
 
     trade_no = {"name": "tradeNo", "in": "path", "required": True,
                 "schema": plugin.converter.field2property(fields.String(validate=TRADE_NO_RULES))}
+    spec.components.schema("CheckoutBatchResult", component=_batch_result())
+    spec.components.schema("CheckoutBatchResults", component={
+        "type": "object", "additionalProperties": False, "required": ["results", "counts"],
+        "description": "The answer to a batch: one result per item, in the order sent, and how many of each.",
+        "properties": {
+            "results": {"type": "array", "items": _ref("CheckoutBatchResult")},
+            "counts": {"type": "object", "additionalProperties": False,
+                       "required": ["created", "duplicate", "conflict", "invalid"],
+                       "properties": {name: {"type": "integer", "minimum": 0}
+                                      for name in ("created", "duplicate", "conflict", "invalid")}},
+        }})
     for path, operations in _paths(trade_no).items():
         spec.path(path=path, operations=operations)
     document = spec.to_dict()
@@ -202,6 +219,26 @@ def build_openapi(schema: CheckoutRequestSchema) -> dict:
         {"properties": {"state": {"const": "failed"}}, "not": {"required": ["amount"]}}]
     document["webhooks"] = _webhooks()
     return document
+
+
+def _batch_result() -> dict:
+    """One item's answer in a batch: created or duplicate (the single form's 202 body and the
+    result), conflict (its 409), invalid (its 422: field errors, nothing stored)."""
+    errors = {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}},
+              "description": "Field name -> its rules (never the values sent), as a 422's or 409's errors."}
+    return {"oneOf": [
+        {"type": "object", "additionalProperties": False, "required": ["tradeNo", "result", "state", "statusUrl"],
+         "description": "Stored and queued (created), or the same payload was already that job (duplicate).",
+         "properties": {"tradeNo": {"type": "string"}, "result": {"enum": ["created", "duplicate"]},
+                        "state": {"type": "string", "enum": list(STATES)},
+                        "statusUrl": {"type": "string", "format": "uri"}}},
+        {"type": "object", "additionalProperties": False, "required": ["tradeNo", "result", "errors"],
+         "description": "The tradeNo is used by another payload (or another account): nothing stored.",
+         "properties": {"tradeNo": {"type": "string"}, "result": {"const": "conflict"}, "errors": errors}},
+        {"type": "object", "additionalProperties": False, "required": ["tradeNo", "result", "errors"],
+         "description": "Not a valid checkout: nothing stored; tradeNo is the one sent (null: none, or not a string).",
+         "properties": {"tradeNo": {"type": ["string", "null"]}, "result": {"const": "invalid"}, "errors": errors}},
+    ]}
 
 
 def _link(operation_id: str, description: str, **parameters: str) -> dict:
@@ -256,18 +293,30 @@ def _paths(trade_no: dict) -> dict[str, dict]:
             "tags": ["checkouts"], "summary": "Enqueue a checkout", "security": _bearer("checkouts:write"),
             "parameters": [account_header],
             "description": "Validated at once (422, nothing stored), stored and queued; idempotent on "
-                           "tradeNo: the same payload again answers the same job.",
-            "requestBody": {"required": True, "content": _json("CheckoutRequest")},
+                           "tradeNo: the same payload again answers the same job.\n\nBatch form: a JSON array "
+                           f"of 1 to {BATCH_MAX_ITEMS} checkouts (one account: the key's, or Vexora-Account). "
+                           "Each item is validated as a single checkout is, and answered on its own, in order, "
+                           "with 200: created or duplicate (the 202 body), conflict (the 409: the tradeNo is "
+                           "another payload's), invalid (the 422's field errors; nothing stored for it). The "
+                           "valid items are stored with one Redis round trip per 500; a 503 means some may "
+                           "be stored: send the same batch again (they answer duplicate).",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
+                _ref("CheckoutRequest"),
+                {"type": "array", "items": _ref("CheckoutRequest"), "minItems": 1, "maxItems": BATCH_MAX_ITEMS},
+            ]}}}},
             "responses": {
+                "200": {"description": "A batch (an array body): one result per item, in order",
+                        "content": _json("CheckoutBatchResults")},
                 "202": {"description": "Stored and queued; Location is the statusUrl", "content": _json("Accepted"),
                         "headers": location, "links": _links_to_job("just created")},
-                "400": _error("Not a JSON object"),
+                "400": _error("Not a JSON object or array"),
                 "401": UNAUTHORIZED,
                 "403": _forbidden("checkouts:write"),
                 "409": _error("tradeNo used by another payload (or another account)"),
-                "413": _error("Body larger than VEXORA_CALLBACK_MAX_BYTES"),
+                "413": _error(f"Body larger than VEXORA_CALLBACK_MAX_BYTES (a batch: {BATCH_MAX_BYTES // 2**20} MiB), or a batch of more "
+                              f"than {BATCH_MAX_ITEMS} checkouts"),
                 "422": _error("Invalid fields: errors maps each field to its rules; nothing stored (or a key for "
-                              "every account without a known Vexora-Account)"),
+                              "every account without a known Vexora-Account, or an empty batch)"),
                 "503": _error("Redis or the broker refused; retry with the tradeNo"),
             }}},
         "/v1/checkouts/{tradeNo}": {"get": {

@@ -2,15 +2,23 @@
 -- A new job is open: its keys have no TTL (PERSIST; move.lua gives them one when it closes).
 -- KEYS: 1 job, 2 history, 3 events, 4 payload, 5 index:queued, 6 entered:queued, 7 transitions,
 --       8 open jobs per account (metrics), 9 jobs by createdAt, 10 tradeNos by lex,
---       11 the JST day's totals (/ops), 12 gateway ids by lex, 13 tradeNo -> its gateway-id member
+--       11 the JST day's totals (/ops), 12 gateway ids by lex, 13 tradeNo -> its gateway-id member,
+--       14 (optional) the broker's list for the job's first task message (keys.broker_queue)
 -- ARGV: 1 tradeNo, 2 fingerprint, 3 now ms, 4 ttl (unused: an open job never expires),
 --       5 events maxlen, 6 record JSON (with `version` 1 and its `account`), 7 payload JSON,
---       8 the job's account (fixed here, never changed)
+--       8 the job's account (fixed here, never changed),
+--       9 (optional, with KEYS[14]) the job's first task message, as kombu's Redis transport
+--         would LPUSH it (worker.runtime.messages): pushed when the job is created, or when the
+--         same payload is enqueued again while the job is still queued (the lease makes a second
+--         message harmless) — so the job and its message are written together or not at all
 -- Returns {'created'|'existing'|'conflict', state}.
 local fp = redis.call('HGET', KEYS[1], 'fingerprint')
 if fp then
   local state = redis.call('HGET', KEYS[1], 'state')
-  if fp == ARGV[2] then return {'existing', state} end
+  if fp == ARGV[2] then
+    if KEYS[14] and state == 'queued' then redis.call('LPUSH', KEYS[14], ARGV[9]) end
+    return {'existing', state}
+  end
   return {'conflict', state}
 end
 local fields = cjson.decode(ARGV[6])
@@ -52,4 +60,5 @@ redis.call('EXPIRE', KEYS[11], 3456000)
 -- a job left over from an older version (expired hash, history still there) keeps no TTL either
 redis.call('PERSIST', KEYS[1])
 redis.call('PERSIST', KEYS[2])
+if KEYS[14] then redis.call('LPUSH', KEYS[14], ARGV[9]) end
 return {'created', 'queued'}
