@@ -166,6 +166,7 @@ class FakeRuntime:
     def __init__(self):
         self.meter, self.sent = FakeMeter(), []
         self.store = FakeJobLookup()
+        self.task_messages = None  # a broker other than the store's Redis: send_task, as before
 
     def send(self, task, *args, **options):
         self.sent.append((task, args))
