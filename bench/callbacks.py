@@ -178,7 +178,7 @@ def run(bench: Bench, sizes: dict) -> Section:
         "(current) worker: an HMGET of the job's account, Celery's `send_task` (a second round "
         "trip), Flask's dispatch and an access line per callback. `now`: the job's account read "
         "and the task message pushed in one Lua step (`callback_queue.lua`), "
-        "the callback past Flask's dispatch, no access line for an `OK`."
+        "the callback past Flask's dispatch, the schema's rules checked without marshmallow's machinery, no access line for an `OK`."
         if tree is not None else "No before row: BENCH_CALLBACKS_BEFORE empty, or git/the revision not found.",
         f"The {n} `paying` jobs are written straight into the store with its own `create`/`move` "
         "scripts (pipelined), not through the gateway: only their state matters here.",
