@@ -10,6 +10,8 @@ The variables read here are the process manager's (PORT, WEB_CONCURRENCY) and th
 
 import os
 
+from gunicorn.glogging import Logger
+
 from worker import logs
 from worker.config.startup import settings_or_exit
 
@@ -34,3 +36,19 @@ forwarded_allow_ips = ""
 # app's own lines (INFO), through worker.logs. An access line is on by this alone.
 # Bad settings end gunicorn here, in the arbiter, before any worker is forked: their lines, exit 2.
 logconfig_dict = logs.gunicorn_logconfig(settings_or_exit().log_format)
+
+
+class AccessLog(Logger):
+    """gunicorn's logger, without the access line of a gateway callback answered ``OK``: at
+    thousands a second it was a tenth of the web's CPU per callback (BENCHMARKS.md §4), and it
+    says nothing the counter ``vexora_callbacks_total{result="accepted"}`` and the job's own
+    ``state_change`` line do not. Every other answer of ``/vexora/notify`` (401, 400, 403, 413,
+    503), and every other request, keeps its line."""
+
+    def access(self, resp, req, environ, request_time):
+        if resp.status_code == 200 and req.path == "/vexora/notify":
+            return
+        super().access(resp, req, environ, request_time)
+
+
+logger_class = AccessLog

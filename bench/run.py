@@ -29,7 +29,7 @@ BENCHMARKS = {
     "producer": ("bench.producer", {"calls": 1000}, {"calls": 5000}),
     "callbacks": ("bench.callbacks",
                   {"callbacks": 3000, "web_shapes": [(2, 8)], "time_limit": 30},
-                  {"callbacks": 12000, "web_shapes": [(2, 8), (4, 4)], "time_limit": 60}),
+                  {"callbacks": 12000, "web_shapes": [(2, 8), (2, 32), (4, 4)], "time_limit": 60}),
     "cost": ("bench.cost",
              {"jobs": 200, "load_jobs": 600, "rss_concurrency": 64},
              {"jobs": 1000, "load_jobs": 3000, "rss_concurrency": 64}),

@@ -28,6 +28,8 @@ def transitions(record, to):
 
 
 def test_paid_callback_moves_the_job_to_succeeded(stack):
+    # the web queues it in one Redis step (callback_queue.lua, not send_task): the worker applies that
+    assert stack.runtime.task_messages is not None
     trade_no = stack.paying()
     answer = stack.notify(stack.callback(trade_no, "0000", "300.00"))
     assert (answer.status_code, answer.text, answer.headers["Content-Type"].split(";")[0]) == \

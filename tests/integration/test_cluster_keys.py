@@ -30,6 +30,7 @@ from worker.local.redis_server import RedisServer, free_port
 from worker.sandbox.receiver import make_receiver
 from worker.store import scripts
 from worker.store.jobs import JobStore
+from worker.store.keys import broker_queue
 from worker.store.limits import IpLimits, ip_hash
 from worker.waiting import wait_until
 from worker.webhooks.delivery import Deliverer
@@ -161,6 +162,10 @@ def _every_call_path(client: redis.Redis, prefix: str, receiver) -> None:
     assert store.record_orphan("no-such-job", {"source": "callback", "status": "0000"})
     assert not store.record_orphan(paid, {"source": "callback", "status": "0000"})  # the job exists
     assert store.dismiss_orphan("no-such-job", "o", "refunded") == 1
+    # the callback endpoint's step: the job's account read, a message pushed to the broker's list
+    assert store.queue_callback(paid, [("default", "m")], "callbacks") == (True, "default", True)
+    assert store.queue_callback("no-such-job", [("default", "m")], "callbacks") == (False, "default", True)
+    client.delete(broker_queue("callbacks"))
 
     lost = _create(plain)
     assert plain.move(lost, states.REJECTED, allowed_from={states.QUEUED}, drop=["payload"]).applied

@@ -85,7 +85,11 @@ def test_worker_and_web_write_only_lines_of_the_format(redis_url, tmp_path, fmt)
         queued = events(web_lines, "state_change", tradeNo=trade_no, to="queued")
         assert queued and queued[0]["level"] == "info" and queued[0]["from"] == "new"
         assert events(web_lines, "callback_refused", reason="invalid signature")[0]["level"] == "warning"
-        assert events(web_lines, "request", method="POST", path="/vexora/notify", status=200)
+        # the paid callback answered OK has no access line (gunicorn.conf.py's AccessLog: the
+        # counter and the worker's state_change record it); the refused one has its line
+        assert not events(web_lines, "request", method="POST", path="/vexora/notify", status=200)
+        assert events(web_lines, "request", method="POST", path="/vexora/notify", status=401)
+        assert events(web_lines, "request", method="POST", path="/v1/checkouts", status=202)
         assert any(f["logger"] == "gunicorn.error" for f in web_lines)
 
         text = worker.log() + web.log()

@@ -15,10 +15,11 @@ from hypothesis import given, settings as hsettings, strategies as st
 from marshmallow import ValidationError
 
 from schemas import CallbackSchema, CheckoutRequestSchema
-from schemas.callback import DOCUMENTED_FIELDS, boundary_errors
+from schemas.callback import DOCUMENTED_FIELDS, boundary_errors, plainly_valid
 from worker.config.settings import Settings
 from worker.flows.callbacks import PLATFORM_MISMATCH, CallbackProcessor, platform_mismatch
-from worker.gateway.signing import callback_body, parse_json_keeping_numbers, signing_string, verify
+from worker.gateway.signing import (RawNumber, callback_body, parse_json_keeping_numbers, signing_string, verifier,
+                                    verify)
 from worker.web import create_app
 from worker.web.openapi import build_openapi
 
@@ -166,6 +167,7 @@ class FakeRuntime:
     def __init__(self):
         self.meter, self.sent = FakeMeter(), []
         self.store = FakeJobLookup()
+        self.task_messages = None  # a broker other than the store's Redis: send_task, as before
 
     def send(self, task, *args, **options):
         self.sent.append((task, args))
@@ -311,3 +313,46 @@ def test_the_sandbox_callback_carries_the_orders_remark_as_it_is():
     assert fields["remark"] == "order 42"
     assert "remark" not in callback_fields({**order, "remark": ""}, 1)  # never sent empty
     assert boundary_errors(fields) == {}
+
+
+# --- the endpoint's plain check: True never disagrees with the schema ---------------------------
+
+_values = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.builds(RawNumber, st.from_regex(r"\A[0-9]{1,4}(\.[0-9]{1,3})?\Z")),
+    st.text(max_size=70), st.from_regex(r"\A[0-9A-Fa-f]{32}\Z"), st.from_regex(r"\A[0-9]{1,14}\Z"),
+    st.just(""), st.just("a=b"), st.just("123\n"), st.lists(st.text(max_size=3), max_size=2))
+_names = st.sampled_from(sorted(DOCUMENTED_FIELDS) + ["extra", "Sign"])
+
+
+def _valid_body() -> dict:
+    return signed({**genuine_failed_callback(), "amount": "300.00", "remark": "order 42"})
+
+
+@hsettings(max_examples=1500, deadline=None)
+@given(st.dictionaries(_names, _values, max_size=12), st.booleans())
+def test_plainly_valid_is_true_only_where_the_schema_finds_nothing(extra, on_a_valid_body):
+    body = {**_valid_body(), **extra} if on_a_valid_body else extra
+    if plainly_valid(body):
+        assert CallbackSchema().validate(body) == {}
+
+
+@pytest.mark.parametrize("change", [{}, {"remark": "order 42"}, {"successTime": None}, {"merchantNo": "M-1"},
+                                    {"message": ""}, {"tradeNo": RawNumber("12345")}])
+def test_plainly_valid_takes_the_genuine_callbacks(change):
+    body = {**_valid_body(), **change}
+    assert CallbackSchema().validate(body) == {} and plainly_valid(body)
+
+
+@pytest.mark.parametrize("change", [{"amount": "3e2"}, {"tradeNo": ""}, {"tradeNo": "x" * 65}, {"status": None},
+                                    {"sign": "0" * 31}, {"timestamp": "12a"}, {"remark": "a=b"}, {"extra": "x"},
+                                    {"merchantNo": ""}, {"message": 5}])
+def test_plainly_valid_leaves_every_other_body_to_the_schema(change):
+    body = {**_valid_body(), **change}
+    assert CallbackSchema().validate(body) != {} and not plainly_valid(body)
+
+
+@pytest.mark.parametrize("secret", [SECRET, "another", ""])
+def test_the_verifier_agrees_with_verify(secret):
+    body = signed(genuine_failed_callback())
+    for params in (body, {**body, "sign": body["sign"].upper()}, {**body, "status": "0000"}, {**body, "sign": 7}):
+        assert verifier(params)(secret) is verify(params, secret)

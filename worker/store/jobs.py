@@ -741,6 +741,31 @@ class JobStore:
         """A reconciler pass ended now (``vexora_reconcile_last_pass_timestamp_seconds``)."""
         self.redis.set(self.keys.reconcile_last_pass, self.now_ms())
 
+    def queue_callback(self, trade_no: str, messages: Iterable[tuple[str, str]], queue: str) -> tuple[bool, str, bool]:
+        """Push a verified callback's task message onto the broker's list of ``queue`` (this
+        Redis), for the job's own account, in one round trip with the read of that account
+        (``callback_queue.lua``); under ``VEXORA_REDIS_MIN_REPLICAS``, the ``WAIT`` in the same
+        round trip (``NotReplicatedError`` when the replicas did not confirm it in time).
+
+        ``messages``: ``(account, message)`` for each account whose secret signed the callback,
+        in order of preference. Returns ``(job exists, account, queued)``: the account is the
+        job's (a record from before accounts: ``default``) or, with no job, the first given;
+        ``queued`` is False, and nothing written, when the job's account is not among them.
+        """
+        from worker.store.keys import broker_queue  # here: this method's hunk stays its own
+        script = self.__dict__.get("_callback_queue")
+        if script is None:
+            script = self._callback_queue = scripts.register(self.redis, "callback_queue")
+        keys = [self.keys.job(trade_no), broker_queue(queue)]
+        args = [DEFAULT_ACCOUNT, *(x for pair in messages for x in pair)]
+        if len(args) < 3:
+            raise ValueError("queue_callback: at least one (account, message)")
+        if self.replication is not None and self.replication.enabled:
+            found, account, queued = self._replicated(script, keys, args)
+        else:
+            found, account, queued = script(keys=keys, args=args)
+        return bool(found), _text(account), bool(queued)
+
 
 def _compact(value: Mapping[str, object]) -> str:
     return json.dumps(dict(value), ensure_ascii=False, separators=(",", ":"))
