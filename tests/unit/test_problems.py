@@ -69,7 +69,7 @@ CASES = [
     # (method, path, request kwargs, status)
     ("POST", "/v1/checkouts", {"data": b"[1]", "content_type": "application/json"}, 401),
     ("POST", "/v1/checkouts", {"data": b"x=1", "content_type": "text/plain", "headers": AUTH}, 400),
-    ("POST", "/v1/checkouts", {"data": b"[1]", "content_type": "application/json", "headers": AUTH}, 400),
+    ("POST", "/v1/checkouts", {"data": b'"a string"', "content_type": "application/json", "headers": AUTH}, 400),
     ("POST", "/v1/checkouts", {"data": b"{" + b" " * 2000 + b"}", "content_type": "application/json",
                                "headers": AUTH}, 413),
     ("GET", "/v1/checkouts", {"headers": AUTH}, 405),
@@ -127,6 +127,8 @@ def test_metrics_errors_are_problem_documents():
 # -- /vexora/notify: the gateway's plain text, whatever goes wrong -------------------------------
 class _BrokenBroker:
     """A runtime whose broker fails in a way nobody planned for (a 500)."""
+
+    task_messages = None  # not the store's Redis: the web app sends with ``send``
 
     def send(self, *_args, **_kwargs):
         raise RuntimeError(f"unplanned failure {SECRET_IN_EXCEPTION}")
