@@ -572,7 +572,8 @@ class JobStore:
 
     # -- reads ------------------------------------------------------------------------------
     def load(self, trade_no: str) -> Job | None:
-        pipe = self.redis.pipeline(transaction=False)
+        # one round trip, and MULTI: the record and its payload as of one instant
+        pipe = self.redis.pipeline(transaction=True)
         pipe.hgetall(self.keys.job(trade_no))
         pipe.get(self.keys.payload(trade_no))
         raw, live = pipe.execute()
