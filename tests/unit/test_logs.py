@@ -253,3 +253,30 @@ def test_no_raw_line_break_control_or_surrogate_is_written(fmt):
     assert not [c for c in raw if c < " " or "\x7f" <= c <= "\x9f" or c in "\u2028\u2029"
                 or "\ud800" <= c <= "\udfff"], raw
     assert {k: parse_line(raw, fmt)[k] for k in AWKWARD} == AWKWARD
+
+
+def test_our_events_direct_path_writes_the_very_line_of_the_processor_chain():
+    """``_LineFormatter`` builds our own events' lines without structlog's chain: the same keys,
+    order, renaming and escaping (the timestamps aside, taken a moment apart)."""
+    import re
+
+    import structlog
+
+    from worker import logs
+
+    cases = [("state_change", {"tradeNo": "T1", "from": "a", "to": "b", "attempt": 1}),
+             ("x", {"level": "z", "event": "e", "event_": 3, "_record": 1, "timestamp": "t", "logger": None,
+                    "v": 'a "b" = c\n\u2028\x85', "d": {"k": [1, None]}, "b": True, "n": 1.5}),
+             ("naïve événement", {})]
+    for fmt in logs.FORMATS:
+        fast = logs.formatter(fmt)
+        chain = structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[logs._record_fields, *logs._SHARED],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, logs._first_keys,
+                        logs._RENDERERS[fmt]], pass_foreign_args=True)
+        for name, fields in cases:
+            for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR):
+                record = logging.LogRecord("vexora.t", level, __file__, 1, "%s", (logs._Event(name, fields),), None)
+                setattr(record, logs._EVENT_ATTR, (name, fields))
+                stamp = re.compile(r'"?timestamp"?[=:] ?"?[0-9T:.\-]+Z"?')
+                assert stamp.sub("", fast.format(record)) == stamp.sub("", chain.format(record))
