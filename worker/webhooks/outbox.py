@@ -48,13 +48,15 @@ from worker.store.streams import StreamTrimmer
 from worker.webhooks.endpoints import Endpoints, account_of
 from worker.webhooks.poster import reason_for
 
-__all__ = ["Dispatcher", "build_body", "webhook_id", "WEBHOOK_HIDDEN"]
+__all__ = ["Dispatcher", "build_body", "batch_size", "webhook_id", "WEBHOOK_HIDDEN"]
 
 log = logging.getLogger("vexora.webhooks")
 
 GROUP = "dispatch"
 CLAIM_MS = 60_000  # an event read but not acknowledged (its dispatcher died) is read again after this
-BATCH = 20  # deliveries per deliver task (same endpoint, one connection)
+BATCH = 20  # deliveries per deliver task (same endpoint, one connection) while few are due...
+BATCH_MAX = 50  # ...and up to this many in a backlog: fewer tasks, each delivering more
+SPREAD = 8  # a pass splits an endpoint's due deliveries over at least this many tasks (threads)
 KEEP_S = 7 * 24 * 3600  # bodies and delivery records: longer than the whole retry schedule
 REPLAY_MARGIN_S = 24 * 3600  # the outbox keeps an event this long past the whole retry schedule
 PASS_SECONDS = 15.0  # a pass drains for at most half its lock's 30 s
@@ -88,6 +90,10 @@ def event_account(fields: dict) -> str:
         raw = json.loads(fields.get("record") or "[]")
     except ValueError:
         return DEFAULT_ACCOUNT
+    return _account_in(raw)
+
+
+def _account_in(raw: object) -> str:
     pairs = dict(zip(raw[::2], raw[1::2])) if isinstance(raw, list) else raw
     account = pairs.get("account") if isinstance(pairs, dict) else None
     return account if isinstance(account, str) and account else DEFAULT_ACCOUNT
@@ -102,8 +108,12 @@ def build_body(fields: dict) -> str:
     """The JSON body of an outbox entry: ``{type, timestamp, data}`` (Standard Webhooks); a
     ``checkout.*`` event's ``data`` is the record as stored with the change, shown by
     ``CheckoutEventDataSchema`` (the public record, no history, and the ``sequence``)."""
+    return _body(fields, json.loads(fields.get("record") or "[]"))
+
+
+def _body(fields: dict, raw: object) -> str:
+    """``build_body`` with the record already parsed (the fan-out reads it once per event)."""
     kind, at = fields["type"], int(fields.get("at") or 0)
-    raw = json.loads(fields.get("record") or "[]")
     if kind.startswith("checkout."):
         pairs = dict(zip(raw[::2], raw[1::2])) if isinstance(raw, list) else raw
         data = _EVENT_DATA.dump({**pairs, "sequence": int(fields.get("sequence") or 0)})
@@ -112,6 +122,13 @@ def build_body(fields: dict) -> str:
         data = raw
     return json.dumps({"type": kind, "timestamp": _iso(at), "data": data}, ensure_ascii=False,
                       separators=(",", ":"))
+
+
+def batch_size(due: int) -> int:
+    """Deliveries per deliver task for an endpoint with ``due`` of them in a pass: ``BATCH``, or
+    more in a backlog (up to ``BATCH_MAX``) while that still leaves ``SPREAD`` tasks to share
+    the threads; fewer tasks is less Celery work per delivery."""
+    return max(BATCH, min(BATCH_MAX, -(-due // SPREAD)))
 
 
 class Dispatcher:
@@ -139,6 +156,7 @@ class Dispatcher:
         self.events_maxlen = int(events_maxlen)
         self.replay_ms = int(replay_seconds * 1000)  # the outbox keeps every event at least this long
         self.trimmer = StreamTrimmer(client)
+        self._group_ready = False  # the consumer group made (once per process; again on NOGROUP)
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -173,18 +191,15 @@ class Dispatcher:
 
     def fan_out(self, limit: int) -> int:
         """New (or abandoned) events -> one delivery per endpoint that wants the type."""
+        if not self._group_ready:
+            self._create_group()
         try:
-            self.redis.xgroup_create(self.outbox, GROUP, id="0", mkstream=True)
+            entries = self._read(limit)
         except redis.exceptions.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
+            if "NOGROUP" not in str(exc):
                 raise
-        entries = []
-        stale = self.redis.xautoclaim(self.outbox, GROUP, self.consumer, min_idle_time=CLAIM_MS,
-                                      start_id="0-0", count=limit)
-        entries.extend(stale[1] if stale else [])
-        fresh = self.redis.xreadgroup(GROUP, self.consumer, {self.outbox: ">"}, count=limit)
-        for _stream, rows in fresh or []:
-            entries.extend(rows)
+            self._create_group()  # the outbox (or its group) was deleted since: made again
+            entries = self._read(limit)
         if not entries:
             return 0
         endpoints = [e for e in self.endpoints.all() if e["enabled"]]
@@ -195,16 +210,42 @@ class Dispatcher:
             event_id = _text(raw_id)
             fields = {_text(k): _text(v) for k, v in raw.items()}
             kind = fields["type"]
-            account = event_account(fields)
+            try:
+                raw_record = json.loads(fields.get("record") or "[]")
+            except ValueError:
+                raw_record = None
+            account = _account_in(raw_record)
             wanted = [e["id"] for e in endpoints if (not e.get("types") or kind in e["types"])
                       and endpoint_account(e) == account]
+            body = ""
+            if wanted:  # a record that does not parse fails here, as it always did
+                body = _body(fields, raw_record) if raw_record is not None else build_body(fields)
             args += [event_id, kind, fields.get("tradeNo", ""), fields.get("sequence", "0"),
-                     webhook_id(fields, event_id), build_body(fields) if wanted else "", len(wanted), *wanted]
+                     webhook_id(fields, event_id), body, len(wanted), *wanted]
             if wanted:
                 keys += [self.body_key(event_id), *(self.delivery_key(event_id, e) for e in wanted)]
         if len(args) > 3:
             self._fan_out(keys=keys, args=args)  # one round trip for the whole pass
         return len(entries)
+
+    def _create_group(self) -> None:
+        try:
+            self.redis.xgroup_create(self.outbox, GROUP, id="0", mkstream=True)
+        except redis.exceptions.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    def _read(self, limit: int) -> list:
+        """Abandoned events (read by a pass that died) and new ones, in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xautoclaim(self.outbox, GROUP, self.consumer, min_idle_time=CLAIM_MS, start_id="0-0", count=limit)
+        pipe.xreadgroup(GROUP, self.consumer, {self.outbox: ">"}, count=limit)
+        stale, fresh = pipe.execute()
+        entries = list(stale[1]) if stale else []
+        for _stream, rows in fresh or []:
+            entries.extend(rows)
+        return entries
 
     def _reschedule(self, pipe, event_id: str, fields: dict, endpoints: list[dict], now: int) -> int:
         """Replay: the event's deliveries to ``endpoints`` pending again, due now."""
@@ -233,8 +274,9 @@ class Dispatcher:
         for member in members:
             by_endpoint.setdefault(member.split("|", 1)[1], []).append(member)
         for batch in by_endpoint.values():
-            for i in range(0, len(batch), BATCH):
-                self.send_deliver(batch[i:i + BATCH])
+            size = batch_size(len(batch))
+            for i in range(0, len(batch), size):
+                self.send_deliver(batch[i:i + size])
         return len(members)
 
     # -- operator tools ------------------------------------------------------------------------
