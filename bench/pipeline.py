@@ -1,10 +1,14 @@
-"""Benchmark 1 — pipeline efficiency: end-to-end jobs/s of the workers against the sandbox,
-divided by the req/s of a bare ``requests`` client with the same total concurrency hitting the
-same sandbox's checkout endpoint, measured side by side (alternating rounds) in one run.
+"""Benchmark 1 — pipeline efficiency: jobs/s and CPU per job of the workers against the sandbox,
+beside two yardsticks measured in the same run, alternating within each round: a bare
+``requests`` client with the same total concurrency hitting the same sandbox's checkout endpoint,
+and the naive peer (``bench/naive_app.py``: one Celery task that signs and POSTs, nothing else)
+with the same worker shapes.
 
 Two worker shapes with the same total concurrency are measured: the shipped default (one worker
 process per core, the threads shared out between them: docker-compose.yml runs 2 replicas of 16
-threads) and, for reference, a single process holding all the threads.
+threads) and, for reference, a single process holding all the threads. The pipeline and the
+peer are timed the same way: from resuming their consumers until the sandbox's own count of
+created orders (``GET /_sandbox/totals``) has grown by n.
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ import threading
 import time
 
 from bench.loadgen import bare_checkout, percentile
-from bench.procs import Bench, CpuMeter
+from bench import naive_app
+from bench.procs import _SETTLED, Bench, CpuMeter, _per_job, cpu_seconds
 from bench.report import Section, Table
 
-__all__ = ["run", "bare_rate", "shapes"]
+__all__ = ["run", "bare_rate", "shapes", "counted_round"]
 
 LATENCIES = (0.1, 0.0)
 
@@ -54,8 +59,87 @@ def bare_rate(bench: Bench, concurrency: int, n: int, *, time_limit: float = 120
     return result
 
 
+PIPELINE, NAIVE = "pipeline", "naive"
+QUIET_MS = 2.0  # the workers are done when they used less CPU than this in QUIET_EVERY s
+QUIET_EVERY = 0.1
+
+
 def _workers_cpu(cpu: dict) -> float:
     return sum(v for k, v in cpu.items() if k.startswith("worker"))
+
+
+def _quiet(pids: list[int], *, timeout: float = 3.0) -> None:
+    """Wait (bounded) until the worker processes are idle: what they still do for the last
+    answers is counted in their CPU per job."""
+    last = sum(cpu_seconds(pid) for pid in pids)
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        time.sleep(QUIET_EVERY)  # a sampling interval, not a synchronisation
+        now = sum(cpu_seconds(pid) for pid in pids)
+        if (now - last) * 1000 < QUIET_MS:
+            return
+        last = now
+
+
+def counted_round(bench: Bench, kind: str, workers: list, n: int, *, timeout: float) -> dict:
+    """One timed round of ``kind`` (``pipeline`` or ``naive``): queue n jobs while ``workers``
+    are paused (timed apart), resume them and stop the clock when the sandbox's count of created
+    orders has grown by n (``GET /_sandbox/totals``, polled every 20 ms); the CPU window also
+    takes the tail until the workers are idle. Then pause them again and, untimed, check the
+    jobs (pipeline: every one ``paying``, and when the last got there)."""
+    if kind == PIPELINE:
+        trade_nos, latencies = bench.enqueue(n)
+        enqueue_s, queue = sum(latencies), "checkout"
+    else:
+        trade_nos, enqueue_s = bench.send_naive(n)
+        queue = naive_app.QUEUE
+    n = len(trade_nos)
+    before = bench.sandbox_counts()
+    pids = bench.cpu_pids()
+    pids.update({f"worker {i}": w.popen.pid for i, w in enumerate(workers)})
+    seen = {"created": before["created"], "at": time.perf_counter()}
+
+    def stalled() -> bool:  # nothing created for 5 s: a job is lost or refused, stop waiting
+        return time.perf_counter() - seen["at"] > 5
+
+    def created() -> bool:
+        count = bench.sandbox_counts()["created"]
+        if count != seen["created"]:
+            seen.update(created=count, at=time.perf_counter())
+        return count - before["created"] >= n
+
+    with CpuMeter(pids) as cpu:
+        started = time.perf_counter()
+        seen["at"] = started
+        bench.resume(workers, queues=(queue,))
+        bench.wait_count(created, timeout=timeout, interval=0.02, fallback=stalled)
+        drain = time.perf_counter() - started
+        counted_at = time.time()
+        _quiet([w.popen.pid for w in workers])
+    bench.pause(workers, queues=(queue,))
+    after = bench.sandbox_counts()
+    result = {"n": n, "enqueue_s": enqueue_s, "drain_s": drain, "jobs_per_s": n / drain,
+              "created": after["created"] - before["created"],
+              "refused": (after["received"] - before["received"]) - (after["created"] - before["created"]),
+              "cpu_ms_per_job": _per_job(cpu.used, n), "lag_ms": None, "other": {}, "timeline": None,
+              "in_flight": None}
+    if kind == PIPELINE:
+        waited = bench.wait_states(trade_nos, {"paying"}, timeout=10, settle=_SETTLED)
+        last = bench.last_paying_ms(trade_nos)
+        timeline = bench.timeline(trade_nos)
+        result.update(paying=waited.states.get("paying", 0),
+                      other={k: v for k, v in waited.states.items() if k != "paying"},
+                      lag_ms=(last - counted_at * 1000) if last is not None else None,
+                      timeline=timeline, in_flight=timeline["in_task_mean_s"] * n / drain)
+        if not waited.complete:
+            bench.drop_queue(queue)
+    elif result["created"] < n:
+        bench.drop_queue(queue)  # what is still queued must not leak into the next round
+    return result
+
+
+def _ms(value) -> str:
+    return "–" if value is None else f"{value:.0f}"
 
 
 def run(bench: Bench, sizes: dict) -> Section:
@@ -63,72 +147,104 @@ def run(bench: Bench, sizes: dict) -> Section:
     shaped = shapes(c)
     default = shaped[0]
     section = Section(
-        "pipeline", "1. Pipeline efficiency (the workers vs a bare client, same concurrency)",
-        f"how much of the gateway throughput the whole pipeline keeps: jobs/s from "
-        f"`enqueue_checkout` to `paying`, over the req/s a bare `requests` client with {c} threads "
-        f"gets from the same sandbox. The workers hold {c} threads in all, as shipped: one process "
-        f"per core ({label(default)} on this {default[0]}-core machine; docker-compose.yml runs "
-        f"2 replicas of 16), and for reference all {c} threads in one process. Goal: ≥ 0.85 at "
-        f"100 ms gateway latency.")
+        "pipeline", "1. Pipeline efficiency (the workers vs a bare client and a naive Celery worker)",
+        f"how much of the gateway throughput the whole pipeline keeps, and what a job costs in "
+        f"CPU, beside two yardsticks measured in the same run: a bare `requests` client with {c} "
+        f"threads POSTing to the same sandbox, and a naive Celery worker (`bench/naive_app.py`: "
+        f"one task that signs and POSTs with tenacity retries — no store, lease, validation, "
+        f"history or result) in the same shapes. The workers hold {c} threads in all, as shipped: "
+        f"one process per core ({label(default)} on this {default[0]}-core machine; "
+        f"docker-compose.yml runs 2 replicas of 16), and for reference all {c} threads in one "
+        f"process. Goals: pipeline ≥ 1.0× the naive peer at 100 ms in both shapes, and ≥ 0.75 of "
+        f"the bare client at 0 ms ({label(default)}).")
     started = time.perf_counter()
     bench.sandbox_reset()
-    groups = {shape: [bench.start_worker(concurrency=shape[1]) for _ in range(shape[0])] for shape in shaped}
-    table = Table(["gateway latency", "round", "bare client req/s", "workers", "pipeline jobs/s", "ratio",
-                   "bare p50 / p99 ms", "enqueue jobs/s (separate)", "jobs/s incl. enqueue",
-                   "not paying / bare not 0000"])
-    summary = Table(["gateway latency", "workers (total threads)", "bare client req/s (median)",
-                     "pipeline jobs/s (median)", "ratio", f"ideal at this latency ({c} / latency)"],
-                    title="Summary (medians of the rounds)")
+    # explicit, whatever the defaults become: what Flower, /metrics and the lease need stays on
+    on = {"VEXORA_TASK_EVENTS": "true", "VEXORA_METRICS": "true"}
+    groups = {shape: [bench.start_worker(concurrency=shape[1], extra_env=on) for _ in range(shape[0])]
+              for shape in shaped}
+    naives = {shape: [bench.start_naive(concurrency=shape[1]) for _ in range(shape[0])] for shape in shaped}
+    summary = Table(["gateway latency", "workers (total threads)", "bare client req/s", "naive jobs/s",
+                     "pipeline jobs/s", "pipeline / naive", "pipeline / bare",
+                     f"ideal ({c} / latency)"], title="Summary (medians of the rounds; a ratio is the median of the rounds' own ratios)")
+    table = Table(["gateway latency", "round", "workers", "bare client req/s", "naive jobs/s",
+                   "pipeline jobs/s", "pipeline / naive", "pipeline / bare", "enqueue jobs/s naive / ours",
+                   "last `paying` after the count, ms", "not paying / refused n·p / bare not 0000"])
     cpu = Table(["gateway latency", "run", "workers", "sandbox", "Redis", "bench process",
                  "total CPU ms per job", "in-task ms p50 / p99", f"threads busy (mean of {c})"],
-                title="Where the CPU goes (ms of CPU per job or request, last round; in-task = lease "
-                      "claimed → `paying`, from the job's history)")
+                title="Where the CPU goes (ms of CPU per job or request, medians of the rounds; in-task = "
+                      "lease claimed → `paying`, from the job's history, last round)")
     data: dict = {"shapes": [list(s) for s in shaped], "by_shape": {}}
     try:
         for latency in LATENCIES:
             lat = f"{latency * 1000:.0f} ms"
             bench.gateway_latency(latency)
-            for workers in groups.values():  # warm-up: threads, connections, scripts
-                bench.batch(workers, 2 * c, timeout=60)
-            bare_rates, pipe_rates = [], {shape: [] for shape in shaped}
-            last = {}
+            for shape in shaped:  # warm-up: threads, connections, scripts
+                counted_round(bench, PIPELINE, groups[shape], 2 * c, timeout=60)
+                counted_round(bench, NAIVE, naives[shape], 2 * c, timeout=60)
+            bare_runs = []
+            runs = {(shape, kind): [] for shape in shaped for kind in (PIPELINE, NAIVE)}
             for r in range(1, rounds + 1):
                 bare = bare_rate(bench, c, n)
-                bare_rates.append(bare["rps"])
-                for shape, workers in groups.items():
-                    pipe = bench.batch(workers, n, timeout=max(60, n / 20))
-                    pipe_rates[shape].append(pipe["jobs_per_s"])
-                    last[shape] = pipe
-                    table.add(lat, r, bare["rps"], label(shape), pipe["jobs_per_s"],
-                              pipe["jobs_per_s"] / bare["rps"],
-                              f"{percentile(bare['latencies'], 50) * 1000:.0f} / "
-                              f"{percentile(bare['latencies'], 99) * 1000:.0f}",
-                              pipe["n"] / pipe["enqueue_s"], pipe["e2e_jobs_per_s"],
-                              f"{sum(pipe['other'].values())} / {bare['requests'] - bare['ok']}")
-            bc = bare["cpu_ms_per_job"]
+                bare_runs.append(bare)
+                for shape in shaped:
+                    order = (PIPELINE, NAIVE) if r % 2 else (NAIVE, PIPELINE)  # alternate who goes first
+                    got = {}
+                    for kind in order:
+                        workers = groups[shape] if kind == PIPELINE else naives[shape]
+                        got[kind] = counted_round(bench, kind, workers, n, timeout=max(60, n / 20))
+                        runs[shape, kind].append(got[kind])
+                    pipe, nv = got[PIPELINE], got[NAIVE]
+                    table.add(lat, r, label(shape), bare["rps"], nv["jobs_per_s"], pipe["jobs_per_s"],
+                              pipe["jobs_per_s"] / nv["jobs_per_s"], pipe["jobs_per_s"] / bare["rps"],
+                              f"{nv['n'] / nv['enqueue_s']:,.0f} / {pipe['n'] / pipe['enqueue_s']:,.0f}",
+                              _ms(pipe["lag_ms"]),
+                              f"{sum(pipe['other'].values())} / {nv['refused']}·{pipe['refused']} / "
+                              f"{bare['requests'] - bare['ok']}")
+            b = statistics.median(x["rps"] for x in bare_runs)
+            bc = {k: statistics.median(x["cpu_ms_per_job"].get(k, 0.0) for x in bare_runs)
+                  for k in bare_runs[-1]["cpu_ms_per_job"]}
+            last_bare = bare_runs[-1]
             cpu.add(lat, "bare client", "–", bc.get("sandbox", 0.0), bc.get("redis", 0.0),
                     bc.get("bench (client/poll)", 0.0), sum(bc.values()),
-                    f"{percentile(bare['latencies'], 50) * 1000:.0f} / "
-                    f"{percentile(bare['latencies'], 99) * 1000:.0f} (request)", "–")
-            b = statistics.median(bare_rates)
+                    f"{percentile(last_bare['latencies'], 50) * 1000:.0f} / "
+                    f"{percentile(last_bare['latencies'], 99) * 1000:.0f} (request)", "–")
             for shape in shaped:
-                pipe, pc = last[shape], last[shape]["cpu_ms_per_job"]
-                tl = pipe["timeline"]
-                cpu.add(lat, f"pipeline, {label(shape)}", _workers_cpu(pc), pc.get("sandbox", 0.0),
-                        pc.get("redis", 0.0), pc.get("bench (client/poll)", 0.0), pc["total"],
-                        f"{tl['in_task_p50_s'] * 1000:.0f} / {tl['in_task_p99_s'] * 1000:.0f}",
-                        pipe["in_flight"])
-                p = statistics.median(pipe_rates[shape])
-                summary.add(lat, f"{label(shape)} ({shape[0] * shape[1]})", b, p, p / b,
+                med = {}
+                for kind in (PIPELINE, NAIVE):
+                    rs = runs[shape, kind]
+                    keys = rs[-1]["cpu_ms_per_job"]
+                    med[kind] = {"rate": statistics.median(x["jobs_per_s"] for x in rs),
+                                 "cpu": {k: statistics.median(x["cpu_ms_per_job"].get(k, 0.0) for x in rs)
+                                         for k in keys}}
+                for kind in (NAIVE, PIPELINE):
+                    mc, lastr = med[kind]["cpu"], runs[shape, kind][-1]
+                    tl = lastr["timeline"]
+                    cpu.add(lat, f"{kind}, {label(shape)}", mc.get("worker", 0.0), mc.get("sandbox", 0.0),
+                            mc.get("redis", 0.0), mc.get("bench (client/poll)", 0.0), mc.get("total", 0.0),
+                            f"{tl['in_task_p50_s'] * 1000:.0f} / {tl['in_task_p99_s'] * 1000:.0f}" if tl else "–",
+                            lastr["in_flight"] if lastr["in_flight"] is not None else "–")
+                p, nv = med[PIPELINE]["rate"], med[NAIVE]["rate"]
+                # each round's own ratios (its runs went side by side), then their median
+                pairs = list(zip(runs[shape, PIPELINE], runs[shape, NAIVE], bare_runs))
+                vs_naive = statistics.median(x["jobs_per_s"] / y["jobs_per_s"] for x, y, _ in pairs)
+                vs_bare = statistics.median(x["jobs_per_s"] / z["rps"] for x, _, z in pairs)
+                summary.add(lat, f"{label(shape)} ({shape[0] * shape[1]})", b, nv, p, vs_naive, vs_bare,
                             f"{c / latency:.0f}" if latency else "–")
-                entry = {"bare": b, "pipeline": p, "ratio": p / b, "bare_cpu": bc,
-                         "pipe_cpu": {**pc, "worker": _workers_cpu(pc)}, "in_flight": pipe["in_flight"],
-                         "timeline": tl, "rounds": list(pipe_rates[shape])}
+                pc, nc = med[PIPELINE]["cpu"], med[NAIVE]["cpu"]
+                lastp = runs[shape, PIPELINE][-1]
+                entry = {"bare": b, "pipeline": p, "ratio": vs_bare, "naive": nv, "vs_naive": vs_naive,
+                         "bare_cpu": bc, "pipe_cpu": {**pc, "worker": pc.get("worker", 0.0)},
+                         "naive_cpu": {**nc, "worker": nc.get("worker", 0.0)},
+                         "in_flight": lastp["in_flight"], "timeline": lastp["timeline"],
+                         "lag_ms": [x["lag_ms"] for x in runs[shape, PIPELINE]],
+                         "rounds": [x["jobs_per_s"] for x in runs[shape, PIPELINE]],
+                         "naive_rounds": [x["jobs_per_s"] for x in runs[shape, NAIVE]]}
                 data["by_shape"].setdefault(label(shape), {})[latency] = entry
                 if shape == default:
                     data[latency] = entry
     finally:
-        for workers in groups.values():
+        for workers in [*groups.values(), *naives.values()]:
             for worker in workers:
                 bench.stop(worker)
         bench.gateway_latency(0)
@@ -136,24 +252,48 @@ def run(bench: Bench, sizes: dict) -> Section:
     section.data = data
     section.notes = [
         f"Jobs: {n} per round, {rounds} round(s) per latency; in each round the bare client runs "
-        f"first, then each worker shape in turn. Each pipeline round enqueues all {n} jobs first with "
-        f"the workers' consumers cancelled (`celery control cancel_consumer`; the enqueue is timed "
-        f"separately, one `enqueue_checkout` at a time), then `add_consumer` starts the clock, "
-        f"which stops when the store's `paying` index has grown by {n} (`ZCARD`, polled every "
-        f"10 ms); every job's state is checked afterwards (\"not paying\"). \"jobs/s incl. enqueue\" "
-        f"adds the enqueue time. The shapes not being measured stay started with their consumers "
-        f"cancelled.",
+        f"first, then for each worker shape the pipeline and the naive peer, in turn (the peer "
+        f"first in even rounds). Every worker process of both is started once, before the first "
+        f"round; those not being measured have their consumers cancelled.",
+        f"Timing, the same for the pipeline and the peer: all {n} jobs are queued first with the "
+        f"workers' consumers cancelled (`celery control cancel_consumer`) — ours by "
+        f"`enqueue_checkout` one at a time, the peer's by one `send_task` each with the job's fields "
+        f"as keyword arguments; both timed apart (\"enqueue jobs/s\") — then `add_consumer` starts "
+        f"the clock, which stops when the sandbox's own count of created orders has grown by {n} "
+        f"(`GET /_sandbox/totals`, one small answer, polled every 20 ms: neither side pays for "
+        f"per-job polling, nor our store for an index read). Afterwards, untimed, every pipeline "
+        f"job's state is checked (\"not paying\") and \"last `paying` after the count\" says how "
+        f"long after the sandbox's count the last job was stored as `paying` (from the jobs' "
+        f"histories; negative when it was stored before the 20 ms poll saw the count); \"refused\" counts requests the sandbox received but did not create "
+        f"(n: naive, p: pipeline).",
+        "The pipeline's workers: `celery -A worker worker -Q checkout,callbacks,reconcile,webhooks "
+        "--pool threads -c N --without-gossip --without-mingle --loglevel INFO`, with "
+        "`VEXORA_TASK_EVENTS=true` (task events for Flower, batched by our consumer), "
+        "`VEXORA_METRICS=true` (the in-memory counters and their 5 s flusher) and the heartbeats "
+        "on: the lease heartbeat thread, and Celery's worker heartbeat event every 2 s (not "
+        "disabled by `--without-heartbeat`).",
+        "The naive peer (`bench/naive_app.py`): `celery -A bench.naive_app worker -Q naive --pool "
+        "threads -c N --without-gossip --without-mingle`, Celery's default log level (WARNING: no "
+        "line per task; ours log at INFO); Redis (the same one) as broker, JSON, "
+        "`task_ignore_result`, `worker_send_task_events=True` (Celery's own dispatcher: the same "
+        "task events Flower reads), worker heartbeats at Celery's default (one event every 2 s); "
+        "otherwise Celery's defaults: early acks, prefetch multiplier 4. Its task adds `notifyUrl`, "
+        "a timestamp and the MD5 `sign` (`worker.gateway.signing`, byte for byte what our client "
+        "signs: tests/unit/test_naive_peer.py) and POSTs with a per-thread `requests.Session`, "
+        "tenacity retrying connection errors, 5xx and 429 (5 tries, jittered exponential backoff).",
         "Bare client: one `requests.Session` per thread, each thread sends one untimed request first, "
         "then all start together; bodies are the schema's output for a job with a fresh tradeNo, "
-        "timestamped and MD5-signed per request, answer parsed as JSON. Latency is injected by the "
-        "sandbox fault rule `{\"kind\":\"latency\",\"delay\":0.1,\"times\":-1}`; 0 ms means no rule.",
-        f"Before each latency, a warm-up batch of {2 * c} jobs is run untimed on each shape.",
-        "CPU: user+system time (psutil's `cpu_times()`) of each process tree over the timed part, "
-        "per job (pipeline; the workers column sums the worker processes) or per request (bare "
-        "client); the bench process polls the store during a pipeline round and is the load "
-        "generator during a bare round. Threads busy = jobs/s × mean in-task time (Little's law): "
-        "how many of the workers' threads were inside a task on average; the rest waited for "
-        "Celery to hand them a message.",
+        "timestamped and MD5-signed per request, answer parsed as JSON; it counts its own answers. "
+        "Latency is injected by the sandbox fault rule `{\"kind\":\"latency\",\"delay\":0.1,"
+        "\"times\":-1}` (before the order is created); 0 ms means no rule.",
+        f"Before each latency, a warm-up round of {2 * c} jobs is run untimed on each shape of both.",
+        "CPU: user+system time (psutil's `cpu_times()`) of each process tree from resuming the "
+        "consumers until the count is reached and then the workers are idle (under "
+        f"{QUIET_MS:.0f} ms of CPU in {QUIET_EVERY * 1000:.0f} ms, at most 3 s more: the last "
+        "answers' work is counted), per job; the workers column sums the worker processes; the "
+        "bench process polls the sandbox's count during a worker round and is the load generator "
+        "during a bare round. Threads busy = jobs/s × mean in-task time (Little's law): how many of "
+        "the pipeline workers' threads were inside a task on average.",
     ]
     section.seconds = time.perf_counter() - started
     return section

@@ -115,6 +115,39 @@ class Bench:
             self.pause([service], queues)
         return service
 
+    def start_naive(self, *, concurrency: int = 32, paused: bool = True, timeout: float = 90,
+                    loglevel: str | None = None) -> Service:
+        """The naive peer (``bench/naive_app.py``) on its own queue, started like ``start_worker``
+        starts ours (threads pool, ``--without-gossip --without-mingle``, worker heartbeats at
+        Celery's default), by default at Celery's default log level (WARNING: no line per task;
+        ``loglevel`` e.g. ``INFO`` to compare); ``paused`` cancels its consumer once it answers."""
+        from bench import naive_app
+        name = f"n{uuid.uuid4().hex[:6]}@bench"
+        argv = ["-m", "celery", "-A", "bench.naive_app", "worker", "-Q", naive_app.QUEUE, "--pool", "threads",
+                "-c", str(concurrency), "-n", name, "--without-gossip", "--without-mingle",
+                *(["--loglevel", loglevel] if loglevel else [])]
+        service = Service(name, [self.python, *argv], self.env, self.log_dir).start()
+        self.services.started.append(service)
+        service.worker_name = name
+        service.wait_ready(lambda: self._worker_up(name), timeout=timeout)
+        if paused:
+            self.pause([service], (naive_app.QUEUE,))
+        return service
+
+    def send_naive(self, n: int) -> tuple[list[str], float]:
+        """Queue n fresh jobs for the naive peer, one ``send_task`` each with the job's fields as
+        keyword arguments (the same fields ``enqueue_checkout`` gets); tradeNos and seconds."""
+        from bench import naive_app
+        if getattr(self, "_naive_producer", None) is None:
+            self._naive_producer = naive_app.make_app(self.env["REDIS_URL"])
+        celery_app = self._naive_producer
+        jobs = [self.payload() for _ in range(n)]
+        started = time.perf_counter()
+        with celery_app.producer_or_acquire() as producer:
+            for job in jobs:
+                celery_app.send_task(naive_app.TASK, kwargs=job, queue=naive_app.QUEUE, producer=producer)
+        return [job["tradeNo"] for job in jobs], time.perf_counter() - started
+
     def start_web(self, workers: int = 2, threads: int = 8) -> Service:
         self.web = self.services.start(
             # gunicorn.conf.py, with the shape under test: flags on the command line win
@@ -404,6 +437,26 @@ class Bench:
 
     def sandbox_totals(self) -> dict:
         return self.http.get(self.sandbox_url + "/_sandbox/stats", timeout=10).json()["totals"]
+
+    def sandbox_counts(self) -> dict:
+        """The sandbox's totals alone (``GET /_sandbox/totals``: constant size, cheap to poll):
+        ``received``, ``created``, ``duplicates``..."""
+        return self.http.get(self.sandbox_url + "/_sandbox/totals", timeout=10).json()["totals"]
+
+    def last_paying_ms(self, trade_nos: list[str]) -> int | None:
+        """When the last of these jobs was moved to ``paying`` (epoch ms, from the histories;
+        None if none was)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for trade_no in trade_nos:
+            pipe.lrange(self.runtime.store.keys.history(trade_no), 0, -1)
+        last = None
+        for entries in pipe.execute():
+            for raw in entries:
+                entry = json.loads(raw)
+                if entry["to"] == "paying":
+                    last = entry["at"] if last is None else max(last, entry["at"])
+                    break
+        return last
 
 
 def _processes(pid: int, tree: bool = True) -> list[psutil.Process]:

@@ -283,8 +283,8 @@ def micro(bench: Bench) -> Table:
 # -- the HTTP client's own cost -----------------------------------------------------------------------
 def _serve(bench: Bench):
     from worker import sandbox as sb
-    server = sb.SandboxServer(("127.0.0.1", 0), sb.SandboxHandler, sandbox=sb.Sandbox(),
-                              merchant_no=bench.settings.merchant_no, app_secret=bench.settings.app_secret)
+    server = sb.make_server("127.0.0.1", 0, merchant_no=bench.settings.merchant_no,
+                            app_secret=bench.settings.app_secret)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 

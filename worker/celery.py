@@ -207,8 +207,23 @@ def _refuse_other_redis(celery_app: Celery, settings: Settings) -> None:
 @signals.setup_logging.connect
 def _log_lines(loglevel=None, **_kwargs) -> None:
     """Worker and beat: any receiver of this signal stops Celery configuring logging itself (root,
-    task loggers, stdout redirection); the lines come from worker.logs instead."""
-    logs.configure(Settings.from_env().log_format, loglevel or logging.INFO)
+    task loggers, stdout redirection); the lines come from worker.logs instead.
+
+    Celery's own line per task received and per task succeeded (two lines a job, a sixth of a
+    worker's CPU per job with the job's own state changes; BENCHMARKS.md §7) are left out unless
+    ``VEXORA_LOG_TASKS`` or DEBUG: Flower's task events and the job's history say the same. A
+    failed, retried or rejected task is still logged (WARNING and above). Celery decides whether
+    to write them when it builds a task's tracer and the consumer's strategies, after this."""
+    settings = Settings.from_env()
+    level = loglevel or logging.INFO
+    logs.configure(settings.log_format, level)
+    quiet = not settings.log_tasks and mlevel(level) > logging.DEBUG
+    for name in _PER_TASK_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.NOTSET)
+
+
+# the loggers of Celery's "Task ... received" and "Task ... succeeded in ..." lines
+_PER_TASK_LOGGERS = ("celery.app.trace", "celery.worker.strategy")
 
 
 @signals.celeryd_init.connect

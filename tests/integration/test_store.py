@@ -87,6 +87,21 @@ def test_a_claim_returns_the_payload_and_picks_its_detail_by_the_state_it_left(s
     assert plain.applied and plain.payload is None  # only a claim reads the payload
 
 
+def test_a_claim_of_a_job_never_sent_counts_its_first_request_and_a_takeover_does_not(store):
+    trade_no = new(store)
+    first = store.move(trade_no, states.SUBMITTING, claim_lease=-1, count_first=True)
+    assert first.applied and first.counted and first.attempts == 1
+    assert store.load(trade_no).attempts == 1  # counted before anything is sent, with the claim
+    # a takeover finds a request counted: it may have been sent, so it is counted by the resend
+    taken = store.move(trade_no, states.SUBMITTING, claim_lease=60, count_first=True)
+    assert taken.applied and not taken.counted and taken.attempts == 1
+    refused = store.move(trade_no, states.SUBMITTING, claim_lease=60, count_first=True)
+    assert not refused.applied and not refused.counted and store.load(trade_no).attempts == 1
+    plain = new(store)
+    assert not store.move(plain, states.SUBMITTING, claim_lease=60).counted  # only when asked
+    assert store.load(plain).attempts == 0
+
+
 def test_a_record_from_before_the_payload_key_is_still_claimed_and_purged(store):
     trade_no = new(store, mobile="09011112222")
     key = store.keys.payload(trade_no)

@@ -25,7 +25,9 @@ def outage(tmp_path):
     server = RedisServer(appendonly=True, data_dir=str(tmp_path / "redis")).start()
     # callbacks resent after 0.4 s, 1 s, 2 s, 6 s, then 12 min: the outage fits in between
     stack = Stack(server.url, tmp_path, time_factor=0.2, VEXORA_LEASE_SECONDS="5",
-                  VEXORA_VISIBILITY_TIMEOUT="10", **FAST).start(workers=2, concurrency=8, web=True, beat=True)
+                  VEXORA_VISIBILITY_TIMEOUT="10",
+                  VEXORA_LOG_TASKS="true", **FAST,  # the reconciler's runs: counted from Celery's lines
+                  ).start(workers=2, concurrency=8, web=True, beat=True)
     try:
         yield stack, server
     finally:

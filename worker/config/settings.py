@@ -314,6 +314,7 @@ class Settings:
 
     key_prefix: str = "vexora"
     task_events: bool = True  # workers' task events, for Flower; off saves CPU where none watches
+    log_tasks: bool = False  # Celery's own "received" / "succeeded" lines per task (INFO)
     log_format: str = "logfmt"  # or "json": one event per line either way
     job_ttl_seconds: int = 30 * 24 * 3600
     payload_retention_seconds: int = 0  # payer data kept after the checkout is created; 0: purged at once
@@ -408,6 +409,7 @@ class Settings:
         "api_token": ("VEXORA_API_TOKEN", _text()),
         "key_prefix": ("VEXORA_KEY_PREFIX", Parse("str", "text without spaces", (_no_spaces,))),
         "task_events": ("VEXORA_TASK_EVENTS", _switch()),
+        "log_tasks": ("VEXORA_LOG_TASKS", _switch()),
         "log_format": ("VEXORA_LOG_FORMAT", _choice("logfmt", "json")),
         # Redis refuses EX 0: a TTL of 0 would make every create fail
         "job_ttl_seconds": ("VEXORA_JOB_TTL_SECONDS", _count(1)),

@@ -73,10 +73,16 @@ class Submitter:
     def submit(self, trade_no: str) -> str | None:
         """Take the job as far as this process can; return the state it is left in."""
         # One round trip reads and claims: the claim returns the payload it was made for.
+        # A job never sent has its first request counted by the claim itself (no round trip
+        # more): the request follows within this same call, well inside the fresh lease, and a
+        # job refused before sending is recorded with ``attempts`` back at 0. With replicas the
+        # count goes on its own, replicated before the send (count_attempt's WAIT).
+        claimed_at = time.monotonic()
         claim = self.store.move(trade_no, states.SUBMITTING, claim_lease=self.settings.lease,
                                 allowed_from={states.QUEUED, states.SUBMITTING},
                                 detail={"reason": "lease claimed"},
-                                detail_from={states.SUBMITTING: {"reason": "lease taken over after expiry"}})
+                                detail_from={states.SUBMITTING: {"reason": "lease taken over after expiry"}},
+                                count_first=not self._replicated)
         if not claim.applied:
             if claim.previous is None:
                 event(log, logging.WARNING, "submit_not_found", tradeNo=trade_no)
@@ -85,32 +91,44 @@ class Submitter:
                 event(log, logging.INFO, "submit_not_claimed", tradeNo=trade_no, state=claim.previous)
             return claim.previous
         token = claim.lease_token
+        # the claim's count stands for the first request only while the lease is surely still
+        # ours: the claim is fresh (half the lease), or the request counts itself (Redis's clock)
+        counted_until = claimed_at + self.settings.lease / 2 if claim.counted else 0.0
         with self.leases.hold(trade_no, token):
             try:
-                return self._submit_claimed(trade_no, claim, token)
+                return self._submit_claimed(trade_no, claim, token, counted_until)
             except LeaseLostError:
                 return self._lease_lost(trade_no, "before sending")
 
-    def _submit_claimed(self, trade_no: str, claim, token: str) -> str | None:
+    @property
+    def _replicated(self) -> bool:
+        replication = getattr(self.store, "replication", None)
+        return bool(replication is not None and replication.enabled)
+
+    def _submit_claimed(self, trade_no: str, claim, token: str, counted_until: float = 0.0) -> str | None:
+        # refused before sending: the request the claim counted was never made
+        unsent = {"attempts": 0} if claim.counted else {}
         account = self.settings.account(claim.account)
         if account is None:  # its account was removed from the settings: nothing to sign with
             return self.record(trade_no, Outcome(states.REJECTED, {"errors": {"account": [
-                "not an account of this deployment any more"]}}, "unknown account"), lease_token=token)
+                "not an account of this deployment any more"]}, **unsent}, "unknown account"), lease_token=token)
         try:
             fields = self.schemas.get(account.id, self.schema).load(claim.payload)
         except ValidationError as exc:
-            return self.record(trade_no, Outcome(states.REJECTED, {"errors": exc.messages},
+            return self.record(trade_no, Outcome(states.REJECTED, {"errors": exc.messages, **unsent},
                                                  "invalid input"), lease_token=token)
         hashed_ip = ip_hash(fields["ipAddress"], account.app_secret, account.id)
-        resend = claim.attempts > 0
+        resend = claim.attempts > 0 and not claim.counted
         if not resend:
+            # with the limits on, the take also records the job's ipHash (ip_take.lua); off,
+            # nothing counts successes per IP and the hash is only kept with a resend's count
             limits = self.account_limits.get(account.id, self.limits)
             refused = limits.take(hashed_ip, trade_no, self.store.keys.job(trade_no))
             if refused:
-                return self.record(trade_no, Outcome(states.REJECTED, {"errors": {"ipAddress": [refused]}},
+                return self.record(trade_no, Outcome(states.REJECTED, {"errors": {"ipAddress": [refused]}, **unsent},
                                                      "per-IP daily limit"), lease_token=token)
         outcome = self.send(trade_no, fields, resend=resend, hashed_ip=hashed_ip, lease_token=token,
-                            account=account.id)
+                            account=account.id, counted_until=counted_until)
         # what this submit knows of its job; if a callback moved it meanwhile, the settler re-reads.
         # A resend (a re-drive or a takeover) reads it again: the job may have been flagged since
         # its first request, and a flagged job is judged as one (settlement.decide's ``flagged``).
@@ -126,13 +144,16 @@ class Submitter:
         return job.state if job else None
 
     def send(self, trade_no: str, fields: dict, *, resend: bool, hashed_ip: str,
-             lease_token: str | None = None, account: str | None = None) -> Outcome | Report:
+             lease_token: str | None = None, account: str | None = None,
+             counted_until: float = 0.0) -> Outcome | Report:
         """Send within the retry budget; ``resend`` means an earlier request may have arrived.
 
         ``hashed_ip`` is stored with each request counted (the per-IP success counter of a paid
-        callback needs it)."""
+        callback needs it). ``counted_until`` (monotonic): the claim counted the first request,
+        which may go without a count of its own until then."""
         started = time.monotonic()
-        state = {"ambiguous": resend, "ipHash": hashed_ip, "token": lease_token, "account": account}
+        state = {"ambiguous": resend, "ipHash": hashed_ip, "token": lease_token, "account": account,
+                 "counted_until": counted_until}
         try:
             for attempt in build_retrying(self.settings, sleep=self.sleep):
                 with attempt:
@@ -156,7 +177,11 @@ class Submitter:
             known = self._query(trade_no, state["account"])
             if known is not None:
                 return known
-        self.store.count_attempt(trade_no, lease_token=state["token"], ipHash=state["ipHash"])
+        if state["counted_until"] and time.monotonic() < state["counted_until"]:
+            state["counted_until"] = 0.0  # the claim's count is this request's; a retry counts its own
+        else:
+            state["counted_until"] = 0.0
+            self.store.count_attempt(trade_no, lease_token=state["token"], ipHash=state["ipHash"])
         try:
             reply = self.gateway.checkout(fields, state["account"])
         except AmbiguousError:

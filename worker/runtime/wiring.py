@@ -138,6 +138,17 @@ class Runtime:
         self.celery.send_task(task_name, args=list(args), ignore_result=True, **options)
 
     @cached_property
+    def task_messages(self):
+        """Task messages to write into the broker's list within our own Redis steps
+        (``worker.runtime.messages``), or None when the broker is not the store's Redis (RabbitMQ,
+        another server): then messages go through ``send``."""
+        s = self.settings
+        if s.broker_is_rabbitmq or s.celery_broker_url != s.redis_url:
+            return None
+        from worker.runtime.messages import TaskMessages
+        return TaskMessages(reply_to=self.celery.thread_oid)
+
+    @cached_property
     def schema(self) -> CheckoutRequestSchema:
         return checkout_schema(self.settings)
 

@@ -24,7 +24,8 @@ only) answers the order's real record with a single amount, ``amount``: the orde
 Each POST replaces the whole setting: leaving ``query`` out turns query chaos off. ``GET
 /_sandbox/faults`` lists the pending rules and the chaos setting, ``query`` included. In ``GET
 /_sandbox/stats``, ``totals.faults`` counts every fault and ``totals.query_faults`` those on
-queries; the per-tradeNo ``checkout`` counters count checkout faults only.
+queries; the per-tradeNo ``checkout`` counters count checkout faults only. ``GET
+/_sandbox/totals`` answers the ``totals`` alone (constant size: what a benchmark polls).
 """
 
 from __future__ import annotations
@@ -358,6 +359,12 @@ class Sandbox:
             return {"checkout": {no: dict(c) for no, c in self._checkout.items()},
                     "query": dict(self._queries), "totals": dict(self._totals)}
 
+    def totals(self) -> dict:
+        """Only the totals (``GET /_sandbox/totals``): a constant-size answer, cheap enough to poll
+        (``stats`` grows with every ``tradeNo`` seen)."""
+        with self._lock:
+            return dict(self._totals)
+
 
 # -- gateway answers (no HTTP here) ----------------------------------------------------------------
 @dataclass(frozen=True)
@@ -517,6 +524,7 @@ _CONTROL_POSTS = {
 _CONTROL_GETS = {
     "/_sandbox/faults": lambda server: server.sandbox.faults(),
     "/_sandbox/stats": lambda server: server.stats(),
+    "/_sandbox/totals": lambda server: {"totals": server.sandbox.totals()},
     "/_sandbox/callbacks": lambda server: {"callbacks": server.notifier.deliveries(),
                                            "drops": server.notifier.drops()},
     "/_sandbox/autopay": lambda server: {"autopay": server.autopay.settings()},

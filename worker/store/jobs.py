@@ -89,6 +89,7 @@ class Moved:
     lease_lost: bool = False
     version_changed: bool = False
     account: str = DEFAULT_ACCOUNT
+    counted: bool = False  # the claim counted the job's first request (``count_first``)
 
 
 @dataclass(frozen=True)
@@ -208,7 +209,7 @@ class JobStore:
              detail_from: Mapping[str, Mapping[str, object]] | None = None,
              increase: str | None = None, lease_token: str | None = None,
              version: int | None = None, flag: tuple[str, Mapping[str, object]] | None = None,
-             unflag: Mapping[str, object] | None = None) -> Moved:
+             unflag: Mapping[str, object] | None = None, count_first: bool = False) -> Moved:
         """Move a job to ``target`` if that is a forward move from its current state.
 
         ``claim_lease`` (seconds) makes this a lease claim: ``leaseUntil`` (Redis's clock) and a
@@ -226,6 +227,8 @@ class JobStore:
         (``(reason, detail)``) flags the job for review in the same step (``needsReview``, the
         review set, a ``needs_review`` history entry, event and webhook event), once per reason;
         ``unflag`` (the ``review_resolved`` detail) takes it out of review in the same step.
+        ``count_first`` makes a claim of a job never sent count its first request too
+        (``attempts`` 1, what ``count_attempt`` writes), in the same step: ``Moved.counted``.
         """
         now = self.now_ms()
         allowed = states.ENTERED_FROM[target] if allowed_from is None else frozenset(allowed_from)
@@ -255,15 +258,19 @@ class JobStore:
                 version="" if version is None else int(version),
                 flag_reason=flag[0] if flag else "",
                 flag_detail=_compact({"kind": "needs_review", "reason": flag[0], **flag[1]}) if flag else "",
-                unflag=_compact({"kind": "review_resolved", **unflag}) if unflag is not None else ""),
+                unflag=_compact({"kind": "review_resolved", **unflag}) if unflag is not None else "",
+                count_first="1" if count_first else ""),
         )
         moved = Moved(bool(applied), _text(previous) if previous else None, int(attempts or 0),
                       json.loads(payload) if payload else None, token if applied else None,
                       bool(lost and lost[0]), bool(len(lost) > 1 and lost[1]),
-                      _text(lost[2]) if len(lost) > 2 and lost[2] else DEFAULT_ACCOUNT)
+                      _text(lost[2]) if len(lost) > 2 and lost[2] else DEFAULT_ACCOUNT,
+                      bool(len(lost) > 3 and lost[3]))
         if moved.applied:
             detail = (detail_from or {}).get(moved.previous, detail)
-            event(log, logging.INFO, "state_change", {"tradeNo": trade_no, "from": moved.previous, "to": target,
+            # a claim is a step of the submit, not news: its line only at DEBUG (one line a move
+            # else: the logging is a good share of a worker's CPU per job, BENCHMARKS.md §7)
+            event(log, logging.DEBUG if claim_lease is not None else logging.INFO, "state_change", {"tradeNo": trade_no, "from": moved.previous, "to": target,
                                                      "attempt": moved.attempts, **_log_detail(detail)})
             if flag:
                 event(log, logging.WARNING, "needs_review", tradeNo=trade_no, reason=flag[0])

@@ -43,13 +43,22 @@ script may touch them all (docs/redis-cluster.md); every key a script touches is
     p:jobs:platform                      zset    ``<platFormTradeNo> <tradeNo>``, score 0 (/ops search by the gateway's id)
     p:jobs:platform_of                   hash    tradeNo -> its ``p:jobs:platform`` member (to trim it with the job)
     p:daily:<JST day>                    hash    ``<account>|created``, ``<account>|<state>`` (moves into it), ``<account>|paid`` (/ops totals)
+
+Not ours, but written by our scripts: kombu's Redis list of a broker queue at priority 0 is the
+queue's own name (``broker_queue``), unprefixed; the create script pushes a job's first task
+message there when the broker is the store's Redis (``worker.runtime.messages``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Keys"]
+__all__ = ["Keys", "broker_queue"]
+
+
+def broker_queue(queue: str) -> str:
+    """kombu's Redis list holding ``queue``'s messages of priority 0 (Celery's default)."""
+    return queue
 
 
 @dataclass(frozen=True)

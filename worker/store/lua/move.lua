@@ -36,15 +36,18 @@
 --   flag_reason      flag the job for review with this reason, in this step ("" no flag)
 --   flag_detail      JSON of the needs_review history entry's detail (with flag_reason)
 --   unflag           JSON of the review_resolved history entry's detail: out of review ("" no)
+--   count_first      "1": a claim of a job never sent also counts its first request (attempts 1),
+--                    the request the claimer sends next, in this same step ("" no)
 -- ARGV: target, allowed_from, now, ttl, events_maxlen, open_states, fields, drop, claim_ms
 -- ARGV: detail, trade_no, counters, retention, detail_by_state, increase, lease_token, webhook_type
--- ARGV: version, flag_reason, flag_detail, unflag
+-- ARGV: version, flag_reason, flag_detail, unflag, count_first
 -- Returns {applied 1|0, the state found, attempts, the claimed payload or false[, 1 lease lost
--- [, 1 version changed]]}; an applied claim also returns {…, 0, 0, the job's account}, so the
--- submit signs for its account without another round trip.
+-- [, 1 version changed]]}; an applied claim also returns {…, 0, 0, the job's account, 1 if it
+-- counted the first request}, so the submit signs for its account and sends without another
+-- round trip.
 local target, allowed_from, now, ttl, events_maxlen, open_states, fields, drop, claim_ms,
       detail, trade_no, counters, retention, detail_by_state, increase, lease_token, webhook_type,
-      version, flag_reason, flag_detail, unflag =
+      version, flag_reason, flag_detail, unflag, count_first =
       unpack(ARGV)
 
 local current = redis.call('HGET', KEYS[1], 'state')
@@ -85,6 +88,12 @@ if claim_ms ~= '' then
 end
 local paid_before = tonumber(redis.call('HGET', KEYS[1], 'paidAmount') or '0') or 0
 redis.call('HINCRBY', KEYS[1], 'version', 1)
+local counted = 0
+if payload and count_first == '1' and tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') == 0 then
+  -- the first request, counted before it is sent (count_attempt.lua's write, for a claim)
+  redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+  counted = 1
+end
 local flat = {'state', target, 'updatedAt', now}
 if lease_until then flat[#flat + 1] = 'leaseUntil'; flat[#flat + 1] = lease_until end
 for k, v in pairs(values) do flat[#flat + 1] = k; flat[#flat + 1] = tostring(v) end
@@ -207,6 +216,6 @@ else
   if not purge then redis.call('EXPIRE', KEYS[4], ttl) end
 end
 if payload then
-  return {1, current, tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0'), payload, 0, 0, account}
+  return {1, current, tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0'), payload, 0, 0, account, counted}
 end
 return {1, current, tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0'), payload}
