@@ -60,6 +60,7 @@ SPREAD = 8  # a pass splits an endpoint's due deliveries over at least this many
 KEEP_S = 7 * 24 * 3600  # bodies and delivery records: longer than the whole retry schedule
 REPLAY_MARGIN_S = 24 * 3600  # the outbox keeps an event this long past the whole retry schedule
 PASS_SECONDS = 15.0  # a pass drains for at most half its lock's 30 s
+TRIM_EVERY_S = 5.0  # a pass trims the streams at most this often (a process's first pass does)
 # internal bookkeeping a merchant has no use for: no reader shows it (CheckoutEventDataSchema
 # declares none of it); left out again here, so that declaring one by mistake still shows nothing
 WEBHOOK_HIDDEN = HIDDEN
@@ -137,11 +138,19 @@ class Dispatcher:
     def __init__(self, client: redis.Redis, prefix: str, endpoints: Endpoints,
                  send_deliver: Callable[[list[str]], object], *, claim_seconds: float = 60.0,
                  clock: Callable[[], float] = time.time, events_maxlen: int = 100_000,
-                 replay_seconds: float = KEEP_S):
+                 replay_seconds: float = KEEP_S,
+                 deliver_message: Callable[[list[str]], str] | None = None, broker_list: str = "",
+                 trim_every: float = TRIM_EVERY_S):
         self.redis = client
         self.prefix = prefix
         self.endpoints = endpoints
         self.send_deliver = send_deliver
+        # with a Redis broker that is this Redis: each deliver task's message, as kombu would push
+        # it (``worker.runtime.messages``), all of a pass's pushed to ``broker_list`` at once
+        self.deliver_message = deliver_message if broker_list else None
+        self.broker_list = broker_list
+        self.trim_every = float(trim_every)
+        self._trimmed_at: float | None = None  # time.monotonic() of this process's last trim
         self.clock = clock
         self.claim_ms = int(claim_seconds * 1000)  # a handed-out delivery comes back after this
         self.keys = Keys(prefix)
@@ -178,7 +187,10 @@ class Dispatcher:
                 handed += n
                 if n < limit or time.monotonic() >= deadline:
                     break
-            trimmed = self.trim(budget=max(0.5, deadline - time.monotonic()))
+            trimmed = 0
+            if self._trimmed_at is None or time.monotonic() - self._trimmed_at >= self.trim_every:
+                trimmed = self.trim(budget=max(0.5, deadline - time.monotonic()))
+                self._trimmed_at = time.monotonic()
             return {"events": fanned, "handed_out": handed, "trimmed": trimmed}
 
     def trim(self, budget: float = 5.0) -> int:
@@ -273,10 +285,13 @@ class Dispatcher:
         by_endpoint: dict[str, list[str]] = {}
         for member in members:
             by_endpoint.setdefault(member.split("|", 1)[1], []).append(member)
-        for batch in by_endpoint.values():
-            size = batch_size(len(batch))
-            for i in range(0, len(batch), size):
-                self.send_deliver(batch[i:i + size])
+        batches = [batch[i:i + size] for batch in by_endpoint.values()
+                   for size in (batch_size(len(batch)),) for i in range(0, len(batch), size)]
+        if self.deliver_message is None:
+            for batch in batches:
+                self.send_deliver(batch)
+        elif batches:  # the whole pass's task messages in one command (RPOP takes the first first)
+            self.redis.lpush(self.broker_list, *(self.deliver_message(batch) for batch in batches))
         return len(members)
 
     # -- operator tools ------------------------------------------------------------------------
