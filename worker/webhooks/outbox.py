@@ -66,8 +66,59 @@ TRIM_EVERY_S = 5.0  # a pass trims the streams at most this often (a process's f
 WEBHOOK_HIDDEN = HIDDEN
 _EVENT_DATA = CheckoutEventDataSchema()
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # one, not one per body
+_LAST_SECOND: list[tuple[int, str]] = [(-1, "")]  # the last second _iso wrote, and its text
+
+
 def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """``2026-12-03T16:28:00.123Z``: what ``datetime.isoformat(timespec="milliseconds")`` writes
+    in UTC, with ``Z``; the second's text kept from the previous call (events come many a second;
+    the pair is one tuple, swapped whole, so threads never mix two seconds)."""
+    second, milli = divmod(int(ms), 1000)
+    last = _LAST_SECOND[0]
+    if last[0] != second:
+        last = (second, datetime.fromtimestamp(second, timezone.utc).isoformat(timespec="seconds")[:-6])
+        _LAST_SECOND[0] = last
+    return f"{last[1]}.{milli:03d}Z"
+
+
+def _event_data_dumper(schema) -> Callable[[dict], dict]:
+    """``schema.dump`` for ``CheckoutEventDataSchema``, without marshmallow's per-dump plumbing:
+    its own pre-dump step, then each declared field's own ``_serialize`` in declared order (a
+    missing value: the field's ``dump_default``, or absent), ``None`` left out (its post-dump
+    step). Exactly the same output (``tests/unit/test_webhook_body.py`` compares them over varied
+    records); a schema this does not describe (another hook, a field read from elsewhere) gets
+    ``schema.dump`` itself."""
+    from marshmallow import missing
+    hooks = {k: list(v) for k, v in getattr(schema, "_hooks", {}).items() if v}
+    plain = all(f._CHECK_ATTRIBUTE and f.attribute is None for f in schema.dump_fields.values())
+    if not plain or hooks != {"pre_dump": [("_from_storage", False, {})],
+                              "post_dump": [("_absent_not_null", False, {"pass_original": False})]}:
+        return schema.dump
+    table = [(name, field.data_key if field.data_key is not None else name, field, field.dump_default)
+             for name, field in schema.dump_fields.items()]
+    pre = schema._from_storage
+
+    def dump(record: dict) -> dict:
+        data = pre(record)
+        out = {}
+        for name, key, field, default in table:
+            value = data.get(name, missing)
+            if value is missing:
+                if default is missing:
+                    continue
+                value = default() if callable(default) else default
+                if value is missing:
+                    continue
+            value = field._serialize(value, name, data)
+            if value is not None:
+                out[key] = value
+        return out
+
+    return dump
+
+
+_dump_event_data = _event_data_dumper(_EVENT_DATA)
 
 
 def webhook_id(fields: dict, event_id: str = "") -> str:
@@ -117,12 +168,11 @@ def _body(fields: dict, raw: object) -> str:
     kind, at = fields["type"], int(fields.get("at") or 0)
     if kind.startswith("checkout."):
         pairs = dict(zip(raw[::2], raw[1::2])) if isinstance(raw, list) else raw
-        data = _EVENT_DATA.dump({**pairs, "sequence": int(fields.get("sequence") or 0)})
+        data = _dump_event_data({**pairs, "sequence": int(fields.get("sequence") or 0)})
         data = {k: v for k, v in data.items() if k not in WEBHOOK_HIDDEN}
     else:
         data = raw
-    return json.dumps({"type": kind, "timestamp": _iso(at), "data": data}, ensure_ascii=False,
-                      separators=(",", ":"))
+    return _ENCODER.encode({"type": kind, "timestamp": _iso(at), "data": data})
 
 
 def batch_size(due: int) -> int:
