@@ -55,6 +55,7 @@ class Deliverer:
         self.resolve = resolve  # the name lookup (None: the system's); injectable for tests
         self._checked: dict[str, tuple[str | None, str | None, float]] = {}
         self._settle_script = scripts.register(self.redis, "webhook_settle")
+        self._claim_script = scripts.register(self.redis, "webhook_claim_batch")
         self.total = timeout + 3  # a request's ceiling, connect to last byte
         self.http = Poster(connect_timeout=min(3.0, timeout), total=self.total)
 
@@ -77,20 +78,19 @@ class Deliverer:
         return done
 
     def _claim(self, members: list[str]) -> tuple[list[tuple[str, dict, bytes | None]], int]:
-        """Each delivery's record and body, in one round trip, every one claimed for one request's
-        ceiling from now (``_Outcomes`` claims the rest again before that runs out), so only a
-        dead worker's deliveries come back to the dispatcher, and soon."""
+        """Each delivery's record and body, in one script call (``webhook_claim_batch``), every
+        one claimed for one request's ceiling from now (``_Outcomes`` claims the rest again before
+        that runs out), so only a dead worker's deliveries come back to the dispatcher, and soon."""
         d = self.dispatcher
-        pipe = self.redis.pipeline(transaction=False)
+        until = self._claim_until()
+        if not members:
+            return [], until
+        keys = [d.due_key]
         for member in members:
             event_id, endpoint_id = member.split("|", 1)
-            pipe.hgetall(d.delivery_key(event_id, endpoint_id))
-            pipe.get(d.body_key(event_id))
-        until = self._claim_until()
-        if members:
-            pipe.zadd(d.due_key, dict.fromkeys(members, until), xx=True)
-        answers = pipe.execute()
-        return [(m, answers[2 * i], answers[2 * i + 1]) for i, m in enumerate(members)], until
+            keys += [d.delivery_key(event_id, endpoint_id), d.body_key(event_id)]
+        answers = self._claim_script(keys=keys, args=[until, *members])
+        return [(m, dict(zip(flat[::2], flat[1::2])), body) for m, (flat, body) in zip(members, answers)], until
 
     def _claim_until(self) -> int:
         return int((self.clock() + self.total + 5) * 1000)
