@@ -36,6 +36,7 @@ log = logging.getLogger("vexora.webhooks")
 _KEEP_ATTEMPTS = (100, 30 * 24 * 3600)  # per job: the newest 100, for 30 days
 
 _RETRY_AFTER_MAX = 24 * 3600.0
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # one, not one per attempt
 
 
 class Deliverer:
@@ -71,7 +72,7 @@ class Deliverer:
             endpoint_id = member.split("|", 1)[1]
             if endpoint_id not in endpoints:
                 endpoints[endpoint_id] = self.endpoints.get(endpoint_id)
-            outcomes.before_post([m for m, _, _ in claimed[i:]])
+            outcomes.before_post(claimed, i)
             result = self._deliver(member, raw, body, endpoints[endpoint_id], outcomes)
             done[result] = done.get(result, 0) + 1
         outcomes.flush([])
@@ -221,14 +222,15 @@ class _Outcomes:
         fields = [str(x) for pair in (mapping or {}).items() for x in pair] if key else []
         self.keys += [d.attempts_key(delivery.get("tradeNo") or f"_endpoint_{endpoint_id}") if entry else "",
                       key or ""]
-        self.args += [json.dumps(entry, ensure_ascii=False, separators=(",", ":")) if entry is not None else "",
+        self.args += [_ENCODER.encode(entry) if entry is not None else "",
                       member, "" if due is None else due, len(fields) // 2, *fields]
 
-    def before_post(self, rest: list[str]) -> None:
-        """``rest``: the batch's deliveries not yet sent (the next one first)."""
+    def before_post(self, claimed: list[tuple], i: int) -> None:
+        """``claimed[i:]``: the batch's deliveries not yet sent (the next one first); the list of
+        their members made only when they are claimed again."""
         d = self.deliverer
         if d.clock() * 1000 + d.total * 1000 + self._MARGIN_MS > self.until:
-            self.flush(rest)
+            self.flush([c[0] for c in claimed[i:]])
 
     def flush(self, rest: list[str]) -> None:
         """What is pending recorded, and ``rest`` claimed again, in one round trip."""
