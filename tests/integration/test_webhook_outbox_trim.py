@@ -255,3 +255,34 @@ def test_endpoint_disabled_names_the_endpoint_by_id_only(client, receiver):
     disabled_at = endpoints.get(gone["id"])["disabledAt"]
     events = http.get(receiver.base + "/_receiver/events", timeout=5).json()
     assert events[-1]["webhook_id"] == f"msg_endpoint_disabled_{gone['id']}_{disabled_at}"
+
+
+def test_a_pass_trims_at_most_every_trim_every_seconds_and_a_trim_still_keeps_the_unread(client):
+    """A pass trims when its process has not trimmed for ``trim_every`` seconds (its first pass
+    does); the passes in between leave the streams to a later trim, which removes what they would
+    have, and never an entry still unread."""
+    clock = Clock()
+    endpoints = Endpoints(client, PREFIX, allow_private=True, rotation_grace=60, clock=clock)
+    endpoints.add("http://127.0.0.1:9/nobody")
+    dispatcher = Dispatcher(client, PREFIX, endpoints, lambda members: None, clock=clock, events_maxlen=MAXLEN,
+                            replay_seconds=1, trim_every=3600)
+    store = JobStore(client, prefix=PREFIX, events_maxlen=MAXLEN, clock=clock)
+
+    def jobs(first: int, n: int) -> None:  # n jobs: n outbox entries, 2n of p:events (no group reads it)
+        for i in range(first, first + n):
+            store.create(f"EVERY{i:04d}", payload(tradeNo=f"EVERY{i:04d}"), contact={})
+            assert store.flag(f"EVERY{i:04d}", "a test")
+
+    jobs(0, 30)
+    clock.now += 5  # past the replay horizon (a second), within the deliveries' claims (a minute)
+    assert dispatcher.run() == {"events": 30, "handed_out": 30, "trimmed": 20 + 50}  # the first pass trims
+    assert client.xlen(dispatcher.outbox) == MAXLEN and client.xlen(store.keys.events) == MAXLEN
+    jobs(30, 30)
+    clock.now += 5
+    assert dispatcher.run() == {"events": 30, "handed_out": 30, "trimmed": 0}  # not yet time
+    assert client.xlen(dispatcher.outbox) == MAXLEN + 30 and client.xlen(store.keys.events) == MAXLEN + 60
+    jobs(60, 15)  # not read by the dispatcher yet
+    assert dispatcher.trim() == 40 + 90  # the outbox down to its first unread entry, p:events to MAXLEN
+    assert client.xlen(dispatcher.outbox) == 15 and client.xlen(store.keys.events) == MAXLEN
+    dispatcher.trim_every = 0
+    assert dispatcher.run() == {"events": 15, "handed_out": 15, "trimmed": 5}  # read now; every pass trims

@@ -321,3 +321,33 @@ def test_a_worker_killed_between_the_change_and_the_delivery_loses_no_event(stac
     stack.start_worker(concurrency=8)
     wait_until(lambda: final_event_arrived_types(receiver, stack, jobs, "checkout.paying"), timeout=60,
                interval=0.5, what="every event after the kill")
+
+
+def test_a_pass_pushes_its_deliver_messages_itself_and_the_webhook_worker_runs_them(stack, receiver):
+    """With the broker on the store's Redis, a pass writes its deliver tasks' messages into the
+    broker's list itself (kombu's own format, one LPUSH for the pass), never through
+    ``send_task``; the real worker (its beat passes do the same) runs them. Every test above goes
+    through this path."""
+    dispatcher = stack.runtime.webhook_dispatcher
+    assert dispatcher.deliver_message is not None and dispatcher.broker_list == "webhooks"
+    message = json.loads(dispatcher.deliver_message(["1-0|ep"]))
+    assert message["headers"]["task"] == "vexora.webhooks.deliver"
+    assert message["properties"]["delivery_info"]["routing_key"] == "webhooks"
+    trade_no = stack.enqueue(payload())
+    stack.wait_state(trade_no, states.PAYING)
+    wait_until(lambda: final_event_arrived_types(receiver, stack, [trade_no], "checkout.paying"), timeout=30,
+               what="the job's event")
+    event_id = next(e["id"] for e in dispatcher.job_events(trade_no) if e["type"] == "checkout.paying")
+    verified = receiver.stats(stack.http)["verified"]
+
+    def no_send_task(members):
+        raise AssertionError(f"send_task used for {members}")
+
+    own, dispatcher.send_deliver = dispatcher.send_deliver, no_send_task
+    try:
+        assert dispatcher.resend(event_id) == 1
+        # this process's passes (or the worker's beat passes, when they hold the lock) hand it out
+        wait_until(lambda: dispatcher.run() is not None and receiver.stats(stack.http)["verified"] > verified,
+                   timeout=30, what="the resent event")
+    finally:
+        dispatcher.send_deliver = own

@@ -108,9 +108,16 @@ class Runtime:
 
     @cached_property
     def webhook_dispatcher(self):
+        from worker.celery import WEBHOOK_QUEUE
+        from worker.store.keys import broker_queue
         from worker.webhooks.outbox import REPLAY_MARGIN_S, Dispatcher
+        messages = self.task_messages  # None: the broker is not this Redis (send_task instead)
         return Dispatcher(self.redis, self.settings.key_prefix, self.webhook_endpoints,
                           lambda members: self.send("vexora.webhooks.deliver", members),
+                          deliver_message=None if messages is None else (
+                              lambda members: messages.build("vexora.webhooks.deliver", [members],
+                                                             queue=WEBHOOK_QUEUE)),
+                          broker_list="" if messages is None else broker_queue(WEBHOOK_QUEUE),
                           claim_seconds=self.settings.webhook_claim_seconds,
                           events_maxlen=self.settings.events_maxlen,
                           replay_seconds=sum(self.settings.webhook_retry_schedule) + REPLAY_MARGIN_S)

@@ -3,7 +3,7 @@
     signing.py    whsec_ secrets and the v1 HMAC-SHA256 signature header
     endpoints.py  the operator's endpoints: URL checks, event-type filters, rotation, disabling
     outbox.py     events recorded by the store's move script -> one delivery per endpoint, due times
-    delivery.py   one POST per delivery, its attempt recorded, the retry schedule kept in Redis
+    delivery.py   one POST per delivery, a batch's attempts recorded together, the retry schedule in Redis
     poster.py     the POST itself: kept-alive connections, a total deadline
 
 The operators' HTTP API for these is ``worker/web/webhooks_api.py``; the merchant-side receiver of

@@ -48,23 +48,77 @@ from worker.store.streams import StreamTrimmer
 from worker.webhooks.endpoints import Endpoints, account_of
 from worker.webhooks.poster import reason_for
 
-__all__ = ["Dispatcher", "build_body", "webhook_id", "WEBHOOK_HIDDEN"]
+__all__ = ["Dispatcher", "build_body", "batch_size", "webhook_id", "WEBHOOK_HIDDEN"]
 
 log = logging.getLogger("vexora.webhooks")
 
 GROUP = "dispatch"
 CLAIM_MS = 60_000  # an event read but not acknowledged (its dispatcher died) is read again after this
-BATCH = 20  # deliveries per deliver task (same endpoint, one connection)
+BATCH = 20  # deliveries per deliver task (same endpoint, one connection) while few are due...
+BATCH_MAX = 50  # ...and up to this many in a backlog: fewer tasks, each delivering more
+SPREAD = 8  # a pass splits an endpoint's due deliveries over at least this many tasks (threads)
 KEEP_S = 7 * 24 * 3600  # bodies and delivery records: longer than the whole retry schedule
 REPLAY_MARGIN_S = 24 * 3600  # the outbox keeps an event this long past the whole retry schedule
 PASS_SECONDS = 15.0  # a pass drains for at most half its lock's 30 s
+TRIM_EVERY_S = 5.0  # a pass trims the streams at most this often (a process's first pass does)
 # internal bookkeeping a merchant has no use for: no reader shows it (CheckoutEventDataSchema
 # declares none of it); left out again here, so that declaring one by mistake still shows nothing
 WEBHOOK_HIDDEN = HIDDEN
 _EVENT_DATA = CheckoutEventDataSchema()
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # one, not one per body
+_LAST_SECOND: list[tuple[int, str]] = [(-1, "")]  # the last second _iso wrote, and its text
+
+
 def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """``2026-12-03T16:28:00.123Z``: what ``datetime.isoformat(timespec="milliseconds")`` writes
+    in UTC, with ``Z``; the second's text kept from the previous call (events come many a second;
+    the pair is one tuple, swapped whole, so threads never mix two seconds)."""
+    second, milli = divmod(int(ms), 1000)
+    last = _LAST_SECOND[0]
+    if last[0] != second:
+        last = (second, datetime.fromtimestamp(second, timezone.utc).isoformat(timespec="seconds")[:-6])
+        _LAST_SECOND[0] = last
+    return f"{last[1]}.{milli:03d}Z"
+
+
+def _event_data_dumper(schema) -> Callable[[dict], dict]:
+    """``schema.dump`` for ``CheckoutEventDataSchema``, without marshmallow's per-dump plumbing:
+    its own pre-dump step, then each declared field's own ``_serialize`` in declared order (a
+    missing value: the field's ``dump_default``, or absent), ``None`` left out (its post-dump
+    step). Exactly the same output (``tests/unit/test_webhook_body.py`` compares them over varied
+    records); a schema this does not describe (another hook, a field read from elsewhere) gets
+    ``schema.dump`` itself."""
+    from marshmallow import missing
+    hooks = {k: list(v) for k, v in getattr(schema, "_hooks", {}).items() if v}
+    plain = all(f._CHECK_ATTRIBUTE and f.attribute is None for f in schema.dump_fields.values())
+    if not plain or hooks != {"pre_dump": [("_from_storage", False, {})],
+                              "post_dump": [("_absent_not_null", False, {"pass_original": False})]}:
+        return schema.dump
+    table = [(name, field.data_key if field.data_key is not None else name, field, field.dump_default)
+             for name, field in schema.dump_fields.items()]
+    pre = schema._from_storage
+
+    def dump(record: dict) -> dict:
+        data = pre(record)
+        out = {}
+        for name, key, field, default in table:
+            value = data.get(name, missing)
+            if value is missing:
+                if default is missing:
+                    continue
+                value = default() if callable(default) else default
+                if value is missing:
+                    continue
+            value = field._serialize(value, name, data)
+            if value is not None:
+                out[key] = value
+        return out
+
+    return dump
+
+
+_dump_event_data = _event_data_dumper(_EVENT_DATA)
 
 
 def webhook_id(fields: dict, event_id: str = "") -> str:
@@ -88,6 +142,10 @@ def event_account(fields: dict) -> str:
         raw = json.loads(fields.get("record") or "[]")
     except ValueError:
         return DEFAULT_ACCOUNT
+    return _account_in(raw)
+
+
+def _account_in(raw: object) -> str:
     pairs = dict(zip(raw[::2], raw[1::2])) if isinstance(raw, list) else raw
     account = pairs.get("account") if isinstance(pairs, dict) else None
     return account if isinstance(account, str) and account else DEFAULT_ACCOUNT
@@ -102,16 +160,26 @@ def build_body(fields: dict) -> str:
     """The JSON body of an outbox entry: ``{type, timestamp, data}`` (Standard Webhooks); a
     ``checkout.*`` event's ``data`` is the record as stored with the change, shown by
     ``CheckoutEventDataSchema`` (the public record, no history, and the ``sequence``)."""
+    return _body(fields, json.loads(fields.get("record") or "[]"))
+
+
+def _body(fields: dict, raw: object) -> str:
+    """``build_body`` with the record already parsed (the fan-out reads it once per event)."""
     kind, at = fields["type"], int(fields.get("at") or 0)
-    raw = json.loads(fields.get("record") or "[]")
     if kind.startswith("checkout."):
         pairs = dict(zip(raw[::2], raw[1::2])) if isinstance(raw, list) else raw
-        data = _EVENT_DATA.dump({**pairs, "sequence": int(fields.get("sequence") or 0)})
+        data = _dump_event_data({**pairs, "sequence": int(fields.get("sequence") or 0)})
         data = {k: v for k, v in data.items() if k not in WEBHOOK_HIDDEN}
     else:
         data = raw
-    return json.dumps({"type": kind, "timestamp": _iso(at), "data": data}, ensure_ascii=False,
-                      separators=(",", ":"))
+    return _ENCODER.encode({"type": kind, "timestamp": _iso(at), "data": data})
+
+
+def batch_size(due: int) -> int:
+    """Deliveries per deliver task for an endpoint with ``due`` of them in a pass: ``BATCH``, or
+    more in a backlog (up to ``BATCH_MAX``) while that still leaves ``SPREAD`` tasks to share
+    the threads; fewer tasks is less Celery work per delivery."""
+    return max(BATCH, min(BATCH_MAX, -(-due // SPREAD)))
 
 
 class Dispatcher:
@@ -120,11 +188,19 @@ class Dispatcher:
     def __init__(self, client: redis.Redis, prefix: str, endpoints: Endpoints,
                  send_deliver: Callable[[list[str]], object], *, claim_seconds: float = 60.0,
                  clock: Callable[[], float] = time.time, events_maxlen: int = 100_000,
-                 replay_seconds: float = KEEP_S):
+                 replay_seconds: float = KEEP_S,
+                 deliver_message: Callable[[list[str]], str] | None = None, broker_list: str = "",
+                 trim_every: float = TRIM_EVERY_S):
         self.redis = client
         self.prefix = prefix
         self.endpoints = endpoints
         self.send_deliver = send_deliver
+        # with a Redis broker that is this Redis: each deliver task's message, as kombu would push
+        # it (``worker.runtime.messages``), all of a pass's pushed to ``broker_list`` at once
+        self.deliver_message = deliver_message if broker_list else None
+        self.broker_list = broker_list
+        self.trim_every = float(trim_every)
+        self._trimmed_at: float | None = None  # time.monotonic() of this process's last trim
         self.clock = clock
         self.claim_ms = int(claim_seconds * 1000)  # a handed-out delivery comes back after this
         self.keys = Keys(prefix)
@@ -139,6 +215,7 @@ class Dispatcher:
         self.events_maxlen = int(events_maxlen)
         self.replay_ms = int(replay_seconds * 1000)  # the outbox keeps every event at least this long
         self.trimmer = StreamTrimmer(client)
+        self._group_ready = False  # the consumer group made (once per process; again on NOGROUP)
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -160,7 +237,10 @@ class Dispatcher:
                 handed += n
                 if n < limit or time.monotonic() >= deadline:
                     break
-            trimmed = self.trim(budget=max(0.5, deadline - time.monotonic()))
+            trimmed = 0
+            if self._trimmed_at is None or time.monotonic() - self._trimmed_at >= self.trim_every:
+                trimmed = self.trim(budget=max(0.5, deadline - time.monotonic()))
+                self._trimmed_at = time.monotonic()
             return {"events": fanned, "handed_out": handed, "trimmed": trimmed}
 
     def trim(self, budget: float = 5.0) -> int:
@@ -173,18 +253,15 @@ class Dispatcher:
 
     def fan_out(self, limit: int) -> int:
         """New (or abandoned) events -> one delivery per endpoint that wants the type."""
+        if not self._group_ready:
+            self._create_group()
         try:
-            self.redis.xgroup_create(self.outbox, GROUP, id="0", mkstream=True)
+            entries = self._read(limit)
         except redis.exceptions.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
+            if "NOGROUP" not in str(exc):
                 raise
-        entries = []
-        stale = self.redis.xautoclaim(self.outbox, GROUP, self.consumer, min_idle_time=CLAIM_MS,
-                                      start_id="0-0", count=limit)
-        entries.extend(stale[1] if stale else [])
-        fresh = self.redis.xreadgroup(GROUP, self.consumer, {self.outbox: ">"}, count=limit)
-        for _stream, rows in fresh or []:
-            entries.extend(rows)
+            self._create_group()  # the outbox (or its group) was deleted since: made again
+            entries = self._read(limit)
         if not entries:
             return 0
         endpoints = [e for e in self.endpoints.all() if e["enabled"]]
@@ -195,16 +272,42 @@ class Dispatcher:
             event_id = _text(raw_id)
             fields = {_text(k): _text(v) for k, v in raw.items()}
             kind = fields["type"]
-            account = event_account(fields)
+            try:
+                raw_record = json.loads(fields.get("record") or "[]")
+            except ValueError:
+                raw_record = None
+            account = _account_in(raw_record)
             wanted = [e["id"] for e in endpoints if (not e.get("types") or kind in e["types"])
                       and endpoint_account(e) == account]
+            body = ""
+            if wanted:  # a record that does not parse fails here, as it always did
+                body = _body(fields, raw_record) if raw_record is not None else build_body(fields)
             args += [event_id, kind, fields.get("tradeNo", ""), fields.get("sequence", "0"),
-                     webhook_id(fields, event_id), build_body(fields) if wanted else "", len(wanted), *wanted]
+                     webhook_id(fields, event_id), body, len(wanted), *wanted]
             if wanted:
                 keys += [self.body_key(event_id), *(self.delivery_key(event_id, e) for e in wanted)]
         if len(args) > 3:
             self._fan_out(keys=keys, args=args)  # one round trip for the whole pass
         return len(entries)
+
+    def _create_group(self) -> None:
+        try:
+            self.redis.xgroup_create(self.outbox, GROUP, id="0", mkstream=True)
+        except redis.exceptions.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    def _read(self, limit: int) -> list:
+        """Abandoned events (read by a pass that died) and new ones, in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xautoclaim(self.outbox, GROUP, self.consumer, min_idle_time=CLAIM_MS, start_id="0-0", count=limit)
+        pipe.xreadgroup(GROUP, self.consumer, {self.outbox: ">"}, count=limit)
+        stale, fresh = pipe.execute()
+        entries = list(stale[1]) if stale else []
+        for _stream, rows in fresh or []:
+            entries.extend(rows)
+        return entries
 
     def _reschedule(self, pipe, event_id: str, fields: dict, endpoints: list[dict], now: int) -> int:
         """Replay: the event's deliveries to ``endpoints`` pending again, due now."""
@@ -232,9 +335,13 @@ class Dispatcher:
         by_endpoint: dict[str, list[str]] = {}
         for member in members:
             by_endpoint.setdefault(member.split("|", 1)[1], []).append(member)
-        for batch in by_endpoint.values():
-            for i in range(0, len(batch), BATCH):
-                self.send_deliver(batch[i:i + BATCH])
+        batches = [batch[i:i + size] for batch in by_endpoint.values()
+                   for size in (batch_size(len(batch)),) for i in range(0, len(batch), size)]
+        if self.deliver_message is None:
+            for batch in batches:
+                self.send_deliver(batch)
+        elif batches:  # the whole pass's task messages in one command (RPOP takes the first first)
+            self.redis.lpush(self.broker_list, *(self.deliver_message(batch) for batch in batches))
         return len(members)
 
     # -- operator tools ------------------------------------------------------------------------

@@ -1,14 +1,24 @@
--- Record one delivery's outcome: the attempt in the job's list, the delivery's fields, when it
--- is due again (or out of the due set), and the claim of the batch's next delivery.
--- KEYS: 1 attempts list, 2 delivery hash ("" none), 3 due set
--- ARGV: 1 attempt entry ("" none), 2 member, 3 due ms ("" leave the set), 4 next member ("" none),
---       5 its claim ms, 6 attempts kept per job, 7 their ttl s, then the delivery's fields: name, value ...
-if ARGV[1] ~= '' then
-  redis.call('RPUSH', KEYS[1], ARGV[1])
-  redis.call('LTRIM', KEYS[1], -tonumber(ARGV[6]), -1)
-  redis.call('EXPIRE', KEYS[1], ARGV[7])
+-- Record the outcomes of some deliveries of one batch in one step: for each, the attempt in its
+-- job's list, the delivery's fields, and when it is due again (or out of the due set); then the
+-- batch's deliveries still to be sent are claimed again until a later time (so only a dead
+-- worker's deliveries come back to the dispatcher, and soon).
+-- KEYS: 1 due set, then per outcome its attempts list and its delivery hash ("" for either: none)
+-- ARGV: 1 attempts kept per job, 2 their ttl s, 3 claim until ms, 4 c: members claimed, then the c
+--       members, then per outcome: attempt entry ("" none), member, due ms ("" leave the set),
+--       n, then n field names and values (2n values)
+-- Returns the number of outcomes recorded.
+local keep, ttl, claim_until, c = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
+for i = 5, 4 + c do redis.call('ZADD', KEYS[1], 'XX', claim_until, ARGV[i]) end
+local a, k, done = 5 + c, 2, 0
+while a <= #ARGV do
+  local entry, member, due, n = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
+  if entry ~= '' and KEYS[k] ~= '' then
+    redis.call('RPUSH', KEYS[k], entry)
+    redis.call('LTRIM', KEYS[k], -keep, -1)
+    redis.call('EXPIRE', KEYS[k], ttl)
+  end
+  if KEYS[k + 1] ~= '' and n > 0 then redis.call('HSET', KEYS[k + 1], unpack(ARGV, a + 4, a + 3 + 2 * n)) end
+  if due == '' then redis.call('ZREM', KEYS[1], member) else redis.call('ZADD', KEYS[1], due, member) end
+  a, k, done = a + 4 + 2 * n, k + 2, done + 1
 end
-if KEYS[2] ~= '' and #ARGV > 7 then redis.call('HSET', KEYS[2], unpack(ARGV, 8)) end
-if ARGV[4] ~= '' then redis.call('ZADD', KEYS[3], 'XX', ARGV[5], ARGV[4]) end
-if ARGV[3] == '' then redis.call('ZREM', KEYS[3], ARGV[2]) else redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2]) end
-return 1
+return done
