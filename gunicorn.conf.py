@@ -46,7 +46,9 @@ class AccessLog(Logger):
     503), and every other request, keeps its line."""
 
     def access(self, resp, req, environ, request_time):
-        if resp.status_code == 200 and req.path == "/vexora/notify":
+        # gunicorn's own error answers (a bad Content-Length) come with a response that has
+        # ``status`` only: no status_code yet
+        if getattr(resp, "status_code", None) == 200 and getattr(req, "path", None) == "/vexora/notify":
             return
         super().access(resp, req, environ, request_time)
 
