@@ -1,11 +1,12 @@
 """HTTP client for the Vexora gateway: create a checkout, query one (docs/gateway.md §Endpoints).
 
-It speaks HTTP through urllib3, the connection pool that ``requests`` itself runs on, without
-requests' per-request work (settings merging, cookies, hooks, request preparation): at ~0.3 ms of
-CPU per request that work was the largest single cost of a worker (BENCHMARKS.md, 7). One pool
-is shared by all threads of a worker (urllib3's pools are thread-safe), with explicit connect and
-read timeouts and a total deadline per request, no redirects and no retries of its own: retries belong to ``worker.gateway.retry``, which
-knows which failures may be retried blindly. Each request gets a fresh ``timestamp`` and ``sign``,
+It speaks HTTP through ``worker.gateway.http1``, a small HTTP/1.1 client of our own with
+kept-alive connections (one per worker thread): first ``requests`` and then urllib3 and
+``http.client`` cost a worker more CPU per job than anything else it did (BENCHMARKS.md §7). It
+has explicit connect and read timeouts and a total deadline per request, no redirects and no
+retries of its own: retries belong to ``worker.gateway.retry``, which knows which failures may
+be retried blindly; a kept-alive connection the gateway closed is noticed before sending and
+replaced, never retried after. Each request gets a fresh ``timestamp`` and ``sign``,
 so every retry is signed anew. A request is made for one merchant account (``account``, the job's):
 signed with that account's app secret and sent with its ``merchantNo`` header; the pool is
 shared by every account. Transport failures become the error tree of ``worker.domain.errors``;
@@ -25,15 +26,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import urllib3
 from marshmallow import ValidationError
-from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ReadTimeoutError
 
 from schemas import CheckoutResponseSchema, QueryResponseSchema
 from worker.config.settings import Settings
 from worker.domain.access import DEFAULT_ACCOUNT
 from worker.domain.errors import AmbiguousError, CheckoutError, DeclinedError, TransientError
 from worker.gateway.answers import says_not_found
+from worker.gateway.http1 import Gateway, NoAnswer, NotSent
 from worker.gateway.signing import sign
 
 __all__ = ["GatewayClient", "GatewayReply", "CHECKOUT_PATH", "QUERY_PATH"]
@@ -57,18 +57,14 @@ class GatewayReply:
 class GatewayClient:
     """Signs and sends requests; safe to share between threads."""
 
-    def __init__(self, settings: Settings, *, pool_size: int = 128, clock: Callable[[], float] = time.time,
-                 meter=None):
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time, meter=None):
         settings.require_gateway()
         self.settings = settings
         self.base_url = settings.base_url.rstrip("/")
-        # read= is per read; total= caps the whole request, so a trickling answer cannot hold a
-        # job past its lease (Settings.gateway_deadline)
-        self.timeout = urllib3.Timeout(connect=settings.connect_timeout, read=settings.read_timeout,
-                                       total=settings.gateway_deadline)
-        # Connections kept open per host: more than a worker's threads (16-64); a request beyond
-        # that still gets a connection of its own, closed after use.
-        self.http = urllib3.PoolManager(num_pools=4, maxsize=pool_size, block=False, retries=False)
+        # read_timeout is per read; total caps the whole request, so a trickling answer cannot
+        # hold a job past its lease (Settings.gateway_deadline); a connection kept per thread
+        self.http = Gateway(connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout,
+                            total=settings.gateway_deadline)
         # per account: its merchantNo header and its secret (never the previous one: it only
         # verifies callbacks during a rotation)
         self._accounts = {
@@ -138,16 +134,13 @@ class GatewayClient:
     def _post(self, path: str, body: dict, schema, headers: dict[str, str]) -> GatewayReply:
         started = time.monotonic()
         try:
-            response = self.http.request("POST", self.base_url + path,
-                                         body=json.dumps(body, ensure_ascii=False).encode("utf-8"),
-                                         headers=headers, timeout=self.timeout, redirect=False)
-        except NewConnectionError:  # refused, unreachable, DNS: the request never left
-            raise TransientError("gateway unreachable") from None
-        except ConnectTimeoutError:
-            raise TransientError("gateway connect timeout") from None
-        except ReadTimeoutError:
-            raise AmbiguousError("gateway read timeout after the request was sent") from None
-        except (HTTPError, OSError):  # reset, dropped, garbled: the request may have arrived
+            response = self.http.post(self.base_url + path, json.dumps(body, ensure_ascii=False).encode("utf-8"),
+                                      headers)
+        except NotSent as exc:  # refused, unreachable, DNS, connect timeout: the request never left
+            raise TransientError("gateway connect timeout" if exc.kind == "timeout" else "gateway unreachable") from None
+        except NoAnswer as exc:  # read timeout, reset, dropped, garbled: the request may have arrived
+            if exc.kind == "timeout":
+                raise AmbiguousError("gateway read timeout after the request was sent") from None
             raise AmbiguousError("gateway connection lost after the request was sent") from None
         latency_ms = int((time.monotonic() - started) * 1000)
         status = response.status
@@ -160,7 +153,7 @@ class GatewayClient:
         if status >= 400:
             raise DeclinedError("gateway refused the request", http_status=status)
         try:
-            parsed = schema.load(json.loads(response.data))
+            parsed = schema.load(json.loads(response.body))
         except (ValueError, ValidationError):
             raise AmbiguousError("gateway answer is not the documented JSON", http_status=status) from None
         return GatewayReply(code=parsed["code"], msg=parsed.get("msg"), data=parsed.get("data"),
