@@ -231,12 +231,26 @@ _lock = threading.Lock()
 _current: tuple[int, Runtime] | None = None
 
 
+_pid = os.getpid()  # this process's, kept: every task and every request asks for the runtime
+
+
+def _after_fork() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
 def get_runtime() -> Runtime:
-    """This process's runtime, built from the environment on first use."""
+    """This process's runtime, built from the environment on first use (again after a fork)."""
     global _current
+    current = _current
+    if current is not None and current[0] == _pid:
+        return current[1]
     with _lock:
-        if _current is None or _current[0] != os.getpid():
-            _current = (os.getpid(), Runtime(Settings.from_env()))
+        if _current is None or _current[0] != _pid:
+            _current = (_pid, Runtime(Settings.from_env()))
         return _current[1]
 
 
@@ -244,5 +258,5 @@ def reset_runtime(settings: Settings | None = None) -> Runtime:
     """Replace this process's runtime (tests, the CLI after parsing its options)."""
     global _current
     with _lock:
-        _current = (os.getpid(), Runtime(settings or Settings.from_env()))
+        _current = (_pid, Runtime(settings or Settings.from_env()))
         return _current[1]
