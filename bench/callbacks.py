@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import os
 import resource
-import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 
 from bench.loadgen import post_bodies, run_wrk, wrk_available
-from bench.procs import Bench, CpuMeter, callback_body, wait_for
+from bench.procs import Bench, CpuMeter, callback_body, snapshot, wait_for
 from bench.report import Section, Table
 from worker.local.services import Service, http_ok
 
@@ -34,21 +32,6 @@ ROOT = Path(__file__).resolve().parents[1]
 # or nothing ("") to leave the before row out.
 BEFORE = os.environ.get("BENCH_CALLBACKS_BEFORE", "5e4b10d")
 BEFORE_SHAPE = (2, 8)
-
-
-def _snapshot(revision: str, into: Path) -> Path | None:
-    """The repository's files at ``revision`` (``git archive``), or None without git or it."""
-    archive = into / "before.tar"
-    try:
-        subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", "-o", str(archive), revision],
-                       check=True, capture_output=True, timeout=60)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    tree = into / "before"
-    tree.mkdir()
-    with tarfile.open(archive) as tar:
-        tar.extractall(tree, filter="data")
-    return tree
 
 
 def _start_web_at(bench: Bench, tree: Path, workers: int, threads: int) -> Service:
@@ -88,7 +71,7 @@ def run(bench: Bench, sizes: dict) -> Section:
                   title="Applying the queued callbacks (one worker, `--pool threads -c 16`)")
     cases: list[tuple[str, int, int, Path | None]] = []
     work = Path(tempfile.mkdtemp(prefix="bench-callbacks-", dir=bench.log_dir))
-    tree = _snapshot(BEFORE, work) if BEFORE else None
+    tree = snapshot(BEFORE, work) if BEFORE else None
     if tree is not None:
         cases.append((f"before ({BEFORE})", *BEFORE_SHAPE, tree))
     cases += [("now", workers, threads, None) for workers, threads in shapes]

@@ -60,6 +60,11 @@ def bare_rate(bench: Bench, concurrency: int, n: int, *, time_limit: float = 120
 
 
 PIPELINE, NAIVE = "pipeline", "naive"
+# the pipeline as it was when issue 23 began, run from a snapshot of that revision in the same
+# rounds (the shipped shape only): "before" and "after" from one run. BENCH_PIPELINE_BEFORE names
+# another revision, or nothing ("") to leave it out.
+BEFORE = "before"
+BEFORE_REVISION = os.environ.get("BENCH_PIPELINE_BEFORE", "3e39d62")
 QUIET_MS = 2.0  # the workers are done when they used less CPU than this in QUIET_EVERY s
 QUIET_EVERY = 0.1
 
@@ -87,7 +92,7 @@ def counted_round(bench: Bench, kind: str, workers: list, n: int, *, timeout: fl
     orders has grown by n (``GET /_sandbox/totals``, polled every 20 ms); the CPU window also
     takes the tail until the workers are idle. Then pause them again and, untimed, check the
     jobs (pipeline: every one ``paying``, and when the last got there)."""
-    if kind == PIPELINE:
+    if kind in (PIPELINE, BEFORE):
         trade_nos, latencies = bench.enqueue(n)
         enqueue_s, queue = sum(latencies), "checkout"
     else:
@@ -123,7 +128,7 @@ def counted_round(bench: Bench, kind: str, workers: list, n: int, *, timeout: fl
               "refused": (after["received"] - before["received"]) - (after["created"] - before["created"]),
               "cpu_ms_per_job": _per_job(cpu.used, n), "lag_ms": None, "other": {}, "timeline": None,
               "in_flight": None}
-    if kind == PIPELINE:
+    if kind in (PIPELINE, BEFORE):
         waited = bench.wait_states(trade_nos, {"paying"}, timeout=10, settle=_SETTLED)
         last = bench.last_paying_ms(trade_nos)
         timeline = bench.timeline(trade_nos)
@@ -164,6 +169,14 @@ def run(bench: Bench, sizes: dict) -> Section:
     groups = {shape: [bench.start_worker(concurrency=shape[1], extra_env=on) for _ in range(shape[0])]
               for shape in shaped}
     naives = {shape: [bench.start_naive(concurrency=shape[1]) for _ in range(shape[0])] for shape in shaped}
+    import tempfile
+    from pathlib import Path
+
+    from bench.procs import snapshot
+    tree = (snapshot(BEFORE_REVISION, Path(tempfile.mkdtemp(prefix="bench-before-", dir=bench.log_dir)))
+            if BEFORE_REVISION else None)
+    befores = ([bench.start_worker(concurrency=default[1], extra_env=on, tree=tree) for _ in range(default[0])]
+               if tree is not None else [])
     summary = Table(["gateway latency", "workers (total threads)", "bare client req/s", "naive jobs/s",
                      "pipeline jobs/s", "pipeline / naive", "pipeline / bare",
                      f"ideal ({c} / latency)"], title="Summary (medians of the rounds; a ratio is the median of the rounds' own ratios)")
@@ -182,7 +195,9 @@ def run(bench: Bench, sizes: dict) -> Section:
             for shape in shaped:  # warm-up: threads, connections, scripts
                 counted_round(bench, PIPELINE, groups[shape], 2 * c, timeout=60)
                 counted_round(bench, NAIVE, naives[shape], 2 * c, timeout=60)
-            bare_runs = []
+            if befores:
+                counted_round(bench, BEFORE, befores, 2 * c, timeout=60)
+            bare_runs, before_runs = [], []
             runs = {(shape, kind): [] for shape in shaped for kind in (PIPELINE, NAIVE)}
             for r in range(1, rounds + 1):
                 bare = bare_rate(bench, c, n)
@@ -201,6 +216,8 @@ def run(bench: Bench, sizes: dict) -> Section:
                               _ms(pipe["lag_ms"]),
                               f"{sum(pipe['other'].values())} / {nv['refused']}·{pipe['refused']} / "
                               f"{bare['requests'] - bare['ok']}")
+                if befores:
+                    before_runs.append(counted_round(bench, BEFORE, befores, n, timeout=max(60, n / 20)))
             b = statistics.median(x["rps"] for x in bare_runs)
             bc = {k: statistics.median(x["cpu_ms_per_job"].get(k, 0.0) for x in bare_runs)
                   for k in bare_runs[-1]["cpu_ms_per_job"]}
@@ -209,6 +226,21 @@ def run(bench: Bench, sizes: dict) -> Section:
                     bc.get("bench (client/poll)", 0.0), sum(bc.values()),
                     f"{percentile(last_bare['latencies'], 50) * 1000:.0f} / "
                     f"{percentile(last_bare['latencies'], 99) * 1000:.0f} (request)", "–")
+            if before_runs:
+                bcpu = {k: statistics.median(x["cpu_ms_per_job"].get(k, 0.0) for x in before_runs)
+                        for k in before_runs[-1]["cpu_ms_per_job"]}
+                tl = before_runs[-1]["timeline"]
+                cpu.add(lat, f"pipeline before issue 23 ({BEFORE_REVISION}), {label(default)}",
+                        bcpu.get("worker", 0.0), bcpu.get("sandbox", 0.0), bcpu.get("redis", 0.0),
+                        bcpu.get("bench (client/poll)", 0.0), bcpu.get("total", 0.0),
+                        f"{tl['in_task_p50_s'] * 1000:.0f} / {tl['in_task_p99_s'] * 1000:.0f}" if tl else "–",
+                        before_runs[-1]["in_flight"] if before_runs[-1]["in_flight"] is not None else "–")
+                rate = statistics.median(x["jobs_per_s"] for x in before_runs)
+                ratio = statistics.median(x["jobs_per_s"] / z["rps"] for x, z in zip(before_runs, bare_runs))
+                summary.add(lat, f"before issue 23 ({BEFORE_REVISION}): {label(default)}", b, "–", rate, "–",
+                            ratio, f"{c / latency:.0f}" if latency else "–")
+                data.setdefault("before", {})[latency] = {"rate": rate, "vs_bare": ratio, "cpu": bcpu,
+                                                          "revision": BEFORE_REVISION}
             for shape in shaped:
                 med = {}
                 for kind in (PIPELINE, NAIVE):
@@ -244,7 +276,7 @@ def run(bench: Bench, sizes: dict) -> Section:
                 if shape == default:
                     data[latency] = entry
     finally:
-        for workers in [*groups.values(), *naives.values()]:
+        for workers in [*groups.values(), *naives.values(), befores]:
             for worker in workers:
                 bench.stop(worker)
         bench.gateway_latency(0)
@@ -287,6 +319,11 @@ def run(bench: Bench, sizes: dict) -> Section:
         "Latency is injected by the sandbox fault rule `{\"kind\":\"latency\",\"delay\":0.1,"
         "\"times\":-1}` (before the order is created); 0 ms means no rule.",
         f"Before each latency, a warm-up round of {2 * c} jobs is run untimed on each shape of both.",
+        f"\"Before issue 23\": the same pipeline, as shipped at {BEFORE_REVISION} (main when issue 23 "
+        f"began; a `git archive` of it, its workers started from there with the same command and "
+        f"settings), in the shipped shape, run in every round after the others and timed the same "
+        f"way; its jobs are enqueued by today's `enqueue_checkout` (one round trip; the records and "
+        f"messages are those the old code reads).",
         "CPU: user+system time (psutil's `cpu_times()`) of each process tree from resuming the "
         "consumers until the count is reached and then the workers are idle (under "
         f"{QUIET_MS:.0f} ms of CPU in {QUIET_EVERY * 1000:.0f} ms, at most 3 s more: the last "

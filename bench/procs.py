@@ -99,15 +99,16 @@ class Bench:
         return self.sandbox
 
     def start_worker(self, *, pool: str = "threads", concurrency: int = 32, paused: bool = True,
-                     extra_env: dict | None = None, timeout: float = 90, queues=QUEUES) -> Service:
+                     extra_env: dict | None = None, timeout: float = 90, queues=QUEUES,
+                     tree: Path | None = None) -> Service:
         """A Celery worker on ``queues`` (all of them by default); ``paused`` cancels its consumers
-        once it answers."""
+        once it answers. ``tree``: the code of another revision (``snapshot``) instead of this one."""
         name = f"b{uuid.uuid4().hex[:6]}@bench"
         argv = ["-m", "celery", "-A", "worker", "worker", "-Q", ",".join(queues), "--pool", pool,
                 "-c", str(concurrency), "-n", name, "--loglevel", "INFO",
                 "--without-gossip", "--without-mingle"]
-        env = {**self.env, **(extra_env or {})}
-        service = Service(name, [self.python, *argv], env, self.log_dir).start()
+        env = {**self.env, **(extra_env or {}), **({"PYTHONPATH": str(tree)} if tree else {})}
+        service = Service(name, [self.python, *argv], env, self.log_dir, cwd=tree).start()
         self.services.started.append(service)
         service.worker_name = name
         service.wait_ready(lambda: self._worker_up(name), timeout=timeout)
@@ -457,6 +458,25 @@ class Bench:
                     last = entry["at"] if last is None else max(last, entry["at"])
                     break
         return last
+
+
+def snapshot(revision: str, into: Path) -> Path | None:
+    """The repository's files at ``revision`` (``git archive``) under ``into``, or None without
+    git or the revision: the code "before" a change, run beside today's."""
+    import subprocess
+    import tarfile
+    root = Path(__file__).resolve().parents[1]
+    archive = into / f"{revision}.tar"
+    try:
+        subprocess.run(["git", "-C", str(root), "archive", "--format=tar", "-o", str(archive), revision],
+                       check=True, capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    tree = into / revision
+    tree.mkdir()
+    with tarfile.open(archive) as tar:
+        tar.extractall(tree, filter="data")
+    return tree
 
 
 def _processes(pid: int, tree: bool = True) -> list[psutil.Process]:
