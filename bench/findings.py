@@ -68,19 +68,33 @@ def headline(by_key: dict) -> list[str]:
     if pr and pr.data:
         lines.append(f"Producer: {_f(pr.data['one'])} `enqueue_checkout`/s one at a time, "
                      f"{_f(pr.data['concurrent'])}/s from 8 threads; **{_f(pr.data['batch'])} jobs/s** "
-                     f"through `enqueue_checkouts` (500 a call), {_f(pr.data.get('http_batch'))}/s through "
-                     f"the batch form of `POST /v1/checkouts`.")
+                     f"through `enqueue_checkouts` (500 a call; goal ≥ 5,000: {_met(pr.data['batch'], 5000)}), "
+                     f"{_f(pr.data.get('http_batch'))}/s through the batch form of `POST /v1/checkouts`.")
     cb = by_key.get("callbacks")
     if cb and cb.data:
         for shape, v in cb.data.items():
-            lines.append(f"Callbacks (gunicorn gthread {shape}, 200 connections): **{_f(v['rps'])} req/s**, "
+            lines.append(f"Callbacks (gunicorn gthread {shape}, 200 connections): **{_f(v['rps'])} req/s** "
+                         f"(goal ≥ 2,500: {_met(v['rps'], 2500)}), gunicorn "
+                         f"{_f((v.get('cpu_ms') or {}).get('gunicorn'), '.2f')} ms of CPU per callback, "
                          f"p50 {_f(v['p50'])} ms / p99 {_f(v['p99'])} ms; applied at {_f(v['apply'])} jobs/s "
                          f"by one worker; lost: {v['lost']}.")
+        for shape, v in (getattr(cb, "before", None) or {}).items():
+            lines.append(f"Callbacks before issue 23 (same run, gunicorn {shape}): {_f(v['rps'])} req/s, gunicorn "
+                         f"{_f((v.get('cpu_ms') or {}).get('gunicorn'), '.2f')} ms of CPU per callback.")
+    wh = by_key.get("webhooks")
+    if wh and wh.data and wh.data.get("cpu_ms_per_event_own"):
+        e = wh.data["cpu_ms_per_event_own"]
+        lines.append(f"Webhooks, our side (dispatcher {_f(e['dispatcher'], '.2f')} + delivering worker "
+                     f"{_f(e['delivering'], '.2f')} + Redis {_f(e['redis'], '.2f')} ms): **{_f(e['our_side'], '.2f')} ms "
+                     f"of CPU per event** (goal ≤ 0.3 per job at one event a job: "
+                     f"{'met' if e['our_side'] <= 0.3 else 'not met'}), {_f(wh.data['our_side_ms_per_job_own'], '.2f')} "
+                     f"per paid job (2 events); the receiver apart: {_f(e['receiver'], '.2f')} ms per event.")
     c = by_key.get("cost")
     if c and c.data:
         d = c.data
         lines.append(f"Cost per job (enqueue + submit + callback): **{_f(d['trips_per_job'], '.1f')} Redis round "
-                     f"trips** ({_f(d['client_per_job'], '.1f')} commands sent, {_f(d['commands_per_job'], '.0f')} "
+                     f"trips** (goal ≤ 10: {'met' if d['trips_per_job'] <= 10 else 'not met'}; "
+                     f"{_f(d['client_per_job'], '.1f')} commands sent, {_f(d['commands_per_job'], '.0f')} "
                      f"counting those inside Lua); our code's share: {_f(d['rt_enqueue'])} + {_f(d['rt_submit'])} + "
                      f"{_f(d['rt_callback'])} round trips; {_f(d['job_bytes'] + d['stream_bytes'], ',.0f')} bytes kept "
                      f"per finished job.")
@@ -125,6 +139,17 @@ def _headline_pipeline(p) -> list[str]:
                      "shapes, completion by the sandbox's count of created orders) at 100 ms, goal ≥ 1.0×: "
                      + "; ".join(parts) + ".")
     d100, d0 = p.data.get(0.1, {}), p.data.get(0.0, {})
+    before = p.data.get("before") or {}
+    if before:
+        parts = []
+        for latency, d in ((0.1, d100), (0.0, d0)):
+            b = before.get(latency)
+            if b and d.get("pipe_cpu"):
+                parts.append(f"{_f(b['cpu'].get('worker'), '.2f')} → **{_f(d['pipe_cpu'].get('worker'), '.2f')} ms** "
+                             f"at {latency * 1000:.0f} ms ({_f(b['rate'])} → {_f(d.get('pipeline'))} jobs/s)")
+        if parts:
+            lines.append(f"Workers' CPU per job, before issue 23 ({next(iter(before.values()))['revision']}, "
+                         f"run from a snapshot in the same rounds) → now, {_shape(p)}: " + "; ".join(parts) + ".")
     if d0.get("ratio") is not None:
         lines.append(f"Pipeline vs a bare requests client (same concurrency) with {_shape(p)}: "
                      f"**{_f(d0['ratio'], '.2f')} at 0 ms** (goal ≥ 0.75: {_met(d0['ratio'], 0.75)}; "

@@ -4,18 +4,14 @@ grace, disabling after a long failure, the retry schedule and Retry-After."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import pytest
 import redis
 
-from worker.local.redis_server import free_port
-from worker.sandbox.receiver import make_receiver
 from worker.webhooks.delivery import Deliverer
 from worker.webhooks.endpoints import Endpoints
 from worker.webhooks.outbox import Dispatcher
-from worker.webhooks.signing import new_secret
 
 pytestmark = pytest.mark.integration
 
@@ -40,15 +36,8 @@ def client(redis_url):
 
 
 @pytest.fixture
-def receiver():
-    secret, port = new_secret(), free_port()
-    server = make_receiver("127.0.0.1", port, secrets=[secret], path="/webhooks")
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    server.secret = secret
-    server.base = f"http://127.0.0.1:{port}"
-    yield server
-    server.shutdown()
-    server.server_close()
+def receiver(webhook_receiver):
+    return webhook_receiver
 
 
 def test_an_old_secret_signs_only_for_the_grace_period(client):

@@ -7,23 +7,19 @@ failover re-applying it) reaches the receiver with one id."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import pytest
-import redis
 import requests
 
-from worker.local.redis_server import free_port
 from worker.ops.metrics import StoreCollector
-from worker.sandbox.receiver import make_receiver
 from worker.store.jobs import JobStore
 from worker.store.streams import StreamTrimmer, readers
 from worker.waiting import wait_until
 from worker.webhooks.delivery import Deliverer
 from worker.webhooks.endpoints import Endpoints
 from worker.webhooks.outbox import Dispatcher
-from worker.webhooks.signing import new_secret
+from tests.integration.conftest import prefixed_client
 from tests.support.stack import payload
 
 pytestmark = pytest.mark.integration
@@ -34,25 +30,12 @@ MAXLEN = 10  # small: today's XADD ... MAXLEN ~ 10 would trim the unread entries
 
 @pytest.fixture
 def client(redis_url):
-    c = redis.Redis.from_url(redis_url)
-    for key in c.scan_iter(match=f"{PREFIX}:*"):
-        c.delete(key)
-    yield c
-    for key in c.scan_iter(match=f"{PREFIX}:*"):
-        c.delete(key)
-    c.close()
+    yield from prefixed_client(redis_url, PREFIX)
 
 
 @pytest.fixture
-def receiver():
-    secret, port = new_secret(), free_port()
-    server = make_receiver("127.0.0.1", port, secrets=[secret], path="/webhooks")
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    server.secret = secret
-    server.base = f"http://127.0.0.1:{port}"
-    yield server
-    server.shutdown()
-    server.server_close()
+def receiver(webhook_receiver):
+    return webhook_receiver
 
 
 class Clock:

@@ -137,7 +137,8 @@ class GatewayClient:
             response = self.http.post(self.base_url + path, json.dumps(body, ensure_ascii=False).encode("utf-8"),
                                       headers)
         except NotSent as exc:  # refused, unreachable, DNS, connect timeout: the request never left
-            raise TransientError("gateway connect timeout" if exc.kind == "timeout" else "gateway unreachable") from None
+            raise TransientError("gateway connect timeout" if exc.kind == "timeout"
+                                 else "gateway unreachable") from None
         except NoAnswer as exc:  # read timeout, reset, dropped, garbled: the request may have arrived
             if exc.kind == "timeout":
                 raise AmbiguousError("gateway read timeout after the request was sent") from None

@@ -28,7 +28,7 @@ import time
 from urllib.parse import urlsplit
 
 __all__ = ["Headers", "Answer", "Broken", "Stale", "exchange", "build_request", "connect", "close",
-           "Gateway", "NotSent", "NoAnswer"]
+           "KeptAlive", "Gateway", "NotSent", "NoAnswer"]
 
 _MAX_HEAD = 16 * 1024  # status line and headers of one answer
 _MAX_LINE = 4096  # a chunk-size or trailer line
@@ -351,15 +351,11 @@ def _closed(sock: socket.socket) -> bool:
     return bool(readable or errored)
 
 
-class Gateway:
-    """POSTs to one service over kept-alive connections (one per thread and origin); safe to
-    share between threads. ``connect_timeout`` bounds connecting, ``read_timeout`` each read,
-    ``total`` the whole request; the body is read up to ``max_body`` bytes (longer: ``NoAnswer``)."""
+class KeptAlive:
+    """What a client of kept-alive connections holds: its connections, one set per thread, and
+    its TLS context (``ssl_context``, or ``default_context()`` made on first use)."""
 
-    def __init__(self, *, connect_timeout: float, read_timeout: float, total: float,
-                 max_body: int = 1 << 20, ssl_context: ssl.SSLContext | None = None):
-        self.connect_timeout, self.read_timeout, self.total = connect_timeout, read_timeout, total
-        self.max_body = max_body
+    def __init__(self, ssl_context: ssl.SSLContext | None = None):
         self._ssl_context = ssl_context
         self._local = threading.local()
 
@@ -367,6 +363,21 @@ class Gateway:
         if self._ssl_context is None:
             self._ssl_context = default_context()
         return self._ssl_context
+
+    def _pool(self) -> dict:
+        return self._local.__dict__.setdefault("pool", {})
+
+
+class Gateway(KeptAlive):
+    """POSTs to one service over kept-alive connections (one per thread and origin); safe to
+    share between threads. ``connect_timeout`` bounds connecting, ``read_timeout`` each read,
+    ``total`` the whole request; the body is read up to ``max_body`` bytes (longer: ``NoAnswer``)."""
+
+    def __init__(self, *, connect_timeout: float, read_timeout: float, total: float,
+                 max_body: int = 1 << 20, ssl_context: ssl.SSLContext | None = None):
+        super().__init__(ssl_context)
+        self.connect_timeout, self.read_timeout, self.total = connect_timeout, read_timeout, total
+        self.max_body = max_body
 
     def post(self, url: str, body: bytes, headers: dict[str, str]) -> Answer:
         parts = urlsplit(url)
@@ -377,7 +388,7 @@ class Gateway:
         request = build_request((scheme, host, port), target, body, headers)
         origin = (scheme, host, port)
         deadline = _monotonic() + self.total
-        pool = self._local.__dict__.setdefault("pool", {})
+        pool = self._pool()
         sock = pool.pop(origin, None)
         if sock is not None and _closed(sock):
             close(sock)

@@ -33,11 +33,10 @@ from __future__ import annotations
 
 import socket
 import ssl
-import threading
 import time
 from urllib.parse import urlsplit
 
-from worker.gateway.http1 import Answer, Broken, Headers, Stale, build_request, close, connect, default_context, exchange
+from worker.gateway.http1 import Answer, Broken, Headers, KeptAlive, Stale, build_request, close, connect, exchange
 
 __all__ = ["Poster", "Answer", "Headers", "PostFailed", "reason_for"]
 
@@ -71,21 +70,15 @@ class PostFailed(Exception):
         self.kind = kind
 
 
-class Poster:
+class Poster(KeptAlive):
     """POSTs with keep-alive; safe to share between threads (each has its own connections).
 
     ``ssl_context``: for https, instead of ``ssl.create_default_context()`` (tests give one that
     trusts their own certificate authority)."""
 
     def __init__(self, *, connect_timeout: float, total: float, ssl_context: ssl.SSLContext | None = None):
+        super().__init__(ssl_context)
         self.connect_timeout, self.total = connect_timeout, total
-        self._ssl_context = ssl_context
-        self._local = threading.local()
-
-    def _context(self) -> ssl.SSLContext:
-        if self._ssl_context is None:
-            self._ssl_context = default_context()
-        return self._ssl_context
 
     def post(self, url: str, body: bytes, headers: dict[str, str], *, address: str | None = None) -> Answer:
         parts = urlsplit(url)
@@ -99,7 +92,7 @@ class Poster:
         request = build_request(origin, target, body, headers)
         pooled = (scheme, host, port, address)  # a connection is reused only to the same address
         deadline = _monotonic() + self.total
-        pool = self._local.__dict__.setdefault("pool", {})
+        pool = self._pool()
         sock = pool.pop(pooled, None)
         was_open = sock is not None
         while True:
