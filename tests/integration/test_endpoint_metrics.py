@@ -7,7 +7,6 @@ from __future__ import annotations
 import threading
 
 import pytest
-import redis
 import requests
 
 from worker.ops.metrics import ENDPOINT_STATES, StoreCollector
@@ -17,6 +16,7 @@ from worker.webhooks.delivery import Deliverer
 from worker.webhooks.endpoints import Endpoints
 from worker.webhooks.outbox import Dispatcher
 from worker.webhooks.signing import new_secret
+from tests.integration.conftest import prefixed_client
 from tests.support.stack import payload
 
 pytestmark = pytest.mark.integration
@@ -26,13 +26,7 @@ PREFIX = "endpoint-metrics-test"
 
 @pytest.fixture
 def client(redis_url):
-    c = redis.Redis.from_url(redis_url)
-    for key in c.scan_iter(match=f"{PREFIX}:*"):
-        c.delete(key)
-    yield c
-    for key in c.scan_iter(match=f"{PREFIX}:*"):
-        c.delete(key)
-    c.close()
+    yield from prefixed_client(redis_url, PREFIX)
 
 
 @pytest.fixture
