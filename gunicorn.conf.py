@@ -13,7 +13,7 @@ import os
 from gunicorn.glogging import Logger
 
 from worker import logs
-from worker.config.startup import settings_or_exit
+from worker.config.startup import fewer_collections, settings_or_exit
 
 # PORT set (honcho, Heroku-style platforms, the Docker image): every interface; else local only
 bind = [f"0.0.0.0:{os.environ['PORT']}"] if os.environ.get("PORT") else ["127.0.0.1:8000"]
@@ -54,3 +54,9 @@ class AccessLog(Logger):
 
 
 logger_class = AccessLog
+
+
+def post_worker_init(worker):
+    """A gunicorn worker is set up (the app loaded): the garbage collector leaves what it built
+    alone, and collects the young generation less often (worker/config/startup.py)."""
+    fewer_collections()

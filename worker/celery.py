@@ -17,7 +17,7 @@ from kombu import Exchange, Queue
 from worker import logs
 from worker.config.redis_url import is_sentinel
 from worker.config.settings import Settings
-from worker.config.startup import at_import
+from worker.config.startup import at_import, fewer_collections
 from worker.domain.errors import ConfigurationError
 
 __all__ = ["app", "create_app", "CHECKOUT_QUEUE", "CALLBACK_QUEUE", "RECONCILE_QUEUE", "WEBHOOK_QUEUE"]
@@ -245,6 +245,12 @@ def _starting(sender=None, instance=None, **_kwargs) -> None:
     logs.event(logging.getLogger("vexora.worker"), logging.INFO, "worker_starting", hostname=sender,
                queues=",".join(queues), pool=getattr(pool, "__module__", str(pool)).rsplit(".", 1)[-1],
                concurrency=getattr(instance, "concurrency", None), celery=celery.__version__)
+
+
+@signals.worker_ready.connect
+def _fewer_collections(**_kwargs) -> None:
+    """The worker is set up: the garbage collector leaves what it built alone (startup.py)."""
+    fewer_collections()
 
 
 app = at_import(create_app)

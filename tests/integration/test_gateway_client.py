@@ -156,7 +156,7 @@ class _OneAnswerPerConnection(threading.Thread):
         self.answer = answer
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
-        self.connections = self.requests = 0
+        self.connections = self.requests = self.closed = 0
 
     def run(self):
         while True:
@@ -176,6 +176,7 @@ class _OneAnswerPerConnection(threading.Thread):
                     body += conn.recv(65536)
                 self.requests += 1
                 conn.sendall(self.answer)
+            self.closed += 1
 
 
 def _raw_client(port: int) -> GatewayClient:
@@ -192,7 +193,8 @@ def test_a_kept_alive_connection_the_gateway_closed_is_replaced_and_nothing_is_s
     server.start()
     client = _raw_client(server.port)
     assert client.checkout(fields(20)).code == "0000"
-    wait_until(lambda: server.connections == 1 and server.requests == 1, timeout=5, what="the first request")
+    wait_until(lambda: server.closed == 1 and server.requests == 1, timeout=5,
+               what="the first request answered and its connection closed")
     # the server has closed the connection it promised to keep: the next request sees that
     # before sending, connects afresh, and is sent exactly once
     assert client.checkout(fields(21)).code == "0000"
