@@ -148,7 +148,7 @@ def pyspy_worker(bench: Bench, seconds: float, jobs: int) -> tuple[list[Table], 
     if not out.exists():
         return [], f"py-spy failed: {log[-500:]}"
     by_role, top, total = analyse_pyspy(out.read_text())
-    return [by_role, top], (f"py-spy {exe}: {total} samples at 200 Hz over {seconds:.0f} s of a "
+    return [by_role, top], (f"py-spy ({os.path.basename(exe)}, from BENCH_PYSPY or PATH): {total} samples at 200 Hz over {seconds:.0f} s of a "
                             f"`--pool threads -c {THREADS}` worker (one process of the shipped shape) draining a backlog at 0 ms gateway latency "
                             f"(`--nonblocking --gil`: only the thread holding the GIL is sampled, so samples are the process's Python CPU; raw stacks in the bench's log folder).")
 
