@@ -58,6 +58,17 @@ def _submit_message(rt: Runtime, trade_no: str) -> tuple[str, str] | None:
     return CHECKOUT_QUEUE, messages.build(SUBMIT_TASK, [trade_no], queue=CHECKOUT_QUEUE)
 
 
+def _job_of(payload: Mapping[str, object]) -> tuple[dict, object, list[str]]:
+    """The job to store (a copy, its ``tradeNo`` generated when absent), its tradeNo, and why that
+    tradeNo cannot identify a job (checked before it becomes a key: "X:history" must never name a
+    job, or half of one)."""
+    job = dict(payload)
+    trade_no = job.get("tradeNo")
+    if trade_no is None:
+        trade_no = job["tradeNo"] = generate_trade_no()
+    return job, trade_no, trade_no_errors(trade_no)
+
+
 def enqueue_checkout(payload: Mapping[str, object], *, account: str = DEFAULT_ACCOUNT,
                      runtime: Runtime | None = None) -> str:
     """Store a checkout job of ``account`` and queue it; return its ``tradeNo`` (generated when
@@ -66,13 +77,8 @@ def enqueue_checkout(payload: Mapping[str, object], *, account: str = DEFAULT_AC
         raise InvalidError("payload must be a JSON object", errors={"_schema": ["must be an object"]})
     rt = runtime or get_runtime()
     account = _account(rt, account)
-    job = dict(payload)
-    trade_no = job.get("tradeNo")
-    if trade_no is None:
-        trade_no = job["tradeNo"] = generate_trade_no()
-    errors = trade_no_errors(trade_no)
+    job, trade_no, errors = _job_of(payload)
     if errors:
-        # checked before it becomes a key: "X:history" must never name a job (or half of one)
         raise InvalidError("tradeNo cannot identify a job", errors={"tradeNo": errors})
     message = _submit_message(rt, trade_no)
     outcome, state = rt.store.create(trade_no, job, contact=mask_contact(job), amount=job.get("amount"),
@@ -122,11 +128,7 @@ def enqueue_checkouts(payloads: Iterable[Mapping[str, object]], *, account: str 
                 answers.append({"tradeNo": None, "result": INVALID,
                                 "errors": {k: list(v) for k, v in _NOT_AN_OBJECT.items()}})
                 continue
-            job = dict(payload)
-            trade_no = job.get("tradeNo")
-            if trade_no is None:
-                trade_no = job["tradeNo"] = generate_trade_no()
-            errors = trade_no_errors(trade_no)
+            job, trade_no, errors = _job_of(payload)
             if errors:
                 answers.append({"tradeNo": trade_no if isinstance(trade_no, str) else None, "result": INVALID,
                                 "errors": {"tradeNo": errors}})

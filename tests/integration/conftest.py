@@ -43,7 +43,7 @@ def prefixed_client(redis_url: str, prefix: str) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def webhook_receiver():
+def receiver():
     """A verifying webhook receiver on a free port: its ``secret`` and ``base`` URL."""
     secret, port = new_secret(), free_port()
     server = make_receiver("127.0.0.1", port, secrets=[secret], path="/webhooks")

@@ -7,6 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from tests.support.rawserver import RawServer
 from worker.config.settings import Settings
 from worker.domain.errors import AmbiguousError, DeclinedError, TransientError
 from worker.gateway.client import GatewayClient
@@ -146,41 +147,14 @@ def test_redirects_are_not_followed(server):
     assert server.sandbox.stats()["checkout"] == {}  # the sandbox never saw it
 
 
-class _OneAnswerPerConnection(threading.Thread):
-    """A raw HTTP/1.1 server that answers each connection's first request with ``answer`` (keep-
-    alive promised), then closes that connection; it counts connections and requests."""
-
-    def __init__(self, answer: bytes):
-        import socket
-        super().__init__(daemon=True)
-        self.answer = answer
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.connections = self.requests = self.closed = 0
-
-    def run(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                self.connections += 1
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    data += conn.recv(65536)
-                head, _, body = data.partition(b"\r\n\r\n")
-                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                                  if line.lower().startswith(b"content-length")))
-                while len(body) < length:
-                    body += conn.recv(65536)
-                self.requests += 1
-                conn.sendall(self.answer)
-            self.closed += 1
+def _once(answer: bytes):
+    """A RawServer script: answer the connection's first request, then close it (keep-alive was
+    promised: no ``Connection: close``)."""
+    return lambda conn, _n: conn.sendall(answer) and False
 
 
-def _raw_client(port: int) -> GatewayClient:
-    return GatewayClient(Settings(base_url=f"http://127.0.0.1:{port}", merchant_no=MERCHANT, app_secret=SECRET,
+def _raw_client(server: RawServer) -> GatewayClient:
+    return GatewayClient(Settings(base_url=server.base, merchant_no=MERCHANT, app_secret=SECRET,
                                   connect_timeout=1, read_timeout=1))
 
 
@@ -188,10 +162,9 @@ def test_a_kept_alive_connection_the_gateway_closed_is_replaced_and_nothing_is_s
     from worker.waiting import wait_until
 
     body = b'{"code":"0000","msg":"ok","data":{"status":"0015","paymentLink":"https://pay.example/1"}}'
-    server = _OneAnswerPerConnection(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-    server.start()
-    client = _raw_client(server.port)
+    server = RawServer(_once(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: %d\r\n\r\n%s" % (len(body), body)))
+    client = _raw_client(server)
     assert client.checkout(fields(20)).code == "0000"
     wait_until(lambda: server.closed == 1 and server.requests == 1, timeout=5,
                what="the first request answered and its connection closed")
@@ -199,18 +172,16 @@ def test_a_kept_alive_connection_the_gateway_closed_is_replaced_and_nothing_is_s
     # before sending, connects afresh, and is sent exactly once
     assert client.checkout(fields(21)).code == "0000"
     assert (server.connections, server.requests) == (2, 2)
-    server.sock.close()
+    server.close()
 
 
 def test_a_chunked_answer_is_read_and_an_endless_one_is_ambiguous():
     body = b'{"code":"0000","msg":"ok","data":{"status":"0015"}}'
-    chunked = _OneAnswerPerConnection(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                                      b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
-    chunked.start()
-    assert _raw_client(chunked.port).checkout(fields(22)).data["status"] == "0015"
-    chunked.sock.close()
-    huge = _OneAnswerPerConnection(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (2 << 20) + b" " * (2 << 20))
-    huge.start()
+    chunked = RawServer(_once(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                              b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)))
+    assert _raw_client(chunked).checkout(fields(22)).data["status"] == "0015"
+    chunked.close()
+    huge = RawServer(_once(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (2 << 20) + b" " * (2 << 20)))
     with pytest.raises(AmbiguousError):  # more than a gateway answer can be: not read, not trusted
-        _raw_client(huge.port).checkout(fields(23))
-    huge.sock.close()
+        _raw_client(huge).checkout(fields(23))
+    huge.close()

@@ -29,11 +29,6 @@ def client(redis_url):
     yield from prefixed_client(redis_url, PREFIX)
 
 
-@pytest.fixture
-def receiver(webhook_receiver):
-    return webhook_receiver
-
-
 class Clock:
     """Wall time plus an offset the test moves (a receiver that takes long, without waiting)."""
 

@@ -35,11 +35,6 @@ def client(redis_url):
     c.close()
 
 
-@pytest.fixture
-def receiver(webhook_receiver):
-    return webhook_receiver
-
-
 def test_an_old_secret_signs_only_for_the_grace_period(client):
     clock = Clock()
     endpoints = Endpoints(client, "hooks-test", allow_private=True, rotation_grace=60, clock=clock)

@@ -33,11 +33,6 @@ def client(redis_url):
     yield from prefixed_client(redis_url, PREFIX)
 
 
-@pytest.fixture
-def receiver(webhook_receiver):
-    return webhook_receiver
-
-
 class Clock:
     def __init__(self):
         self.now = float(int(time.time()))

@@ -113,6 +113,7 @@ class _TakeInOneStep:
     def __init__(self, *args, **kwargs):
         self._ack_lock = threading.Lock()
         self._acks_due: list[str] = []  # acknowledged, not yet removed from Redis
+        self._acks_sent: list[str] = []  # those the take step in flight removes
         super().__init__(*args, **kwargs)
 
     def _defer_ack(self, delivery_tag) -> bool:
@@ -210,7 +211,7 @@ class _TakeInOneStep:
         # the step may not have run: its acknowledgements go with the next one (removing an
         # entry twice is harmless)
         with self._ack_lock:
-            self._acks_due[:0] = getattr(self, "_acks_sent", [])
+            self._acks_due[:0] = self._acks_sent
 
     def close(self):
         # acknowledged is acknowledged: written before kombu gives the unacknowledged back
